@@ -1,0 +1,224 @@
+"""Typed, frozen params: one dataclass per params.yaml section, validated when loaded.
+
+``load_params("params.yaml")`` returns a ``Params``; unknown keys, wrong types and bad values raise
+``ConfigError`` naming the key (``diffusion.beta_end``), the value and what is allowed, before any
+compute starts. Defaults live here and in params.yaml (which documents each one).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import math
+import types
+import typing
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from pipeline.diffusion.gaussian import check_loss_weights
+from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
+from pipeline.models.unet import check_attention_resolutions
+
+
+class ConfigError(ValueError):
+    """A params value is missing, unknown, of the wrong type or out of range."""
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Loss weights: w_simple * L_simple + w_vlb * L_vlb, min-SNR-gamma weighting when gamma is set."""
+
+    w_simple: float = 1.0  # weight of the MSE on the network's target
+    w_vlb: float = 0.0  # weight of L_vlb (bits/dim); > 0 only with variance_type learned_range
+    min_snr_gamma: float | None = None  # None: off; Hang et al. 2023 use 5.0
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """The forward process and what the network predicts (see pipeline.diffusion)."""
+
+    schedule: str = "linear"  # one of BETA_SCHEDULES
+    timesteps: int = 1000  # T
+    beta_start: float = 1e-4  # beta_0 (linear, scaled_linear, sigmoid)
+    beta_end: float = 0.02  # beta_{T-1} (linear, scaled_linear, sigmoid)
+    zero_terminal_snr: bool = False  # rescale so alpha_bar_{T-1} = 0 (Lin et al. 2023)
+    prediction_type: Literal["epsilon", "sample", "v_prediction"] = "epsilon"
+    variance_type: Literal["fixed_small", "fixed_large", "learned_range"] = "fixed_small"
+    loss: LossConfig = field(default_factory=LossConfig)
+
+    def __post_init__(self) -> None:
+        with _section("diffusion"):
+            check_schedule(self.schedule)
+            check_timesteps(self.timesteps)
+            check_beta_range(self.beta_start, self.beta_end)
+            if self.zero_terminal_snr and self.timesteps < 2:
+                raise ValueError(f"zero_terminal_snr needs timesteps >= 2, got {self.timesteps}")
+            if self.zero_terminal_snr and self.prediction_type == "epsilon":
+                raise ValueError(
+                    "zero_terminal_snr: true needs prediction_type 'v_prediction' or 'sample' "
+                    "(epsilon cannot recover x_0 where alpha_bar = 0)"
+                )
+            check_loss_weights(
+                self.variance_type, self.loss.w_simple, self.loss.w_vlb, self.loss.min_snr_gamma
+            )
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """UNet architecture (pipeline.models.UNet); image size and channels come from the data."""
+
+    base_channels: int = 32  # channels at full resolution
+    channel_mult: tuple[int, ...] = (1, 2, 2)  # per level; each level after the first halves H, W
+    num_res_blocks: int = 2  # residual blocks per level
+    attention_resolutions: tuple[int, ...] = (7,)  # feature-map sizes with self-attention
+    mid_attention: bool = True  # self-attention in the bottleneck
+    num_heads: int = 4  # attention heads; must divide every attention level's channels
+    dropout: float = 0.0  # in residual blocks, 0 <= p < 1
+
+    def __post_init__(self) -> None:
+        with _section("model"):
+            _check_positive("base_channels", self.base_channels)
+            _check_positive("num_res_blocks", self.num_res_blocks)
+            _check_positive("num_heads", self.num_heads)
+            if not self.channel_mult or any(m < 1 for m in self.channel_mult):
+                raise ValueError(
+                    f"channel_mult must be a non-empty list of integers >= 1, got {self.channel_mult}"
+                )
+            if not 0 <= self.dropout < 1:
+                raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What the images look like once preprocessed."""
+
+    image_size: int = 28  # H = W in pixels
+    channels: int = 1  # 1 grayscale, 3 RGB
+
+    def __post_init__(self) -> None:
+        with _section("data"):
+            _check_positive("image_size", self.image_size)
+            if self.channels not in (1, 3):
+                raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+
+    def __post_init__(self) -> None:
+        with _section("model"):
+            check_attention_resolutions(self.model, self.data.image_size)
+
+
+# --------------------------------------------------------------------------- loading
+@contextlib.contextmanager
+def _section(name: str) -> Iterator[None]:
+    """Re-raise a ValueError from a check as a ConfigError prefixed by the params section."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc}") from exc
+
+
+def _check_positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _convert(value: Any, hint: Any, key: str) -> Any:
+    """Check ``value`` against a type hint (int, float, bool, str, Literal, tuple[int, ...],
+    X | None, a nested dataclass) and return it converted (lists -> tuples, ints -> floats)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if dataclasses.is_dataclass(hint):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping of {_fields(hint)}, got {value!r}")
+        return from_dict(hint, value, key)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _convert(value, inner, key)
+    if origin is Literal:
+        if value not in args:
+            allowed = ", ".join(map(str, args))
+            raise ConfigError(f"{key}: unknown value {value!r}; allowed: {allowed}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{key} must be a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{key} must be a string, got {value!r}")
+        return value
+    raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
+
+
+def _fields(cls: type) -> str:
+    return ", ".join(f.name for f in dataclasses.fields(cls))
+
+
+def from_dict(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys; missing keys take defaults."""
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - names)
+    if unknown:
+        where = f"{prefix}." if prefix else ""
+        raise ConfigError(
+            f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed: {_fields(cls)}"
+        )
+    kwargs = {
+        k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()
+    }
+    return cls(**kwargs)
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params.yaml file."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"params file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections ({_fields(Params)})")
+    return from_dict(Params, raw)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """A dataclass config as plain YAML/JSON-ready data (tuples become lists)."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, tuple | list):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(config))

@@ -1,0 +1,28 @@
+"""The DDPM core: beta schedules, the Gaussian forward/reverse process, losses and samplers.
+
+Public API (documented in the README):
+    make_betas, BETA_SCHEDULES, GaussianDiffusion, PREDICTION_TYPES, VARIANCE_TYPES, SAMPLERS
+"""
+
+from pipeline.diffusion.gaussian import (
+    PREDICTION_TYPES,
+    SAMPLERS,
+    VARIANCE_TYPES,
+    GaussianDiffusion,
+    LossTerms,
+    PMeanVariance,
+    SampleStep,
+)
+from pipeline.diffusion.schedules import BETA_SCHEDULES, make_betas
+
+__all__ = [
+    "BETA_SCHEDULES",
+    "PREDICTION_TYPES",
+    "SAMPLERS",
+    "VARIANCE_TYPES",
+    "GaussianDiffusion",
+    "LossTerms",
+    "PMeanVariance",
+    "SampleStep",
+    "make_betas",
+]
