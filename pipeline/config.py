@@ -167,7 +167,11 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be an integer, got {value!r}")
         return value
     if hint is float:
-        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
             raise ConfigError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if hint is str:
@@ -191,9 +195,7 @@ def from_dict(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
         raise ConfigError(
             f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed: {_fields(cls)}"
         )
-    kwargs = {
-        k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()
-    }
+    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
     return cls(**kwargs)
 
 

@@ -237,9 +237,10 @@ class GaussianDiffusion(nn.Module):
 
     def v_from_x0_eps(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0  (Salimans & Ho 2022, section 4)."""
-        return extract(self.sqrt_alpha_bar, t, x0) * eps - extract(
-            self.sqrt_one_minus_alpha_bar, t, x0
-        ) * x0
+        return (
+            extract(self.sqrt_alpha_bar, t, x0) * eps
+            - extract(self.sqrt_one_minus_alpha_bar, t, x0) * x0
+        )
 
     def x0_eps_from_v(
         self, x_t: torch.Tensor, t: torch.Tensor, v: torch.Tensor
@@ -365,8 +366,14 @@ class GaussianDiffusion(nn.Module):
     def sampling_timesteps(self, steps: int | None = None) -> torch.Tensor:
         """``steps`` timesteps from T-1 down to 0, evenly spaced ("linspace" spacing), descending."""
         steps = self.num_timesteps if steps is None else steps
-        if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= self.num_timesteps:
-            raise ValueError(f"steps must be an integer in [1, {self.num_timesteps}], got {steps!r}")
+        if (
+            isinstance(steps, bool)
+            or not isinstance(steps, int)
+            or not 1 <= steps <= self.num_timesteps
+        ):
+            raise ValueError(
+                f"steps must be an integer in [1, {self.num_timesteps}], got {steps!r}"
+            )
         return torch.linspace(self.num_timesteps - 1, 0, steps, dtype=torch.float64).round().long()
 
     def respaced(self, timesteps: torch.Tensor) -> GaussianDiffusion:
@@ -408,7 +415,9 @@ class GaussianDiffusion(nn.Module):
         # DDPM with fewer steps runs ancestral sampling on the respaced process (index i <-> s_i).
         process = self.respaced(timesteps).to(device) if sampler == "ddpm" else self
         clip = self.clip_denoised
-        for i, t in enumerate(tqdm(timesteps.tolist(), desc=f"{sampler} sampling", disable=not progress)):
+        for i, t in enumerate(
+            tqdm(timesteps.tolist(), desc=f"{sampler} sampling", disable=not progress)
+        ):
             model_output = call_model(model, x, self._timesteps(t, x), cond).float()
             pred_x0 = self.pred_x0_eps(model_output, x, t)[0]
             pred_x0 = pred_x0.clamp(-1.0, 1.0) if clip else pred_x0
@@ -489,7 +498,9 @@ class GaussianDiffusion(nn.Module):
         mean_out, var_out = self._split_output(model_output)
         mse = mean_flat((self.training_target(x0, noise, t) - mean_out) ** 2)  # (B,)
         if self.min_snr_gamma is not None:
-            weight = min_snr_weight(self.snr.to(t.device)[t], self.min_snr_gamma, self.prediction_type)
+            weight = min_snr_weight(
+                self.snr.to(t.device)[t], self.min_snr_gamma, self.prediction_type
+            )
             mse = mse * weight.to(mse.dtype)
         simple = mse.mean()
         loss = self.w_simple * simple
@@ -498,7 +509,9 @@ class GaussianDiffusion(nn.Module):
             frozen = torch.cat([mean_out.detach(), var_out], dim=1)
             vlb = self.vlb_terms(frozen, x0, x_t, t).mean() * self.num_timesteps
             loss = loss + self.w_vlb * vlb
-        return LossTerms(loss=loss, simple=simple.detach(), vlb=None if vlb is None else vlb.detach())
+        return LossTerms(
+            loss=loss, simple=simple.detach(), vlb=None if vlb is None else vlb.detach()
+        )
 
     def training_loss(
         self,

@@ -26,7 +26,11 @@ def make_ema(model: nn.Module, decay: float = 0.999, warmup: bool = True) -> Ave
 
     @torch.no_grad()
     def lerp_towards(averaged: list[torch.Tensor], current: list[torch.Tensor], n: torch.Tensor):
-        # AveragedModel passes the number of updates already averaged: 1 on the second update.
+        # AveragedModel groups tensors by dtype and passes the number of updates already averaged
+        # (1 on the second update). Integer buffers (BatchNorm's batch counter) follow the model.
+        if not averaged[0].is_floating_point():
+            torch._foreach_copy_(averaged, current)
+            return
         torch._foreach_lerp_(averaged, current, 1.0 - ema_decay(decay, int(n), warmup))
 
     return AveragedModel(model, multi_avg_fn=lerp_towards, use_buffers=True)

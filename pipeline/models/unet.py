@@ -44,7 +44,11 @@ def check_attention_resolutions(config: ModelConfig, image_size: int) -> None:
                 f"attention_resolutions contains {res}, but at image_size {image_size} with "
                 f"channel_mult {list(config.channel_mult)} the feature maps are {sizes}"
             )
-    attended = [m for s, m in zip(sizes, config.channel_mult, strict=True) if s in config.attention_resolutions]
+    attended = [
+        m
+        for s, m in zip(sizes, config.channel_mult, strict=True)
+        if s in config.attention_resolutions
+    ]
     if config.mid_attention:
         attended.append(config.channel_mult[-1])
     for mult in attended:
@@ -92,7 +96,9 @@ class ResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         h = self.conv1(F.silu(self.norm1(x)))  # (B, out, H, W)
-        scale, shift = self.emb_proj(F.silu(emb))[:, :, None, None].chunk(2, dim=1)  # (B, out, 1, 1)
+        scale, shift = self.emb_proj(F.silu(emb))[:, :, None, None].chunk(
+            2, dim=1
+        )  # (B, out, 1, 1)
         h = self.norm2(h) * (1 + scale) + shift
         h = self.conv2(self.dropout(F.silu(h)))
         return self.skip(x) + h
@@ -120,7 +126,9 @@ class SelfAttention(nn.Module):
 class Level(nn.Module):
     """The residual (+ attention) blocks of one resolution level."""
 
-    def __init__(self, in_chs: list[int], out_ch: int, emb_dim: int, dropout: float, heads: int | None):
+    def __init__(
+        self, in_chs: list[int], out_ch: int, emb_dim: int, dropout: float, heads: int | None
+    ):
         super().__init__()
         self.res = nn.ModuleList(ResBlock(c, out_ch, emb_dim, dropout) for c in in_chs)
         self.attn = nn.ModuleList(
@@ -178,7 +186,9 @@ class UNet(nn.Module):
                 skip_chs.append(ch)
 
         self.mid_res1 = ResBlock(ch, ch, emb_dim, config.dropout)
-        self.mid_attn = SelfAttention(ch, config.num_heads) if config.mid_attention else nn.Identity()
+        self.mid_attn = (
+            SelfAttention(ch, config.num_heads) if config.mid_attention else nn.Identity()
+        )
         self.mid_res2 = ResBlock(ch, ch, emb_dim, config.dropout)
 
         # Up path: num_res_blocks + 1 blocks per level, each taking one skip; then up-sample.
@@ -225,7 +235,9 @@ class UNet(nn.Module):
             for res, attn in zip(level.res, level.attn, strict=True):
                 h = attn(res(torch.cat([h, skips.pop()], dim=1), emb))
             if i < len(self.upsample):
-                size = skips[-1].shape[-2:]  # the next level's skip fixes the size (7 -> 14, 4 -> 7)
+                size = skips[-1].shape[
+                    -2:
+                ]  # the next level's skip fixes the size (7 -> 14, 4 -> 7)
                 h = self.upsample[i](F.interpolate(h, size=size, mode="nearest"))
 
         return self.conv_out(F.silu(self.norm_out(h)))  # (B, out_channels, H, W)

@@ -1,0 +1,35 @@
+# The two commands of the README:
+#   make run   set up .venv (idempotent) and run the pipeline: dvc repro with params.yaml
+#   make test  set up .venv (idempotent) and run the whole test suite
+# CPU machines get torch's local CPU build; on a CUDA machine: make setup TORCH_SPEC='torch==2.13.0'
+# with the index of your CUDA build, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128.
+
+PYTHON ?= python3
+VENV ?= .venv
+TORCH_SPEC ?= torch==2.13.0
+BIN := $(CURDIR)/$(VENV)/bin
+STAMP := $(VENV)/.installed
+# Stage commands and tests call `python`, `dvc`, `ray`: run them from the venv.
+export PATH := $(BIN):$(PATH)
+
+.PHONY: setup run test lint clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: setup
+	dvc repro
+
+test: setup
+	python -m pytest
+
+lint: setup
+	ruff check pipeline stages tests
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Tables and pictures people look at: schedule plots, sample grids."""

@@ -1,0 +1,1 @@
+"""DVC stage entry points: thin scripts that parse paths, load params and call pipeline."""

@@ -1,0 +1,72 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def run_python():
+    """Run ``python <args>`` in a directory; return the CompletedProcess (text, both streams)."""
+
+    def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=300
+        )
+
+    return run
+
+
+def project_files() -> list[str]:
+    """The files a fresh clone has: tracked plus untracked-but-not-ignored, minus DVC's lock."""
+    out = subprocess.run(
+        ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    return [f for f in out if f != "dvc.lock" and (ROOT / f).is_file()]
+
+
+@pytest.fixture
+def dvc_repo(tmp_path, monkeypatch):
+    """A temporary git + DVC repository holding a copy of this project (no outputs, no lock).
+
+    Returns a ``run(*args)`` helper that runs a command there and fails the test on a non-zero exit.
+    """
+    import shutil
+
+    repo = tmp_path / "project"
+    for f in project_files():
+        (repo / f).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(ROOT / f, repo / f)
+    env = {
+        "GIT_AUTHOR_NAME": "test",
+        "GIT_AUTHOR_EMAIL": "test@example.com",
+        "GIT_COMMITTER_NAME": "test",
+        "GIT_COMMITTER_EMAIL": "test@example.com",
+        "DVC_NO_ANALYTICS": "1",
+        # Stage commands call `python`: make it this interpreter (the project's venv).
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "dvc", *args[1:]] if args[0] == "dvc" else list(args)
+        result = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, timeout=1200)
+        if check and result.returncode != 0:
+            pytest.fail(
+                f"{' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+            )
+        return result
+
+    run("git", "init", "-q")
+    run("git", "add", "-A")
+    run("git", "commit", "-qm", "project copy")
+    run.repo = repo
+    return run

@@ -1,0 +1,44 @@
+"""The console entry point and the stage scripts' error handling, run as real subprocesses."""
+
+from tests.conftest import ROOT
+
+
+def test_help_lists_the_commands(run_python):
+    result = run_python("-m", "pipeline", "--help")
+    assert result.returncode == 0
+    assert "validate" in result.stdout and "usage: python -m pipeline" in result.stdout
+
+
+def test_validate_prints_the_resolved_params(run_python):
+    result = run_python("-m", "pipeline", "validate", str(ROOT / "params.yaml"))
+    assert result.returncode == 0, result.stderr
+    assert "prediction_type: epsilon" in result.stdout and "channel_mult:\n  - 1" in result.stdout
+
+
+def test_bad_params_exit_2_with_the_key_and_no_traceback(run_python, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("diffusion:\n  schedule: quadratic\n")
+    result = run_python("-m", "pipeline", "validate", str(bad))
+    assert result.returncode == 2
+    assert "diffusion: unknown beta schedule 'quadratic'; allowed: cosine, linear" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_schedules_stage_writes_nothing_on_bad_params(run_python, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("diffusion:\n  beta_end: 2.0\n")
+    out = tmp_path / "reports"
+    result = run_python(
+        "-m",
+        "stages.schedules",
+        "--params",
+        str(bad),
+        "--csv",
+        str(out / "s.csv"),
+        "--png",
+        str(out / "s.png"),
+    )
+    assert (
+        result.returncode == 2 and "beta_end must be a finite number < 1, got 2.0" in result.stderr
+    )
+    assert not out.exists() or list(out.iterdir()) == []
