@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
+import os
 import types
 import typing
 from collections.abc import Iterator, Mapping
@@ -19,6 +20,7 @@ from typing import Any, Literal
 
 import yaml
 
+from pipeline.data.sources import get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.models.unet import check_attention_resolutions
@@ -94,16 +96,66 @@ class ModelConfig:
 
 @dataclass(frozen=True)
 class DataConfig:
-    """What the images look like once preprocessed."""
+    """Which images, and what they look like once preprocessed (pipeline.data)."""
 
+    source: str = "mnist-5k"  # one of pipeline.data.SOURCES
+    folder: str | None = None  # the directory of images for source 'folder'
     image_size: int = 28  # H = W in pixels
     channels: int = 1  # 1 grayscale, 3 RGB
+    fit: Literal["resize", "pad_crop"] = "resize"  # how other sizes become image_size
+    val_fraction: float = 0.1  # share of the training images held out for validation
+    test_fraction: float = 0.1  # share held out for test when the source has no test split
+    seed: int = 0  # split assignment
+    limit: int | None = None  # at most this many images per official split (quick runs)
+    strict: bool = False  # fail on an undecodable image instead of skipping it
 
     def __post_init__(self) -> None:
         with _section("data"):
+            get_source(self.source)
+            if (self.source == "folder") != (self.folder is not None):
+                raise ValueError(
+                    f"folder must be set exactly when source is 'folder', got source "
+                    f"{self.source!r} and folder {self.folder!r}"
+                )
             _check_positive("image_size", self.image_size)
             if self.channels not in (1, 3):
                 raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
+            for name in ("val_fraction", "test_fraction"):
+                if not 0 <= getattr(self, name) < 1:
+                    raise ValueError(f"{name} must be in [0, 1), got {getattr(self, name)!r}")
+            if self.val_fraction + self.test_fraction >= 1:
+                raise ValueError(
+                    f"val_fraction + test_fraction must be < 1 (training needs images), got "
+                    f"{self.val_fraction} + {self.test_fraction}"
+                )
+            if self.limit is not None:
+                _check_positive("limit", self.limit)
+
+
+@dataclass(frozen=True)
+class DownloadConfig:
+    """How files are fetched; none of this changes the data, so no stage depends on it."""
+
+    cache_dir: str | None = None  # verified downloads; None: $XDG_CACHE_HOME or ~/.cache, /diffusion-pipeline
+    retries: int = 3  # further attempts per mirror after a transient error
+    backoff_s: float = 1.0  # wait before retry k: backoff_s * 2^k seconds
+    timeout_s: float = 60.0  # socket timeout per request
+
+    def __post_init__(self) -> None:
+        with _section("download"):
+            if self.retries < 0:
+                raise ValueError(f"retries must be an integer >= 0, got {self.retries!r}")
+            if self.backoff_s < 0 or self.timeout_s <= 0:
+                raise ValueError(
+                    f"backoff_s must be >= 0 and timeout_s > 0, got {self.backoff_s!r} and {self.timeout_s!r}"
+                )
+
+    def resolved_cache_dir(self) -> Path:
+        """The absolute download cache directory."""
+        if self.cache_dir is not None:
+            return Path(self.cache_dir).expanduser().resolve()
+        base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+        return Path(base) / "diffusion-pipeline" / "downloads"
 
 
 @dataclass(frozen=True)
@@ -111,6 +163,7 @@ class Params:
     """The whole params.yaml."""
 
     data: DataConfig = field(default_factory=DataConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
 

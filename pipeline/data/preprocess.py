@@ -1,0 +1,174 @@
+"""Decode a raw source into the on-disk format the trainer loads: uint8 .npy arrays + manifest.
+
+Output directory (written to a temporary sibling, then renamed into place):
+
+    {split}_images.npy   uint8, (N, C, H, W), C = data.channels, H = W = data.image_size
+    {split}_labels.npy   int64, (N,)            (only when the source has labels)
+    manifest.json        counts, shapes, dtypes, sha256 of every array, the params, skipped files
+
+Splits (``train``, ``val``, ``test``) are deterministic: an official test split stays ``test``; every
+other image draws u in [0, 1) from sha256(seed, its origin) and goes to ``test`` if u < test_fraction
+(sources without an official test split), to ``val`` if u >= 1 - val_fraction, else to ``train``.
+Keying on the origin keeps an image's split when a folder gains or loses other images.
+
+Memory: images are decoded one at a time and appended to per-split files; nothing holds the
+dataset in Python lists (peak memory is recorded in benchmarks/README.md).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from pipeline.data.download import file_digest
+from pipeline.data.sources import Example, get_source
+from pipeline.io import atomic_dir
+
+if TYPE_CHECKING:
+    from pipeline.config import DataConfig
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+MAX_LISTED_SKIPS = 20  # skipped files named in the manifest (all are counted)
+
+
+def split_of(example: Example, config: DataConfig) -> str:
+    """The example's split: official test, else by u = sha256(seed, origin) in [0, 1)."""
+    if example.split == "test":
+        return "test"
+    digest = hashlib.sha256(f"{config.seed}:{example.origin}".encode()).digest()
+    u = int.from_bytes(digest[:8], "big") / 2**64
+    if example.split == "" and u < config.test_fraction:
+        return "test"
+    return "val" if u >= 1 - config.val_fraction else "train"
+
+
+def fit_image(image: np.ndarray, size: int, channels: int, fit: str) -> np.ndarray:
+    """(H, W) or (H, W, C) uint8 -> (channels, size, size) uint8.
+
+    Channels: RGB -> gray by ITU-R 601-2 luma (L = 0.299 R + 0.587 G + 0.114 B, as PIL), gray -> RGB
+    by repetition. Size: ``resize`` scales the shorter side to ``size`` (bicubic, antialiased) and
+    center-crops; ``pad_crop`` keeps the scale and center-pads with black or center-crops.
+    """
+    img = Image.fromarray(image)
+    mode = "L" if channels == 1 else "RGB"
+    if img.mode != mode:
+        img = img.convert(mode)
+    w, h = img.size
+    if (w, h) != (size, size):
+        if fit == "resize":
+            scale = size / min(w, h)
+            w, h = max(size, round(w * scale)), max(size, round(h * scale))
+            img = img.resize((w, h), Image.Resampling.BICUBIC)
+        canvas = Image.new(mode, (size, size))
+        canvas.paste(img, ((size - w) // 2, (size - h) // 2))
+        img = canvas
+    array = np.asarray(img)
+    return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
+
+
+class NpyAppender:
+    """Appends equally shaped uint8 arrays to a file; ``finish`` writes the .npy (header + data)."""
+
+    def __init__(self, path: Path, item_shape: tuple[int, ...]) -> None:
+        self.path, self.item_shape, self.count = path, item_shape, 0
+        self._data_path = path.with_suffix(".data")
+        self._data = open(self._data_path, "wb")
+
+    def append(self, item: np.ndarray) -> None:
+        self._data.write(np.ascontiguousarray(item, dtype=np.uint8).tobytes())
+        self.count += 1
+
+    def finish(self) -> Path:
+        self._data.close()
+        header = {"descr": "|u1", "fortran_order": False, "shape": (self.count, *self.item_shape)}
+        with open(self.path, "wb") as out, open(self._data_path, "rb") as data:
+            np.lib.format.write_array_header_1_0(out, header)
+            shutil.copyfileobj(data, out, 1 << 20)
+        self._data_path.unlink()
+        return self.path
+
+
+def array_entry(path: Path) -> dict[str, Any]:
+    """Manifest entry of a .npy file: its name, shape, dtype and sha256 (read from the file)."""
+    array = np.load(path, mmap_mode="r")
+    return {
+        "file": path.name,
+        "shape": list(array.shape),
+        "dtype": str(array.dtype),
+        "sha256": file_digest(path, "sha256"),
+    }
+
+
+def preprocess(config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True) -> dict:
+    """Decode ``raw_dir`` (written by the download stage) into ``out_dir``; return the manifest.
+
+    Raises ValueError on an empty result (no training images), and on the first undecodable image
+    when ``config.strict``; otherwise undecodable images are skipped, counted and listed.
+    """
+    raw_dir = Path(raw_dir)
+    source = get_source(config.source)
+    item_shape = (config.channels, config.image_size, config.image_size)
+    taken = {"train": 0, "test": 0, "": 0}  # per official split, for data.limit
+    skipped: list[str] = []
+    with atomic_dir(out_dir) as tmp:
+        writers = {s: NpyAppender(tmp / f"{s}_images.npy", item_shape) for s in SPLITS}
+        labels: dict[str, list[int]] = {s: [] for s in SPLITS}
+        for example in tqdm(source.examples(raw_dir), desc=f"preprocess {source.name}", unit="img", disable=not progress):
+            if config.limit is not None and taken[example.split] >= config.limit:
+                continue
+            if example.image is None:
+                if config.strict:
+                    raise ValueError(f"cannot decode {example.origin}: {example.error} (data.strict: true)")
+                skipped.append(f"{example.origin}: {example.error}")
+                continue
+            taken[example.split] += 1
+            split = split_of(example, config)
+            writers[split].append(fit_image(example.image, config.image_size, config.channels, config.fit))
+            labels[split].append(example.label)
+        if writers["train"].count == 0:
+            raise ValueError(
+                f"preprocessing {source.name} gave no training images "
+                f"({len(skipped)} undecodable; val_fraction={config.val_fraction}, test_fraction={config.test_fraction})"
+            )
+        has_labels = any(label >= 0 for split in SPLITS for label in labels[split])
+        splits: dict[str, Any] = {}
+        for s in SPLITS:
+            entry = {"count": writers[s].count, "images": array_entry(writers[s].finish())}
+            if has_labels:
+                np.save(tmp / f"{s}_labels.npy", np.asarray(labels[s], dtype=np.int64))
+                entry["labels"] = array_entry(tmp / f"{s}_labels.npy")
+            splits[s] = entry
+            if entry["count"] == 0:
+                log.warning("split %s is empty", s)
+        classes = source.class_names(raw_dir)
+        manifest = {
+            "source": source.name,
+            "params": {
+                "image_size": config.image_size,
+                "channels": config.channels,
+                "fit": config.fit,
+                "seed": config.seed,
+                "val_fraction": config.val_fraction,
+                "test_fraction": config.test_fraction,
+                "limit": config.limit,
+            },
+            "classes": list(classes) if classes and has_labels else None,
+            "splits": splits,
+            "skipped": {"count": len(skipped), "examples": skipped[:MAX_LISTED_SKIPS]},
+        }
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    counts = ", ".join(f"{s} {splits[s]['count']}" for s in SPLITS)
+    log.info("%s: %s images; %d skipped", source.name, counts, len(skipped))
+    for line in skipped[:MAX_LISTED_SKIPS]:
+        log.warning("skipped %s", line)
+    return manifest
