@@ -29,7 +29,7 @@ test: setup
 	python -m pytest
 
 lint: setup
-	ruff check pipeline stages tests
+	ruff check pipeline stages tests benchmarks
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

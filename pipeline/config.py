@@ -136,7 +136,9 @@ class DataConfig:
 class DownloadConfig:
     """How files are fetched; none of this changes the data, so no stage depends on it."""
 
-    cache_dir: str | None = None  # verified downloads; None: $XDG_CACHE_HOME or ~/.cache, /diffusion-pipeline
+    cache_dir: str | None = (
+        None  # verified downloads; None: $XDG_CACHE_HOME or ~/.cache, /diffusion-pipeline
+    )
     retries: int = 3  # further attempts per mirror after a transient error
     backoff_s: float = 1.0  # wait before retry k: backoff_s * 2^k seconds
     timeout_s: float = 60.0  # socket timeout per request

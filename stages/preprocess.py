@@ -16,7 +16,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--raw", required=True, help="the download stage's output")
-    parser.add_argument("--out", required=True, help="processed data directory (replaced on success)")
+    parser.add_argument(
+        "--out", required=True, help="processed data directory (replaced on success)"
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params)
     preprocess(params.data, args.raw, args.out)

@@ -70,3 +70,15 @@ def dvc_repo(tmp_path, monkeypatch):
     run("git", "commit", "-qm", "project copy")
     run.repo = repo
     return run
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    """A LocalServer (tests/data_fixtures.py) over tmp_path/'www'."""
+    from tests.data_fixtures import LocalServer
+
+    root = tmp_path / "www"
+    root.mkdir()
+    server = LocalServer(root)
+    yield server
+    server.close()

@@ -14,11 +14,17 @@ def test_readme_python_example_runs():
     namespace: dict = {}
     exec(compile(blocks[0], "README.md", "exec"), namespace)
     images = namespace["images"]
-    assert images.shape == (4, 1, 28, 28) and torch.isfinite(images).all() and images.abs().max() <= 1
+    assert (
+        images.shape == (4, 1, 28, 28) and torch.isfinite(images).all() and images.abs().max() <= 1
+    )
     assert namespace["ema"].n_averaged.item() == 1
 
 
 def test_readme_test_command_is_what_ci_runs():
-    ci = [line for line in (ROOT / ".ci/run").read_text().splitlines() if line and not line.startswith(("#", "set ", "cd "))]
+    ci = [
+        line
+        for line in (ROOT / ".ci/run").read_text().splitlines()
+        if line and not line.startswith(("#", "set ", "cd "))
+    ]
     assert ci == ["make test"]
     assert "make test" in (ROOT / "README.md").read_text()

@@ -31,7 +31,9 @@ def check_members(archive: Path, members: list[tarfile.TarInfo], root: Path) -> 
         name = PurePosixPath(m.name)
         target = (root / m.name).resolve()
         if name.is_absolute() or ".." in name.parts or not _inside(root, target):
-            raise UnsafeArchiveError(f"{archive.name}: member {m.name!r} would be written outside {root}")
+            raise UnsafeArchiveError(
+                f"{archive.name}: member {m.name!r} would be written outside {root}"
+            )
         if m.issym() or m.islnk():
             base = target.parent if m.issym() else root
             link = (base / m.linkname).resolve()
@@ -53,7 +55,9 @@ def extract_tar(archive: str | Path, dest: str | Path, *, progress: bool = True)
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             check_members(archive, members, tmp)
-            for m in tqdm(members, desc=f"extract {archive.name}", unit="file", disable=not progress):
+            for m in tqdm(
+                members, desc=f"extract {archive.name}", unit="file", disable=not progress
+            ):
                 tar.extract(m, tmp, filter="data")
         shutil.rmtree(dest, ignore_errors=True)
         tmp.replace(dest)

@@ -102,7 +102,14 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
         mode = "ab" if offset else "wb"
         with (
             open(part, mode) as f,
-            tqdm(total=total, initial=offset, unit="B", unit_scale=True, desc=part.stem, disable=not progress) as bar,
+            tqdm(
+                total=total,
+                initial=offset,
+                unit="B",
+                unit_scale=True,
+                desc=part.stem,
+                disable=not progress,
+            ) as bar,
         ):
             while chunk := response.read(CHUNK):
                 f.write(chunk)

@@ -109,7 +109,9 @@ def array_entry(path: Path) -> dict[str, Any]:
     }
 
 
-def preprocess(config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True) -> dict:
+def preprocess(
+    config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True
+) -> dict:
     """Decode ``raw_dir`` (written by the download stage) into ``out_dir``; return the manifest.
 
     Raises ValueError on an empty result (no training images), and on the first undecodable image
@@ -123,22 +125,32 @@ def preprocess(config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, 
     with atomic_dir(out_dir) as tmp:
         writers = {s: NpyAppender(tmp / f"{s}_images.npy", item_shape) for s in SPLITS}
         labels: dict[str, list[int]] = {s: [] for s in SPLITS}
-        for example in tqdm(source.examples(raw_dir), desc=f"preprocess {source.name}", unit="img", disable=not progress):
+        for example in tqdm(
+            source.examples(raw_dir),
+            desc=f"preprocess {source.name}",
+            unit="img",
+            disable=not progress,
+        ):
             if config.limit is not None and taken[example.split] >= config.limit:
                 continue
             if example.image is None:
                 if config.strict:
-                    raise ValueError(f"cannot decode {example.origin}: {example.error} (data.strict: true)")
+                    raise ValueError(
+                        f"cannot decode {example.origin}: {example.error} (data.strict: true)"
+                    )
                 skipped.append(f"{example.origin}: {example.error}")
                 continue
             taken[example.split] += 1
             split = split_of(example, config)
-            writers[split].append(fit_image(example.image, config.image_size, config.channels, config.fit))
+            writers[split].append(
+                fit_image(example.image, config.image_size, config.channels, config.fit)
+            )
             labels[split].append(example.label)
         if writers["train"].count == 0:
             raise ValueError(
                 f"preprocessing {source.name} gave no training images "
-                f"({len(skipped)} undecodable; val_fraction={config.val_fraction}, test_fraction={config.test_fraction})"
+                f"({len(skipped)} undecodable; val_fraction={config.val_fraction}, "
+                f"test_fraction={config.test_fraction})"
             )
         has_labels = any(label >= 0 for split in SPLITS for label in labels[split])
         splits: dict[str, Any] = {}

@@ -146,7 +146,9 @@ class Idx(Source):
                 n, h, w = read_idx_header(fi, IDX_IMAGES_MAGIC, img_path)
                 (n_labels,) = read_idx_header(fl, IDX_LABELS_MAGIC, lbl_path)
                 if n != n_labels:
-                    raise ValueError(f"{img_path.name} has {n} images but {lbl_path.name} {n_labels} labels")
+                    raise ValueError(
+                        f"{img_path.name} has {n} images but {lbl_path.name} {n_labels} labels"
+                    )
                 for i in range(n):
                     pixels = fi.read(h * w)
                     label = fl.read(1)
@@ -169,6 +171,10 @@ class _ArrayUnpickler(pickle.Unpickler):
         ("numpy._core.multiarray", "_reconstruct"),
         ("numpy", "ndarray"),
         ("numpy", "dtype"),
+        (
+            "_codecs",
+            "encode",
+        ),  # protocol-2 pickles from Python 3 encode array bytes as latin-1 text
     }
 
     def find_class(self, module: str, name: str):
@@ -213,7 +219,9 @@ class CifarPython(Source):
 # -------------------------------------------------------------------------------- folder
 def list_images(folder: Path) -> list[Path]:
     """Image files (png/jpg/jpeg, any case) under ``folder``, recursively, sorted."""
-    return sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    return sorted(
+        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
+    )
 
 
 class Folder(Source):
@@ -228,7 +236,9 @@ class Folder(Source):
             raise FileNotFoundError(f"data.folder {str(folder)!r} is not a directory")
         files = list_images(folder)
         if not files:
-            raise ValueError(f"data.folder {str(folder)!r} holds no {'/'.join(IMAGE_SUFFIXES)} files")
+            raise ValueError(
+                f"data.folder {str(folder)!r} holds no {'/'.join(IMAGE_SUFFIXES)} files"
+            )
         for path in files:  # a snapshot, so that DVC versions exactly the images used
             target = raw_dir / path.relative_to(folder)
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -251,7 +261,9 @@ class Folder(Source):
                     image = np.asarray(img.convert("RGB" if img.mode not in ("L", "1") else "L"))
                 yield Example(image=image, label=label, split="", origin=str(relative))
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                yield Example(image=None, label=label, split="", origin=str(relative), error=str(exc))
+                yield Example(
+                    image=None, label=label, split="", origin=str(relative), error=str(exc)
+                )
 
 
 # ------------------------------------------------------------------------------ registry
@@ -266,7 +278,9 @@ FASHION_MIRRORS = (
 )
 
 
-def idx_files(mirrors: tuple[str, ...], md5: dict[str, str]) -> dict[str, tuple[RemoteFile, RemoteFile]]:
+def idx_files(
+    mirrors: tuple[str, ...], md5: dict[str, str]
+) -> dict[str, tuple[RemoteFile, RemoteFile]]:
     """The train/test IDX file pairs named as in the MNIST distribution, with pinned md5s."""
 
     def remote(filename: str) -> RemoteFile:
@@ -315,7 +329,18 @@ SOURCES: dict[str, Source] = {
                     "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
                 },
             ),
-            classes=("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+            classes=(
+                "T-shirt/top",
+                "Trouser",
+                "Pullover",
+                "Dress",
+                "Coat",
+                "Sandal",
+                "Shirt",
+                "Sneaker",
+                "Bag",
+                "Ankle boot",
+            ),
         ),
         CifarPython(
             name="cifar10",
@@ -325,9 +350,23 @@ SOURCES: dict[str, Source] = {
                 "md5:c58f30108f718f92721af3b95e74349a",
             ),
             folder="cifar-10-batches-py",
-            batches={"train": tuple(f"data_batch_{i}" for i in range(1, 6)), "test": ("test_batch",)},
+            batches={
+                "train": tuple(f"data_batch_{i}" for i in range(1, 6)),
+                "test": ("test_batch",),
+            },
             label_key="labels",
-            classes=("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+            classes=(
+                "airplane",
+                "automobile",
+                "bird",
+                "cat",
+                "deer",
+                "dog",
+                "frog",
+                "horse",
+                "ship",
+                "truck",
+            ),
         ),
         Folder(),
     )

@@ -1,0 +1,273 @@
+"""Every source format fetched from a local server (or the installed package) and preprocessed:
+exact pixels and labels, splits, the manifest, determinism and the documented bad cases."""
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from pipeline.config import ConfigError, DataConfig, DownloadConfig
+from pipeline.data import SOURCES, download_source, preprocess
+from pipeline.data.download import RemoteFile
+from pipeline.data.preprocess import fit_image
+from pipeline.data.sources import idx_files
+from tests.data_fixtures import make_cifar_tarball, make_idx_dataset, md5
+
+
+def quick_download(tmp_path) -> DownloadConfig:
+    return DownloadConfig(cache_dir=str(tmp_path / "cache"), retries=0, backoff_s=0.0, timeout_s=5)
+
+
+def load_split(out, split):
+    return np.load(out / f"{split}_images.npy"), np.load(out / f"{split}_labels.npy")
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_idx_sources_download_and_decode_exactly(http_server, tmp_path, name):
+    written = make_idx_dataset(http_server.root)
+    md5s = {p.name: md5(p) for p in http_server.root.iterdir()}
+    source = dataclasses.replace(SOURCES[name], files=idx_files((f"{http_server.url}/",), md5s))
+    raw, out = tmp_path / "raw", tmp_path / "processed"
+    raw.mkdir()
+    config = DataConfig(source=name, val_fraction=0.2)
+    source.fetch(raw, config, quick_download(tmp_path))
+    manifest = preprocess(config, raw, out, progress=False)
+
+    test_images, test_labels = load_split(out, "test")  # the official test split is kept whole
+    np.testing.assert_array_equal(test_images[:, 0], written["test"][0])
+    np.testing.assert_array_equal(test_labels, written["test"][1])
+    train = np.concatenate([load_split(out, "train")[0], load_split(out, "val")[0]])[:, 0]
+    assert sorted(map(bytes, train)) == sorted(
+        map(bytes, written["train"][0])
+    )  # train + val = official train
+    assert manifest["splits"]["val"]["count"] > 0 and manifest["splits"]["train"]["count"] > 0
+    assert manifest["classes"] == list(SOURCES[name].classes)
+
+
+def test_cifar10_tarball_downloads_extracts_and_decodes_exactly(http_server, tmp_path):
+    written = make_cifar_tarball(http_server.root / "cifar-10-python.tar.gz")
+    tarball = http_server.root / "cifar-10-python.tar.gz"
+    archive = RemoteFile(
+        tarball.name, (f"{http_server.url}/{tarball.name}",), f"md5:{md5(tarball)}"
+    )
+    source = dataclasses.replace(SOURCES["cifar10"], archive=archive)
+    raw, out = tmp_path / "raw", tmp_path / "processed"
+    raw.mkdir()
+    config = DataConfig(source="cifar10", image_size=32, channels=3, val_fraction=0.25)
+    source.fetch(raw, config, quick_download(tmp_path))
+    assert sorted(p.name for p in (raw / "cifar-10-batches-py").iterdir())[:2] == [
+        "batches.meta",
+        "data_batch_1",
+    ]
+    preprocess(config, raw, out, progress=False)
+    test_images, test_labels = load_split(out, "test")
+    rows, labels = written["test"][0]
+    np.testing.assert_array_equal(
+        test_images.reshape(len(rows), -1), rows
+    )  # (N, 3, 32, 32) = CIFAR's plane order
+    assert test_labels.tolist() == labels
+    n_train = sum(len(r) for r, _ in written["train"])
+    assert len(load_split(out, "train")[0]) + len(load_split(out, "val")[0]) == n_train
+
+
+def test_cifar_to_grayscale_28(http_server, tmp_path):
+    tarball = http_server.root / "cifar-10-python.tar.gz"
+    make_cifar_tarball(tarball, per_batch=2)
+    archive = RemoteFile(
+        tarball.name, (f"{http_server.url}/{tarball.name}",), f"md5:{md5(tarball)}"
+    )
+    raw = tmp_path / "raw"
+    raw.mkdir()
+    dataclasses.replace(SOURCES["cifar10"], archive=archive).fetch(
+        raw, DataConfig(), quick_download(tmp_path)
+    )
+    manifest = preprocess(DataConfig(source="cifar10"), raw, tmp_path / "out", progress=False)
+    assert manifest["splits"]["test"]["images"]["shape"] == [2, 1, 28, 28]
+
+
+def test_mnist_5k_offline_default_is_real_and_byte_identical_on_rerun(tmp_path):
+    config = DataConfig()  # the default: mnist-5k from the installed package, no network
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    first = preprocess(config, tmp_path / "raw", tmp_path / "a", progress=False)
+    second = preprocess(config, tmp_path / "raw", tmp_path / "b", progress=False)
+    assert first == second
+    for name in sorted(p.name for p in (tmp_path / "a").iterdir()):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+    counts = {s: first["splits"][s]["count"] for s in ("train", "val", "test")}
+    assert sum(counts.values()) == 5000
+    assert 400 < counts["val"] < 600 and 400 < counts["test"] < 600  # 10% each, +-4.5 sigma
+    images, labels = load_split(tmp_path / "a", "train")
+    assert images.shape[1:] == (1, 28, 28) and images.dtype == np.uint8
+    assert set(labels.tolist()) == set(range(10))
+    assert 20 < images.mean() < 45 and images.max() == 255  # MNIST: mostly black, white strokes
+    assert json.loads((tmp_path / "a/manifest.json").read_text()) == first
+
+
+def test_splits_depend_on_the_seed_and_limit_caps_images(tmp_path):
+    download_source(DataConfig(), quick_download(tmp_path), tmp_path / "raw")
+    other_seed = preprocess(DataConfig(seed=1), tmp_path / "raw", tmp_path / "s1", progress=False)
+    default = preprocess(DataConfig(), tmp_path / "raw", tmp_path / "s0", progress=False)
+    assert (
+        other_seed["splits"]["train"]["images"]["sha256"]
+        != default["splits"]["train"]["images"]["sha256"]
+    )
+    limited = preprocess(DataConfig(limit=100), tmp_path / "raw", tmp_path / "lim", progress=False)
+    assert sum(limited["splits"][s]["count"] for s in ("train", "val", "test")) == 100
+
+
+def make_folder(root, bad: bool = True):
+    rng = np.random.default_rng(0)
+    for cls, size in (("cats", (40, 30)), ("dogs", (20, 20))):
+        (root / cls).mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(rng.integers(0, 256, (*size[::-1], 3), dtype=np.uint8)).save(
+                root / cls / f"{i}.png"
+            )
+    if bad:
+        (root / "dogs" / "broken.jpg").write_bytes(b"not a jpeg")
+    (root / "dogs" / "notes.txt").write_text("ignored: not an image")
+
+
+def test_folder_source_labels_subfolders_and_skips_corrupt_images(tmp_path):
+    make_folder(tmp_path / "photos")
+    config = DataConfig(
+        source="folder",
+        folder=str(tmp_path / "photos"),
+        image_size=16,
+        channels=3,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    manifest = preprocess(config, tmp_path / "raw", tmp_path / "out", progress=False)
+    assert manifest["classes"] == ["cats", "dogs"]
+    assert manifest["skipped"]["count"] == 1 and manifest["skipped"]["examples"][0].startswith(
+        "dogs/broken.jpg: "
+    )
+    images, labels = load_split(tmp_path / "out", "train")
+    assert images.shape == (12, 3, 16, 16) and sorted(labels.tolist()) == [0] * 6 + [1] * 6
+
+    with pytest.raises(ValueError, match="cannot decode dogs/broken.jpg: .*data.strict: true"):
+        preprocess(
+            dataclasses.replace(config, strict=True),
+            tmp_path / "raw",
+            tmp_path / "strict",
+            progress=False,
+        )
+    assert not (tmp_path / "strict").exists()
+
+
+def test_folder_without_class_subfolders_has_no_labels(tmp_path):
+    (tmp_path / "flat").mkdir()
+    for i in range(3):
+        Image.fromarray(np.full((8, 8), 40 * i, dtype=np.uint8)).save(
+            tmp_path / "flat" / f"{i}.PNG"
+        )
+    config = DataConfig(
+        source="folder",
+        folder=str(tmp_path / "flat"),
+        image_size=8,
+        val_fraction=0.0,
+        test_fraction=0.0,
+    )
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    manifest = preprocess(config, tmp_path / "raw", tmp_path / "out", progress=False)
+    assert manifest["classes"] is None and "labels" not in manifest["splits"]["train"]
+    assert not (tmp_path / "out/train_labels.npy").exists()
+
+
+def test_empty_results_and_missing_folders_are_errors(tmp_path):
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "a.png").write_bytes(b"garbage")
+    config = DataConfig(source="folder", folder=str(tmp_path / "junk"))
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    with pytest.raises(
+        ValueError, match="preprocessing folder gave no training images \\(1 undecodable"
+    ):
+        preprocess(config, tmp_path / "raw", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="holds no .png/.jpg/.jpeg files"):
+        download_source(
+            DataConfig(source="folder", folder=str(tmp_path / "empty")),
+            quick_download(tmp_path),
+            tmp_path / "raw2",
+        )
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        download_source(
+            DataConfig(source="folder", folder=str(tmp_path / "nope")),
+            quick_download(tmp_path),
+            tmp_path / "raw3",
+        )
+    assert not (tmp_path / "raw2").exists() and not (tmp_path / "raw3").exists()
+
+
+def test_fit_image_channels_and_sizes():
+    rgb = np.zeros((2, 2, 3), dtype=np.uint8)
+    rgb[..., 0] = 200  # pure red -> luma 0.299 * 200 = 59.8
+    assert fit_image(rgb, 2, 1, "resize").tolist() == [[[60, 60], [60, 60]]]
+    gray = np.full((4, 4), 7, dtype=np.uint8)
+    assert (fit_image(gray, 4, 3, "resize") == 7).all() and fit_image(
+        gray, 4, 3, "resize"
+    ).shape == (3, 4, 4)
+    padded = fit_image(np.full((28, 28), 255, dtype=np.uint8), 32, 1, "pad_crop")[0]
+    assert padded[2:30, 2:30].min() == 255 and padded[:2].max() == 0 and padded[:, 30:].max() == 0
+    cropped = fit_image(np.arange(36, dtype=np.uint8).reshape(6, 6), 2, 1, "pad_crop")[0]
+    assert cropped.tolist() == [[14, 15], [20, 21]]  # the center 2x2
+    wide = np.zeros((32, 64), dtype=np.uint8)
+    wide[:, 16:48] = 255  # the center square is white
+    resized = fit_image(wide, 16, 1, "resize")[0]  # shorter side 32 -> 16, then center crop 16x16
+    assert resized.shape == (16, 16) and resized[:, 2:14].min() > 240
+
+
+def test_registry_pins_real_urls_and_checksums():
+    assert list(SOURCES) == ["mnist-5k", "mnist", "fashion-mnist", "cifar10", "folder"]
+    for name in ("mnist", "fashion-mnist"):
+        for images, labels in SOURCES[name].files.values():
+            for remote in (images, labels):
+                assert all(
+                    u.startswith(("https://", "http://")) and u.endswith(remote.filename)
+                    for u in remote.urls
+                )
+                assert remote.checksum.startswith("md5:") and len(remote.checksum) == 4 + 32
+    assert SOURCES["cifar10"].archive.urls == (
+        "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz",
+    )
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            dict(source="imagenet"),
+            "data: unknown data source 'imagenet'; allowed: mnist-5k, mnist, fashion-mnist, cifar10, folder",
+        ),
+        (dict(source="folder"), "data: folder must be set exactly when source is 'folder'"),
+        (dict(folder="/photos"), "data: folder must be set exactly when source is 'folder'"),
+        (dict(val_fraction=0.6, test_fraction=0.4), "val_fraction + test_fraction must be < 1"),
+        (dict(val_fraction=-0.1), "val_fraction must be in [0, 1), got -0.1"),
+        (dict(limit=0), "limit must be an integer >= 1, got 0"),
+    ],
+)
+def test_data_config_errors(kwargs, message):
+    with pytest.raises(ConfigError) as info:
+        DataConfig(**kwargs)
+    assert message in str(info.value)
+
+
+def test_cifar_batches_cannot_run_code(tmp_path):
+    import os
+    import pickle
+
+    from pipeline.data.sources import load_pickled_batch
+
+    class Exploit:
+        def __reduce__(self):
+            return (os.system, ("echo pwned > " + str(tmp_path / "pwned"),))
+
+    (tmp_path / "data_batch_1").write_bytes(pickle.dumps({b"data": Exploit()}, protocol=2))
+    with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.system"):
+        load_pickled_batch(tmp_path / "data_batch_1")
+    assert not (tmp_path / "pwned").exists()
