@@ -39,7 +39,7 @@ def test_values_are_converted(tmp_path):
 @pytest.mark.parametrize(
     "data, message",
     [
-        ({"trian": {}}, "unknown key(s) trian; allowed: data, diffusion, model"),
+        ({"trian": {}}, "unknown key(s) trian; allowed: data, download, diffusion, model"),
         (
             {"diffusion": {"shedule": "cosine"}},
             "unknown key(s) diffusion.shedule; allowed: schedule, timesteps",
