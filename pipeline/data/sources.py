@@ -244,26 +244,28 @@ class Folder(Source):
             target.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(path, target)
 
-    def class_names(self, raw_dir: Path) -> tuple[str, ...] | None:
-        relative = [p.relative_to(raw_dir) for p in list_images(raw_dir)]
+    @staticmethod
+    def _classes(relative: list[Path]) -> tuple[str, ...] | None:
+        """First-level subfolder names, if every image sits in one; else None (no labels)."""
         if relative and all(len(r.parts) > 1 for r in relative):
             return tuple(sorted({r.parts[0] for r in relative}))
         return None
 
+    def class_names(self, raw_dir: Path) -> tuple[str, ...] | None:
+        return self._classes([p.relative_to(raw_dir) for p in list_images(raw_dir)])
+
     def examples(self, raw_dir: Path) -> Iterator[Example]:
-        classes = self.class_names(raw_dir)
-        for path in list_images(raw_dir):
-            relative = path.relative_to(raw_dir)
-            label = classes.index(relative.parts[0]) if classes else -1
+        relative = [p.relative_to(raw_dir) for p in list_images(raw_dir)]
+        classes = self._classes(relative)
+        for rel in relative:
+            label = classes.index(rel.parts[0]) if classes else -1
             try:
-                with Image.open(path) as img:
+                with Image.open(raw_dir / rel) as img:
                     img.load()
                     image = np.asarray(img.convert("RGB" if img.mode not in ("L", "1") else "L"))
-                yield Example(image=image, label=label, split="", origin=str(relative))
+                yield Example(image=image, label=label, split="", origin=str(rel))
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
-                yield Example(
-                    image=None, label=label, split="", origin=str(relative), error=str(exc)
-                )
+                yield Example(image=None, label=label, split="", origin=str(rel), error=str(exc))
 
 
 # ------------------------------------------------------------------------------ registry
