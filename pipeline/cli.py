@@ -1,7 +1,8 @@
 """Command line: ``python -m pipeline <command>``; ``--help`` lists the commands.
 
-``entry_point`` also wraps every DVC stage script: bad input (ValueError, including ConfigError,
-and missing files) is logged as one clear line and exits with status 2, without a traceback.
+``entry_point`` also wraps every DVC stage script: bad input (ValueError, including ConfigError) and
+I/O failures (OSError: missing files, failed downloads) are logged as one clear line and exit with
+status 2, without a traceback.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def entry_point(
         )
         try:
             main(argv)
-        except (ValueError, FileNotFoundError) as exc:
+        except (ValueError, OSError) as exc:
             log.error("%s", exc)
             return EXIT_BAD_INPUT
         return 0

@@ -28,7 +28,7 @@ CHECKSUM_ALGORITHMS = ("md5", "sha256")
 USER_AGENT = "diffusion-pipeline (https://github.com/; dataset download)"
 
 
-class DownloadError(RuntimeError):
+class DownloadError(OSError):
     """Every mirror of a file failed; the message lists each URL and its reason."""
 
 
