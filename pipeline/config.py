@@ -161,6 +161,46 @@ class DownloadConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    """Data-parallel training on Ray Train workers (pipeline.train)."""
+
+    steps: int = 600  # optimiser steps
+    batch_size: int = 64  # global batch, split evenly across workers
+    num_workers: int = 2  # Ray Train workers (data-parallel ranks)
+    use_gpu: Literal["auto", True, False] = "auto"  # auto: GPUs when the cluster has them
+    lr: float = 2e-4  # AdamW peak learning rate
+    warmup_steps: int = 50  # linear warmup from 0 to lr
+    weight_decay: float = 0.0  # AdamW decoupled weight decay
+    grad_clip: float = 1.0  # max global gradient norm; 0: off
+    ema_decay: float = 0.999  # EMA of weights (warmed up), used for sampling
+    checkpoint_every: int = 200  # steps between checkpoints (resume points)
+    log_every: int = 10  # steps between reported metrics
+    seed: int = 0  # model init and data order; rank r uses seed + r for noise
+    max_failures: int = 1  # worker-group restarts from the last checkpoint
+
+    def __post_init__(self) -> None:
+        with _section("train"):
+            for name in ("steps", "batch_size", "num_workers", "checkpoint_every", "log_every"):
+                _check_positive(name, getattr(self, name))
+            if self.batch_size % self.num_workers:
+                raise ValueError(
+                    f"batch_size {self.batch_size} is not divisible by num_workers {self.num_workers}"
+                )
+            if not (math.isfinite(self.lr) and self.lr > 0):
+                raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+            if self.warmup_steps < 0 or self.max_failures < 0:
+                raise ValueError(
+                    f"warmup_steps and max_failures must be >= 0, got {self.warmup_steps}, {self.max_failures}"
+                )
+            if self.weight_decay < 0 or self.grad_clip < 0:
+                raise ValueError(
+                    f"weight_decay and grad_clip must be >= 0, got {self.weight_decay}, {self.grad_clip}"
+                )
+            if not 0 <= self.ema_decay < 1:
+                raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+
+
+@dataclass(frozen=True)
 class Params:
     """The whole params.yaml."""
 
@@ -168,6 +208,7 @@ class Params:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
 
     def __post_init__(self) -> None:
         with _section("model"):

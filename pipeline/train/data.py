@@ -1,0 +1,36 @@
+"""The preprocessed images as a torch Dataset: uint8 (C, H, W) on disk -> float32 in [-1, 1]."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+
+class ProcessedImages(Dataset):
+    """One split of ``data/processed`` (see pipeline.data.preprocess), memory-mapped.
+
+    x = uint8 / 127.5 - 1, shape (C, H, W): the [-1, 1] range the diffusion process assumes.
+    """
+
+    def __init__(self, processed_dir: str | Path, split: str = "train") -> None:
+        processed_dir = Path(processed_dir)
+        manifest = json.loads((processed_dir / "manifest.json").read_text())
+        if split not in manifest["splits"]:
+            raise ValueError(f"unknown split {split!r}; allowed: {', '.join(manifest['splits'])}")
+        entry = manifest["splits"][split]["images"]
+        self.images = np.load(processed_dir / entry["file"], mmap_mode="r")  # (N, C, H, W) uint8
+        if list(self.images.shape) != entry["shape"]:
+            raise ValueError(
+                f"{entry['file']} has shape {self.images.shape}, manifest says {entry['shape']}"
+            )
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    def __getitem__(self, index: int) -> torch.Tensor:
+        pixels = torch.from_numpy(np.array(self.images[index], dtype=np.float32))  # (C, H, W)
+        return pixels / 127.5 - 1.0
