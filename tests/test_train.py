@@ -79,3 +79,13 @@ def test_run_name_changes_with_params_and_data(processed):
 def test_batch_must_split_across_workers():
     with pytest.raises(ValueError, match="batch_size 10 is not divisible by num_workers 4"):
         TrainConfig(batch_size=10, num_workers=4)
+
+
+def test_too_few_images_for_one_batch_fails_before_ray_starts(processed, tmp_path):
+    huge = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, batch_size=1024))
+    with pytest.raises(
+        ValueError,
+        match="train.batch_size 1024 over 2 workers needs at least 512 training images per worker; the data has 52 in total",
+    ):
+        fit(huge, processed, tmp_path / "checkpoints")
+    assert not (tmp_path / "checkpoints").exists()

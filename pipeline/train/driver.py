@@ -39,9 +39,25 @@ def resolve_use_gpu(setting: str | bool) -> bool:
     return bool(setting)
 
 
+def check_batches(params: Params, processed_dir: Path) -> None:
+    """Raise ValueError unless every worker gets at least one full batch per epoch (the loader drops
+    incomplete batches, so otherwise the training loop would never take a step)."""
+    manifest = json.loads((processed_dir / "manifest.json").read_text())
+    count, tc = manifest["splits"]["train"]["count"], params.train
+    per_worker = -(
+        -count // tc.num_workers
+    )  # DistributedSampler pads each shard to ceil(N / world)
+    if per_worker < tc.batch_size // tc.num_workers:
+        raise ValueError(
+            f"train.batch_size {tc.batch_size} over {tc.num_workers} workers needs at least "
+            f"{tc.batch_size // tc.num_workers} training images per worker; the data has {count} in total"
+        )
+
+
 def fit(params: Params, processed_dir: str | Path, storage_dir: str | Path) -> ray.train.Result:
     """Train on ``processed_dir``; checkpoints live under ``storage_dir`` (absolute, outside DVC's outs)."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
+    check_batches(params, processed_dir)
     if not ray.is_initialized():
         ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
     tc = params.train
