@@ -175,17 +175,35 @@ class TrainConfig:
     ema_decay: float = 0.999  # EMA of weights (warmed up), used for sampling
     checkpoint_every: int = 200  # steps between checkpoints (resume points)
     log_every: int = 10  # steps between reported metrics
-    seed: int = 0  # model init and data order; rank r uses seed + r for noise
+    seed: int = 0  # model init, data order, and (with rank and step) every step's noise
     max_failures: int = 1  # worker-group restarts from the last checkpoint
+    grad_accum_steps: int = 1  # micro-batches per optimiser step on each worker
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
+    compile: bool = False  # torch.compile the UNet (first steps are slow while it compiles)
+    sample_every: int = 200  # steps between sample grids logged to MLflow; 0: only at the end
+    sample_count: int = 16  # images in each grid (EMA model, DDIM eta=0, seeded)
+    sample_steps: int = 50  # DDIM steps for the grids
 
     def __post_init__(self) -> None:
         with _section("train"):
-            for name in ("steps", "batch_size", "num_workers", "checkpoint_every", "log_every"):
+            for name in (
+                "steps",
+                "batch_size",
+                "num_workers",
+                "checkpoint_every",
+                "log_every",
+                "grad_accum_steps",
+                "sample_count",
+                "sample_steps",
+            ):
                 _check_positive(name, getattr(self, name))
-            if self.batch_size % self.num_workers:
+            if self.batch_size % (self.num_workers * self.grad_accum_steps):
                 raise ValueError(
-                    f"batch_size {self.batch_size} is not divisible by num_workers {self.num_workers}"
+                    f"batch_size {self.batch_size} is not divisible by num_workers "
+                    f"{self.num_workers} x grad_accum_steps {self.grad_accum_steps}"
                 )
+            if self.sample_every < 0:
+                raise ValueError(f"sample_every must be an integer >= 0, got {self.sample_every}")
             if not (math.isfinite(self.lr) and self.lr > 0):
                 raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
             if self.warmup_steps < 0 or self.max_failures < 0:
@@ -199,6 +217,30 @@ class TrainConfig:
             if not 0 <= self.ema_decay < 1:
                 raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
 
+    @property
+    def micro_batch_size(self) -> int:
+        """Images per worker per forward pass: batch_size / (num_workers * grad_accum_steps)."""
+        return self.batch_size // (self.num_workers * self.grad_accum_steps)
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    """Where runs are recorded; the tracking URI comes from MLFLOW_TRACKING_URI or the project."""
+
+    experiment: str = "diffusion-pipeline"  # MLflow experiment name, created when missing
+
+    def __post_init__(self) -> None:
+        with _section("mlflow"):
+            if not self.experiment.strip():
+                raise ValueError("experiment must be a non-empty name")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    """Which Ray cluster runs the workers."""
+
+    address: str | None = None  # None: $RAY_ADDRESS if set, else a local cluster started on demand
+
 
 @dataclass(frozen=True)
 class Params:
@@ -209,6 +251,8 @@ class Params:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         with _section("model"):

@@ -42,3 +42,20 @@ def test_schedules_stage_writes_nothing_on_bad_params(run_python, tmp_path):
         result.returncode == 2 and "beta_end must be a finite number < 1, got 2.0" in result.stderr
     )
     assert not out.exists() or list(out.iterdir()) == []
+
+
+def test_train_stage_rejects_bad_params_before_starting_anything(run_python, tmp_path):
+    bad = tmp_path / "params.yaml"
+    bad.write_text("train:\n  batch_size: 10\n  num_workers: 4\n")
+    result = run_python(
+        "-m", "stages.train", "--params", str(bad), "--data", str(tmp_path / "data"),
+        "--checkpoints", str(tmp_path / "ckpt"), "--models", str(tmp_path / "models"),
+        "--report", str(tmp_path / "r/train.json"), "--history", str(tmp_path / "r/loss.csv"),
+        "--samples", str(tmp_path / "r/samples.png"),
+    )  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        "train: batch_size 10 is not divisible by num_workers 4 x grad_accum_steps 1"
+        in result.stderr
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]

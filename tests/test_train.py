@@ -1,16 +1,32 @@
-"""Training on real Ray Train workers (local cluster, 2 CPU workers) on the real default data."""
+"""Training on real Ray Train workers (local cluster, 2 CPU workers) with real MLflow (SQLite)."""
 
 import dataclasses
 import json
 
+import pandas as pd
 import pytest
 import ray
 import torch
+from mlflow.tracking import MlflowClient
+from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.build import build_unet
-from pipeline.config import DataConfig, DownloadConfig, ModelConfig, Params, TrainConfig, from_dict
+from pipeline.build import build_diffusion, build_unet
+from pipeline.config import (
+    DataConfig,
+    DownloadConfig,
+    ModelConfig,
+    Params,
+    TrainConfig,
+    from_dict,
+    to_dict,
+)
 from pipeline.data import download_source, preprocess
-from pipeline.train.driver import export_model, fit, run_name
+from pipeline.tracking import flatten
+from pipeline.train.checkpoint import read_checkpoint
+from pipeline.train.data import ProcessedImages
+from pipeline.train.driver import fit, run_name, train
+from pipeline.train.export import load_model
+from pipeline.train.step import lr_at, step_seed
 
 
 @pytest.fixture(scope="module")
@@ -47,45 +63,235 @@ TINY = Params(
         warmup_steps=2,
         checkpoint_every=2,
         log_every=1,
+        sample_every=2,
+        sample_count=4,
+        sample_steps=3,
     ),
 )
 
 
-def test_two_workers_train_checkpoint_and_export_a_loadable_ema_model(
-    ray_cluster, processed, tmp_path
-):
-    result = fit(TINY, processed, tmp_path / "checkpoints")
-    assert result.error is None
-    assert result.metrics["step"] == 4 and torch.isfinite(torch.tensor(result.metrics["loss"]))
-    assert result.metrics["images_per_s"] > 0
-    out = export_model(result, TINY, tmp_path / "models")
-    config = json.loads((out / "config.json").read_text())
+def with_train(params: Params, **changes) -> Params:
+    return dataclasses.replace(params, train=dataclasses.replace(params.train, **changes))
+
+
+def run_train(tmp_path, params=TINY, processed=None, **kwargs):
+    """pipeline.train.driver.train with every output under tmp_path; returns the report."""
+    return train(
+        params,
+        processed,
+        tmp_path / "checkpoints",
+        tmp_path / "models",
+        tmp_path / "reports/train.json",
+        tmp_path / "reports/plots/train_loss.csv",
+        tmp_path / "reports/train_samples.png",
+        project_dir=tmp_path,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def trained(ray_cluster, processed, tmp_path_factory, monkeypatch_module):
+    """One uninterrupted TINY training, tracked in tmp/mlflow.db; shared by several tests."""
+    root = tmp_path_factory.mktemp("trained")
+    report = run_train(root, processed=processed, tags={"dvc_stage": "train"})
+    return root, report
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield mp
+
+
+def final_state(storage, params, processed):
+    """The state dict of the latest checkpoint of ``params``' run under ``storage``."""
+    result = ray.train.Result.from_path(storage / run_name(params, processed))
+    return read_checkpoint(result.checkpoint)
+
+
+def test_train_exports_a_loadable_model_and_reports(trained, processed):
+    root, report = trained
+    assert report["steps"] == 4 and report["num_workers"] == 2
+    assert torch.isfinite(torch.tensor(report["final_loss"])) and report["images_per_s"] > 0
+    assert json.loads((root / "reports/train.json").read_text()) == report
+    history = pd.read_csv(root / "reports/plots/train_loss.csv")
+    assert list(history["step"]) == [1, 2, 3, 4]
+    assert history["loss"].iloc[-1] == pytest.approx(report["final_loss"])
+    assert {"loss", "loss_simple", "lr", "grad_norm", "images_per_s"} <= set(history.columns)
+    # lr logged for the step taken: warmup 5e-4, 1e-3, then constant
+    assert list(history["lr"]) == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])
+    config = json.loads((root / "models/config.json").read_text())
     assert config["step"] == 4 and from_dict(Params, config["params"]) == TINY
-    net = build_unet(TINY)
-    net.load_state_dict(torch.load(out / "ema.pt", weights_only=True))
+    net, diffusion, params = load_model(root / "models")
+    assert params == TINY and diffusion.num_timesteps == 1000
     x = torch.randn(2, 1, 28, 28)
-    assert torch.isfinite(net(x, torch.tensor([1, 500]))).all()
-    assert (
-        net(x, torch.tensor([1, 500])).abs().max() > 0
-    )  # trained away from the zero-initialised output
+    out = net(x, torch.tensor([1, 500]))
+    assert torch.isfinite(out).all() and out.abs().max() > 0  # moved off the zero-initialised head
+    grid = (root / "reports/train_samples.png").read_bytes()
+    assert grid.startswith(b"\x89PNG")
 
 
-def test_run_name_changes_with_params_and_data(processed):
-    other = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, lr=2e-3))
+def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(trained):
+    import mlflow.pytorch
+
+    root, report = trained
+    client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.status == "FINISHED" and run.info.run_name == report["run_name"]
+    flat = run.data.params
+    assert flat["train.lr"] == "0.001" and flat["model.channel_mult"] == "[1, 2]"
+    assert flat["diffusion.loss.w_simple"] == "1.0" and flat["ray.address"] == "None"
+    assert flat == flatten(to_dict(TINY))  # every param, nested keys joined with dots
+    assert run.data.tags["dvc_stage"] == "train"
+    assert len(run.data.tags["data_manifest_sha256"]) == 64
+    assert "git_commit" in run.data.tags
+    for key in ("loss", "loss_simple", "lr", "grad_norm", "images_per_s"):
+        history = client.get_metric_history(run.info.run_id, key)
+        assert sorted(m.step for m in history) == [1, 2, 3, 4], key
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"checkpoint", "model_files", "samples", "reports", "images"} <= artifacts
+    images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]
+    assert sum(p.endswith(".png") and "+step+2+" in p for p in images) == 1
+    assert sum(p.endswith(".png") and "+step+4+" in p for p in images) == 1
+
+    mlflow.set_tracking_uri(client.tracking_uri)
+    logged = mlflow.pytorch.load_model(report["mlflow_model_uri"])
+    net, _, _ = load_model(root / "models")
+    x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 10, 999])
+    with torch.no_grad():
+        torch.testing.assert_close(logged(x, t), net(x, t), rtol=0, atol=0)
+
+
+def reference_weights(params: Params, processed, steps: int) -> dict[str, torch.Tensor]:
+    """One process, no Ray: each step on the concatenation of both ranks' batches, with the timesteps
+    and noise each rank draws from its step seed (in training_losses' order: t, then eps)."""
+    tc = params.train
+    torch.manual_seed(tc.seed)
+    net = build_unet(params)
+    diffusion = build_diffusion(params.diffusion)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    dataset = ProcessedImages(processed, "train")
+    shards = [
+        iter(
+            DataLoader(
+                dataset,
+                batch_size=tc.micro_batch_size,
+                sampler=DistributedSampler(dataset, 2, rank, seed=tc.seed, drop_last=True),
+                drop_last=True,
+            )
+        )
+        for rank in (0, 1)
+    ]
+    for step in range(steps):
+        xs, ts, noises = [], [], []
+        for rank, shard in enumerate(shards):
+            x = next(shard)
+            torch.manual_seed(step_seed(tc.seed, rank, step))
+            ts.append(torch.randint(0, diffusion.num_timesteps, (x.shape[0],)))
+            noises.append(torch.randn_like(x))
+            xs.append(x)
+        loss = diffusion.training_losses(
+            net, torch.cat(xs), t=torch.cat(ts), noise=torch.cat(noises)
+        ).loss  # (2B,) batch: the mean over both shards = the mean of the two ranks' losses
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, tc)
+        optimizer.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), tc.grad_clip)
+        optimizer.step()
+    return net.state_dict()
+
+
+def test_two_ranks_equal_one_process_on_the_concatenated_batch(trained, processed):
+    root, _ = trained
+    state = final_state(root / "checkpoints", TINY, processed)
+    expected = reference_weights(TINY, processed, steps=4)
+    assert state["model"].keys() == expected.keys()
+    for name, value in expected.items():
+        torch.testing.assert_close(state["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+
+
+def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
+    ray_cluster, processed, trained, tmp_path
+):
+    marker = tmp_path / "fault-fired"
+    fault = {"rank": 1, "step": 3, "marker": str(marker)}  # before step 4; checkpoint at 2
+    result = fit(TINY, processed, tmp_path / "checkpoints", fault=fault)
+    assert marker.exists()  # the worker really died once
+    assert result.error is None and result.metrics["step"] == 4
+    state = read_checkpoint(result.checkpoint)
+    assert state["step"] == 4 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
+    # exact resume: steps 3-4 redone from the checkpoint equal the uninterrupted run's
+    clean = final_state(trained[0] / "checkpoints", TINY, processed)
+    for name, value in clean["model"].items():
+        torch.testing.assert_close(state["model"][name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_interrupted_training_resumes_into_the_same_mlflow_run(
+    ray_cluster, processed, trained, tmp_path, monkeypatch
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = with_train(TINY, max_failures=0)  # no restart: the first attempt fails for good
+    # dies before its 4th step; the step-2 checkpoint is the resume point. (Dying right after a
+    # checkpoint's report can lose it: the controller registers reports asynchronously.)
+    fault = {"rank": 0, "step": 3, "marker": str(tmp_path / "fault-fired")}
+    with pytest.raises(ray.train.TrainingFailedError):
+        run_train(tmp_path, params, processed, fault=fault)
+    assert not (tmp_path / "models").exists() and not (tmp_path / "reports/train.json").exists()
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    (failed,) = client.search_runs(
+        [client.get_experiment_by_name("diffusion-pipeline").experiment_id]
+    )
+    assert failed.info.status == "FAILED"
+    assert [m.step for m in client.get_metric_history(failed.info.run_id, "loss")] == [1, 2, 3]
+
+    report = run_train(tmp_path, params, processed)  # `dvc repro` again: resumes at step 2
+    assert report["mlflow_run_id"] == failed.info.run_id and report["steps"] == 4
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.info.status == "FINISHED"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
+    assert sorted(steps) == [
+        1,
+        2,
+        3,
+        3,
+        4,
+    ]  # resumed at 2: only step 3 is trained (and logged) twice
+    clean = final_state(trained[0] / "checkpoints", TINY, processed)
+    state = final_state(tmp_path / "checkpoints", params, processed)
+    for name, value in clean["model"].items():
+        torch.testing.assert_close(state["model"][name], value, rtol=0, atol=1e-6, msg=name)
+
+
+def test_run_name_changes_with_what_shapes_the_weights_only(processed):
     assert run_name(TINY, processed) == run_name(TINY, processed)
-    assert run_name(TINY, processed) != run_name(other, processed)
+    assert run_name(TINY, processed) != run_name(with_train(TINY, lr=2e-3), processed)
+    assert run_name(TINY, processed) != run_name(with_train(TINY, steps=5), processed)
+    watched = with_train(TINY, max_failures=3, log_every=2, sample_every=0, checkpoint_every=1)
+    assert run_name(TINY, processed) == run_name(watched, processed)
+    other_experiment = dataclasses.replace(
+        TINY, mlflow=dataclasses.replace(TINY.mlflow, experiment="x")
+    )
+    assert run_name(TINY, processed) == run_name(other_experiment, processed)
 
 
-def test_batch_must_split_across_workers():
-    with pytest.raises(ValueError, match="batch_size 10 is not divisible by num_workers 4"):
+def test_batch_must_split_across_workers_and_micro_batches():
+    with pytest.raises(
+        ValueError,
+        match="batch_size 10 is not divisible by num_workers 4 x grad_accum_steps 1",
+    ):
         TrainConfig(batch_size=10, num_workers=4)
+    with pytest.raises(ValueError, match="num_workers 2 x grad_accum_steps 3"):
+        TrainConfig(batch_size=8, num_workers=2, grad_accum_steps=3)
+    assert TrainConfig(batch_size=24, num_workers=2, grad_accum_steps=3).micro_batch_size == 4
 
 
 def test_too_few_images_for_one_batch_fails_before_ray_starts(processed, tmp_path):
-    huge = dataclasses.replace(TINY, train=dataclasses.replace(TINY.train, batch_size=1024))
+    huge = with_train(TINY, batch_size=1024)
     with pytest.raises(
         ValueError,
-        match="train.batch_size 1024 over 2 workers needs at least 512 training images per worker; the data has 52 in total",
+        match="train.batch_size 1024 over 2 workers x 1 micro-batches needs at least 512 training images per worker; the data has 52 in total",
     ):
-        fit(huge, processed, tmp_path / "checkpoints")
-    assert not (tmp_path / "checkpoints").exists()
+        run_train(tmp_path, huge, processed)
+    assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "mlflow.db").exists()

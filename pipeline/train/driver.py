@@ -1,8 +1,8 @@
-"""Launch training: a TorchTrainer over ``train_fn_per_worker``, then export the EMA model.
+"""Launch training: a TorchTrainer over ``train_fn_per_worker``, tracked as one MLflow run.
 
-The run name hashes the params and the dataset's manifest, so re-running the same configuration
-resumes it from its latest checkpoint (Ray resumes a RunConfig(name, storage_path) it has seen)
-while any change starts a new run.
+The run name hashes the params that shape the model and the dataset's manifest, so re-running the
+same configuration resumes it from its latest checkpoint (Ray resumes a RunConfig(name,
+storage_path) it has seen; MLflow finds the run by its name tag) while any change starts a new run.
 """
 
 from __future__ import annotations
@@ -11,24 +11,52 @@ import hashlib
 import json
 import logging
 import os
+import statistics
+import time
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import mlflow
+import pandas as pd
 import ray
 import ray.train
 import torch
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
+import pipeline
 from pipeline.config import Params, to_dict
-from pipeline.io import atomic_dir
-from pipeline.train.worker import CHECKPOINT_FILE, train_fn_per_worker
+from pipeline.data.download import file_digest
+from pipeline.io import atomic_path
+from pipeline.reports.grid import save_image
+from pipeline.tracking import git_commit, start_run, tracking_uri
+from pipeline.train.checkpoint import CHECKPOINT_FILE, read_checkpoint
+from pipeline.train.export import export_model, load_model
+from pipeline.train.worker import train_fn_per_worker
 
 log = logging.getLogger(__name__)
 
+RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
+# train params that change how a run is watched or restarted, not the weights it produces
+OPERATIONAL = (
+    "max_failures",
+    "checkpoint_every",
+    "log_every",
+    "sample_every",
+    "sample_count",
+    "sample_steps",
+)
+
 
 def run_name(params: Params, processed_dir: Path) -> str:
-    """train-<12 hex>: sha256 of the params and of the processed data's manifest."""
-    manifest = (processed_dir / "manifest.json").read_bytes()
-    payload = json.dumps(to_dict(params), sort_keys=True).encode() + manifest
+    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less OPERATIONAL ones) and
+    the data manifest. Runs with the same name resume each other's checkpoints."""
+    manifest = (Path(processed_dir) / "manifest.json").read_bytes()
+    sections = {k: v for k, v in to_dict(params).items() if k in RUN_SECTIONS}
+    sections["train"] = {k: v for k, v in sections["train"].items() if k not in OPERATIONAL}
+    payload = json.dumps(sections, sort_keys=True).encode() + manifest
     return "train-" + hashlib.sha256(payload).hexdigest()[:12]
 
 
@@ -42,29 +70,51 @@ def resolve_use_gpu(setting: str | bool) -> bool:
 def check_batches(params: Params, processed_dir: Path) -> None:
     """Raise ValueError unless every worker gets at least one full batch per epoch (the loader drops
     incomplete batches, so otherwise the training loop would never take a step)."""
-    manifest = json.loads((processed_dir / "manifest.json").read_text())
+    manifest = json.loads((Path(processed_dir) / "manifest.json").read_text())
     count, tc = manifest["splits"]["train"]["count"], params.train
-    per_worker = -(
-        -count // tc.num_workers
-    )  # DistributedSampler pads each shard to ceil(N / world)
-    if per_worker < tc.batch_size // tc.num_workers:
+    per_worker = count // tc.num_workers  # DistributedSampler(drop_last=True) shard size
+    if per_worker < tc.micro_batch_size:
         raise ValueError(
-            f"train.batch_size {tc.batch_size} over {tc.num_workers} workers needs at least "
-            f"{tc.batch_size // tc.num_workers} training images per worker; the data has {count} in total"
+            f"train.batch_size {tc.batch_size} over {tc.num_workers} workers x "
+            f"{tc.grad_accum_steps} micro-batches needs at least {tc.micro_batch_size} training "
+            f"images per worker; the data has {count} in total"
         )
 
 
-def fit(params: Params, processed_dir: str | Path, storage_dir: str | Path) -> ray.train.Result:
-    """Train on ``processed_dir``; checkpoints live under ``storage_dir`` (absolute, outside DVC's outs)."""
+def init_ray(params: Params) -> None:
+    """Join ``$RAY_ADDRESS`` or ``ray.address``, else start a local cluster (once per process)."""
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or params.ray.address
+        ray.init(address=address)  # with the dashboard: Ray Train's cleanup uses its state API
+
+
+def fit(
+    params: Params,
+    processed_dir: str | Path,
+    storage_dir: str | Path,
+    *,
+    run_id: str | None = None,
+    mlflow_uri: str | None = None,
+    fault: Mapping[str, Any] | None = None,
+) -> ray.train.Result:
+    """Train on ``processed_dir``; checkpoints live under ``storage_dir`` (absolute, outside DVC's
+    outs). With ``run_id``, rank 0 logs metrics and sample grids to that MLflow run at
+    ``mlflow_uri``. ``fault`` is the test-only hook of pipeline.train.worker.maybe_fail."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
     check_batches(params, processed_dir)
-    if not ray.is_initialized():
-        ray.init(address=os.environ.get("RAY_ADDRESS"), include_dashboard=False)
+    init_ray(params)
     tc = params.train
     name = run_name(params, processed_dir)
+    loop_config = {
+        "params": to_dict(params),
+        "processed_dir": str(processed_dir),
+        "run_id": run_id,
+        "tracking_uri": mlflow_uri,
+        "fault": dict(fault) if fault else None,
+    }
     trainer = TorchTrainer(
         train_fn_per_worker,
-        train_loop_config={"params": to_dict(params), "processed_dir": str(processed_dir)},
+        train_loop_config=loop_config,
         scaling_config=ray.train.ScalingConfig(
             num_workers=tc.num_workers, use_gpu=resolve_use_gpu(tc.use_gpu)
         ),
@@ -78,16 +128,95 @@ def fit(params: Params, processed_dir: str | Path, storage_dir: str | Path) -> r
     return trainer.fit()
 
 
-def export_model(result: ray.train.Result, params: Params, out_dir: str | Path) -> Path:
-    """Write ``ema.pt`` (the EMA weights, a UNet state_dict) and ``config.json`` (the params needed
-    to rebuild model and diffusion: pipeline.build) from the run's latest checkpoint."""
-    if result.checkpoint is None:
-        raise ValueError(f"training run {result.path} produced no checkpoint")
-    with result.checkpoint.as_directory() as directory:
-        state = torch.load(Path(directory) / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    ema = {k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")}
-    with atomic_dir(out_dir) as tmp:
-        torch.save(ema, tmp / "ema.pt")
-        config = {"step": state["step"], "params": to_dict(params)}
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
-    return Path(out_dir)
+def write_history(history: list[dict[str, float]], path: str | Path) -> None:
+    """The logged metrics, one row per report (step, loss, lr, grad_norm, ...), as CSV."""
+    with atomic_path(path) as tmp:
+        pd.DataFrame(history).to_csv(tmp, index=False)
+
+
+def log_model(models_dir: Path, state_file: Path) -> str:
+    """Log the EMA UNet to the active MLflow run; return its model URI.
+
+    Pickle serialization (not the torch.export default): the UNet takes (x, t), and the loaded object
+    is the nn.Module itself, called as ``model(x, t)``. ``code_paths`` ships the ``pipeline`` package
+    so the pickle loads without this project installed.
+    """
+    net, _, _ = load_model(models_dir)
+    mlflow.log_artifacts(str(models_dir), "model_files")
+    mlflow.log_artifact(str(state_file), "checkpoint")
+    info = mlflow.pytorch.log_model(
+        net,
+        name="model",
+        serialization_format="pickle",
+        code_paths=[str(Path(pipeline.__file__).parent)],
+        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
+    )
+    return info.model_uri
+
+
+def train(
+    params: Params,
+    processed_dir: str | Path,
+    checkpoints_dir: str | Path,
+    models_dir: str | Path,
+    report_path: str | Path,
+    history_csv: str | Path,
+    samples_png: str | Path,
+    *,
+    project_dir: str | Path = ".",
+    tags: Mapping[str, str] | None = None,
+    fault: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The train stage: fit (resuming a matching run), export ``models_dir``, write the report,
+    loss history and final sample grid, and record it all in one MLflow run. Returns the report."""
+    processed_dir = Path(processed_dir).resolve()
+    check_batches(params, processed_dir)
+    name = run_name(params, processed_dir)
+    uri = tracking_uri(project_dir)
+    client = MlflowClient(uri)
+    all_tags = {
+        "git_commit": git_commit(project_dir) or "unknown",
+        "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
+        **(tags or {}),
+    }
+    run_id = start_run(
+        client, params.mlflow.experiment, name, to_dict(params), all_tags, project_dir
+    )
+    started = time.perf_counter()
+    try:
+        result = fit(
+            params, processed_dir, checkpoints_dir, run_id=run_id, mlflow_uri=uri, fault=fault
+        )
+        if result.checkpoint is None:
+            raise RuntimeError(f"training run {result.path} produced no checkpoint")
+        wall_time = time.perf_counter() - started
+        state = read_checkpoint(result.checkpoint)
+        export_model(state, params, models_dir)
+        write_history(state["history"], history_csv)
+        save_image(state["samples"].numpy(), samples_png)
+        mlflow.set_tracking_uri(uri)
+        with mlflow.start_run(run_id=run_id):
+            with result.checkpoint.as_directory() as directory:
+                model_uri = log_model(Path(models_dir), Path(directory) / CHECKPOINT_FILE)
+            mlflow.log_artifact(str(samples_png), "samples")
+            mlflow.log_artifact(str(history_csv), "reports")
+            last = state["history"][-1]
+            report = {
+                "steps": state["step"],
+                "final_loss": last["loss"],
+                "final_loss_simple": last["loss_simple"],
+                "images_per_s": statistics.median(h["images_per_s"] for h in state["history"]),
+                "wall_time_s": round(wall_time, 2),
+                "num_workers": params.train.num_workers,
+                "run_name": name,
+                "mlflow_run_id": run_id,
+                "mlflow_model_uri": model_uri,
+            }
+            mlflow.log_metric("wall_time_s", report["wall_time_s"])
+            with atomic_path(report_path) as tmp:
+                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            mlflow.log_artifact(str(report_path), "reports")
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    return report

@@ -1,123 +1,246 @@
 """``train_fn_per_worker``: the loop every Ray Train worker runs (one data-parallel rank each).
 
-Every rank: builds the same model (seeded), wraps it for DDP (``prepare_model``), reads its shard of
-the training split (``prepare_data_loader`` adds a DistributedSampler), and steps AdamW with LR
-warmup, gradient clipping and an EMA of the weights. Every rank calls ``ray.train.report`` (a
-barrier) at the same steps; rank 0 alone writes checkpoints. A checkpoint holds the model, EMA and
-optimiser state and the step; a restarted or re-run training resumes from the latest one.
+Every rank builds the same model (seeded), wraps it for DDP (``prepare_model``; optionally
+``torch.compile`` first), reads its shard of the training split through a seeded DistributedSampler,
+and runs ``pipeline.train.step.train_step`` with a per-(seed, rank, step) seed. Every rank calls
+``ray.train.report`` (a barrier) at the same steps. Rank 0 alone writes checkpoints, draws the
+progress bar on the driver, and logs metrics and sample grids to the MLflow run.
 """
 
 from __future__ import annotations
 
-import math
-import tempfile
+import contextlib
+import logging
+import os
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import ray.train
 import ray.train.torch
 import torch
-from torch.utils.data import DataLoader
+import torch.distributed as dist
+from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
+from ray.experimental import tqdm_ray
+from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.build import build_diffusion, build_unet
 from pipeline.config import Params, TrainConfig, from_dict
+from pipeline.diffusion import GaussianDiffusion
 from pipeline.models import make_ema
+from pipeline.reports.grid import image_grid
+from pipeline.train.checkpoint import checkpoint_of, read_checkpoint
 from pipeline.train.data import ProcessedImages
+from pipeline.train.step import StepResult, lr_at, resolve_precision, step_seed, train_step
 
-CHECKPOINT_FILE = "state.pt"
+
+def make_loader(
+    processed_dir: str | Path, tc: TrainConfig, rank: int, world: int
+) -> tuple[DataLoader, DistributedSampler]:
+    """Rank ``rank``'s shard of the training split: micro-batches of ``tc.micro_batch_size``, in an
+    order fixed by (tc.seed, epoch), dropping the incomplete last batch."""
+    dataset = ProcessedImages(processed_dir, "train")
+    sampler = DistributedSampler(
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True
+    )
+    loader = DataLoader(dataset, batch_size=tc.micro_batch_size, sampler=sampler, drop_last=True)
+    return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False), sampler
 
 
-def lr_at(step: int, config: TrainConfig) -> float:
-    """1) linear warmup over warmup_steps, 2) then constant at lr."""
-    if step < config.warmup_steps:
-        return config.lr * (step + 1) / config.warmup_steps
-    return config.lr
+def micro_batch_stream(
+    loader: DataLoader, sampler: DistributedSampler, start: int
+) -> Iterator[torch.Tensor]:
+    """Endless micro-batches from the ``start``-th on (epoch start // n, then skip start % n), so a
+    resumed run sees the same data as the uninterrupted one."""
+    epoch, skip = divmod(start, len(loader))
+    while True:
+        sampler.set_epoch(epoch)
+        for i, batch in enumerate(loader):
+            if i >= skip:
+                yield batch
+        epoch, skip = epoch + 1, 0
+
+
+class Window:
+    """Step results between two reports, averaged over steps and (all-reduced) over ranks.
+
+    ``images_per_s`` counts the time spent in optimiser steps only (not sampling, checkpointing or
+    logging), for all ranks together: images per step / this rank's mean step time.
+    """
+
+    def __init__(self) -> None:
+        self.results: list[StepResult] = []
+        self.seconds = 0.0
+
+    def add(self, result: StepResult, seconds: float) -> None:
+        self.results.append(result)
+        self.seconds += seconds
+
+    def metrics(self, step: int, lr: float, images: int) -> dict[str, float]:
+        """``images``: images per optimiser step over all ranks (the global batch)."""
+        stacked = {
+            "loss": torch.stack([r.loss for r in self.results]).mean(),
+            "loss_simple": torch.stack([r.simple for r in self.results]).mean(),
+            "grad_norm": torch.stack([r.grad_norm for r in self.results]).mean(),
+        }
+        if self.results[0].vlb is not None:
+            stacked["loss_vlb"] = torch.stack([r.vlb for r in self.results]).mean()
+        values = torch.stack(list(stacked.values())).float()
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(values)
+            values /= dist.get_world_size()
+        throughput = images * len(self.results) / self.seconds
+        metrics = {"step": step, "lr": lr, "images_per_s": throughput}
+        metrics.update(zip(stacked, values.tolist(), strict=True))
+        self.results, self.seconds = [], 0.0
+        return metrics
+
+
+class Rank0Tracker:
+    """Rank 0's side jobs: the driver's progress bar, MLflow metrics and sample grids."""
+
+    def __init__(self, loop_config: dict[str, Any], tc: TrainConfig, start_step: int) -> None:
+        self.tc = tc
+        self.run_id = loop_config.get("run_id")
+        self.client = MlflowClient(loop_config["tracking_uri"]) if self.run_id else None
+        self.bar = tqdm_ray.tqdm(desc="train", total=tc.steps, unit="step")
+        self.bar.update(start_step)
+
+    def log(self, metrics: dict[str, float], step: int) -> None:
+        self.bar.set_description(
+            f"train loss {metrics['loss']:.4f} | {metrics['images_per_s']:.0f} img/s"
+        )
+        if self.client:
+            now = int(time.time() * 1000)
+            self.client.log_batch(
+                self.run_id,
+                metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
+            )
+
+    def samples(
+        self, model: torch.nn.Module, diffusion: GaussianDiffusion, params: Params, step: int
+    ):
+        """A grid of ``sample_count`` DDIM samples from the same seeded x_T at every call."""
+        device = next(model.parameters()).device
+        shape = (
+            self.tc.sample_count,
+            params.data.channels,
+            params.data.image_size,
+            params.data.image_size,
+        )
+        generator = torch.Generator(device).manual_seed(self.tc.seed)
+        model.eval()
+        with torch.no_grad():
+            x0 = diffusion.sample(
+                model, shape, steps=self.tc.sample_steps, sampler="ddim", generator=generator
+            )
+        model.train()
+        grid = image_grid(x0)
+        if self.client:
+            self.client.log_image(self.run_id, grid, key="samples", step=step)
+        return grid
+
+
+def maybe_fail(fault: dict[str, Any] | None, rank: int, step: int) -> None:
+    """Test-only fault hook: the first time rank ``fault['rank']`` reaches ``fault['step']`` (no
+    ``fault['marker']`` file yet), create the marker and kill this worker process."""
+    if fault and rank == fault["rank"] and step == fault["step"]:
+        marker = Path(fault["marker"])
+        if not marker.exists():
+            marker.touch()
+            os._exit(1)
+
+
+def quiet_ray_train_logs() -> None:
+    """Ray Train logs every report and checkpoint at INFO, one line per log step from each rank,
+    which buries the progress bar; keep its warnings."""
+    from ray.train.v2._internal.execution import context, storage
+
+    logging.getLogger(context.__file__).setLevel(logging.WARNING)  # Ray names it by file path
+    logging.getLogger(storage.__name__).setLevel(logging.WARNING)
 
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
+    """Train ``loop_config['params']`` on ``loop_config['processed_dir']``; resume from Ray's latest
+    checkpoint when there is one. Optional keys: ``run_id`` and ``tracking_uri`` (MLflow), ``fault``."""
+    quiet_ray_train_logs()
     params: Params = from_dict(Params, loop_config["params"])
     tc = params.train
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
+    precision = resolve_precision(tc.precision, device)
 
     torch.manual_seed(tc.seed)  # the same initial weights on every rank
     net = build_unet(params)
     ema = make_ema(net, tc.ema_decay)
     diffusion = build_diffusion(params.diffusion).to(device)
-    model = ray.train.torch.prepare_model(net)  # DDP; moves to device
+    model = ray.train.torch.prepare_model(torch.compile(net) if tc.compile else net)
     ema.to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
-    step = 0
+    step, history, grid = 0, [], None
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        with checkpoint.as_directory() as directory:
-            state = torch.load(
-                Path(directory) / CHECKPOINT_FILE, map_location=device, weights_only=True
-            )
+        state = read_checkpoint(checkpoint, device)
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
-        step = state["step"]
-    torch.manual_seed(
-        tc.seed + 1 + rank + world * step
-    )  # timesteps and noise: per rank, per resume point
+        scaler.load_state_dict(state["scaler"])
+        step, history, grid = state["step"], state["history"], state["samples"]
 
-    loader = DataLoader(
-        ProcessedImages(loop_config["processed_dir"], "train"),
-        batch_size=tc.batch_size // world,
-        shuffle=True,
-        drop_last=True,
-    )
-    loader = ray.train.torch.prepare_data_loader(loader)
-    epoch, window_start, window_images = step // max(1, len(loader)), time.perf_counter(), 0
+    loader, sampler = make_loader(loop_config["processed_dir"], tc, rank, world)
+    batches = micro_batch_stream(loader, sampler, start=step * tc.grad_accum_steps)
+    tracker = Rank0Tracker(loop_config, tc, step) if rank == 0 else None
+    no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP only when world > 1
+    window = Window()
     while step < tc.steps:
-        if hasattr(loader.sampler, "set_epoch"):
-            loader.sampler.set_epoch(epoch)
-        for x0 in loader:
-            for group in optimizer.param_groups:
-                group["lr"] = lr_at(step, tc)
-            terms = diffusion.training_losses(model, x0)
-            optimizer.zero_grad(set_to_none=True)
-            terms.loss.backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip or math.inf)
-            optimizer.step()
-            ema.update_parameters(net)
-            step += 1
-            window_images += x0.shape[0] * world
-            save = step % tc.checkpoint_every == 0 or step == tc.steps
-            if step % tc.log_every == 0 or save:
-                elapsed = time.perf_counter() - window_start
-                metrics = {
+        maybe_fail(loop_config.get("fault"), rank, step)
+        started = time.perf_counter()
+        micro_batches = [next(batches) for _ in range(tc.grad_accum_steps)]
+        torch.manual_seed(step_seed(tc.seed, rank, step))  # after loading: DataLoader draws too
+        result = train_step(
+            model,
+            diffusion,
+            micro_batches,
+            optimizer,
+            scaler,
+            lr=lr_at(step, tc),
+            grad_clip=tc.grad_clip,
+            precision=precision,
+            no_sync=no_sync,
+        )
+        ema.update_parameters(net)
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)  # time the step, not just its kernel launches
+        window.add(result, time.perf_counter() - started)
+        step += 1
+        if tracker:
+            tracker.bar.update(1)
+            if (tc.sample_every and step % tc.sample_every == 0) or step == tc.steps:
+                grid = torch.from_numpy(tracker.samples(ema.module, diffusion, params, step))
+        save = step % tc.checkpoint_every == 0 or step == tc.steps
+        if step % tc.log_every == 0 or save:
+            metrics = window.metrics(step, lr_at(step - 1, tc), tc.batch_size)
+            if tracker:
+                tracker.log(metrics, step)
+                history.append(metrics)
+            if save and rank == 0:
+                state = {
+                    "model": net.state_dict(),
+                    "ema": ema.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scaler": scaler.state_dict(),
                     "step": step,
-                    "loss": terms.loss.item(),
-                    "loss_simple": terms.simple.item(),
-                    "lr": lr_at(step - 1, tc),
-                    "grad_norm": grad_norm.item(),
-                    "images_per_s": window_images / elapsed,
+                    "history": history,
+                    "samples": grid,
                 }
-                if terms.vlb is not None:
-                    metrics["loss_vlb"] = terms.vlb.item()
-                report(metrics, step, net, ema, optimizer, save and rank == 0)
-                window_start, window_images = time.perf_counter(), 0
-            if step >= tc.steps:
-                break
-        epoch += 1
-
-
-def report(metrics: dict, step: int, net, ema, optimizer, save: bool) -> None:
-    """ray.train.report on every rank; rank 0 attaches a checkpoint when ``save``."""
-    if not save:
-        ray.train.report(metrics)
-        return
-    with tempfile.TemporaryDirectory() as directory:
-        state = {
-            "model": net.state_dict(),
-            "ema": ema.state_dict(),
-            "optimizer": optimizer.state_dict(),
-            "step": step,
-        }
-        torch.save(state, Path(directory) / CHECKPOINT_FILE)
-        ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(directory))
+                with checkpoint_of(state) as ckpt:
+                    ray.train.report(metrics, checkpoint=ckpt)
+            else:
+                ray.train.report(metrics)
+    if tracker:
+        tracker.bar.close()

@@ -1,0 +1,41 @@
+"""Sample grids: a batch of images in [-1, 1] tiled into one uint8 picture."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from pipeline.io import atomic_path
+
+
+def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
+    """Tile (N, C, H, W) images in [-1, 1] into a (rows*(H+p)+p, nrow*(W+p)+p, C) uint8 array.
+
+    ``nrow`` images per row (default: ceil(sqrt(N)), a near-square grid); ``padding`` pixels of black
+    between and around tiles. Values are mapped x -> round((x + 1) * 127.5), clipped to [0, 255].
+    """
+    if images.ndim != 4 or images.shape[0] == 0:
+        raise ValueError(
+            f"expected a non-empty (N, C, H, W) batch, got shape {tuple(images.shape)}"
+        )
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8)
+    for i, image in enumerate(pixels.numpy()):  # image: (C, H, W)
+        top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)
+        grid[top : top + h, left : left + w] = image.transpose(1, 2, 0)
+    return grid
+
+
+def save_image(array: np.ndarray, path: str | Path) -> Path:
+    """Write an (H, W, C) uint8 array as PNG (C = 1 becomes grayscale), atomically."""
+    mode_array = array[..., 0] if array.shape[-1] == 1 else array
+    with atomic_path(path) as tmp:
+        Image.fromarray(mode_array).save(tmp)
+    return Path(path)

@@ -1,0 +1,87 @@
+"""MLflow tracking: where runs are stored, one run per training, flattened params.
+
+The store is ``$MLFLOW_TRACKING_URI`` when set (a tracking server at scale), else a SQLite database
+``<project>/mlflow.db`` with artifacts in ``<project>/mlartifacts`` (absolute paths, so Ray workers
+running in other directories write to the same place). A training run is found again by its
+``pipeline.run_name`` tag, so a resumed training keeps logging into the run it started.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from mlflow.entities import Param, RunStatus
+from mlflow.tracking import MlflowClient
+
+RUN_NAME_TAG = "pipeline.run_name"
+
+
+def tracking_uri(project_dir: str | Path = ".") -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``."""
+    return os.environ.get("MLFLOW_TRACKING_URI") or (
+        f"sqlite:///{Path(project_dir).resolve() / 'mlflow.db'}"
+    )
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+    """{"a": {"b": 1}} -> {"a.b": "1"}: nested params as MLflow's flat string params."""
+    flat: dict[str, str] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{name}."))
+        else:
+            flat[name] = str(value)
+    return flat
+
+
+def git_commit(directory: str | Path = ".") -> str | None:
+    """The checked-out commit of the repository holding ``directory``, None outside git."""
+    result = subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() if result.returncode == 0 else None
+
+
+def experiment_id(client: MlflowClient, name: str, project_dir: str | Path = ".") -> str:
+    """The id of experiment ``name``, created when missing (artifacts beside a SQLite store)."""
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    location = None
+    if client.tracking_uri.startswith("sqlite:"):
+        location = (Path(project_dir).resolve() / "mlartifacts").as_uri()
+    return client.create_experiment(name, artifact_location=location)
+
+
+def start_run(
+    client: MlflowClient,
+    experiment: str,
+    run_name: str,
+    params: Mapping[str, Any],
+    tags: Mapping[str, str],
+    project_dir: str | Path = ".",
+) -> str:
+    """The id of the RUNNING run named ``run_name``: the existing one (a resumed training) or a new
+    one with ``params`` (flattened) and ``tags``."""
+    exp_id = experiment_id(client, experiment, project_dir)
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    if found:
+        run_id = found[0].info.run_id
+        client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
+    else:
+        run = client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name})
+        run_id = run.info.run_id
+        client.log_batch(run_id, params=[Param(k, v) for k, v in flatten(params).items()])
+    for key, value in tags.items():
+        client.set_tag(run_id, key, value)
+    return run_id

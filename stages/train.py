@@ -1,0 +1,42 @@
+"""DVC stage `train`: data-parallel DDPM training on Ray Train workers, tracked in MLflow.
+
+Checkpoints go to --checkpoints (outside DVC's outs, so an interrupted `dvc repro` resumes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline.cli import entry_point
+from pipeline.config import load_params
+from pipeline.train.driver import train
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True, help="the preprocess stage's output")
+    parser.add_argument("--checkpoints", required=True, help="Ray Train storage (resume points)")
+    parser.add_argument("--models", required=True, help="exported EMA weights + config.json")
+    parser.add_argument("--report", required=True, help="JSON summary (DVC metrics)")
+    parser.add_argument("--history", required=True, help="loss per step, CSV (DVC plots)")
+    parser.add_argument("--samples", required=True, help="final sample grid, PNG")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    train(
+        params,
+        args.data,
+        args.checkpoints,
+        args.models,
+        args.report,
+        args.history,
+        args.samples,
+        tags={"dvc_stage": "train"},
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""pipeline.train.step without Ray: accumulation, clipping, precision, seeds; the sample grid."""
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.build import build_diffusion, build_unet
+from pipeline.config import DiffusionConfig, ModelConfig, Params, TrainConfig
+from pipeline.reports.grid import image_grid
+from pipeline.train.step import lr_at, resolve_precision, step_seed, train_step
+
+SMALL = Params(
+    model=ModelConfig(
+        base_channels=8,
+        channel_mult=(1, 2),
+        num_res_blocks=1,
+        attention_resolutions=(),
+        num_heads=1,
+    ),
+)
+
+
+def setup(optimizer_cls=torch.optim.SGD, lr=1.0):
+    torch.manual_seed(0)
+    net = build_unet(SMALL)
+    return net, build_diffusion(DiffusionConfig()), optimizer_cls(net.parameters(), lr=lr)
+
+
+def scaler(enabled=False):
+    return torch.amp.GradScaler("cpu", enabled=enabled)
+
+
+def test_accumulated_micro_batches_average_their_gradients():
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    net, diffusion, sgd = setup()
+    before = [p.detach().clone() for p in net.parameters()]
+    torch.manual_seed(7)
+    result = train_step(net, diffusion, [x[:4], x[4:]], sgd, scaler(), lr=0.5, grad_clip=0)
+    # SGD: delta = -lr * grad, so the step reveals the gradient it used
+    used = [(b - p.detach()) / 0.5 for b, p in zip(before, net.parameters(), strict=True)]
+
+    reference, _, _ = setup()
+    torch.manual_seed(7)  # the same draws, in the same order (micro-batch 1, then 2)
+    first = diffusion.training_losses(reference, x[:4]).loss
+    second = diffusion.training_losses(reference, x[4:]).loss
+    ((first + second) / 2).backward()
+    for got, p in zip(used, reference.parameters(), strict=True):
+        torch.testing.assert_close(got, p.grad, rtol=1e-4, atol=1e-6)
+    assert result.loss.item() == pytest.approx(((first + second) / 2).item(), rel=1e-6)
+    norm = torch.sqrt(sum(p.grad.pow(2).sum() for p in reference.parameters()))
+    assert result.grad_norm.item() == pytest.approx(norm.item(), rel=1e-5)
+    assert sgd.param_groups[0]["lr"] == 0.5
+
+
+def test_gradient_clipping_bounds_the_update():
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    net, diffusion, sgd = setup()
+    before = [p.detach().clone() for p in net.parameters()]
+    result = train_step(net, diffusion, [x], sgd, scaler(), lr=1.0, grad_clip=1e-3)
+    update = torch.sqrt(
+        sum((b - p.detach()).pow(2).sum() for b, p in zip(before, net.parameters(), strict=True))
+    )
+    assert result.grad_norm.item() > 1e-3  # the measured norm is before clipping
+    assert update.item() == pytest.approx(1e-3, rel=1e-3)
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_mixed_precision_steps_track_fp32(precision):
+    x = torch.rand(8, 1, 28, 28) * 2 - 1
+    losses = {}
+    for p in ("fp32", precision):
+        net, diffusion, adam = setup(torch.optim.AdamW, lr=1e-3)
+        grad_scaler = scaler(enabled=p == "fp16")
+        torch.manual_seed(3)
+        results = [
+            train_step(net, diffusion, [x], adam, grad_scaler, lr=1e-3, grad_clip=1.0, precision=p)
+            for _ in range(3)
+        ]
+        losses[p] = [r.loss.item() for r in results]
+        assert all(r.loss.dtype == torch.float32 for r in results)
+    assert losses[precision] == pytest.approx(losses["fp32"], rel=0.05)
+    assert losses[precision] != losses["fp32"]  # autocast really ran in lower precision
+
+
+@pytest.mark.slow  # inductor compiles forward and backward: about a minute on 2 cores
+def test_compiled_model_trains_like_the_eager_one():
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    out = {}
+    for compiled in (False, True):
+        net, diffusion, sgd = setup(lr=0.1)
+        model = torch.compile(net) if compiled else net
+        torch.manual_seed(5)
+        out[compiled] = train_step(model, diffusion, [x], sgd, scaler(), lr=0.1, grad_clip=1.0)
+        out[compiled] = (out[compiled].loss.item(), [p.detach().clone() for p in net.parameters()])
+    assert out[True][0] == pytest.approx(out[False][0], rel=1e-4)
+    for a, b in zip(out[True][1], out[False][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-3, atol=1e-5)
+
+
+def test_step_seeds_are_distinct_and_stable():
+    seeds = {step_seed(0, rank, step) for rank in range(4) for step in range(1000)}
+    assert len(seeds) == 4000 and all(0 <= s < 2**63 for s in seeds)
+    assert step_seed(0, 1, 5) == step_seed(0, 1, 5) != step_seed(1, 1, 5)
+
+
+def test_lr_warmup_then_constant_and_precision_auto():
+    tc = TrainConfig(lr=1e-3, warmup_steps=4)
+    assert [lr_at(s, tc) for s in range(6)] == pytest.approx(
+        [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
+    )
+    assert lr_at(0, TrainConfig(lr=1e-3, warmup_steps=0)) == 1e-3
+    assert resolve_precision("auto", torch.device("cpu")) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
+    assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_image_grid_tiles_and_maps_pixels():
+    images = torch.full((5, 3, 4, 6), -1.0)
+    images[1] = 1.0
+    images[4, 0] = 0.0
+    grid = image_grid(images, nrow=3, padding=1)
+    assert grid.shape == (2 * 5 + 1, 3 * 7 + 1, 3) and grid.dtype == np.uint8
+    assert (grid[1:5, 8:14] == 255).all()  # image 1: row 0, column 1
+    assert (grid[6:10, 8:14, 0] == 128).all() and (grid[6:10, 8:14, 1:] == 0).all()  # image 4
+    assert grid[0].max() == 0 and grid[:, 7].max() == 0  # black padding
+    assert image_grid(torch.zeros(16, 1, 2, 2)).shape == (4 * 4 + 2, 4 * 4 + 2, 1)  # 4x4 default
+    with pytest.raises(
+        ValueError, match=r"expected a non-empty \(N, C, H, W\) batch, got shape \(3, 4, 4\)"
+    ):
+        image_grid(torch.zeros(3, 4, 4))
