@@ -22,7 +22,7 @@ from pipeline.config import (
 )
 from pipeline.data import download_source, preprocess
 from pipeline.tracking import flatten
-from pipeline.train.checkpoint import read_checkpoint
+from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit, run_name, train
 from pipeline.train.export import load_model
@@ -106,8 +106,7 @@ def monkeypatch_module():
 
 def final_state(storage, params, processed):
     """The state dict of the latest checkpoint of ``params``' run under ``storage``."""
-    result = ray.train.Result.from_path(storage / run_name(params, processed))
-    return read_checkpoint(result.checkpoint)
+    return read_state(latest_checkpoint_dir(storage / run_name(params, processed)))
 
 
 def test_train_exports_a_loadable_model_and_reports(trained, processed):

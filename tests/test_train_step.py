@@ -128,3 +128,15 @@ def test_image_grid_tiles_and_maps_pixels():
         ValueError, match=r"expected a non-empty \(N, C, H, W\) batch, got shape \(3, 4, 4\)"
     ):
         image_grid(torch.zeros(3, 4, 4))
+
+
+def test_latest_checkpoint_is_the_highest_step_that_loads(tmp_path):
+    from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir
+
+    assert latest_checkpoint_dir(tmp_path / "missing") is None
+    for name, step in (("checkpoint_a", 2), ("checkpoint_b", 6), ("checkpoint_c", 4)):
+        (tmp_path / name).mkdir()
+        torch.save({"step": step, "w": torch.zeros(1000)}, tmp_path / name / CHECKPOINT_FILE)
+    file = tmp_path / "checkpoint_b" / CHECKPOINT_FILE
+    file.write_bytes(file.read_bytes()[:-100])  # a copy cut short when the run died
+    assert latest_checkpoint_dir(tmp_path) == tmp_path / "checkpoint_c"

@@ -32,7 +32,7 @@ from pipeline.data.download import file_digest
 from pipeline.io import atomic_path
 from pipeline.reports.grid import save_image
 from pipeline.tracking import git_commit, start_run, tracking_uri
-from pipeline.train.checkpoint import CHECKPOINT_FILE, read_checkpoint
+from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_checkpoint
 from pipeline.train.export import export_model, load_model
 from pipeline.train.worker import train_fn_per_worker
 
@@ -105,9 +105,13 @@ def fit(
     init_ray(params)
     tc = params.train
     name = run_name(params, processed_dir)
+    resume_from = latest_checkpoint_dir(storage_dir / name)
+    if resume_from:
+        log.info("resuming %s from %s", name, resume_from)
     loop_config = {
         "params": to_dict(params),
         "processed_dir": str(processed_dir),
+        "resume_from": str(resume_from) if resume_from else None,
         "run_id": run_id,
         "tracking_uri": mlflow_uri,
         "fault": dict(fault) if fault else None,

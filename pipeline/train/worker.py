@@ -31,7 +31,7 @@ from pipeline.config import Params, TrainConfig, from_dict
 from pipeline.diffusion import GaussianDiffusion
 from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
-from pipeline.train.checkpoint import checkpoint_of, read_checkpoint
+from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
 from pipeline.train.step import StepResult, lr_at, resolve_precision, step_seed, train_step
 
@@ -153,6 +153,18 @@ def maybe_fail(fault: dict[str, Any] | None, rank: int, step: int) -> None:
             os._exit(1)
 
 
+def resume_state(resume_from: str | None, device: torch.device) -> dict[str, Any] | None:
+    """The newest of Ray's checkpoint for this run (the latest report before a worker-group restart,
+    or from Ray's run snapshot) and the driver's ``resume_from`` directory; None to start fresh."""
+    states = []
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint:
+        states.append(read_checkpoint(checkpoint, device))
+    if resume_from:
+        states.append(read_state(resume_from, device))
+    return max(states, key=lambda state: state["step"], default=None)
+
+
 def quiet_ray_train_logs() -> None:
     """Ray Train logs every report and checkpoint at INFO, one line per log step from each rank,
     which buries the progress bar; keep its warnings."""
@@ -164,7 +176,8 @@ def quiet_ray_train_logs() -> None:
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """Train ``loop_config['params']`` on ``loop_config['processed_dir']``; resume from Ray's latest
-    checkpoint when there is one. Optional keys: ``run_id`` and ``tracking_uri`` (MLflow), ``fault``."""
+    checkpoint when there is one. Optional keys: ``resume_from`` (a checkpoint directory), ``run_id``
+    and ``tracking_uri`` (MLflow), ``fault``."""
     quiet_ray_train_logs()
     params: Params = from_dict(Params, loop_config["params"])
     tc = params.train
@@ -183,9 +196,8 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
 
     step, history, grid = 0, [], None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint:
-        state = read_checkpoint(checkpoint, device)
+    state = resume_state(loop_config.get("resume_from"), device)
+    if state:
         net.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         optimizer.load_state_dict(state["optimizer"])
