@@ -224,6 +224,56 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class FeatureNetConfig:
+    """The offline FID feature network: a small classifier trained on the dataset (pipeline.evaluate)."""
+
+    epochs: int = 5  # passes over the train split
+    batch_size: int = 32  # images per step
+    lr: float = 2e-3  # AdamW learning rate
+    width: int = 16  # channels of the first conv stage (then 2x, 4x); a multiple of 8
+    feature_dim: int = 128  # size of the penultimate layer: the FID/KID feature space
+    seed: int = 0  # initial weights and data order
+
+    def __post_init__(self) -> None:
+        with _section("featurenet"):
+            for name in ("epochs", "batch_size", "feature_dim"):
+                _check_positive(name, getattr(self, name))
+            if self.width < 8 or self.width % 8:
+                raise ValueError(f"width must be a positive multiple of 8, got {self.width!r}")
+            if not (math.isfinite(self.lr) and self.lr > 0):
+                raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Sample quality of the trained EMA model: FID and KID against the held-out test split."""
+
+    num_samples: int = 500  # generated images scored
+    sampler: Literal["ddpm", "ddim"] = "ddim"  # reverse process used to generate them
+    steps: int = 50  # network evaluations per sample, <= diffusion.timesteps
+    eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
+    batch_size: int = 100  # images per Ray sampling task
+    num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
+    seed: int = 0  # batch b of batch_size images is seeded by (seed, b)
+    features: Literal["featurenet"] = "featurenet"  # feature space of the scores
+    kid_subset_size: int = 100  # KID: images per subset (capped at the smaller set)
+    grid_count: int = 64  # images in reports/samples.png
+    trajectory_count: int = 8  # samples in the denoising GIF (x_T -> x_0)
+
+    def __post_init__(self) -> None:
+        with _section("eval"):
+            for name in ("num_samples", "steps", "batch_size", "num_workers", "kid_subset_size",
+                         "grid_count", "trajectory_count"):  # fmt: skip
+                _check_positive(name, getattr(self, name))
+            if self.num_samples < 2:
+                raise ValueError(
+                    f"num_samples must be >= 2 (FID needs a covariance), got {self.num_samples}"
+                )
+            if not 0 <= self.eta <= 1:
+                raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")
+
+
+@dataclass(frozen=True)
 class MlflowConfig:
     """Where runs are recorded; the tracking URI comes from MLFLOW_TRACKING_URI or the project."""
 
@@ -251,12 +301,18 @@ class Params:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    featurenet: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         with _section("model"):
             check_attention_resolutions(self.model, self.data.image_size)
+        if self.eval.steps > self.diffusion.timesteps:
+            raise ConfigError(
+                f"eval.steps {self.eval.steps} exceeds diffusion.timesteps {self.diffusion.timesteps}"
+            )
 
 
 # --------------------------------------------------------------------------- loading

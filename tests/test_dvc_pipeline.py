@@ -2,12 +2,19 @@
 
 import json
 import math
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
 
 import pandas as pd
 import pytest
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
+from PIL import Image
 
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
 from pipeline.train.export import load_model
@@ -45,6 +52,13 @@ TINY_TRAINING = {
     "train.sample_every": 0,
     "train.sample_count": 4,
     "train.sample_steps": 2,
+    "featurenet.epochs": 1,
+    "eval.num_samples": 20,
+    "eval.steps": 3,
+    "eval.batch_size": 10,
+    "eval.grid_count": 16,
+    "eval.trajectory_count": 4,
+    "eval.kid_subset_size": 10,
 }
 
 
@@ -54,7 +68,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     for key, value in TINY_TRAINING.items():
         set_param(repo, key, value)
     first = dvc_repo("dvc", "repro")
-    assert ran(first) == {"download", "preprocess", "schedules", "train"}
+    assert ran(first) == {"download", "preprocess", "schedules", "train", "featurenet", "evaluate"}
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["source"] == "mnist-5k" and manifest["splits"]["train"]["images"]["shape"][
         1:
@@ -78,28 +92,87 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert run.data.tags["dvc_stage"] == "train" and run.info.status == "FINISHED"
     assert run.data.tags["git_commit"] == dvc_repo("git", "rev-parse", "HEAD").stdout.strip()
 
-    again = dvc_repo("dvc", "repro")
+    scores = json.loads((repo / "reports/metrics.json").read_text())
+    assert scores["num_samples"] == 20 and scores["num_real"] == 498
+    assert (
+        scores["features"] == "featurenet" and scores["sampler"] == "ddim" and scores["steps"] == 3
+    )
+    assert scores["fid_featurenet"] > 0 and len(scores["weights_sha256"]) == 64
+    assert {"kid_featurenet", "kid_featurenet_std", "eta", "seed", "wall_time_s"} <= set(scores)
+    assert 0.5 < scores["featurenet_test_accuracy"] <= 1
+    with Image.open(repo / "reports/trajectory.gif") as gif:
+        assert gif.n_frames >= 2  # one per DDIM step (3); PIL merges frames that look identical
+    assert Image.open(repo / "reports/samples.png").size == (4 * 30 + 2, 4 * 30 + 2)
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.data.metrics["fid_featurenet"] == pytest.approx(scores["fid_featurenet"])
+    assert run.data.tags["eval.num_samples"] == "20"
+    evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert evaluation == {
+        f"evaluation/{f}" for f in ("metrics.json", "samples.png", "trajectory.gif")
+    }
+
+    again = dvc_repro_and_server(dvc_repo, run.info.run_id, scores["fid_featurenet"])
     assert ran(again) == set() and "up to date" in again.stdout
+
+    exp = dvc_repo("dvc", "exp", "run", "-S", "train.steps=6")
+    assert ran(exp) == {"train", "evaluate"}
+    assert json.loads((repo / "reports/train.json").read_text())["steps"] == 6
 
     set_param(repo, "download.retries", 5)  # how files are fetched, not what they are
     set_param(repo, "mlflow.experiment", "elsewhere")  # where runs are recorded
     assert ran(dvc_repo("dvc", "repro")) == set()
 
     set_param(repo, "diffusion.timesteps", 200)
-    assert ran(dvc_repo("dvc", "repro")) == {"schedules", "train"}
+    set_param(repo, "data.image_size", 32)  # re-preprocess, no re-download
+    assert ran(dvc_repo("dvc", "repro")) == {
+        "schedules",
+        "preprocess",
+        "train",
+        "featurenet",
+        "evaluate",
+    }
     assert len(pd.read_csv(repo / "reports/schedules.csv")) == 200
-    assert (
-        json.loads((repo / "models/config.json").read_text())["params"]["diffusion"]["timesteps"]
-        == 200
-    )
-
-    set_param(repo, "data.image_size", 32)  # re-preprocess and retrain, no re-download
-    assert ran(dvc_repo("dvc", "repro")) == {"preprocess", "train"}
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["splits"]["test"]["images"]["shape"][1:] == [1, 32, 32]
     net, _, params = load_model(repo / "models")
-    assert params.data.image_size == 32
+    assert params.data.image_size == 32 and params.diffusion.timesteps == 200
     assert net(torch.zeros(1, 1, 32, 32), torch.tensor([0])).shape == (1, 1, 32, 32)
+
+
+def dvc_repro_and_server(dvc_repo, run_id: str, fid: float):
+    """A second `dvc repro` while a real `mlflow server` on 127.0.0.1 serves the project's store;
+    the run's FID must come back through its REST API. Returns the repro's result."""
+    repo = dvc_repo.repo
+    port = free_port()
+    server = subprocess.Popen(
+        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port),
+         "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}", "--workers", "1"],
+        cwd=repo, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        again = dvc_repo("dvc", "repro")
+        url = f"http://127.0.0.1:{port}/api/2.0/mlflow/runs/get?run_id={run_id}"
+        for _ in range(120):  # the server takes a few seconds to start
+            try:
+                with urllib.request.urlopen(url, timeout=5) as response:
+                    body = json.load(response)
+                break
+            except (urllib.error.URLError, ConnectionError):
+                time.sleep(0.5)
+        else:
+            pytest.fail("mlflow server did not answer on 127.0.0.1")
+        metrics = {m["key"]: m["value"] for m in body["run"]["data"]["metrics"]}
+        assert metrics["fid_featurenet"] == pytest.approx(fid)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    return again
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):

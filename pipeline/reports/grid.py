@@ -39,3 +39,14 @@ def save_image(array: np.ndarray, path: str | Path) -> Path:
     with atomic_path(path) as tmp:
         Image.fromarray(mode_array).save(tmp)
     return Path(path)
+
+
+def save_gif(
+    frames: list[np.ndarray], path: str | Path, frame_ms: int = 80, hold_ms: int = 1500
+) -> Path:
+    """(H, W, C) uint8 frames as a looping GIF; the last frame is held for ``hold_ms``, atomically."""
+    images = [Image.fromarray(f[..., 0] if f.shape[-1] == 1 else f) for f in frames]
+    durations = [frame_ms] * (len(images) - 1) + [hold_ms]
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, save_all=True, append_images=images[1:], duration=durations, loop=0)
+    return Path(path)

@@ -16,7 +16,9 @@ class ProcessedImages(Dataset):
     x = uint8 / 127.5 - 1, shape (C, H, W): the [-1, 1] range the diffusion process assumes.
     """
 
-    def __init__(self, processed_dir: str | Path, split: str = "train") -> None:
+    def __init__(
+        self, processed_dir: str | Path, split: str = "train", labels: bool = False
+    ) -> None:
         processed_dir = Path(processed_dir)
         manifest = json.loads((processed_dir / "manifest.json").read_text())
         if split not in manifest["splits"]:
@@ -27,10 +29,16 @@ class ProcessedImages(Dataset):
             raise ValueError(
                 f"{entry['file']} has shape {self.images.shape}, manifest says {entry['shape']}"
             )
+        self.labels = None  # (N,) int64 when requested and the source has labels
+        label_entry = manifest["splits"][split].get("labels")
+        if labels and label_entry:
+            self.labels = torch.from_numpy(np.load(processed_dir / label_entry["file"]))
 
     def __len__(self) -> int:
         return self.images.shape[0]
 
-    def __getitem__(self, index: int) -> torch.Tensor:
+    def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x in [-1, 1], (C, H, W); with labels, (x, label)."""
         pixels = torch.from_numpy(np.array(self.images[index], dtype=np.float32))  # (C, H, W)
-        return pixels / 127.5 - 1.0
+        x = pixels / 127.5 - 1.0
+        return x if self.labels is None else (x, self.labels[index])

@@ -39,6 +39,7 @@ from pipeline.train.worker import train_fn_per_worker
 log = logging.getLogger(__name__)
 
 RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
+EVAL_SECTIONS = ("featurenet", "eval")  # recorded by the evaluate stage, as tags
 # train params that change how a run is watched or restarted, not the weights it produces
 OPERATIONAL = (
     "max_failures",
@@ -183,9 +184,8 @@ def train(
         "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
         **(tags or {}),
     }
-    run_id = start_run(
-        client, params.mlflow.experiment, name, to_dict(params), all_tags, project_dir
-    )
+    trained_with = {k: v for k, v in to_dict(params).items() if k not in EVAL_SECTIONS}
+    run_id = start_run(client, params.mlflow.experiment, name, trained_with, all_tags, project_dir)
     started = time.perf_counter()
     try:
         result = fit(

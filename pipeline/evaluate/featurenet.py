@@ -1,0 +1,138 @@
+"""FeatureNet: a small classifier trained on the dataset itself, whose penultimate layer is the
+offline feature space for FID/KID (``eval.features: featurenet``).
+
+Scores in this space are comparable only with other ``fid_featurenet`` scores computed with the same
+weights (their sha256 is recorded with every score), never with Inception FID.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from pipeline.config import FeatureNetConfig, from_dict, to_dict
+from pipeline.data.download import file_digest
+from pipeline.io import atomic_dir
+from pipeline.train.data import ProcessedImages
+
+WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
+
+
+class FeatureNet(nn.Module):
+    """conv3x3-GroupNorm-SiLU x2 then 2x2 max-pool, at widths w, 2w, 4w; global average pool; a
+    ``feature_dim`` embedding (the FID features, after SiLU); a linear classifier head."""
+
+    def __init__(self, in_channels: int, num_classes: int, config: FeatureNetConfig) -> None:
+        super().__init__()
+        layers, channels = [], in_channels
+        for mult in (1, 2, 4):
+            width = config.width * mult
+            for _ in range(2):
+                layers += [
+                    nn.Conv2d(channels, width, 3, padding=1),
+                    nn.GroupNorm(8, width),
+                    nn.SiLU(),
+                ]
+                channels = width
+            layers.append(nn.MaxPool2d(2, ceil_mode=True))
+        self.body = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
+        self.embed = nn.Sequential(nn.Linear(channels, config.feature_dim), nn.SiLU())
+        self.head = nn.Linear(config.feature_dim, num_classes)
+        self.num_features = config.feature_dim
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] -> (B, feature_dim)."""
+        return self.embed(self.body(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, C, H, W) in [-1, 1] -> class logits (B, num_classes)."""
+        return self.head(self.features(x))
+
+
+@dataclass(frozen=True)
+class FeatureNetResult:
+    test_accuracy: float
+    train_loss: float
+    epochs: int
+
+
+def _labelled(processed_dir: Path, split: str) -> ProcessedImages:
+    data = ProcessedImages(processed_dir, split, labels=True)
+    if data.labels is None:
+        raise ValueError(
+            f"eval.features 'featurenet' trains a classifier and needs labels; the {split} split of "
+            f"{processed_dir} has none (use a labelled source or eval.features: inception)"
+        )
+    return data
+
+
+def accuracy(net: FeatureNet, data: ProcessedImages, batch_size: int = 256) -> float:
+    net.eval()
+    correct = 0
+    with torch.no_grad():
+        for x, y in DataLoader(data, batch_size=batch_size):
+            correct += (net(x).argmax(1) == y).sum().item()
+    return correct / len(data)
+
+
+def train_featurenet(
+    processed_dir: str | Path, config: FeatureNetConfig, progress: bool = True
+) -> tuple[FeatureNet, FeatureNetResult]:
+    """Train on the train split (AdamW, cross-entropy, ``config.epochs``); report test accuracy."""
+    processed_dir = Path(processed_dir)
+    train, test = _labelled(processed_dir, "train"), _labelled(processed_dir, "test")
+    num_classes = int(max(train.labels.max(), test.labels.max())) + 1
+    torch.manual_seed(config.seed)
+    net = FeatureNet(train.images.shape[1], num_classes, config)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
+    loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False)
+    bar = tqdm(total=config.epochs * len(loader), desc="featurenet", disable=not progress)
+    for _ in range(config.epochs):
+        net.train()
+        for x, y in loader:
+            loss = F.cross_entropy(net(x), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+    bar.close()
+    result = FeatureNetResult(accuracy(net, test), loss.item(), config.epochs)
+    return net.eval(), result
+
+
+def save_featurenet(
+    net: FeatureNet, config: FeatureNetConfig, result: FeatureNetResult, out_dir: str | Path
+) -> Path:
+    """``weights.pt`` (state_dict) and ``config.json`` (architecture, test accuracy), atomically."""
+    with atomic_dir(out_dir) as tmp:
+        torch.save(net.state_dict(), tmp / WEIGHTS_FILE)
+        meta = {
+            "config": to_dict(config),
+            "in_channels": net.body[0].in_channels,
+            "num_classes": net.head.out_features,
+            **dataclasses.asdict(result),
+        }
+        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(out_dir)
+
+
+def load_featurenet(directory: str | Path) -> tuple[FeatureNet, str, dict]:
+    """The saved FeatureNet (eval mode), the sha256 of its weights file, and its config.json."""
+    directory = Path(directory)
+    if not (directory / CONFIG_FILE).is_file():
+        raise FileNotFoundError(f"no FeatureNet in {directory}: run the featurenet stage first")
+    meta = json.loads((directory / CONFIG_FILE).read_text())
+    net = FeatureNet(
+        meta["in_channels"], meta["num_classes"], from_dict(FeatureNetConfig, meta["config"])
+    )
+    net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
+    return net.eval(), file_digest(directory / WEIGHTS_FILE, "sha256"), meta

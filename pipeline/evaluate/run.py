@@ -1,0 +1,130 @@
+"""The evaluate stage: sample from the trained EMA model, score FID/KID, draw the pictures, and log
+everything into the training's MLflow run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from mlflow.entities import Metric, RunTag
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import EvalConfig, Params, to_dict
+from pipeline.evaluate.featurenet import load_featurenet
+from pipeline.evaluate.sampling import generate
+from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
+from pipeline.io import atomic_path
+from pipeline.reports.grid import image_grid, save_gif, save_image
+from pipeline.tracking import flatten, tracking_uri
+from pipeline.train.data import ProcessedImages
+from pipeline.train.driver import init_ray, resolve_use_gpu
+from pipeline.train.export import load_model
+
+log = logging.getLogger(__name__)
+
+GIF_FRAMES = 25  # frames of the denoising trajectory (evenly spaced over the sampler's steps)
+
+
+def trajectory_frames(models_dir: str | Path, config: EvalConfig) -> list[np.ndarray]:
+    """Grids of ``trajectory_count`` samples at GIF_FRAMES points from x_T to x_0 (same sampler)."""
+    net, diffusion, params = load_model(models_dir)
+    size, channels = params.data.image_size, params.data.channels
+    generator = torch.Generator().manual_seed(config.seed)
+    states = []
+    with torch.no_grad():
+        for step in diffusion.sample_progressive(
+            net,
+            (config.trajectory_count, channels, size, size),
+            config.steps,
+            config.sampler,
+            config.eta,
+            generator=generator,
+        ):
+            states.append(step.x)
+    keep = np.unique(
+        np.linspace(0, len(states) - 1, min(GIF_FRAMES, len(states))).round().astype(int)
+    )
+    return [image_grid(states[i].clamp(-1, 1), nrow=config.trajectory_count) for i in keep]
+
+
+def evaluate(
+    params: Params,
+    models_dir: str | Path,
+    featurenet_dir: str | Path,
+    processed_dir: str | Path,
+    train_report: str | Path,
+    metrics_path: str | Path,
+    grid_png: str | Path,
+    trajectory_gif: str | Path,
+    *,
+    project_dir: str | Path = ".",
+) -> dict[str, Any]:
+    """Write metrics.json (fid_/kid_<features>, settings, wall time), the sample grid and the GIF,
+    and log them to the training run recorded in ``train_report``. Returns the metrics."""
+    ec, processed_dir = params.eval, Path(processed_dir)
+    run_id = json.loads(Path(train_report).read_text())["mlflow_run_id"]
+    net, weights_sha256, featurenet_meta = load_featurenet(featurenet_dir)
+    extractor = ImageFeatures(net, f"featurenet:{weights_sha256}")
+    real_images = ProcessedImages(processed_dir, "test").images  # uint8 (N, C, H, W), memmap
+    manifest = json.loads((processed_dir / "manifest.json").read_text())
+    real_sha256 = manifest["splits"]["test"]["images"]["sha256"]
+    _, _, trained = load_model(models_dir)  # fails early on a missing model
+
+    started = time.perf_counter()
+    init_ray(params)
+    fake_images = generate(models_dir, ec, use_gpu=resolve_use_gpu(trained.train.use_gpu))
+    cache = params.download.resolved_cache_dir() / "fid-stats"
+    real = cached_features(extractor, real_images, real_sha256, cache)
+    fake = extract(extractor, fake_images, desc="sample features")
+    result = scores(real, fake, ec.kid_subset_size)
+    name = ec.features
+    metrics = {
+        f"fid_{name}": result["fid"],
+        f"kid_{name}": result["kid"],
+        f"kid_{name}_std": result["kid_std"],
+        "num_samples": len(fake_images),
+        "num_real": len(real_images),
+        "features": name,
+        "weights_sha256": weights_sha256,
+        "sampler": ec.sampler,
+        "steps": ec.steps,
+        "eta": ec.eta,
+        "seed": ec.seed,
+        "featurenet_test_accuracy": featurenet_meta["test_accuracy"],
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    save_image(
+        image_grid(torch.from_numpy(fake_images[: ec.grid_count]).float() / 127.5 - 1), grid_png
+    )
+    save_gif(trajectory_frames(models_dir, ec), trajectory_gif)
+    with atomic_path(metrics_path) as tmp:
+        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+
+    log_to_run(run_id, params, metrics, (metrics_path, grid_png, trajectory_gif), project_dir)
+    return metrics
+
+
+def log_to_run(
+    run_id: str, params: Params, metrics: dict[str, Any], files, project_dir: str | Path
+) -> None:
+    """Scores as metrics of the training run; the eval settings as ``eval.*``/``featurenet.*`` tags
+    (tags, not params: a later evaluation with other settings overwrites them, params cannot be
+    changed); the files as artifacts under ``evaluation/``."""
+    client = MlflowClient(tracking_uri(project_dir))
+    now = int(time.time() * 1000)
+    logged = {k: v for k, v in metrics.items() if k.startswith(("fid_", "kid_"))}
+    logged["featurenet_test_accuracy"] = metrics["featurenet_test_accuracy"]
+    logged["eval_wall_time_s"] = metrics["wall_time_s"]
+    settings = flatten({"eval": to_dict(params.eval), "featurenet": to_dict(params.featurenet)})
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()],
+        tags=[RunTag(k, v) for k, v in settings.items()],
+    )
+    for path in files:
+        client.log_artifact(run_id, str(path), "evaluation")

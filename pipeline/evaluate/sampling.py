@@ -1,0 +1,69 @@
+"""Generate images from the exported EMA model, batches spread over Ray tasks (1 CPU or GPU each)."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+from tqdm import tqdm
+
+from pipeline.config import EvalConfig
+from pipeline.train.export import load_model
+
+
+def batch_seed(seed: int, batch: int) -> int:
+    """The generator seed of sampling batch ``batch`` (a non-negative int64)."""
+    return (
+        int.from_bytes(hashlib.sha256(f"sample:{seed}:{batch}".encode()).digest()[:8], "little")
+        >> 1
+    )
+
+
+def to_uint8(x: torch.Tensor) -> np.ndarray:
+    """Images in [-1, 1] -> uint8 (N, C, H, W), rounded: round((x + 1) * 127.5)."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+
+
+def sample_batch(models_dir: str, count: int, config: EvalConfig, batch: int) -> np.ndarray:
+    """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    net, diffusion, params = load_model(models_dir, device)
+    generator = torch.Generator(device).manual_seed(batch_seed(config.seed, batch))
+    size = params.data.image_size
+    with torch.no_grad():
+        x0 = diffusion.sample(
+            net,
+            (count, params.data.channels, size, size),
+            steps=config.steps,
+            sampler=config.sampler,
+            eta=config.eta,
+            generator=generator,
+        )
+    return to_uint8(x0)
+
+
+def generate(models_dir: str | Path, config: EvalConfig, use_gpu: bool = False) -> np.ndarray:
+    """``config.num_samples`` images as uint8 (N, C, H, W), batch b seeded by (seed, b), at most
+    ``config.num_workers`` Ray tasks at once; a progress bar counts finished images."""
+    models_dir = str(Path(models_dir).resolve())
+    counts = [
+        min(config.batch_size, config.num_samples - start)
+        for start in range(0, config.num_samples, config.batch_size)
+    ]
+    task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(sample_batch)
+    results: dict[int, np.ndarray] = {}
+    pending: dict[ray.ObjectRef, int] = {}
+    queue = list(enumerate(counts))
+    with tqdm(total=config.num_samples, desc="sampling", unit="img") as bar:
+        while queue or pending:
+            while queue and len(pending) < config.num_workers:
+                batch, count = queue.pop(0)
+                pending[task.remote(models_dir, count, config, batch)] = batch
+            (done,), _ = ray.wait(list(pending), num_returns=1)
+            batch = pending.pop(done)
+            results[batch] = ray.get(done)
+            bar.update(counts[batch])
+    return np.concatenate([results[b] for b in range(len(counts))])

@@ -1,0 +1,40 @@
+"""DVC stage `evaluate`: FID/KID of the trained EMA model, sample grid and denoising GIF."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from pipeline.cli import entry_point
+from pipeline.config import load_params
+from pipeline.evaluate.run import evaluate
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--models", required=True, help="the train stage's exported model")
+    parser.add_argument("--featurenet", required=True, help="the featurenet stage's output")
+    parser.add_argument("--data", required=True, help="the preprocess stage's output")
+    parser.add_argument("--train-report", required=True, help="holds the MLflow run id")
+    parser.add_argument("--metrics", required=True, help="scores, JSON (DVC metrics)")
+    parser.add_argument("--grid", required=True, help="sample grid, PNG")
+    parser.add_argument("--trajectory", required=True, help="denoising trajectory, GIF")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    evaluate(
+        params,
+        args.models,
+        args.featurenet,
+        args.data,
+        args.train_report,
+        args.metrics,
+        args.grid,
+        args.trajectory,
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""DVC stage `featurenet`: train the offline FID feature network on the train split."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+from collections.abc import Sequence
+
+from pipeline.cli import entry_point
+from pipeline.config import load_params
+from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
+from pipeline.io import atomic_path
+
+
+@entry_point
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--data", required=True, help="the preprocess stage's output")
+    parser.add_argument("--out", required=True, help="weights.pt + config.json")
+    parser.add_argument("--report", required=True, help="test accuracy, JSON (DVC metrics)")
+    args = parser.parse_args(argv)
+    params = load_params(args.params)
+    net, result = train_featurenet(args.data, params.featurenet)
+    save_featurenet(net, params.featurenet, result, args.out)
+    with atomic_path(args.report) as tmp:
+        tmp.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""FID/KID scoring with a real FeatureNet on the real default data; sampling on real Ray tasks."""
+
+import json
+
+import numpy as np
+import pytest
+import ray
+import torch
+import torch.nn.functional as F
+
+from pipeline.build import build_unet
+from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
+from pipeline.data import download_source, preprocess
+from pipeline.evaluate.featurenet import load_featurenet, save_featurenet, train_featurenet
+from pipeline.evaluate.sampling import generate
+from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
+from pipeline.models import make_ema
+from pipeline.train.data import ProcessedImages
+from pipeline.train.export import export_model
+from tests.test_train import TINY
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    download_source(DataConfig(), DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
+    preprocess(DataConfig(), root / "raw", root / "processed", progress=False)
+    return root / "processed"
+
+
+@pytest.fixture(scope="module")
+def featurenet(processed, tmp_path_factory):
+    config = FeatureNetConfig(epochs=2)
+    net, result = train_featurenet(processed, config, progress=False)
+    out = save_featurenet(net, config, result, tmp_path_factory.mktemp("fn") / "featurenet")
+    return out, result
+
+
+def test_featurenet_learns_the_digits_and_round_trips(featurenet, processed):
+    out, result = featurenet
+    assert result.test_accuracy > 0.9 and result.epochs == 2  # 2 epochs on 4,000 digits
+    net, sha256, meta = load_featurenet(out)
+    assert len(sha256) == 64 and meta["test_accuracy"] == result.test_accuracy
+    x = torch.from_numpy(np.asarray(ProcessedImages(processed, "test").images[:5]))
+    assert ImageFeatures(net, "f")(x).shape == (5, 128)
+
+
+def test_fid_orders_real_degraded_and_noise(featurenet, processed, tmp_path):
+    net, sha256, _ = load_featurenet(featurenet[0])
+    extractor = ImageFeatures(net, f"featurenet:{sha256}")
+    # two held-out sets of the same distribution (mnist-5k's file is sorted by label, so halves of
+    # one split would differ in digits): val (~500) and test (498)
+    val = np.asarray(ProcessedImages(processed, "val").images)
+    test = np.asarray(ProcessedImages(processed, "test").images)  # (498, 1, 28, 28) uint8
+    x = torch.from_numpy(test).float()
+    blurred = F.avg_pool2d(x, 5, stride=1, padding=2)  # a 5x5 box blur
+    degraded = (blurred + torch.randn_like(x) * 20).clamp(0, 255).round().to(torch.uint8).numpy()
+    noise = np.random.default_rng(0).integers(0, 256, test.shape, dtype=np.uint8)
+
+    real = cached_features(extractor, val, "val-split", tmp_path)
+    fid = {name: scores(real, extract(extractor, imgs))["fid"] for name, imgs in
+           (("real", test), ("degraded", degraded), ("noise", noise))}  # fmt: skip
+    assert 3 * fid["real"] < fid["degraded"] and 5 * fid["degraded"] < fid["noise"], fid
+    # the cache returns the same features without recomputing
+    assert len(list(tmp_path.glob("*.pt"))) == 1
+    assert torch.equal(cached_features(extractor, np.zeros_like(val), "val-split", tmp_path), real)
+
+
+def test_our_fid_equals_torchmetrics_and_kid_is_near_zero_for_one_distribution():
+    rng = torch.Generator().manual_seed(0)
+    real = torch.randn(300, 16, generator=rng, dtype=torch.float64)
+    same = torch.randn(300, 16, generator=rng, dtype=torch.float64)
+    shifted = same + 1.0
+    close, far = scores(real, same, kid_subset_size=100), scores(real, shifted, kid_subset_size=100)
+    for result in (close, far):
+        assert result["fid"] == pytest.approx(result["fid_torchmetrics"], rel=1e-6, abs=1e-9)
+    assert abs(close["kid"]) < 3 * close["kid_std"] + 1e-3 and far["kid"] > 10 * close["kid_std"]
+    assert far["fid"] == pytest.approx(16.0, rel=0.15)  # |mu shift|^2 = 16, same covariance
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_generation_spreads_batches_over_ray_and_is_seeded(ray_cluster, tmp_path):
+    torch.manual_seed(0)
+    ema = make_ema(build_unet(TINY))
+    models = export_model({"ema": ema.state_dict(), "step": 0}, TINY, tmp_path / "models")
+    config = EvalConfig(num_samples=10, batch_size=4, steps=3, num_workers=2)
+    first = generate(models, config)
+    assert first.shape == (10, 1, 28, 28) and first.dtype == np.uint8
+    np.testing.assert_array_equal(first, generate(models, config))  # same seed, same images
+    assert not np.array_equal(first[:2], first[4:6])  # each batch has its own seed
+    other = generate(models, EvalConfig(num_samples=10, batch_size=4, steps=3, seed=1))
+    assert not np.array_equal(first, other)
+    assert json.loads((models / "config.json").read_text())["step"] == 0
