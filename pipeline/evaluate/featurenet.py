@@ -103,7 +103,7 @@ def train_featurenet(
             loss.backward()
             optimizer.step()
             bar.update(1)
-            bar.set_postfix(loss=f"{loss.item():.3f}")
+            bar.set_postfix(loss=f"{loss.item():.3f}", refresh=False)
     bar.close()
     result = FeatureNetResult(accuracy(net, test), loss.item(), config.epochs)
     return net.eval(), result
