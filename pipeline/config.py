@@ -255,7 +255,8 @@ class EvalConfig:
     batch_size: int = 100  # images per Ray sampling task
     num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
     seed: int = 0  # batch b of batch_size images is seeded by (seed, b)
-    features: Literal["featurenet"] = "featurenet"  # feature space of the scores
+    features: Literal["featurenet", "inception"] = "featurenet"  # feature space of the scores
+    inception_weights: str | None = None  # the FID Inception .pth file; never downloaded
     kid_subset_size: int = 100  # KID: images per subset (capped at the smaller set)
     grid_count: int = 64  # images in reports/samples.png
     trajectory_count: int = 8  # samples in the denoising GIF (x_T -> x_0)

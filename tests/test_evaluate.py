@@ -11,7 +11,10 @@ import torch.nn.functional as F
 from pipeline.build import build_unet
 from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
 from pipeline.data import download_source, preprocess
+from pipeline.data.download import file_digest
+from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.featurenet import load_featurenet, save_featurenet, train_featurenet
+from pipeline.evaluate.inception import WEIGHTS_NAME, WEIGHTS_URL, InceptionV3FID
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
 from pipeline.models import make_ema
@@ -97,3 +100,34 @@ def test_generation_spreads_batches_over_ray_and_is_seeded(ray_cluster, tmp_path
     other = generate(models, EvalConfig(num_samples=10, batch_size=4, steps=3, seed=1))
     assert not np.array_equal(first, other)
     assert json.loads((models / "config.json").read_text())["step"] == 0
+
+
+def test_inception_backend_runs_from_a_weights_file_without_download(tmp_path):
+    torch.manual_seed(0)
+    state = InceptionV3FID().state_dict()  # random weights, saved like the real file
+    assert state["fc.weight"].shape == (1008, 2048)
+    assert "Mixed_7c.branch3x3dbl_3b.bn.running_var" in state  # torch-fidelity's layer names
+    path = tmp_path / "inception.pth"
+    torch.save(state, path)
+    extractor, report = load_extractor(
+        EvalConfig(features="inception", inception_weights=str(path)), None
+    )
+    assert report == {"weights_sha256": file_digest(path, "sha256")}
+    assert extractor.identity == f"inception:{report['weights_sha256']}"
+    gray = np.random.default_rng(0).integers(0, 256, (3, 1, 28, 28), dtype=np.uint8)
+    features = extract(extractor, gray)
+    assert features.shape == (3, 2048) and torch.isfinite(features).all()
+    rgb = extract(extractor, np.repeat(gray, 3, axis=1))  # grayscale is repeated to 3 channels
+    torch.testing.assert_close(features, rgb)
+
+
+def test_missing_inception_weights_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(FileNotFoundError) as error:
+        load_extractor(
+            EvalConfig(features="inception", inception_weights=str(tmp_path / "nope.pth")), None
+        )
+    message = str(error.value)
+    assert "never downloaded at run time" in message and str(tmp_path / "nope.pth") in message
+    assert WEIGHTS_URL in message
+    assert str(tmp_path / "torch" / "hub" / "checkpoints" / WEIGHTS_NAME) in message

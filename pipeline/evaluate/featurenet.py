@@ -52,6 +52,10 @@ class FeatureNet(nn.Module):
         """(B, C, H, W) in [-1, 1] -> (B, feature_dim)."""
         return self.embed(self.body(x))
 
+    def image_features(self, images: torch.Tensor) -> torch.Tensor:
+        """uint8 (B, C, H, W) -> (B, feature_dim), on x / 127.5 - 1 like training."""
+        return self.features(images.float() / 127.5 - 1.0)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> class logits (B, num_classes)."""
         return self.head(self.features(x))

@@ -15,9 +15,9 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import EvalConfig, Params, to_dict
-from pipeline.evaluate.featurenet import load_featurenet
+from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.sampling import generate
-from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
+from pipeline.evaluate.scores import cached_features, extract, scores
 from pipeline.io import atomic_path
 from pipeline.reports.grid import image_grid, save_gif, save_image
 from pipeline.tracking import flatten, tracking_uri
@@ -68,8 +68,7 @@ def evaluate(
     and log them to the training run recorded in ``train_report``. Returns the metrics."""
     ec, processed_dir = params.eval, Path(processed_dir)
     run_id = json.loads(Path(train_report).read_text())["mlflow_run_id"]
-    net, weights_sha256, featurenet_meta = load_featurenet(featurenet_dir)
-    extractor = ImageFeatures(net, f"featurenet:{weights_sha256}")
+    extractor, backend_report = load_extractor(ec, featurenet_dir)
     real_images = ProcessedImages(processed_dir, "test").images  # uint8 (N, C, H, W), memmap
     manifest = json.loads((processed_dir / "manifest.json").read_text())
     real_sha256 = manifest["splits"]["test"]["images"]["sha256"]
@@ -90,12 +89,11 @@ def evaluate(
         "num_samples": len(fake_images),
         "num_real": len(real_images),
         "features": name,
-        "weights_sha256": weights_sha256,
+        **backend_report,
         "sampler": ec.sampler,
         "steps": ec.steps,
         "eta": ec.eta,
         "seed": ec.seed,
-        "featurenet_test_accuracy": featurenet_meta["test_accuracy"],
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     save_image(
@@ -118,7 +116,8 @@ def log_to_run(
     client = MlflowClient(tracking_uri(project_dir))
     now = int(time.time() * 1000)
     logged = {k: v for k, v in metrics.items() if k.startswith(("fid_", "kid_"))}
-    logged["featurenet_test_accuracy"] = metrics["featurenet_test_accuracy"]
+    if "featurenet_test_accuracy" in metrics:
+        logged["featurenet_test_accuracy"] = metrics["featurenet_test_accuracy"]
     logged["eval_wall_time_s"] = metrics["wall_time_s"]
     settings = flatten({"eval": to_dict(params.eval), "featurenet": to_dict(params.featurenet)})
     client.log_batch(

@@ -26,17 +26,16 @@ log = logging.getLogger(__name__)
 
 
 class ImageFeatures(nn.Module):
-    """uint8 images (N, C, H, W) -> (N, d) features of ``net.features`` on x / 127.5 - 1.
-
-    ``identity`` names the extractor and its weights (backend:sha256) for caches and reports.
-    """
+    """uint8 images (N, C, H, W) -> (N, d) features: ``net.image_features`` (each backend's network
+    does its own input pipeline). ``identity`` names the extractor and its weights
+    (``backend:sha256``) for caches and reports."""
 
     def __init__(self, net: nn.Module, identity: str) -> None:
         super().__init__()
         self.net, self.identity, self.num_features = net.eval(), identity, net.num_features
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.net.features(images.float() / 127.5 - 1.0)
+        return self.net.image_features(images)
 
 
 class _Precomputed(nn.Module):
@@ -78,7 +77,7 @@ def cached_features(
 
 def scores(real: torch.Tensor, fake: torch.Tensor, kid_subset_size: int = 100) -> dict[str, float]:
     """fid (ours, float64), fid_torchmetrics (the same statistic by torchmetrics), kid and kid_std
-    (torchmetrics, 100 subsets of min(kid_subset_size, N_real, N_fake) images)."""
+    (torchmetrics, 100 subsets of min(kid_subset_size, N_real, N_fake) images, seeded)."""
     d = real.shape[1]
     fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
     reference = FrechetInceptionDistance(feature=_Precomputed(d))
@@ -87,7 +86,9 @@ def scores(real: torch.Tensor, fake: torch.Tensor, kid_subset_size: int = 100) -
     for metric in (reference, kid):
         metric.update(real, real=True)
         metric.update(fake, real=False)
-    kid_mean, kid_std = kid.compute()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)  # KID's random subsets: the same for the same features
+        kid_mean, kid_std = kid.compute()
     return {
         "fid": fid,
         "fid_torchmetrics": float(reference.compute()),
