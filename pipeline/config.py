@@ -250,7 +250,7 @@ class EvalConfig:
 
     num_samples: int = 500  # generated images scored
     sampler: Literal["ddpm", "ddim"] = "ddim"  # reverse process used to generate them
-    steps: int = 50  # network evaluations per sample, <= diffusion.timesteps
+    steps: int = 40  # network evaluations per sample, <= diffusion.timesteps
     eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: no idle worker)
     num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
