@@ -21,12 +21,13 @@ from pipeline.config import (
     to_dict,
 )
 from pipeline.data import download_source, preprocess
+from pipeline.seeding import derived_seed
 from pipeline.tracking import flatten
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit, run_name, train
 from pipeline.train.export import load_model
-from pipeline.train.step import lr_at, step_seed
+from pipeline.train.step import lr_at
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +188,7 @@ def reference_weights(params: Params, processed, steps: int) -> dict[str, torch.
         xs, ts, noises = [], [], []
         for rank, shard in enumerate(shards):
             x = next(shard)
-            torch.manual_seed(step_seed(tc.seed, rank, step))
+            torch.manual_seed(derived_seed(tc.seed, rank, step))
             ts.append(torch.randint(0, diffusion.num_timesteps, (x.shape[0],)))
             noises.append(torch.randn_like(x))
             xs.append(x)

@@ -7,7 +7,8 @@ import torch
 from pipeline.build import build_diffusion, build_unet
 from pipeline.config import DiffusionConfig, ModelConfig, Params, TrainConfig
 from pipeline.reports.grid import image_grid
-from pipeline.train.step import lr_at, resolve_precision, step_seed, train_step
+from pipeline.seeding import derived_seed
+from pipeline.train.step import lr_at, resolve_precision, train_step
 
 SMALL = Params(
     model=ModelConfig(
@@ -98,9 +99,9 @@ def test_compiled_model_trains_like_the_eager_one():
 
 
 def test_step_seeds_are_distinct_and_stable():
-    seeds = {step_seed(0, rank, step) for rank in range(4) for step in range(1000)}
+    seeds = {derived_seed(0, rank, step) for rank in range(4) for step in range(1000)}
     assert len(seeds) == 4000 and all(0 <= s < 2**63 for s in seeds)
-    assert step_seed(0, 1, 5) == step_seed(0, 1, 5) != step_seed(1, 1, 5)
+    assert derived_seed(0, 1, 5) == derived_seed(0, 1, 5) != derived_seed(1, 1, 5)
 
 
 def test_lr_warmup_then_constant_and_precision_auto():

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -11,15 +10,8 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import EvalConfig
+from pipeline.seeding import derived_seed
 from pipeline.train.export import load_model
-
-
-def batch_seed(seed: int, batch: int) -> int:
-    """The generator seed of sampling batch ``batch`` (a non-negative int64)."""
-    return (
-        int.from_bytes(hashlib.sha256(f"sample:{seed}:{batch}".encode()).digest()[:8], "little")
-        >> 1
-    )
 
 
 def to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -31,7 +23,7 @@ def sample_batch(models_dir: str, count: int, config: EvalConfig, batch: int) ->
     """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     net, diffusion, params = load_model(models_dir, device)
-    generator = torch.Generator(device).manual_seed(batch_seed(config.seed, batch))
+    generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
     size = params.data.image_size
     with torch.no_grad():
         x0 = diffusion.sample(

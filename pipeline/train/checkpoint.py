@@ -3,7 +3,7 @@
 ``state.pt`` holds the model, EMA, optimiser and grad-scaler state dicts, the step, the metric
 history so far (rows of ``reports/plots/train_loss.csv``) and the latest sample grid. RNG state is
 not stored because there is none to restore: every step reseeds from (seed, rank, step)
-(pipeline.train.step.step_seed) and the data order is a function of (seed, epoch).
+(pipeline.seeding.derived_seed) and the data order is a function of (seed, epoch).
 
 Resuming across separate ``fit`` calls does not rely on Ray's run snapshot alone: a worker that dies
 right after reporting a checkpoint can leave it persisted on disk but unregistered by the controller.

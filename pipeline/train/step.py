@@ -5,7 +5,6 @@ gradient accumulation, clipping. The Ray worker (pipeline.train.worker) calls th
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -24,16 +23,6 @@ def lr_at(step: int, config: TrainConfig) -> float:
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
     return config.lr
-
-
-def step_seed(seed: int, rank: int, step: int) -> int:
-    """The seed of rank ``rank``'s randomness (timesteps, noise, dropout) in optimiser step ``step``.
-
-    Counter-based: a function of (seed, rank, step) only, so a run resumed from a checkpoint at step
-    s draws exactly the numbers the uninterrupted run drew from step s on, with no RNG state to save.
-    """
-    digest = hashlib.sha256(f"{seed}:{rank}:{step}".encode()).digest()
-    return int.from_bytes(digest[:8], "little") >> 1  # a non-negative int64
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

@@ -31,9 +31,10 @@ from pipeline.config import Params, TrainConfig, from_dict
 from pipeline.diffusion import GaussianDiffusion
 from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
+from pipeline.seeding import derived_seed
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
-from pipeline.train.step import StepResult, lr_at, resolve_precision, step_seed, train_step
+from pipeline.train.step import StepResult, lr_at, resolve_precision, train_step
 
 
 def make_loader(
@@ -213,7 +214,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         maybe_fail(loop_config.get("fault"), rank, step)
         started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(tc.grad_accum_steps)]
-        torch.manual_seed(step_seed(tc.seed, rank, step))  # after loading: DataLoader draws too
+        torch.manual_seed(derived_seed(tc.seed, rank, step))  # after loading: DataLoader draws too
         result = train_step(
             model,
             diffusion,
