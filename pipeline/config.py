@@ -252,9 +252,7 @@ class EvalConfig:
     sampler: Literal["ddpm", "ddim"] = "ddim"  # reverse process used to generate them
     steps: int = 40  # network evaluations per sample, <= diffusion.timesteps
     eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
-    batch_size: int = (
-        250  # images per Ray sampling task (num_samples / num_workers: no idle worker)
-    )
+    batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
     num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
     seed: int = 0  # batch b of batch_size images is seeded by (seed, b)
     features: Literal["featurenet", "inception"] = "featurenet"  # feature space of the scores
