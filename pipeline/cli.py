@@ -2,7 +2,8 @@
 
 ``entry_point`` also wraps every DVC stage script: bad input (ValueError, including ConfigError) and
 I/O failures (OSError: missing files, failed downloads) are logged as one clear line and exit with
-status 2, without a traceback.
+status 2, without a traceback; an interruption (Ctrl-C, or a sweep that stopped before its trials
+ended) logs its message and exits with 130.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pipeline.config import load_params, to_dict
 log = logging.getLogger("pipeline")
 
 EXIT_BAD_INPUT = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 
 
 def entry_point(
@@ -37,6 +39,9 @@ def entry_point(
         except (ValueError, OSError) as exc:
             log.error("%s", exc)
             return EXIT_BAD_INPUT
+        except KeyboardInterrupt as exc:
+            log.error("interrupted%s", f": {exc}" if str(exc) else "")
+            return EXIT_INTERRUPTED
         return 0
 
     return run

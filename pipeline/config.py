@@ -24,6 +24,7 @@ from pipeline.data.sources import get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.models.unet import check_attention_resolutions
+from pipeline.tune.space import Spec, override, parse_space
 
 
 class ConfigError(ValueError):
@@ -160,6 +161,17 @@ class DownloadConfig:
         return Path(base) / "diffusion-pipeline" / "downloads"
 
 
+# train params that change how a run is watched or restarted, not the weights it produces
+TRAIN_OPERATIONAL = (
+    "max_failures",
+    "checkpoint_every",
+    "log_every",
+    "sample_every",
+    "sample_count",
+    "sample_steps",
+)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Data-parallel training on Ray Train workers (pipeline.train)."""
@@ -274,6 +286,91 @@ class EvalConfig:
                 raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")
 
 
+# The default search: every beta schedule once, each with its own draw of lr and min-SNR weighting.
+DEFAULT_SPACE = {
+    "diffusion.schedule": {"grid": ["linear", "scaled_linear", "cosine", "sigmoid"]},
+    "train.lr": {"loguniform": [1.0e-4, 1.0e-3]},
+    "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
+}
+TUNE_SECTIONS = ("diffusion", "model", "train")  # what tune.space may search
+# train keys a trial's budget sets (tune.steps, tune.workers_per_trial, ...) or that only watch it
+TRIAL_FIXED = ("steps", "num_workers", "use_gpu", *TRAIN_OPERATIONAL)
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """The hyperparameter search (pipeline.tune): trials are short trainings ranked on
+    fid_featurenet of a fixed seeded sample set at milestones (see pipeline.tune.space)."""
+
+    enabled: bool = True  # false: the train stage uses params.yaml alone
+    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    num_samples: int = 1  # trials per grid point (all grid combinations, num_samples times each)
+    search: Literal["random", "optuna"] = "random"  # how non-grid values are drawn
+    scheduler: Literal["asha", "fifo"] = "asha"  # asha stops weak trials at milestones
+    steps: int = 120  # optimiser steps of a trial that is never stopped (ASHA max_t)
+    eval_every: int = 40  # milestone interval: FID measured, reported and checkpointed
+    reduction_factor: int = 2  # ASHA: a trial continues past a milestone if in the best 1/rf
+    batch_size: int | None = 32  # global batch of a trial; null: train.batch_size
+    workers_per_trial: int = 1  # Ray Train workers per trial
+    max_concurrent_trials: int | None = None  # null: as many as the cluster's CPUs (GPUs) fit
+    eval_samples: int = 100  # images in the fixed milestone sample set
+    eval_steps: int = 10  # DDIM steps for them
+    seed: int = 0  # search draws and the milestone samples' x_T
+
+    def __post_init__(self) -> None:
+        with _section("tune"):
+            for name in ("num_samples", "steps", "eval_every", "workers_per_trial", "eval_steps"):
+                _check_positive(name, getattr(self, name))
+            if self.steps % self.eval_every:
+                raise ValueError(
+                    f"steps {self.steps} must be a multiple of eval_every {self.eval_every} "
+                    f"(a trial ends on a milestone)"
+                )
+            if self.reduction_factor < 2:
+                raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
+            if self.eval_samples < 2:
+                raise ValueError(f"eval_samples must be >= 2 (FID), got {self.eval_samples}")
+            for name in ("batch_size", "max_concurrent_trials"):
+                if getattr(self, name) is not None:
+                    _check_positive(name, getattr(self, name))
+            specs = self.specs
+            grids = sorted(k for k, spec in specs.items() if spec.kind == "grid")
+            if grids and self.search != "random":
+                raise ValueError(
+                    f"grid ({', '.join(grids)}) needs search 'random'; "
+                    f"{self.search} draws every value (use choice)"
+                )
+
+    @property
+    def specs(self) -> dict[str, Spec]:
+        """The parsed space (pipeline.tune.space); ValueError for a bad or untunable key."""
+        fixed = TRIAL_FIXED + (("batch_size",) if self.batch_size is not None else ())
+        sections = {"diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}
+        allowed = [
+            key
+            for section in TUNE_SECTIONS
+            for key in _leaves(sections[section], section)
+            if not (section == "train" and key.split(".", 1)[1] in fixed)
+        ]
+        try:
+            return parse_space(self.space, allowed)
+        except ValueError as exc:
+            raise ValueError(f"space: {exc}") from None
+
+    @property
+    def budget(self) -> dict[str, Any]:
+        """The train params every trial runs with, as dotted keys."""
+        budget = {
+            "train.steps": self.steps,
+            "train.num_workers": self.workers_per_trial,
+            "train.checkpoint_every": self.eval_every,  # milestones are resume points
+            "train.sample_every": 0,  # the milestone samples are the trial's grids
+        }
+        if self.batch_size is not None:
+            budget["train.batch_size"] = self.batch_size
+        return budget
+
+
 @dataclass(frozen=True)
 class MlflowConfig:
     """Where runs are recorded; the tracking URI comes from MLFLOW_TRACKING_URI or the project."""
@@ -304,16 +401,39 @@ class Params:
     train: TrainConfig = field(default_factory=TrainConfig)
     featurenet: FeatureNetConfig = field(default_factory=FeatureNetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: TuneConfig = field(default_factory=TuneConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
         with _section("model"):
             check_attention_resolutions(self.model, self.data.image_size)
-        if self.eval.steps > self.diffusion.timesteps:
-            raise ConfigError(
-                f"eval.steps {self.eval.steps} exceeds diffusion.timesteps {self.diffusion.timesteps}"
-            )
+        for name in ("eval", "tune"):
+            steps = getattr(self, name).steps if name == "eval" else self.tune.eval_steps
+            if steps > self.diffusion.timesteps:
+                raise ConfigError(
+                    f"{name}.{'steps' if name == 'eval' else 'eval_steps'} {steps} exceeds "
+                    f"diffusion.timesteps {self.diffusion.timesteps}"
+                )
+        if self.tune.space:
+            self._check_trials()
+
+    def with_values(self, values: Mapping[str, Any]) -> Params:
+        """These params with each dotted key of ``values`` set, validated: what one trial runs.
+        The copy's search is off (``tune.enabled`` false, empty space)."""
+        raw = override(to_dict(self), {**values, "tune.enabled": False, "tune.space": {}})
+        return from_dict(Params, raw)
+
+    def _check_trials(self) -> None:
+        """Every listed value and range end of the space, each with the trial budget, makes valid
+        params (a combination of values can still fail its own trial, with that error)."""
+        self.with_values(self.tune.budget)
+        for key, spec in self.tune.specs.items():
+            for value in spec.values:
+                try:
+                    self.with_values({**self.tune.budget, key: value})
+                except ConfigError as exc:
+                    raise ConfigError(f"tune: space.{key} value {value!r}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- loading
@@ -351,6 +471,10 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             allowed = ", ".join(map(str, args))
             raise ConfigError(f"{key}: unknown value {value!r}; allowed: {allowed}")
         return value
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+        return dict(value)
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key} must be a list, got {value!r}")
@@ -376,6 +500,17 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return value
     raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
+
+
+def _leaves(cls: type, prefix: str) -> list[str]:
+    """The dotted keys of a config dataclass's leaf fields: diffusion.loss.w_vlb, ..."""
+    hints = typing.get_type_hints(cls)
+    keys = []
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}.{f.name}"
+        nested = dataclasses.is_dataclass(hints[f.name])
+        keys.extend(_leaves(hints[f.name], key) if nested else [key])
+    return keys
 
 
 def _fields(cls: type) -> str:

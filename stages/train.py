@@ -1,6 +1,7 @@
 """DVC stage `train`: data-parallel DDPM training on Ray Train workers, tracked in MLflow.
 
-Checkpoints go to --checkpoints (outside DVC's outs, so an interrupted `dvc repro` resumes).
+Checkpoints go to --checkpoints (outside DVC's outs, so an interrupted `dvc repro` resumes). With
+tune.enabled, the tune stage's winning values (--best) are applied over params.yaml first.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Sequence
 from pipeline.cli import entry_point
 from pipeline.config import load_params
 from pipeline.train.driver import train
+from pipeline.tune.best import apply_best_params
 
 
 @entry_point
@@ -24,8 +26,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--report", required=True, help="JSON summary (DVC metrics)")
     parser.add_argument("--history", required=True, help="loss per step, CSV (DVC plots)")
     parser.add_argument("--samples", required=True, help="final sample grid, PNG")
+    parser.add_argument("--best", help="the tune stage's best_params.yaml (with tune.enabled)")
     args = parser.parse_args(argv)
     params = load_params(args.params)
+    if args.best:
+        params = apply_best_params(params, args.best)
     train(
         params,
         args.data,

@@ -142,8 +142,10 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     flat = run.data.params
     assert flat["train.lr"] == "0.001" and flat["model.channel_mult"] == "[1, 2]"
     assert flat["diffusion.loss.w_simple"] == "1.0" and flat["ray.address"] == "None"
-    trained_with = {k: v for k, v in to_dict(TINY).items() if k not in ("eval", "featurenet")}
-    assert flat == flatten(trained_with)  # every param but eval's, nested keys joined with dots
+    trained_with = {
+        k: v for k, v in to_dict(TINY).items() if k not in ("eval", "featurenet", "tune")
+    }
+    assert flat == flatten(trained_with)  # the run's sections, nested keys joined with dots
     assert run.data.tags["dvc_stage"] == "train"
     assert len(run.data.tags["data_manifest_sha256"]) == 64
     assert "git_commit" in run.data.tags

@@ -50,12 +50,17 @@ class _Precomputed(nn.Module):
 
 
 def extract(
-    extractor: ImageFeatures, images: np.ndarray, batch_size: int = 250, desc: str = "features"
+    extractor: ImageFeatures,
+    images: np.ndarray,
+    batch_size: int = 250,
+    desc: str | None = "features",
 ) -> torch.Tensor:
-    """float64 (N, d) features of uint8 images (N, C, H, W), in batches with a progress bar."""
+    """float64 (N, d) features of uint8 images (N, C, H, W), in batches with a progress bar
+    (none when ``desc`` is None)."""
     out = []
+    batches = range(0, len(images), batch_size)
     with torch.no_grad():
-        for start in tqdm(range(0, len(images), batch_size), desc=desc, unit="batch"):
+        for start in tqdm(batches, desc=desc, unit="batch", disable=desc is None):
             out.append(extractor(torch.from_numpy(np.asarray(images[start : start + batch_size]))))
     return torch.cat(out).double()
 

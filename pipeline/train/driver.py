@@ -27,38 +27,36 @@ from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
 import pipeline
-from pipeline.config import Params, to_dict
+from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
 from pipeline.data.download import file_digest
 from pipeline.io import atomic_path
 from pipeline.reports.grid import save_image
 from pipeline.tracking import git_commit, start_run, tracking_uri
-from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_checkpoint
+from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
 from pipeline.train.export import export_model, load_model
 from pipeline.train.worker import train_fn_per_worker
 
 log = logging.getLogger(__name__)
 
 RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
-EVAL_SECTIONS = ("featurenet", "eval")  # recorded by the evaluate stage, as tags
-# train params that change how a run is watched or restarted, not the weights it produces
-OPERATIONAL = (
-    "max_failures",
-    "checkpoint_every",
-    "log_every",
-    "sample_every",
-    "sample_count",
-    "sample_steps",
-)
+# not logged as the training run's params: evaluate records eval settings as tags, tune has its own runs
+UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
 def run_name(params: Params, processed_dir: Path) -> str:
-    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less OPERATIONAL ones) and
+    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less TRAIN_OPERATIONAL ones) and
     the data manifest. Runs with the same name resume each other's checkpoints."""
     manifest = (Path(processed_dir) / "manifest.json").read_bytes()
     sections = {k: v for k, v in to_dict(params).items() if k in RUN_SECTIONS}
-    sections["train"] = {k: v for k, v in sections["train"].items() if k not in OPERATIONAL}
+    sections["train"] = {k: v for k, v in sections["train"].items() if k not in TRAIN_OPERATIONAL}
     payload = json.dumps(sections, sort_keys=True).encode() + manifest
     return "train-" + hashlib.sha256(payload).hexdigest()[:12]
+
+
+def logged_params(params: Params) -> dict[str, Any]:
+    """The sections a training run records as MLflow params (what its weights depend on, and
+    where it ran)."""
+    return {k: v for k, v in to_dict(params).items() if k not in UNLOGGED_SECTIONS}
 
 
 def resolve_use_gpu(setting: str | bool) -> bool:
@@ -89,23 +87,33 @@ def init_ray(params: Params) -> None:
         ray.init(address=address)  # with the dashboard: Ray Train's cleanup uses its state API
 
 
+class Diverged(ValueError):
+    """The training loss became NaN or infinite (a bad learning rate or loss weighting)."""
+
+
 def fit(
     params: Params,
     processed_dir: str | Path,
     storage_dir: str | Path,
     *,
+    name: str | None = None,
     run_id: str | None = None,
     mlflow_uri: str | None = None,
+    probe: Mapping[str, Any] | None = None,
+    callbacks: list[ray.train.UserCallback] | None = None,
     fault: Mapping[str, Any] | None = None,
 ) -> ray.train.Result:
-    """Train on ``processed_dir``; checkpoints live under ``storage_dir`` (absolute, outside DVC's
-    outs). With ``run_id``, rank 0 logs metrics and sample grids to that MLflow run at
-    ``mlflow_uri``. ``fault`` is the test-only hook of pipeline.train.worker.maybe_fail."""
+    """Train on ``processed_dir``; checkpoints live under ``storage_dir``/``name`` (absolute,
+    outside DVC's outs; ``name`` defaults to ``run_name``). With ``run_id``, rank 0 logs metrics
+    and sample grids to that MLflow run at ``mlflow_uri``. ``probe`` ({featurenet_dir, every,
+    count, steps, seed}) adds the milestone FID (pipeline.evaluate.probe); ``callbacks`` go to
+    the RunConfig (Tune's report callback); ``fault`` is the test-only hook of
+    pipeline.train.worker.maybe_fail. Raises ``Diverged`` on a non-finite loss."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
     check_batches(params, processed_dir)
     init_ray(params)
     tc = params.train
-    name = run_name(params, processed_dir)
+    name = name or run_name(params, processed_dir)
     resume_from = latest_checkpoint_dir(storage_dir / name)
     if resume_from:
         log.info("resuming %s from %s", name, resume_from)
@@ -115,6 +123,7 @@ def fit(
         "resume_from": str(resume_from) if resume_from else None,
         "run_id": run_id,
         "tracking_uri": mlflow_uri,
+        "probe": dict(probe) if probe else None,
         "fault": dict(fault) if fault else None,
     }
     trainer = TorchTrainer(
@@ -127,10 +136,18 @@ def fit(
             name=name,
             storage_path=str(storage_dir),
             failure_config=ray.train.FailureConfig(max_failures=tc.max_failures),
+            callbacks=callbacks,
         ),
     )
     log.info("training %s: %d steps on %d workers", name, tc.steps, tc.num_workers)
-    return trainer.fit()
+    result = trainer.fit()
+    if result.metrics and result.metrics.get("diverged"):
+        raise Diverged(
+            f"training diverged: loss {result.metrics['loss']} in the {tc.log_every} steps up to "
+            f"step {result.metrics['step']} (train.lr {tc.lr}, diffusion.schedule "
+            f"{params.diffusion.schedule}); lower the learning rate or check the loss weights"
+        )
+    return result
 
 
 def write_history(history: list[dict[str, float]], path: str | Path) -> None:
@@ -184,24 +201,27 @@ def train(
         "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
         **(tags or {}),
     }
-    trained_with = {k: v for k, v in to_dict(params).items() if k not in EVAL_SECTIONS}
-    run_id = start_run(client, params.mlflow.experiment, name, trained_with, all_tags, project_dir)
+    run_id = start_run(
+        client, params.mlflow.experiment, name, logged_params(params), all_tags, project_dir
+    )
     started = time.perf_counter()
     try:
         result = fit(
             params, processed_dir, checkpoints_dir, run_id=run_id, mlflow_uri=uri, fault=fault
         )
-        if result.checkpoint is None:
-            raise RuntimeError(f"training run {result.path} produced no checkpoint")
+        # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
+        final = result.checkpoint.path if result.checkpoint else None
+        final = final or latest_checkpoint_dir(Path(checkpoints_dir).resolve() / name)
+        state = read_state(final) if final else None
+        if state is None or state["step"] != params.train.steps:
+            raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
         wall_time = time.perf_counter() - started
-        state = read_checkpoint(result.checkpoint)
         export_model(state, params, models_dir)
         write_history(state["history"], history_csv)
         save_image(state["samples"].numpy(), samples_png)
         mlflow.set_tracking_uri(uri)
         with mlflow.start_run(run_id=run_id):
-            with result.checkpoint.as_directory() as directory:
-                model_uri = log_model(Path(models_dir), Path(directory) / CHECKPOINT_FILE)
+            model_uri = log_model(Path(models_dir), Path(final) / CHECKPOINT_FILE)
             mlflow.log_artifact(str(samples_png), "samples")
             mlflow.log_artifact(str(history_csv), "reports")
             last = state["history"][-1]

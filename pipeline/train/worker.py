@@ -5,18 +5,25 @@ Every rank builds the same model (seeded), wraps it for DDP (``prepare_model``; 
 and runs ``pipeline.train.step.train_step`` with a per-(seed, rank, step) seed. Every rank calls
 ``ray.train.report`` (a barrier) at the same steps. Rank 0 alone writes checkpoints, draws the
 progress bar on the driver, and logs metrics and sample grids to the MLflow run.
+
+A non-finite loss (averaged over the log window and the ranks, so every rank sees the same value)
+ends the loop on every rank with a last report carrying ``diverged: 1``; the driver raises
+``Diverged`` from it instead of retrying. With a ``probe`` (tuning), rank 0 also measures
+``fid_featurenet`` of a fixed sample set at every ``probe['every']`` steps and reports it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import ray.train
 import ray.train.torch
 import torch
@@ -29,6 +36,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pipeline.build import build_diffusion, build_unet
 from pipeline.config import Params, TrainConfig, from_dict
 from pipeline.diffusion import GaussianDiffusion
+from pipeline.evaluate.probe import METRIC, FIDProbe
+from pipeline.evaluate.sampling import to_uint8
 from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
@@ -100,13 +109,21 @@ class Window:
 
 
 class Rank0Tracker:
-    """Rank 0's side jobs: the driver's progress bar, MLflow metrics and sample grids."""
+    """Rank 0's side jobs: the driver's progress bar, MLflow metrics, sample grids and (tuning)
+    the milestone FID probe."""
 
-    def __init__(self, loop_config: dict[str, Any], tc: TrainConfig, start_step: int) -> None:
-        self.tc = tc
+    def __init__(
+        self, loop_config: dict[str, Any], params: Params, start_step: int, device: torch.device
+    ) -> None:
+        self.params, self.tc, self.device = params, params.train, device
         self.run_id = loop_config.get("run_id")
         self.client = MlflowClient(loop_config["tracking_uri"]) if self.run_id else None
-        self.bar = tqdm_ray.tqdm(desc="train", total=tc.steps, unit="step")
+        probe = loop_config.get("probe")
+        self.probe_config = probe
+        self.probe = (
+            FIDProbe(probe["featurenet_dir"], loop_config["processed_dir"]) if probe else None
+        )
+        self.bar = tqdm_ray.tqdm(desc="train", total=self.tc.steps, unit="step")
         self.bar.update(start_step)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
@@ -120,28 +137,46 @@ class Rank0Tracker:
                 metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
             )
 
-    def samples(
-        self, model: torch.nn.Module, diffusion: GaussianDiffusion, params: Params, step: int
-    ):
-        """A grid of ``sample_count`` DDIM samples from the same seeded x_T at every call."""
-        device = next(model.parameters()).device
-        shape = (
-            self.tc.sample_count,
-            params.data.channels,
-            params.data.image_size,
-            params.data.image_size,
-        )
-        generator = torch.Generator(device).manual_seed(self.tc.seed)
+    def sample(
+        self,
+        model: torch.nn.Module,
+        diffusion: GaussianDiffusion,
+        count: int,
+        steps: int,
+        seed: int,
+    ) -> torch.Tensor:
+        """``count`` DDIM (eta 0) samples in [-1, 1] from the x_T that ``seed`` fixes."""
+        size, channels = self.params.data.image_size, self.params.data.channels
+        generator = torch.Generator(self.device).manual_seed(seed)
         model.eval()
         with torch.no_grad():
             x0 = diffusion.sample(
-                model, shape, steps=self.tc.sample_steps, sampler="ddim", generator=generator
+                model,
+                (count, channels, size, size),
+                steps=steps,
+                sampler="ddim",
+                generator=generator,
             )
         model.train()
-        grid = image_grid(x0)
+        return x0
+
+    def grid(self, x0: torch.Tensor, step: int) -> np.ndarray:
+        """The first ``sample_count`` images as a grid, logged to MLflow as ``samples``."""
+        grid = image_grid(x0[: self.tc.sample_count])
         if self.client:
             self.client.log_image(self.run_id, grid, key="samples", step=step)
         return grid
+
+    def probe_due(self, step: int) -> bool:
+        return self.probe is not None and step % self.probe_config["every"] == 0
+
+    def milestone(
+        self, model: torch.nn.Module, diffusion: GaussianDiffusion, step: int
+    ) -> tuple[float, np.ndarray]:
+        """fid_featurenet of the probe's fixed sample set, and a grid of its first images."""
+        config = self.probe_config
+        x0 = self.sample(model, diffusion, config["count"], config["steps"], config["seed"])
+        return self.probe(to_uint8(x0)), self.grid(x0, step)
 
 
 def maybe_fail(fault: dict[str, Any] | None, rank: int, step: int) -> None:
@@ -207,7 +242,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
 
     loader, sampler = make_loader(loop_config["processed_dir"], tc, rank, world)
     batches = micro_batch_stream(loader, sampler, start=step * tc.grad_accum_steps)
-    tracker = Rank0Tracker(loop_config, tc, step) if rank == 0 else None
+    tracker = Rank0Tracker(loop_config, params, step, device) if rank == 0 else None
     no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP only when world > 1
     window = Window()
     while step < tc.steps:
@@ -231,29 +266,41 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
             torch.cuda.synchronize(device)  # time the step, not just its kernel launches
         window.add(result, time.perf_counter() - started)
         step += 1
-        if tracker:
-            tracker.bar.update(1)
-            if (tc.sample_every and step % tc.sample_every == 0) or step == tc.steps:
-                grid = torch.from_numpy(tracker.samples(ema.module, diffusion, params, step))
         save = step % tc.checkpoint_every == 0 or step == tc.steps
+        metrics = None
         if step % tc.log_every == 0 or save:
             metrics = window.metrics(step, lr_at(step - 1, tc), tc.batch_size)
-            if tracker:
+            if not math.isfinite(metrics["loss"]):  # the same all-reduced value on every rank
+                ray.train.report({**metrics, "diverged": 1.0})
+                break
+        if tracker:
+            tracker.bar.update(1)
+            if metrics and tracker.probe_due(step):
+                metrics[METRIC], grid = tracker.milestone(ema.module, diffusion, step)
+                grid = torch.from_numpy(grid)
+            elif (tc.sample_every and step % tc.sample_every == 0) or step == tc.steps:
+                x0 = tracker.sample(
+                    ema.module, diffusion, tc.sample_count, tc.sample_steps, tc.seed
+                )
+                grid = torch.from_numpy(tracker.grid(x0, step))
+            if metrics:
                 tracker.log(metrics, step)
                 history.append(metrics)
-            if save and rank == 0:
-                state = {
-                    "model": net.state_dict(),
-                    "ema": ema.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scaler": scaler.state_dict(),
-                    "step": step,
-                    "history": history,
-                    "samples": grid,
-                }
-                with checkpoint_of(state) as ckpt:
-                    ray.train.report(metrics, checkpoint=ckpt)
-            else:
-                ray.train.report(metrics)
+        if not metrics:
+            continue
+        if save and rank == 0:
+            state = {
+                "model": net.state_dict(),
+                "ema": ema.state_dict(),
+                "optimizer": optimizer.state_dict(),
+                "scaler": scaler.state_dict(),
+                "step": step,
+                "history": history,
+                "samples": grid,
+            }
+            with checkpoint_of(state) as ckpt:
+                ray.train.report(metrics, checkpoint=ckpt)
+        else:
+            ray.train.report(metrics)
     if tracker:
         tracker.bar.close()

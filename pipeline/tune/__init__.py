@@ -1,0 +1,1 @@
+"""Hyperparameter search: Ray Tune trials that are short Ray Train runs, ranked on milestone FID."""

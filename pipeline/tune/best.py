@@ -1,0 +1,50 @@
+"""``reports/best_params.yaml``: the tune stage writes the winning values in params.yaml's
+structure; the train stage applies them over params.yaml (unless ``tune.enabled`` is false)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.config import ConfigError, Params, from_dict, to_dict
+from pipeline.io import atomic_path
+from pipeline.tune.space import dotted, nest, override
+
+log = logging.getLogger(__name__)
+
+
+def write_best_params(values: Mapping[str, Any], path: str | Path, header: str) -> None:
+    """``values`` (dotted keys) as nested YAML, under a ``# header`` comment line."""
+    body = yaml.safe_dump(nest(values), sort_keys=False) if values else "{}\n"
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"# {header}\n{body}")
+
+
+def read_best_params(path: str | Path) -> dict[str, Any]:
+    """The dotted keys and values of a best_params.yaml (empty when it holds none)."""
+    raw = yaml.safe_load(Path(path).read_text()) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of params sections, got {raw!r}")
+    return dotted(raw)
+
+
+def apply_best_params(params: Params, path: str | Path) -> Params:
+    """``params`` with the tuned values of ``path`` applied (validated), when tune.enabled;
+    ``params`` unchanged when it is false. An empty file while tuning is enabled is an error."""
+    if not params.tune.enabled:
+        return params
+    values = read_best_params(path)
+    if not values:
+        raise ConfigError(
+            f"{path} holds no tuned values but tune.enabled is true: run the tune stage "
+            "(dvc repro tune) or set tune.enabled: false"
+        )
+    log.info("applying tuned values from %s: %s", path, values)
+    try:
+        return from_dict(Params, override(to_dict(params), values))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None

@@ -1,0 +1,108 @@
+"""The search space of ``tune.space``, parsed and checked before any trial starts.
+
+Keys are dotted params paths (``diffusion.schedule``, ``diffusion.loss.min_snr_gamma``,
+``train.lr``). Each value is one of:
+
+- a plain value (``0.02``, ``cosine``, ``null``): fixed for every trial;
+- ``{choice: [a, b, ...]}``: drawn uniformly from the list;
+- ``{grid: [a, b, ...]}``: every value, in trials of its own (search ``random`` only);
+- ``{uniform: [low, high]}`` / ``{loguniform: [low, high]}``: a float in the range;
+- ``{randint: [low, high]}``: an integer in the range, both ends included.
+
+This module is pure data handling (no Ray): ``pipeline.config`` validates with it, and
+``pipeline.tune.sweep`` turns the parsed specs into Ray Tune domains.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+LISTS = ("choice", "grid")  # kinds that take a list of values
+RANGES = ("uniform", "loguniform", "randint")  # kinds that take [low, high]
+KINDS = LISTS + RANGES
+
+
+@dataclass(frozen=True)
+class Spec:
+    """One key's search domain: ``kind`` is ``fixed`` or one of KINDS; ``values`` the fixed value
+    (1-tuple), the listed values, or (low, high)."""
+
+    kind: str
+    values: tuple[Any, ...]
+
+    @property
+    def searched(self) -> bool:
+        """Whether trials differ in this key (a list of one value is not a search)."""
+        return self.kind in RANGES or (self.kind in LISTS and len(self.values) > 1)
+
+
+def parse_spec(key: str, raw: Any) -> Spec:
+    """The Spec of ``raw``; ValueError naming the key, the value and what is allowed."""
+    if not isinstance(raw, Mapping):
+        return Spec("fixed", (raw,))
+    if len(raw) != 1 or next(iter(raw)) not in KINDS:
+        raise ValueError(
+            f"{key}: a search spec is a mapping with one of {', '.join(KINDS)}, got {dict(raw)!r}"
+        )
+    ((kind, values),) = raw.items()
+    if not isinstance(values, list | tuple):
+        raise ValueError(f"{key}: {kind} needs a list, got {values!r}")
+    if kind in LISTS:
+        if not values:
+            raise ValueError(f"{key}: {kind} needs at least one value, got []")
+        return Spec(kind, tuple(values))
+    if len(values) != 2 or not all(
+        isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v) for v in values
+    ):
+        raise ValueError(f"{key}: {kind} needs [low, high] (two finite numbers), got {values!r}")
+    low, high = values
+    if not low < high:
+        raise ValueError(f"{key}: {kind} needs low < high, got [{low}, {high}]")
+    if kind == "loguniform" and low <= 0:
+        raise ValueError(f"{key}: loguniform needs low > 0, got [{low}, {high}]")
+    if kind == "randint" and not (isinstance(low, int) and isinstance(high, int)):
+        raise ValueError(f"{key}: randint needs integer bounds, got [{low}, {high}]")
+    return Spec(kind, (low, high))
+
+
+def parse_space(space: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Spec]:
+    """Every key's Spec; ValueError for a key outside ``allowed`` (listing them) or a bad spec."""
+    allowed = sorted(allowed)
+    unknown = sorted(set(space) - set(allowed))
+    if unknown:
+        raise ValueError(
+            f"unknown or untunable key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
+        )
+    return {key: parse_spec(key, raw) for key, raw in space.items()}
+
+
+def override(tree: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
+    """A deep copy of the nested ``tree`` with each dotted key of ``values`` set."""
+    out = copy.deepcopy(dict(tree))
+    for key, value in values.items():
+        *sections, name = key.split(".")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[name] = value
+    return out
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """{"train.lr": 1e-3} -> {"train": {"lr": 1e-3}}: params.yaml's structure."""
+    return override({}, values)
+
+
+def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}: the inverse of ``nest`` (values kept)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(dotted(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -1,0 +1,314 @@
+"""The tune stage: a Ray Tune search whose trials are Ray Train runs, tracked as one MLflow sweep.
+
+``run_sweep`` builds (or, when the same sweep was interrupted, restores with ``Tuner.restore``) a
+Tuner over ``pipeline.tune.trial.run_trial``; trials report ``fid_featurenet`` at milestones, ASHA
+(or fifo) stops weak ones, a diverged trial fails alone. The outcome is ``best_params.yaml`` (the
+winning values in params.yaml's structure, applied by the train stage), a results table, a plot,
+and an MLflow parent run with one child run per trial.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import ray
+import ray.tune
+from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.tracking import MlflowClient
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search.basic_variant import BasicVariantGenerator
+from ray.tune.search.optuna import OptunaSearch
+
+from pipeline.config import TRIAL_FIXED, Params, TuneConfig, to_dict
+from pipeline.data.download import file_digest
+from pipeline.evaluate.featurenet import load_featurenet
+from pipeline.evaluate.probe import METRIC
+from pipeline.io import atomic_path
+from pipeline.reports.tune import plot_trials
+from pipeline.tracking import experiment_id, git_commit, start_run, tracking_uri
+from pipeline.train.driver import init_ray, logged_params, resolve_use_gpu
+from pipeline.tune.best import write_best_params
+from pipeline.tune.space import Spec
+from pipeline.tune.trial import TRIAL_TAG, run_trial
+
+log = logging.getLogger(__name__)
+
+# A trial function only drives its Train run (whose workers hold the CPUs/GPUs): it asks for a
+# little memory instead of Tune's default 1 CPU, so trials do not starve their own workers.
+TRIAL_DRIVER_RESOURCES = {"CPU": 0, "memory": 256 * 2**20}
+STATUSES = ("completed", "stopped_early", "failed")
+
+
+def trial_sections(params: Params) -> dict[str, Any]:
+    """What trials depend on besides tune.*: data, diffusion, model and the train keys a trial
+    does not take from its budget (dvc.yaml's tune stage lists exactly these)."""
+    raw = to_dict(params)
+    train = {k: v for k, v in raw["train"].items() if k not in TRIAL_FIXED}
+    return {
+        "data": raw["data"],
+        "diffusion": raw["diffusion"],
+        "model": raw["model"],
+        "train": train,
+    }
+
+
+def sweep_name(params: Params, processed_dir: Path, featurenet_sha256: str) -> str:
+    """tune-<12 hex>: sha256 of the trial sections, the tune section (less ``enabled``), the data
+    manifest and the featurenet weights. The same name restores an interrupted sweep; any change
+    starts a new one."""
+    tune = {k: v for k, v in to_dict(params.tune).items() if k != "enabled"}
+    payload = json.dumps([trial_sections(params), tune, featurenet_sha256], sort_keys=True)
+    manifest = (processed_dir / "manifest.json").read_bytes()
+    return "tune-" + hashlib.sha256(payload.encode() + manifest).hexdigest()[:12]
+
+
+def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
+    """Tune's param_space, keyed by the dotted params keys."""
+    domains = {
+        "fixed": lambda v: v[0],
+        "choice": lambda v: ray.tune.choice(list(v)),
+        "grid": lambda v: ray.tune.grid_search(list(v)),
+        "uniform": lambda v: ray.tune.uniform(*v),
+        "loguniform": lambda v: ray.tune.loguniform(*v),
+        "randint": lambda v: ray.tune.randint(v[0], v[1] + 1),  # Tune's upper end is exclusive
+    }
+    return {key: domains[spec.kind](spec.values) for key, spec in specs.items()}
+
+
+def max_concurrent_trials(params: Params) -> int:
+    """``tune.max_concurrent_trials``, else how many trials' workers the cluster holds at once
+    (1 CPU, or 1 GPU, per worker); at least 1."""
+    if params.tune.max_concurrent_trials:
+        return params.tune.max_concurrent_trials
+    resources = ray.cluster_resources()
+    unit = "GPU" if resolve_use_gpu(params.train.use_gpu) else "CPU"
+    return max(1, int(resources.get(unit, 0) // params.tune.workers_per_trial))
+
+
+def tune_config(params: Params) -> ray.tune.TuneConfig:
+    """Metric, scheduler, search algorithm and concurrency of the sweep."""
+    tc = params.tune
+    if tc.scheduler == "asha":
+        scheduler = ASHAScheduler(
+            time_attr="step",
+            max_t=tc.steps,
+            grace_period=tc.eval_every,
+            reduction_factor=tc.reduction_factor,
+        )
+    else:
+        scheduler = FIFOScheduler()
+    if tc.search == "optuna":
+        search = OptunaSearch(seed=tc.seed)
+    else:
+        search = BasicVariantGenerator(random_state=tc.seed)
+    return ray.tune.TuneConfig(
+        metric=METRIC,
+        mode="min",
+        scheduler=scheduler,
+        search_alg=search,
+        num_samples=tc.num_samples,
+        max_concurrent_trials=max_concurrent_trials(params),
+    )
+
+
+def milestones(tc: TuneConfig) -> list[int]:
+    return list(range(tc.eval_every, tc.steps + 1, tc.eval_every))
+
+
+def results_table(grid: ray.tune.ResultGrid, tc: TuneConfig, keys: list[str]) -> pd.DataFrame:
+    """One row per trial: trial_id, status (completed | stopped_early | failed | unfinished),
+    the last step, the space's values, fid_featurenet at each milestone and the last one, error.
+    Sorted best first: completed trials by their final FID, then the rest."""
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        history = result.metrics_dataframe
+        at = {}  # milestone step -> fid_featurenet
+        if history is not None and METRIC in history:
+            at = dict(zip(history["step"], history[METRIC], strict=True))
+        if result.error is not None:
+            status = "failed"
+        elif not metrics.get("done"):
+            status = "unfinished"
+        else:
+            status = "completed" if metrics.get("step") == tc.steps else "stopped_early"
+        row = {"trial_id": metrics.get("trial_id"), "status": status, "step": metrics.get("step")}
+        row.update({key: result.config.get(key) for key in keys})
+        row.update({f"{METRIC}@{m}": at.get(m, math.nan) for m in milestones(tc)})
+        row[METRIC] = metrics.get(METRIC, math.nan)
+        row["error"] = _error_line(result.error)
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    table["_rank"] = table["status"].map({"completed": 0}).fillna(1)
+    return table.sort_values(["_rank", METRIC, "trial_id"]).drop(columns="_rank")
+
+
+def _error_line(error: BaseException | None) -> str:
+    """The root cause of a trial's error, one line (Ray wraps it in RayTaskError)."""
+    if error is None:
+        return ""
+    cause = error
+    while getattr(cause, "cause", None) is not None:  # RayTaskError.cause
+        cause = cause.cause
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
+
+
+def run_sweep(
+    params: Params,
+    processed_dir: str | Path,
+    featurenet_dir: str | Path,
+    storage_dir: str | Path,
+    best_params_path: str | Path,
+    results_csv: str | Path,
+    plot_png: str | Path,
+    *,
+    project_dir: str | Path = ".",
+) -> dict[str, Any]:
+    """The tune stage. With ``tune.enabled`` false it only writes an empty best_params.yaml (and an
+    empty table and plot). Otherwise it runs (or resumes) the sweep and writes the winning values,
+    the table (CSV) and the plot; returns the best row. Raises KeyboardInterrupt when the sweep
+    was interrupted before every trial ended (re-running resumes it)."""
+    tc = params.tune
+    if not tc.enabled:
+        write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
+        with atomic_path(results_csv) as tmp:
+            pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
+        plot_trials(pd.DataFrame(), [], plot_png, title="tuning disabled (tune.enabled: false)")
+        return {}
+    processed_dir, featurenet_dir = Path(processed_dir).resolve(), Path(featurenet_dir).resolve()
+    storage_dir = Path(storage_dir).resolve()
+    specs = tc.specs
+    _, featurenet_sha256, _ = load_featurenet(featurenet_dir)  # fails early when missing
+    name = sweep_name(params, processed_dir, featurenet_sha256)
+    init_ray(params)
+
+    uri = tracking_uri(project_dir)
+    client = MlflowClient(uri)
+    experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
+    tags = {
+        "git_commit": git_commit(project_dir) or "unknown",
+        "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
+        "featurenet_sha256": featurenet_sha256,
+        "dvc_stage": "tune",
+    }
+    parent_id = start_run(
+        client,
+        params.mlflow.experiment,
+        name,
+        {**logged_params(params), "tune": to_dict(tc)},
+        tags,
+        project_dir,
+    )
+    sweep = {
+        "params": to_dict(params),
+        "name": name,
+        "parent_run_id": parent_id,
+        "tracking_uri": uri,
+        "processed_dir": str(processed_dir),
+        "featurenet_dir": str(featurenet_dir),
+        "storage_dir": str(storage_dir / f"{name}-trials"),
+    }
+    trainable = ray.tune.with_resources(
+        ray.tune.with_parameters(run_trial, sweep=sweep), TRIAL_DRIVER_RESOURCES
+    )
+    path = storage_dir / name
+    try:
+        if ray.tune.Tuner.can_restore(path):
+            log.info("resuming sweep %s from %s", name, path)
+            tuner = ray.tune.Tuner.restore(
+                str(path), trainable, resume_unfinished=True, resume_errored=False
+            )
+        else:
+            log.info("sweep %s: %s", name, {k: s.values for k, s in specs.items()})
+            tuner = ray.tune.Tuner(
+                trainable,
+                param_space=param_space(specs),
+                tune_config=tune_config(params),
+                run_config=ray.tune.RunConfig(
+                    name=name,
+                    storage_path=str(storage_dir),
+                    failure_config=ray.tune.FailureConfig(max_failures=0),
+                ),
+            )
+        table = results_table(tuner.fit(), tc, list(specs))
+    except BaseException:
+        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    unfinished = table[table["status"] == "unfinished"]
+    if len(unfinished):
+        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.KILLED))
+        raise KeyboardInterrupt(
+            f"sweep {name} interrupted with {len(unfinished)} of {len(table)} trials unfinished; "
+            "re-run the stage to resume it (ended trials are kept)"
+        )
+    completed = table[table["status"] == "completed"]
+    if completed.empty:
+        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
+        raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
+    best = completed.iloc[0]
+    winning = {key: _plain(best[key]) for key in specs}
+    header = (
+        f"sweep {name}: trial {best['trial_id']}, {METRIC} {best[METRIC]:.4f} at step {tc.steps}"
+    )
+    write_best_params(winning, best_params_path, header)
+    with atomic_path(results_csv) as tmp:
+        table.to_csv(tmp, index=False)
+    colour_by = "diffusion.schedule" if "diffusion.schedule" in specs else None
+    plot_trials(table, milestones(tc), plot_png, colour_by=colour_by, title=f"{METRIC} per trial")
+    record_sweep(client, parent_id, name, table, best, (best_params_path, results_csv, plot_png))
+    log.info("%s\nbest: %s", table.to_string(index=False), winning)
+    return {"sweep": name, "trial_id": best["trial_id"], METRIC: float(best[METRIC]), **winning}
+
+
+def _plain(value: Any) -> Any:
+    """numpy scalars (from the table) as plain Python values for YAML."""
+    return value.item() if hasattr(value, "item") else value
+
+
+def record_sweep(
+    client: MlflowClient,
+    parent_id: str,
+    name: str,
+    table: pd.DataFrame,
+    best: pd.Series,
+    files: tuple[str | Path, ...],
+) -> None:
+    """The parent run gets the best trial, the counts per status and the files; every child run
+    gets its final status (FINISHED, KILLED when ASHA stopped it, FAILED) and a tune.status tag."""
+    counts = table["status"].value_counts()
+    metrics = {f"best_{METRIC}": float(best[METRIC]), "num_trials": len(table)}
+    metrics.update({f"num_{status}": int(counts.get(status, 0)) for status in STATUSES})
+    client.log_batch(
+        parent_id,
+        metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
+        tags=[RunTag("tune.best_trial_id", str(best["trial_id"]))],
+    )
+    for path in files:
+        client.log_artifact(parent_id, str(path), "tune")
+    children = {
+        run.data.tags.get(TRIAL_TAG): run.info.run_id
+        for run in client.search_runs(
+            [client.get_run(parent_id).info.experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+            max_results=10000,
+        )
+    }
+    status_of = {"completed": RunStatus.FINISHED, "stopped_early": RunStatus.KILLED}
+    for row in table.itertuples():
+        run_id = children.get(row.trial_id)
+        if run_id is None:  # failed before its run was created (an invalid combination)
+            continue
+        client.set_tag(run_id, "tune.status", row.status)
+        if row.error:
+            client.set_tag(run_id, "tune.error", row.error[:5000])
+        client.set_terminated(
+            run_id, RunStatus.to_string(status_of.get(row.status, RunStatus.FAILED))
+        )
+    client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FINISHED))

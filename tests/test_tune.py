@@ -1,0 +1,291 @@
+"""The Tune search on real Ray Tune + Ray Train (local cluster, 2 CPUs) and real MLflow (SQLite)."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import ray
+import yaml
+from mlflow.tracking import MlflowClient
+
+from pipeline.config import (
+    ConfigError,
+    DataConfig,
+    DownloadConfig,
+    FeatureNetConfig,
+    Params,
+    TuneConfig,
+    to_dict,
+)
+from pipeline.data import download_source, preprocess
+from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
+from pipeline.evaluate.probe import METRIC
+from pipeline.train.export import load_model
+from pipeline.tune.best import apply_best_params, read_best_params
+from pipeline.tune.sweep import run_sweep
+from tests.conftest import ROOT
+from tests.test_train import TINY
+
+SCHEDULES = ("linear", "cosine")
+BASE = dataclasses.replace(
+    TINY,
+    data=DataConfig(limit=400),  # mnist-5k: 320 train, 40 val, 40 test images
+    train=dataclasses.replace(TINY.train, batch_size=8, log_every=2, warmup_steps=1),
+    tune=TuneConfig(
+        space={
+            "diffusion.schedule": {"grid": list(SCHEDULES)},
+            # 2e-3 learns, 1e-7 barely moves (ASHA stops it), 1e10 diverges at its first step
+            "train.lr": {"grid": [2e-3, 1e-7, 1e10]},
+            "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
+        },
+        steps=8,
+        eval_every=4,
+        batch_size=None,
+        max_concurrent_trials=1,  # in order: ASHA's decisions are deterministic
+        eval_samples=16,
+        eval_steps=3,
+    ),
+)
+
+
+def with_tune(params: Params, **changes) -> Params:
+    return dataclasses.replace(params, tune=dataclasses.replace(params.tune, **changes))
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2)  # with the dashboard: Ray Train's placement-group cleanup queries it
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    """Processed data and a trained FeatureNet, shared by the module's sweeps."""
+    root = tmp_path_factory.mktemp("tune-inputs")
+    download_source(BASE.data, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
+    preprocess(BASE.data, root / "raw", root / "processed", progress=False)
+    config = FeatureNetConfig(epochs=1)
+    net, result = train_featurenet(root / "processed", config, progress=False)
+    save_featurenet(net, config, result, root / "featurenet")
+    return root / "processed", root / "featurenet"
+
+
+def sweep_outputs(project):
+    return {
+        "best_params_path": project / "reports/best_params.yaml",
+        "results_csv": project / "reports/tune_results.csv",
+        "plot_png": project / "reports/tune_fid.png",
+    }
+
+
+def children(client, parent_id):
+    experiment = client.get_run(parent_id).info.experiment_id
+    runs = client.search_runs(
+        [experiment], filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'"
+    )
+    return {run.data.tags["tune.trial_id"]: run for run in runs}
+
+
+@pytest.fixture(scope="module")
+def searched(ray_cluster, inputs, tmp_path_factory):
+    """6 trials, one at a time: 2 schedules x lr (good, too small, divergent), ASHA."""
+    project = tmp_path_factory.mktemp("tune-project")
+    processed, featurenet = inputs
+    best = run_sweep(
+        BASE,
+        processed,
+        featurenet,
+        project / "checkpoints",
+        **sweep_outputs(project),
+        project_dir=project,
+    )
+    return project, best
+
+
+def test_sweep_ranks_stops_and_fails_trials(searched):
+    project, best = searched
+    table = pd.read_csv(project / "reports/tune_results.csv", keep_default_na=False)
+    assert len(table) == 6 and set(table["diffusion.schedule"]) == set(SCHEDULES)
+    by_lr = {lr: rows for lr, rows in table.groupby("train.lr")}
+    # the divergent trials fail alone, with the reason; the sweep still finishes
+    assert list(by_lr[1e10]["status"]) == ["failed", "failed"]
+    assert all("Diverged: training diverged: loss nan" in e for e in by_lr[1e10]["error"])
+    # the learning trials run to the end; ASHA stops the one that barely moves at the 1st milestone
+    assert list(by_lr[2e-3]["status"]) == ["completed", "completed"]
+    assert list(by_lr[1e-7]["status"]) == ["stopped_early", "stopped_early"]
+    assert list(by_lr[1e-7]["step"]) == [4, 4]
+    fid4, fid8 = f"{METRIC}@4", f"{METRIC}@8"
+    assert by_lr[1e-7][fid4].astype(float).min() > by_lr[2e-3][fid4].astype(float).max()
+    # ranked best first: the winner is the completed trial with the lowest final FID
+    completed = table[table["status"] == "completed"]
+    assert table.iloc[0]["trial_id"] == best["trial_id"]
+    assert float(table.iloc[0][fid8]) == min(completed[fid8].astype(float))
+    assert best[METRIC] == pytest.approx(float(table.iloc[0][fid8]))
+    assert (project / "reports/tune_fid.png").stat().st_size > 10_000
+
+
+def test_best_params_hold_the_winning_values_in_params_structure(searched):
+    project, best = searched
+    text = (project / "reports/best_params.yaml").read_text()
+    assert text.startswith(f"# sweep {best['sweep']}: trial {best['trial_id']}")
+    nested = yaml.safe_load(text)
+    assert set(nested) == {"diffusion", "train"}
+    assert read_best_params(project / "reports/best_params.yaml") == {
+        "diffusion.schedule": best["diffusion.schedule"],
+        "train.lr": 2e-3,
+        "diffusion.loss.min_snr_gamma": best["diffusion.loss.min_snr_gamma"],
+    }
+
+
+def test_mlflow_parent_has_one_child_per_trial_with_its_params_and_metrics(searched):
+    project, best = searched
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    (parent,) = client.search_runs(
+        [client.get_experiment_by_name(BASE.mlflow.experiment).experiment_id],
+        filter_string=f"tags.`pipeline.run_name` = '{best['sweep']}'",
+    )
+    assert parent.info.status == "FINISHED" and parent.data.tags["dvc_stage"] == "tune"
+    assert parent.data.params["tune.scheduler"] == "asha"
+    assert parent.data.metrics[f"best_{METRIC}"] == pytest.approx(best[METRIC])
+    assert parent.data.metrics["num_trials"] == 6 and parent.data.metrics["num_failed"] == 2
+    assert parent.data.tags["tune.best_trial_id"] == best["trial_id"]
+    files = {a.path for a in client.list_artifacts(parent.info.run_id, "tune")}
+    assert files == {"tune/best_params.yaml", "tune/tune_results.csv", "tune/tune_fid.png"}
+
+    table = pd.read_csv(project / "reports/tune_results.csv").set_index("trial_id")
+    runs = children(client, parent.info.run_id)
+    assert set(runs) == set(table.index)
+    expected_status = {"completed": "FINISHED", "stopped_early": "KILLED", "failed": "FAILED"}
+    for trial_id, run in runs.items():
+        row = table.loc[trial_id]
+        params = run.data.params
+        assert params["diffusion.schedule"] == row["diffusion.schedule"]
+        assert float(params["train.lr"]) == row["train.lr"]
+        assert params["train.steps"] == "8" and params["train.num_workers"] == "1"
+        assert run.info.status == expected_status[row["status"]]
+        assert run.data.tags["tune.status"] == row["status"]
+        history = client.get_metric_history(run.info.run_id, "loss")
+        fids = client.get_metric_history(run.info.run_id, METRIC)
+        if row["status"] == "failed":  # diverged before its first report: nothing logged
+            assert fids == []
+            continue
+        assert [m.step for m in history] == list(range(2, int(row["step"]) + 1, 2))
+        assert [m.step for m in fids] == list(range(4, int(row["step"]) + 1, 4))
+        assert fids[-1].value == pytest.approx(row[METRIC])
+        images = client.list_artifacts(run.info.run_id, "images")
+        assert images, "milestone sample grids are logged"
+
+
+def test_best_params_round_trip_into_the_train_stage(searched, inputs, ray_cluster, tmp_path):
+    from stages.train import main
+
+    project, best = searched
+    processed, _ = inputs
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text(yaml.safe_dump(to_dict(BASE)))
+    args = ["--params", str(params_file), "--data", str(processed)]
+    for flag, path in (("--checkpoints", "ckpt"), ("--models", "models"), ("--report", "t.json"),
+                       ("--history", "h.csv"), ("--samples", "s.png")):  # fmt: skip
+        args += [flag, str(tmp_path / path)]
+    best_file = project / "reports/best_params.yaml"
+    os.chdir(tmp_path)  # the train stage's MLflow store: ./mlflow.db
+    try:
+        assert main([*args, "--best", str(best_file)]) == 0
+    finally:
+        os.chdir(ROOT)
+    _, diffusion, trained = load_model(tmp_path / "models")
+    assert trained.diffusion.schedule == best["diffusion.schedule"]
+    assert trained.train.lr == 2e-3 and trained.train.steps == BASE.train.steps  # not the budget
+    assert trained.diffusion.loss.min_snr_gamma == best["diffusion.loss.min_snr_gamma"]
+    # tune.enabled: false -> the file is ignored
+    assert apply_best_params(with_tune(BASE, enabled=False), best_file) == with_tune(
+        BASE, enabled=False
+    )
+
+
+def test_an_empty_best_params_file_while_tuning_is_enabled_is_an_error(tmp_path):
+    path = tmp_path / "best_params.yaml"
+    path.write_text("# tune.enabled is false\n{}\n")
+    with pytest.raises(ConfigError, match="holds no tuned values but tune.enabled is true"):
+        apply_best_params(BASE, path)
+    path.write_text("train:\n  lr: -1.0\n")
+    with pytest.raises(ConfigError, match=r"best_params.yaml: train: lr must be a finite number > 0"):
+        apply_best_params(BASE, path)
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, inputs, tmp_path):
+    """Two trials side by side (fifo): SIGINT once one has finished, then re-run the stage."""
+    processed, featurenet = inputs
+    params = with_tune(
+        BASE,
+        space={"diffusion.schedule": {"grid": ["linear", "scaled_linear", "cosine", "sigmoid"]}},
+        scheduler="fifo",
+        steps=16,
+        max_concurrent_trials=None,  # as many as the cluster holds: 2 CPUs, 1 worker each
+    )
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
+    command = [sys.executable, "-m", "stages.tune", "--params", "params.yaml",
+               "--data", str(processed), "--featurenet", str(featurenet),
+               "--checkpoints", "checkpoints", "--best", "reports/best_params.yaml",
+               "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+
+    def finished_children():
+        if not (tmp_path / "mlflow.db").exists():
+            return None
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string="tags.`tune.trial_id` != '' and attributes.status = 'FINISHED'",
+        )
+        return runs or None
+
+    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
+                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
+    try:
+        (done, *_) = wait_for(finished_children, 240, "a finished trial")
+        first.send_signal(signal.SIGINT)
+        output, _ = first.communicate(timeout=120)
+    finally:
+        first.kill()
+    assert first.returncode == 130, output
+    assert "re-run the stage to resume it" in output
+    assert not (tmp_path / "reports/best_params.yaml").exists()  # nothing half-written
+    before = {m.step for m in client.get_metric_history(done.info.run_id, "loss")}
+
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=600)  # fmt: skip
+    assert second.returncode == 0, second.stdout + second.stderr
+    assert "resuming sweep" in second.stdout + second.stderr
+    table = pd.read_csv(tmp_path / "reports/tune_results.csv")
+    assert len(table) == 4 and set(table["status"]) == {"completed"}
+    parent_id = client.get_run(done.info.run_id).data.tags["mlflow.parentRunId"]
+    runs = children(client, parent_id)
+    assert set(runs) == set(table["trial_id"])  # one child per trial, none duplicated
+    # the trial that had finished was not run again: same end time, each step logged once
+    assert runs[done.data.tags["tune.trial_id"]].info.end_time == done.info.end_time
+    # concurrent trials lost no metric points: every child has every step (resumed ones may
+    # repeat the steps after their last milestone checkpoint, never miss one)
+    for run in runs.values():
+        losses = client.get_metric_history(run.info.run_id, "loss")
+        assert {m.step for m in losses} == set(range(2, 17, 2))
+        assert [m.step for m in client.get_metric_history(run.info.run_id, METRIC)][-1] == 16
+    done_losses = client.get_metric_history(done.info.run_id, "loss")
+    assert [m.step for m in done_losses] == sorted(before) == list(range(2, 17, 2))
