@@ -1,5 +1,6 @@
 """The DVC pipeline run for real (`dvc repro`) in a temporary git repository."""
 
+import dataclasses
 import json
 import math
 import socket
@@ -18,6 +19,7 @@ from PIL import Image
 
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
 from pipeline.train.export import load_model
+from tests.conftest import ROOT
 
 
 def set_param(repo, key: str, value) -> None:
@@ -59,7 +61,16 @@ TINY_TRAINING = {
     "eval.grid_count": 16,
     "eval.trajectory_count": 4,
     "eval.kid_subset_size": 10,
+    # a real two-trial sweep: one trial per schedule, the winner's schedule goes to train
+    "tune.space": {"diffusion.schedule": {"grid": ["linear", "cosine"]}},
+    "tune.steps": 2,
+    "tune.eval_every": 2,
+    "tune.batch_size": None,
+    "tune.scheduler": "fifo",
+    "tune.eval_samples": 8,
+    "tune.eval_steps": 2,
 }
+ALL_STAGES = {"download", "preprocess", "schedules", "featurenet", "tune", "train", "evaluate"}
 
 
 @pytest.mark.slow
@@ -68,7 +79,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     for key, value in TINY_TRAINING.items():
         set_param(repo, key, value)
     first = dvc_repo("dvc", "repro")
-    assert ran(first) == {"download", "preprocess", "schedules", "train", "featurenet", "evaluate"}
+    assert ran(first) == ALL_STAGES
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["source"] == "mnist-5k" and manifest["splits"]["train"]["images"]["shape"][
         1:
@@ -80,6 +91,14 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
         alpha_bar_0 = 1 - make_betas(name, 1000)[0].item()
         assert table[name][0] == pytest.approx(math.log(alpha_bar_0 / (1 - alpha_bar_0)), rel=1e-9)
     assert (repo / "reports/schedules.png").stat().st_size > 10_000
+
+    best = yaml.safe_load((repo / "reports/best_params.yaml").read_text())
+    table = pd.read_csv(repo / "reports/tune_results.csv")
+    assert set(table["diffusion.schedule"]) == {"linear", "cosine"}
+    assert set(table["status"]) == {"completed"}
+    assert best == {"diffusion": {"schedule": table.iloc[0]["diffusion.schedule"]}}
+    _, _, trained = load_model(repo / "models")  # the train stage applied the winner
+    assert trained.diffusion.schedule == best["diffusion"]["schedule"]
 
     report = json.loads((repo / "reports/train.json").read_text())
     assert report["steps"] == 4 and (repo / "models/ema.pt").is_file()
@@ -115,8 +134,13 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert ran(again) == set() and "up to date" in again.stdout
 
     exp = dvc_repo("dvc", "exp", "run", "-S", "train.steps=6")
-    assert ran(exp) == {"train", "evaluate"}
+    assert ran(exp) == {"train", "evaluate"}  # the sweep does not depend on train.steps
     assert json.loads((repo / "reports/train.json").read_text())["steps"] == 6
+
+    untuned = dvc_repo("dvc", "exp", "run", "-S", "tune.enabled=false", "-S", "train.steps=4")
+    assert ran(untuned) == {"tune", "train", "evaluate"}
+    assert yaml.safe_load((repo / "reports/best_params.yaml").read_text()) == {}
+    assert load_model(repo / "models")[2].diffusion.schedule == "linear"  # params.yaml's
 
     set_param(repo, "download.retries", 5)  # how files are fetched, not what they are
     set_param(repo, "mlflow.experiment", "elsewhere")  # where runs are recorded
@@ -124,13 +148,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
 
     set_param(repo, "diffusion.timesteps", 200)
     set_param(repo, "data.image_size", 32)  # re-preprocess, no re-download
-    assert ran(dvc_repo("dvc", "repro")) == {
-        "schedules",
-        "preprocess",
-        "train",
-        "featurenet",
-        "evaluate",
-    }
+    assert ran(dvc_repo("dvc", "repro")) == ALL_STAGES - {"download"}
     assert len(pd.read_csv(repo / "reports/schedules.csv")) == 200
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["splits"]["test"]["images"]["shape"][1:] == [1, 32, 32]
@@ -173,6 +191,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def test_tune_stage_lists_exactly_the_train_params_trials_use():
+    from pipeline.config import TRIAL_FIXED, TrainConfig
+
+    stage = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]["tune"]
+    listed = {p.split(".", 1)[1] for p in stage["params"] if p.startswith("train.")}
+    assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - set(TRIAL_FIXED)
 
 
 def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):

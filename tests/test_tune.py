@@ -1,7 +1,6 @@
 """The Tune search on real Ray Tune + Ray Train (local cluster, 2 CPUs) and real MLflow (SQLite)."""
 
 import dataclasses
-import json
 import os
 import signal
 import subprocess
@@ -40,8 +39,8 @@ BASE = dataclasses.replace(
     tune=TuneConfig(
         space={
             "diffusion.schedule": {"grid": list(SCHEDULES)},
-            # 2e-3 learns, 1e-7 barely moves (ASHA stops it), 1e10 diverges at its first step
-            "train.lr": {"grid": [2e-3, 1e-7, 1e10]},
+            # 1e-2 learns, 1e-7 barely moves (ASHA stops it), 1e30 diverges at its first step
+            "train.lr": {"grid": [1e-2, 1e-7, 1e30]},
             "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
         },
         steps=8,
@@ -111,23 +110,26 @@ def searched(ray_cluster, inputs, tmp_path_factory):
 
 def test_sweep_ranks_stops_and_fails_trials(searched):
     project, best = searched
-    table = pd.read_csv(project / "reports/tune_results.csv", keep_default_na=False)
+    table = pd.read_csv(project / "reports/tune_results.csv")
     assert len(table) == 6 and set(table["diffusion.schedule"]) == set(SCHEDULES)
     by_lr = {lr: rows for lr, rows in table.groupby("train.lr")}
     # the divergent trials fail alone, with the reason; the sweep still finishes
-    assert list(by_lr[1e10]["status"]) == ["failed", "failed"]
-    assert all("Diverged: training diverged: loss nan" in e for e in by_lr[1e10]["error"])
+    assert list(by_lr[1e30]["status"]) == ["failed", "failed"]
+    assert all(
+        "Diverged: training diverged: loss inf in the steps up to 2" in e
+        for e in by_lr[1e30]["error"]
+    )
     # the learning trials run to the end; ASHA stops the one that barely moves at the 1st milestone
-    assert list(by_lr[2e-3]["status"]) == ["completed", "completed"]
+    assert list(by_lr[1e-2]["status"]) == ["completed", "completed"]
     assert list(by_lr[1e-7]["status"]) == ["stopped_early", "stopped_early"]
     assert list(by_lr[1e-7]["step"]) == [4, 4]
     fid4, fid8 = f"{METRIC}@4", f"{METRIC}@8"
-    assert by_lr[1e-7][fid4].astype(float).min() > by_lr[2e-3][fid4].astype(float).max()
+    assert by_lr[1e-7][fid4].min() > by_lr[1e-2][fid4].max()
     # ranked best first: the winner is the completed trial with the lowest final FID
     completed = table[table["status"] == "completed"]
     assert table.iloc[0]["trial_id"] == best["trial_id"]
-    assert float(table.iloc[0][fid8]) == min(completed[fid8].astype(float))
-    assert best[METRIC] == pytest.approx(float(table.iloc[0][fid8]))
+    assert table.iloc[0][fid8] == completed[fid8].min()
+    assert best[METRIC] == pytest.approx(table.iloc[0][fid8])
     assert (project / "reports/tune_fid.png").stat().st_size > 10_000
 
 
@@ -139,7 +141,7 @@ def test_best_params_hold_the_winning_values_in_params_structure(searched):
     assert set(nested) == {"diffusion", "train"}
     assert read_best_params(project / "reports/best_params.yaml") == {
         "diffusion.schedule": best["diffusion.schedule"],
-        "train.lr": 2e-3,
+        "train.lr": 1e-2,
         "diffusion.loss.min_snr_gamma": best["diffusion.loss.min_snr_gamma"],
     }
 
@@ -176,7 +178,9 @@ def test_mlflow_parent_has_one_child_per_trial_with_its_params_and_metrics(searc
         if row["status"] == "failed":  # diverged before its first report: nothing logged
             assert fids == []
             continue
-        assert [m.step for m in history] == list(range(2, int(row["step"]) + 1, 2))
+        steps = [m.step for m in history]  # a stopped trial may log a step or two past its stop
+        assert steps[: int(row["step"]) // 2] == list(range(2, int(row["step"]) + 1, 2))
+        assert steps == sorted(set(steps))
         assert [m.step for m in fids] == list(range(4, int(row["step"]) + 1, 4))
         assert fids[-1].value == pytest.approx(row[METRIC])
         images = client.list_artifacts(run.info.run_id, "images")
@@ -202,7 +206,7 @@ def test_best_params_round_trip_into_the_train_stage(searched, inputs, ray_clust
         os.chdir(ROOT)
     _, diffusion, trained = load_model(tmp_path / "models")
     assert trained.diffusion.schedule == best["diffusion.schedule"]
-    assert trained.train.lr == 2e-3 and trained.train.steps == BASE.train.steps  # not the budget
+    assert trained.train.lr == 1e-2 and trained.train.steps == BASE.train.steps  # not the budget
     assert trained.diffusion.loss.min_snr_gamma == best["diffusion.loss.min_snr_gamma"]
     # tune.enabled: false -> the file is ignored
     assert apply_best_params(with_tune(BASE, enabled=False), best_file) == with_tune(
@@ -216,7 +220,9 @@ def test_an_empty_best_params_file_while_tuning_is_enabled_is_an_error(tmp_path)
     with pytest.raises(ConfigError, match="holds no tuned values but tune.enabled is true"):
         apply_best_params(BASE, path)
     path.write_text("train:\n  lr: -1.0\n")
-    with pytest.raises(ConfigError, match=r"best_params.yaml: train: lr must be a finite number > 0"):
+    with pytest.raises(
+        ConfigError, match=r"best_params.yaml: train: lr must be a finite number > 0"
+    ):
         apply_best_params(BASE, path)
 
 
@@ -235,7 +241,7 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
     processed, featurenet = inputs
     params = with_tune(
         BASE,
-        space={"diffusion.schedule": {"grid": ["linear", "scaled_linear", "cosine", "sigmoid"]}},
+        space={"diffusion.schedule": {"grid": ["linear", "cosine", "sigmoid"]}},
         scheduler="fifo",
         steps=16,
         max_concurrent_trials=None,  # as many as the cluster holds: 2 CPUs, 1 worker each
@@ -257,15 +263,17 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
         )
         return runs or None
 
-    first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                             stderr=subprocess.STDOUT, text=True)  # fmt: skip
-    try:
-        (done, *_) = wait_for(finished_children, 240, "a finished trial")
-        first.send_signal(signal.SIGINT)
-        output, _ = first.communicate(timeout=120)
-    finally:
-        first.kill()
-    assert first.returncode == 130, output
+    log = tmp_path / "first.log"  # a file, not a pipe: Tune's output would fill a pipe and block
+    with log.open("w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+        try:
+            (done, *_) = wait_for(finished_children, 240, "a finished trial")
+            first.send_signal(signal.SIGINT)
+            first.wait(timeout=120)
+        finally:
+            first.kill()
+    output = log.read_text()
+    assert first.returncode == 130, output[-3000:]
     assert "re-run the stage to resume it" in output
     assert not (tmp_path / "reports/best_params.yaml").exists()  # nothing half-written
     before = {m.step for m in client.get_metric_history(done.info.run_id, "loss")}
@@ -275,7 +283,7 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
     assert second.returncode == 0, second.stdout + second.stderr
     assert "resuming sweep" in second.stdout + second.stderr
     table = pd.read_csv(tmp_path / "reports/tune_results.csv")
-    assert len(table) == 4 and set(table["status"]) == {"completed"}
+    assert len(table) == 3 and set(table["status"]) == {"completed"}
     parent_id = client.get_run(done.info.run_id).data.tags["mlflow.parentRunId"]
     runs = children(client, parent_id)
     assert set(runs) == set(table["trial_id"])  # one child per trial, none duplicated

@@ -38,6 +38,8 @@ from pipeline.train.worker import train_fn_per_worker
 
 log = logging.getLogger(__name__)
 
+DIVERGED_FILE = "diverged.json"  # in a run's storage directory, written by rank 0 on a NaN/inf loss
+
 RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
 # not logged as the training run's params: evaluate records eval settings as tags, tune has its own runs
 UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
@@ -115,6 +117,8 @@ def fit(
     tc = params.train
     name = name or run_name(params, processed_dir)
     resume_from = latest_checkpoint_dir(storage_dir / name)
+    diverged_file = storage_dir / name / DIVERGED_FILE
+    diverged_file.unlink(missing_ok=True)
     if resume_from:
         log.info("resuming %s from %s", name, resume_from)
     loop_config = {
@@ -124,6 +128,7 @@ def fit(
         "run_id": run_id,
         "tracking_uri": mlflow_uri,
         "probe": dict(probe) if probe else None,
+        "diverged_file": str(diverged_file),
         "fault": dict(fault) if fault else None,
     }
     trainer = TorchTrainer(
@@ -141,11 +146,12 @@ def fit(
     )
     log.info("training %s: %d steps on %d workers", name, tc.steps, tc.num_workers)
     result = trainer.fit()
-    if result.metrics and result.metrics.get("diverged"):
+    if diverged_file.is_file():
+        last = json.loads(diverged_file.read_text())
         raise Diverged(
-            f"training diverged: loss {result.metrics['loss']} in the {tc.log_every} steps up to "
-            f"step {result.metrics['step']} (train.lr {tc.lr}, diffusion.schedule "
-            f"{params.diffusion.schedule}); lower the learning rate or check the loss weights"
+            f"training diverged: loss {last['loss']} in the steps up to {last['step']} "
+            f"(train.lr {tc.lr}, diffusion.schedule {params.diffusion.schedule}); lower the "
+            "learning rate or check the loss weights"
         )
     return result
 

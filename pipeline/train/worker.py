@@ -7,14 +7,16 @@ and runs ``pipeline.train.step.train_step`` with a per-(seed, rank, step) seed. 
 progress bar on the driver, and logs metrics and sample grids to the MLflow run.
 
 A non-finite loss (averaged over the log window and the ranks, so every rank sees the same value)
-ends the loop on every rank with a last report carrying ``diverged: 1``; the driver raises
-``Diverged`` from it instead of retrying. With a ``probe`` (tuning), rank 0 also measures
-``fid_featurenet`` of a fixed sample set at every ``probe['every']`` steps and reports it.
+ends the loop on every rank after a last report; rank 0 writes the metrics to
+``loop_config['diverged_file']``, from which the driver raises ``Diverged`` (no retry). With a
+``probe`` (tuning), rank 0 also measures ``fid_featurenet`` of a fixed sample set every
+``probe['every']`` steps and reports it.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import os
@@ -38,6 +40,7 @@ from pipeline.config import Params, TrainConfig, from_dict
 from pipeline.diffusion import GaussianDiffusion
 from pipeline.evaluate.probe import METRIC, FIDProbe
 from pipeline.evaluate.sampling import to_uint8
+from pipeline.io import atomic_path
 from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
@@ -179,6 +182,13 @@ class Rank0Tracker:
         return self.probe(to_uint8(x0)), self.grid(x0, step)
 
 
+def write_diverged(path: str, metrics: dict[str, float]) -> None:
+    """Record a divergence for the driver (pipeline.train.driver.fit raises ``Diverged``): Ray
+    Train's Result only carries the metrics of the last checkpoint."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(metrics))
+
+
 def maybe_fail(fault: dict[str, Any] | None, rank: int, step: int) -> None:
     """Test-only fault hook: the first time rank ``fault['rank']`` reaches ``fault['step']`` (no
     ``fault['marker']`` file yet), create the marker and kill this worker process."""
@@ -240,6 +250,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         scaler.load_state_dict(state["scaler"])
         step, history, grid = state["step"], state["history"], state["samples"]
 
+    start_step = step
     loader, sampler = make_loader(loop_config["processed_dir"], tc, rank, world)
     batches = micro_batch_stream(loader, sampler, start=step * tc.grad_accum_steps)
     tracker = Rank0Tracker(loop_config, params, step, device) if rank == 0 else None
@@ -271,7 +282,9 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
         if step % tc.log_every == 0 or save:
             metrics = window.metrics(step, lr_at(step - 1, tc), tc.batch_size)
             if not math.isfinite(metrics["loss"]):  # the same all-reduced value on every rank
-                ray.train.report({**metrics, "diverged": 1.0})
+                if rank == 0:
+                    write_diverged(loop_config["diverged_file"], metrics)
+                ray.train.report(metrics)
                 break
         if tracker:
             tracker.bar.update(1)
@@ -302,5 +315,7 @@ def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(metrics, checkpoint=ckpt)
         else:
             ray.train.report(metrics)
+    if start_step == tc.steps:  # resumed a finished run: report its last result again (Tune)
+        ray.train.report(history[-1] if rank == 0 else {"step": step})
     if tracker:
         tracker.bar.close()

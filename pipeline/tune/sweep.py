@@ -22,6 +22,7 @@ import ray.tune
 from mlflow.entities import Metric, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
@@ -103,17 +104,17 @@ def tune_config(params: Params) -> ray.tune.TuneConfig:
         )
     else:
         scheduler = FIFOScheduler()
+    concurrency = max_concurrent_trials(params)
     if tc.search == "optuna":
-        search = OptunaSearch(seed=tc.seed)
-    else:
-        search = BasicVariantGenerator(random_state=tc.seed)
+        search = ConcurrencyLimiter(OptunaSearch(seed=tc.seed), concurrency)
+    else:  # Tune ignores TuneConfig.max_concurrent_trials for a variant generator
+        search = BasicVariantGenerator(random_state=tc.seed, max_concurrent=concurrency)
     return ray.tune.TuneConfig(
         metric=METRIC,
         mode="min",
         scheduler=scheduler,
         search_alg=search,
         num_samples=tc.num_samples,
-        max_concurrent_trials=max_concurrent_trials(params),
     )
 
 
@@ -121,10 +122,19 @@ def milestones(tc: TuneConfig) -> list[int]:
     return list(range(tc.eval_every, tc.steps + 1, tc.eval_every))
 
 
-def results_table(grid: ray.tune.ResultGrid, tc: TuneConfig, keys: list[str]) -> pd.DataFrame:
+def results_table(
+    grid: ray.tune.ResultGrid, path: Path, tc: TuneConfig, keys: list[str]
+) -> pd.DataFrame:
     """One row per trial: trial_id, status (completed | stopped_early | failed | unfinished),
     the last step, the space's values, fid_featurenet at each milestone and the last one, error.
-    Sorted best first: completed trials by their final FID, then the rest."""
+    Sorted best first: completed trials by their final FID, then the rest. ``path`` is the
+    experiment's directory, whose saved state says which trials ended (a restored trial's last
+    result does not)."""
+    ended = {
+        trial.trial_id: trial.status
+        for trial in ray.tune.ExperimentAnalysis(str(path)).trials
+        if trial.status in ("TERMINATED", "ERROR")
+    }
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -134,17 +144,17 @@ def results_table(grid: ray.tune.ResultGrid, tc: TuneConfig, keys: list[str]) ->
             at = dict(zip(history["step"], history[METRIC], strict=True))
         if result.error is not None:
             status = "failed"
-        elif not metrics.get("done"):
+        elif metrics.get("trial_id") not in ended:
             status = "unfinished"
         else:
             status = "completed" if metrics.get("step") == tc.steps else "stopped_early"
         row = {"trial_id": metrics.get("trial_id"), "status": status, "step": metrics.get("step")}
-        row.update({key: result.config.get(key) for key in keys})
+        row.update({key: (result.config or {}).get(key) for key in keys})  # none: never started
         row.update({f"{METRIC}@{m}": at.get(m, math.nan) for m in milestones(tc)})
         row[METRIC] = metrics.get(METRIC, math.nan)
         row["error"] = _error_line(result.error)
         rows.append(row)
-    table = pd.DataFrame(rows)
+    table = pd.DataFrame(rows).astype({"step": "Int64"})  # failed trials have none
     table["_rank"] = table["status"].map({"completed": 0}).fillna(1)
     return table.sort_values(["_rank", METRIC, "trial_id"]).drop(columns="_rank")
 
@@ -237,7 +247,7 @@ def run_sweep(
                     failure_config=ray.tune.FailureConfig(max_failures=0),
                 ),
             )
-        table = results_table(tuner.fit(), tc, list(specs))
+        table = results_table(tuner.fit(), path, tc, list(specs))
     except BaseException:
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
         raise
@@ -293,7 +303,7 @@ def record_sweep(
     for path in files:
         client.log_artifact(parent_id, str(path), "tune")
     children = {
-        run.data.tags.get(TRIAL_TAG): run.info.run_id
+        run.data.tags.get(TRIAL_TAG): run
         for run in client.search_runs(
             [client.get_run(parent_id).info.experiment_id],
             filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
@@ -302,13 +312,13 @@ def record_sweep(
     }
     status_of = {"completed": RunStatus.FINISHED, "stopped_early": RunStatus.KILLED}
     for row in table.itertuples():
-        run_id = children.get(row.trial_id)
-        if run_id is None:  # failed before its run was created (an invalid combination)
+        run = children.get(row.trial_id)
+        if run is None:  # failed before its run was created (an invalid combination)
             continue
-        client.set_tag(run_id, "tune.status", row.status)
+        client.set_tag(run.info.run_id, "tune.status", row.status)
         if row.error:
-            client.set_tag(run_id, "tune.error", row.error[:5000])
-        client.set_terminated(
-            run_id, RunStatus.to_string(status_of.get(row.status, RunStatus.FAILED))
-        )
+            client.set_tag(run.info.run_id, "tune.error", row.error[:5000])
+        status = RunStatus.to_string(status_of.get(row.status, RunStatus.FAILED))
+        if run.info.status != status:  # keeps the end time of runs that ended themselves
+            client.set_terminated(run.info.run_id, status)
     client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FINISHED))
