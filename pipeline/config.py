@@ -176,7 +176,7 @@ TRAIN_OPERATIONAL = (
 class TrainConfig:
     """Data-parallel training on Ray Train workers (pipeline.train)."""
 
-    steps: int = 600  # optimiser steps
+    steps: int = 500  # optimiser steps
     batch_size: int = 64  # global batch, split evenly across workers
     num_workers: int = 2  # Ray Train workers (data-parallel ranks)
     use_gpu: Literal["auto", True, False] = "auto"  # auto: GPUs when the cluster has them
@@ -417,6 +417,8 @@ class Params:
                 )
         if self.tune.space:
             self._check_trials()
+        elif self.tune.enabled:
+            self.with_values(self.tune.budget)
 
     def with_values(self, values: Mapping[str, Any]) -> Params:
         """These params with each dotted key of ``values`` set, validated: what one trial runs.
@@ -425,13 +427,15 @@ class Params:
         return from_dict(Params, raw)
 
     def _check_trials(self) -> None:
-        """Every listed value and range end of the space, each with the trial budget, makes valid
-        params (a combination of values can still fail its own trial, with that error)."""
-        self.with_values(self.tune.budget)
-        for key, spec in self.tune.specs.items():
+        """Every listed value and range end of the space, with the trial budget and the first
+        value of every other key, makes valid params: errors name the key and the value. (Other
+        combinations of searched values can still fail their own trial, with that error.)"""
+        specs = self.tune.specs
+        first = {**self.tune.budget, **{k: spec.values[0] for k, spec in specs.items()}}
+        for key, spec in specs.items():
             for value in spec.values:
                 try:
-                    self.with_values({**self.tune.budget, key: value})
+                    self.with_values({**first, key: value})
                 except ConfigError as exc:
                     raise ConfigError(f"tune: space.{key} value {value!r}: {exc}") from None
 

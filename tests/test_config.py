@@ -118,3 +118,104 @@ def test_unreadable_files(tmp_path):
 def test_direct_construction_is_validated_too():
     with pytest.raises(ConfigError, match="model: num_res_blocks must be an integer >= 1, got 0"):
         ModelConfig(num_res_blocks=0)
+
+
+def space(**entries) -> dict:
+    """A params mapping whose tune.space holds ``entries`` (keys with '__' for dots)."""
+    return {"tune": {"space": {k.replace("__", "."): v for k, v in entries.items()}}}
+
+
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        (
+            space(diffusion__shedule={"choice": ["linear"]}),
+            "tune: space: unknown or untunable key(s) diffusion.shedule; allowed: diffusion.beta_end",
+        ),
+        (  # the trial budget owns train.steps
+            space(train__steps={"choice": [10, 20]}),
+            "tune: space: unknown or untunable key(s) train.steps; allowed:",
+        ),
+        (
+            space(train__lr={"choice": []}),
+            "tune: space: train.lr: choice needs at least one value, got []",
+        ),
+        (
+            space(train__lr={"loguniform": [1e-3, 1e-4]}),
+            "tune: space: train.lr: loguniform needs low < high, got [0.001, 0.0001]",
+        ),
+        (
+            space(train__lr={"loguniform": [0, 1e-3]}),
+            "tune: space: train.lr: loguniform needs low > 0, got [0, 0.001]",
+        ),
+        (  # YAML 1.1 reads 1e-4 (no dot) as a string
+            space(train__lr={"uniform": ["1e-4", 1e-3]}),
+            "tune: space: train.lr: uniform needs [low, high] (two finite numbers), got ['1e-4', 0.001]",
+        ),
+        (
+            space(diffusion__timesteps={"randint": [100.5, 200]}),
+            "tune: space: diffusion.timesteps: randint needs integer bounds, got [100.5, 200]",
+        ),
+        (
+            space(train__lr={"between": [1, 2]}),
+            "tune: space: train.lr: a search spec is a mapping with one of choice, grid, uniform, loguniform, randint",
+        ),
+        (
+            space(diffusion__schedule={"choice": ["cosine", "quadratic"]}),
+            "tune: space.diffusion.schedule value 'quadratic': diffusion: unknown beta schedule 'quadratic'",
+        ),
+        (
+            space(diffusion__timesteps={"randint": [5, 100]}),
+            "tune: space.diffusion.timesteps value 5: eval.steps 40 exceeds diffusion.timesteps 5",
+        ),
+        (
+            {"tune": {"search": "optuna"}},
+            "tune: grid (diffusion.schedule) needs search 'random'; optuna draws every value (use choice)",
+        ),
+        (
+            {"tune": {"steps": 100, "eval_every": 40}},
+            "tune: steps 100 must be a multiple of eval_every 40",
+        ),
+        (
+            {"tune": {"batch_size": 30, "workers_per_trial": 4}},
+            "batch_size 30 is not divisible by num_workers 4",
+        ),
+        ({"tune": {"eval_steps": 2000}}, "tune.eval_steps 2000 exceeds diffusion.timesteps 1000"),
+        ({"tune": {"space": ["train.lr"]}}, "tune.space must be a mapping, got ['train.lr']"),
+    ],
+)
+def test_bad_search_spaces_are_rejected_before_any_trial(tmp_path, data, message):
+    with pytest.raises(ConfigError) as info:
+        load_params(write(tmp_path, data))
+    assert message in str(info.value)
+
+
+def test_search_space_kinds_and_trial_params():
+    params = load_params(ROOT / "params.yaml")
+    specs = params.tune.specs
+    assert specs["diffusion.schedule"].kind == "grid" and specs["diffusion.schedule"].searched
+    assert specs["train.lr"].values == (1e-4, 1e-3)
+    assert specs["diffusion.loss.min_snr_gamma"].values == (None, 5.0)
+    trial = params.with_values({**params.tune.budget, "train.lr": 5e-4})
+    assert trial.train.lr == 5e-4 and trial.train.steps == params.tune.steps
+    assert trial.train.batch_size == 32 and trial.train.num_workers == 1
+    assert trial.tune.enabled is False and trial.tune.space == {}  # a trial does not search
+    fixed = Params(tune=from_dict(Params, space(train__lr=3e-4)).tune)
+    assert (
+        fixed.tune.specs["train.lr"].kind == "fixed" and not fixed.tune.specs["train.lr"].searched
+    )
+
+
+def test_searched_values_are_checked_with_the_fixed_ones():
+    # w_vlb > 0 needs learned_range: valid when the space fixes the variance type
+    ok = space(
+        diffusion__variance_type="learned_range",
+        diffusion__loss__w_vlb={"loguniform": [1e-4, 1e-2]},
+    )
+    assert Params(tune=from_dict(Params, ok).tune).tune.specs["diffusion.loss.w_vlb"].searched
+    bad = space(diffusion__loss__w_vlb={"loguniform": [1e-4, 1e-2]})
+    with pytest.raises(
+        ConfigError,
+        match="space.diffusion.loss.w_vlb value 0.0001: .*needs variance_type 'learned_range'",
+    ):
+        Params(tune=from_dict(Params, bad).tune)

@@ -25,6 +25,7 @@ from pipeline.config import (
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.probe import METRIC
+from pipeline.tracking import experiment_id
 from pipeline.train.export import load_model
 from pipeline.tune.best import apply_best_params, read_best_params
 from pipeline.tune.sweep import run_sweep
@@ -187,7 +188,9 @@ def test_mlflow_parent_has_one_child_per_trial_with_its_params_and_metrics(searc
         assert images, "milestone sample grids are logged"
 
 
-def test_best_params_round_trip_into_the_train_stage(searched, inputs, ray_cluster, tmp_path):
+def test_best_params_round_trip_into_the_train_stage(
+    searched, inputs, ray_cluster, tmp_path, monkeypatch
+):
     from stages.train import main
 
     project, best = searched
@@ -199,11 +202,11 @@ def test_best_params_round_trip_into_the_train_stage(searched, inputs, ray_clust
                        ("--history", "h.csv"), ("--samples", "s.png")):  # fmt: skip
         args += [flag, str(tmp_path / path)]
     best_file = project / "reports/best_params.yaml"
-    os.chdir(tmp_path)  # the train stage's MLflow store: ./mlflow.db
-    try:
-        assert main([*args, "--best", str(best_file)]) == 0
-    finally:
-        os.chdir(ROOT)
+    # mlflow.set_tracking_uri also sets this variable: scope it to the test (later tests start
+    # subprocesses that would inherit it)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.chdir(tmp_path)
+    assert main([*args, "--best", str(best_file)]) == 0
     _, diffusion, trained = load_model(tmp_path / "models")
     assert trained.diffusion.schedule == best["diffusion.schedule"]
     assert trained.train.lr == 1e-2 and trained.train.steps == BASE.train.steps  # not the budget
@@ -253,10 +256,10 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
                "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
     env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    # the store exists before the stage starts: polling a database being created can race
+    experiment_id(client, params.mlflow.experiment, tmp_path)
 
     def finished_children():
-        if not (tmp_path / "mlflow.db").exists():
-            return None
         runs = client.search_runs(
             [e.experiment_id for e in client.search_experiments()],
             filter_string="tags.`tune.trial_id` != '' and attributes.status = 'FINISHED'",

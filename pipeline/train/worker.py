@@ -222,8 +222,9 @@ def quiet_ray_train_logs() -> None:
 
 def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
     """Train ``loop_config['params']`` on ``loop_config['processed_dir']``; resume from Ray's latest
-    checkpoint when there is one. Optional keys: ``resume_from`` (a checkpoint directory), ``run_id``
-    and ``tracking_uri`` (MLflow), ``fault``."""
+    checkpoint when there is one. ``diverged_file``: where rank 0 records a divergence. Optional
+    keys: ``resume_from`` (a checkpoint directory), ``run_id`` and ``tracking_uri`` (MLflow),
+    ``probe`` (the milestone FID: featurenet_dir, every, count, steps, seed), ``fault``."""
     quiet_ray_train_logs()
     params: Params = from_dict(Params, loop_config["params"])
     tc = params.train
