@@ -17,6 +17,8 @@ from typing import Any
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
+from pipeline.tune.space import dotted
+
 RUN_NAME_TAG = "pipeline.run_name"
 
 
@@ -27,16 +29,9 @@ def tracking_uri(project_dir: str | Path = ".") -> str:
     )
 
 
-def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, str]:
+def flatten(tree: Mapping[str, Any]) -> dict[str, str]:
     """{"a": {"b": 1}} -> {"a.b": "1"}: nested params as MLflow's flat string params."""
-    flat: dict[str, str] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(flatten(value, f"{name}."))
-        else:
-            flat[name] = str(value)
-    return flat
+    return {key: str(value) for key, value in dotted(tree).items()}
 
 
 def git_commit(directory: str | Path = ".") -> str | None:

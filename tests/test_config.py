@@ -4,6 +4,7 @@ import pytest
 import yaml
 
 from pipeline.config import ConfigError, ModelConfig, Params, from_dict, load_params, to_dict
+from pipeline.tune.space import Spec
 from tests.conftest import ROOT
 
 
@@ -193,7 +194,7 @@ def test_bad_search_spaces_are_rejected_before_any_trial(tmp_path, data, message
 def test_search_space_kinds_and_trial_params():
     params = load_params(ROOT / "params.yaml")
     specs = params.tune.specs
-    assert specs["diffusion.schedule"].kind == "grid" and specs["diffusion.schedule"].searched
+    assert specs["diffusion.schedule"].kind == "grid"
     assert specs["train.lr"].values == (1e-4, 1e-3)
     assert specs["diffusion.loss.min_snr_gamma"].values == (None, 5.0)
     trial = params.with_values({**params.tune.budget, "train.lr": 5e-4})
@@ -201,9 +202,7 @@ def test_search_space_kinds_and_trial_params():
     assert trial.train.batch_size == 32 and trial.train.num_workers == 1
     assert trial.tune.enabled is False and trial.tune.space == {}  # a trial does not search
     fixed = Params(tune=from_dict(Params, space(train__lr=3e-4)).tune)
-    assert (
-        fixed.tune.specs["train.lr"].kind == "fixed" and not fixed.tune.specs["train.lr"].searched
-    )
+    assert fixed.tune.specs["train.lr"] == Spec("fixed", (3e-4,))
 
 
 def test_searched_values_are_checked_with_the_fixed_ones():
@@ -212,7 +211,8 @@ def test_searched_values_are_checked_with_the_fixed_ones():
         diffusion__variance_type="learned_range",
         diffusion__loss__w_vlb={"loguniform": [1e-4, 1e-2]},
     )
-    assert Params(tune=from_dict(Params, ok).tune).tune.specs["diffusion.loss.w_vlb"].searched
+    specs = Params(tune=from_dict(Params, ok).tune).tune.specs
+    assert specs["diffusion.loss.w_vlb"] == Spec("loguniform", (1e-4, 1e-2))
     bad = space(diffusion__loss__w_vlb={"loguniform": [1e-4, 1e-2]})
     with pytest.raises(
         ConfigError,

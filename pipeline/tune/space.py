@@ -34,11 +34,6 @@ class Spec:
     kind: str
     values: tuple[Any, ...]
 
-    @property
-    def searched(self) -> bool:
-        """Whether trials differ in this key (a list of one value is not a search)."""
-        return self.kind in RANGES or (self.kind in LISTS and len(self.values) > 1)
-
 
 def parse_spec(key: str, raw: Any) -> Spec:
     """The Spec of ``raw``; ValueError naming the key, the value and what is allowed."""
