@@ -8,12 +8,14 @@ running in other directories write to the same place). A training run is found a
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import mlflow
 from mlflow.entities import Param, RunStatus
 from mlflow.tracking import MlflowClient
 
@@ -27,6 +29,19 @@ def tracking_uri(project_dir: str | Path = ".") -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or (
         f"sqlite:///{Path(project_dir).resolve() / 'mlflow.db'}"
     )
+
+
+@contextlib.contextmanager
+def fluent_store(uri: str) -> Iterator[None]:
+    """Point mlflow's fluent API (``mlflow.start_run``, ``mlflow.pytorch.log_model``) at ``uri``
+    for the block only. ``mlflow.set_tracking_uri`` also exports ``MLFLOW_TRACKING_URI``: left set,
+    it would redirect the caller's later runs and every subprocess it starts."""
+    before = os.environ.get("MLFLOW_TRACKING_URI")  # set_tracking_uri keeps both equal
+    mlflow.set_tracking_uri(uri)
+    try:
+        yield
+    finally:
+        mlflow.set_tracking_uri(before)  # None: unset both again
 
 
 def flatten(tree: Mapping[str, Any]) -> dict[str, str]:

@@ -22,7 +22,7 @@ from pipeline.config import (
 )
 from pipeline.data import download_source, preprocess
 from pipeline.seeding import derived_seed
-from pipeline.tracking import flatten
+from pipeline.tracking import flatten, fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit, run_name, train
@@ -158,8 +158,8 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     assert sum(p.endswith(".png") and "+step+2+" in p for p in images) == 1
     assert sum(p.endswith(".png") and "+step+4+" in p for p in images) == 1
 
-    mlflow.set_tracking_uri(client.tracking_uri)
-    logged = mlflow.pytorch.load_model(report["mlflow_model_uri"])
+    with fluent_store(client.tracking_uri):
+        logged = mlflow.pytorch.load_model(report["mlflow_model_uri"])
     net, _, _ = load_model(root / "models")
     x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 10, 999])
     with torch.no_grad():
@@ -298,3 +298,20 @@ def test_too_few_images_for_one_batch_fails_before_ray_starts(processed, tmp_pat
     ):
         run_train(tmp_path, huge, processed)
     assert not (tmp_path / "checkpoints").exists() and not (tmp_path / "mlflow.db").exists()
+
+
+def test_mlflow_store_is_scoped_to_the_block(monkeypatch, tmp_path):
+    # mlflow.set_tracking_uri exports MLFLOW_TRACKING_URI; train() must not leave it set (later
+    # runs of the caller, and every subprocess it starts, would log to that store)
+    import os
+
+    import mlflow
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    with fluent_store(f"sqlite:///{tmp_path / 'a.db'}"):
+        assert mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"]
+    assert "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
+    with fluent_store(f"sqlite:///{tmp_path / 'a.db'}"):
+        pass
+    assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"

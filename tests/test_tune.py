@@ -202,10 +202,7 @@ def test_best_params_round_trip_into_the_train_stage(
                        ("--history", "h.csv"), ("--samples", "s.png")):  # fmt: skip
         args += [flag, str(tmp_path / path)]
     best_file = project / "reports/best_params.yaml"
-    # mlflow.set_tracking_uri also sets this variable: scope it to the test (later tests start
-    # subprocesses that would inherit it)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path)  # the train stage's MLflow store: ./mlflow.db
     assert main([*args, "--best", str(best_file)]) == 0
     _, diffusion, trained = load_model(tmp_path / "models")
     assert trained.diffusion.schedule == best["diffusion.schedule"]

@@ -31,7 +31,7 @@ from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
 from pipeline.data.download import file_digest
 from pipeline.io import atomic_path
 from pipeline.reports.grid import save_image
-from pipeline.tracking import git_commit, start_run, tracking_uri
+from pipeline.tracking import fluent_store, git_commit, start_run, tracking_uri
 from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
 from pipeline.train.export import export_model, load_model
 from pipeline.train.worker import train_fn_per_worker
@@ -225,8 +225,7 @@ def train(
         export_model(state, params, models_dir)
         write_history(state["history"], history_csv)
         save_image(state["samples"].numpy(), samples_png)
-        mlflow.set_tracking_uri(uri)
-        with mlflow.start_run(run_id=run_id):
+        with fluent_store(uri), mlflow.start_run(run_id=run_id):
             model_uri = log_model(Path(models_dir), Path(final) / CHECKPOINT_FILE)
             mlflow.log_artifact(str(samples_png), "samples")
             mlflow.log_artifact(str(history_csv), "reports")
