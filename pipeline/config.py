@@ -31,6 +31,14 @@ class ConfigError(ValueError):
     """A params value is missing, unknown, of the wrong type or out of range."""
 
 
+# Upper bounds: values past them fail late (out of memory, integer overflow in torch), not here.
+MAX_INT = 2**63 - 1  # any integer param: torch and numpy hold 64-bit signed integers
+MAX_TIMESTEPS = 100_000  # T; betas and every per-timestep buffer are T long
+MAX_IMAGE_SIZE = 1024  # pixels per side
+MAX_SAMPLES = 200_000  # generated images scored (4x the usual 50k of FID), held in memory as uint8
+MAX_GRID = 1024  # images in one sample grid or GIF
+
+
 @dataclass(frozen=True)
 class LossConfig:
     """Loss weights: w_simple * L_simple + w_vlb * L_vlb, min-SNR-gamma weighting when gamma is set."""
@@ -57,6 +65,7 @@ class DiffusionConfig:
         with _section("diffusion"):
             check_schedule(self.schedule)
             check_timesteps(self.timesteps)
+            _check_positive("timesteps", self.timesteps, MAX_TIMESTEPS)
             check_beta_range(self.beta_start, self.beta_end)
             if self.zero_terminal_snr and self.timesteps < 2:
                 raise ValueError(f"zero_terminal_snr needs timesteps >= 2, got {self.timesteps}")
@@ -118,7 +127,8 @@ class DataConfig:
                     f"folder must be set exactly when source is 'folder', got source "
                     f"{self.source!r} and folder {self.folder!r}"
                 )
-            _check_positive("image_size", self.image_size)
+            _check_positive("image_size", self.image_size, MAX_IMAGE_SIZE)
+            _check_seed("seed", self.seed)
             if self.channels not in (1, 3):
                 raise ValueError(f"channels must be 1 or 3, got {self.channels!r}")
             for name in ("val_fraction", "test_fraction"):
@@ -205,10 +215,11 @@ class TrainConfig:
                 "checkpoint_every",
                 "log_every",
                 "grad_accum_steps",
-                "sample_count",
                 "sample_steps",
             ):
                 _check_positive(name, getattr(self, name))
+            _check_positive("sample_count", self.sample_count, MAX_GRID)
+            _check_seed("seed", self.seed)
             if self.batch_size % (self.num_workers * self.grad_accum_steps):
                 raise ValueError(
                     f"batch_size {self.batch_size} is not divisible by num_workers "
@@ -250,6 +261,7 @@ class FeatureNetConfig:
         with _section("featurenet"):
             for name in ("epochs", "batch_size", "feature_dim"):
                 _check_positive(name, getattr(self, name))
+            _check_seed("seed", self.seed)
             if self.width < 8 or self.width % 8:
                 raise ValueError(f"width must be a positive multiple of 8, got {self.width!r}")
             if not (math.isfinite(self.lr) and self.lr > 0):
@@ -330,6 +342,13 @@ class TuneConfig:
                 raise ValueError(f"reduction_factor must be >= 2, got {self.reduction_factor}")
             if self.eval_samples < 2:
                 raise ValueError(f"eval_samples must be >= 2 (FID), got {self.eval_samples}")
+            _check_positive("eval_samples", self.eval_samples, MAX_SAMPLES)
+            _check_seed("seed", self.seed)
+            if self.enabled and not self.space:
+                raise ValueError(
+                    "space is empty but enabled is true: list the keys to search, or set "
+                    "tune.enabled: false"
+                )
             for name in ("batch_size", "max_concurrent_trials"):
                 if getattr(self, name) is not None:
                     _check_positive(name, getattr(self, name))
@@ -343,19 +362,23 @@ class TuneConfig:
 
     @property
     def specs(self) -> dict[str, Spec]:
-        """The parsed space (pipeline.tune.space); ValueError for a bad or untunable key."""
+        """The parsed space (pipeline.tune.space); ValueError for a bad or untunable key, or a
+        range whose draws the key's type cannot take (uniform on an integer key)."""
         fixed = TRIAL_FIXED + (("batch_size",) if self.batch_size is not None else ())
         sections = {"diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}
-        allowed = [
-            key
+        hints = {
+            key: hint
             for section in TUNE_SECTIONS
-            for key in _leaves(sections[section], section)
+            for key, hint in _leaf_hints(sections[section], section).items()
             if not (section == "train" and key.split(".", 1)[1] in fixed)
-        ]
+        }
         try:
-            return parse_space(self.space, allowed)
+            specs = parse_space(self.space, hints)
+            for key, spec in specs.items():
+                _check_range_type(key, spec, hints[key])
         except ValueError as exc:
             raise ValueError(f"space: {exc}") from None
+        return specs
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -376,11 +399,14 @@ class MlflowConfig:
     """Where runs are recorded; the tracking URI comes from MLFLOW_TRACKING_URI or the project."""
 
     experiment: str = "diffusion-pipeline"  # MLflow experiment name, created when missing
+    registered_model: str | None = "diffusion-pipeline-ddpm"  # each training adds a version; null: off
 
     def __post_init__(self) -> None:
         with _section("mlflow"):
             if not self.experiment.strip():
                 raise ValueError("experiment must be a non-empty name")
+            if self.registered_model is not None and not self.registered_model.strip():
+                raise ValueError("registered_model must be a non-empty name or null")
 
 
 @dataclass(frozen=True)
@@ -408,17 +434,28 @@ class Params:
     def __post_init__(self) -> None:
         with _section("model"):
             check_attention_resolutions(self.model, self.data.image_size)
-        for name in ("eval", "tune"):
-            steps = getattr(self, name).steps if name == "eval" else self.tune.eval_steps
-            if steps > self.diffusion.timesteps:
-                raise ConfigError(
-                    f"{name}.{'steps' if name == 'eval' else 'eval_steps'} {steps} exceeds "
-                    f"diffusion.timesteps {self.diffusion.timesteps}"
-                )
+        T = self.diffusion.timesteps
+        for key, steps in (
+            ("train.sample_steps", self.train.sample_steps),
+            ("eval.steps", self.eval.steps),
+            ("tune.eval_steps", self.tune.eval_steps),
+        ):
+            if steps > T:
+                raise ConfigError(f"{key} {steps} exceeds diffusion.timesteps {T}")
+        # what later stages need of the data, checked before any stage runs
+        if self.tune.enabled and self.data.val_fraction == 0:
+            raise ConfigError(
+                "data.val_fraction 0 leaves no validation images, on which the tune stage ranks "
+                "its trials: set it > 0, or tune.enabled: false"
+            )
+        source = get_source(self.data.source)
+        if self.data.test_fraction == 0 and not source.has_test_split:
+            raise ConfigError(
+                f"data.test_fraction 0 leaves no test images (source {source.name!r} has no "
+                "official test split); the featurenet and evaluate stages score on them: set it > 0"
+            )
         if self.tune.space:
             self._check_trials()
-        elif self.tune.enabled:
-            self.with_values(self.tune.budget)
 
     def with_values(self, values: Mapping[str, Any]) -> Params:
         """These params with each dotted key of ``values`` set, validated: what one trial runs.
@@ -427,17 +464,35 @@ class Params:
         return from_dict(Params, raw)
 
     def _check_trials(self) -> None:
-        """Every listed value and range end of the space, with the trial budget and the first
-        value of every other key, makes valid params: errors name the key and the value. (Other
-        combinations of searched values can still fail their own trial, with that error.)"""
+        """Every listed value and range end of the space makes valid params with the trial budget
+        and the first value of every other key; errors name the key and the value. A value that
+        also fails with only the budget and the space's fixed values around it is at fault
+        itself, and is reported first, so the message blames the right key (a bad range end of
+        one key does not read as an error of another). Other combinations of searched values can
+        still fail their own trial, with that error."""
         specs = self.tune.specs
-        first = {**self.tune.budget, **{k: spec.values[0] for k, spec in specs.items()}}
-        for key, spec in specs.items():
-            for value in spec.values:
-                try:
-                    self.with_values({**first, key: value})
-                except ConfigError as exc:
-                    raise ConfigError(f"tune: space.{key} value {value!r}: {exc}") from None
+        fixed = {k: spec.values[0] for k, spec in specs.items() if spec.kind == "fixed"}
+        alone = {**self.tune.budget, **fixed}
+        first = {**alone, **{k: spec.values[0] for k, spec in specs.items()}}
+
+        def error(key: str, value: Any, others: Mapping[str, Any]) -> ConfigError | None:
+            try:
+                self.with_values({**others, key: value})
+            except ConfigError as exc:
+                return exc
+            return None
+
+        cases = [(key, value) for key, spec in specs.items() for value in spec.values]
+        for key, value in cases:
+            exc = error(key, value, alone)
+            if exc is not None and error(key, value, first) is not None:
+                raise ConfigError(f"tune: space.{key} value {value!r}: {exc}")
+        for key, value in cases:
+            exc = error(key, value, first)
+            if exc is not None:
+                raise ConfigError(
+                    f"tune: space.{key} value {value!r} with the other keys' first values: {exc}"
+                )
 
 
 # --------------------------------------------------------------------------- loading
@@ -452,9 +507,38 @@ def _section(name: str) -> Iterator[None]:
         raise ConfigError(f"{name}: {exc}") from exc
 
 
-def _check_positive(name: str, value: int) -> None:
+def _check_positive(name: str, value: int, maximum: int | None = None) -> None:
     if value < 1:
         raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}")
+
+
+def _check_seed(name: str, value: int) -> None:
+    if not 0 <= value <= MAX_INT:
+        raise ValueError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}")
+
+
+def _check_range_type(key: str, spec: Spec, hint: Any) -> None:
+    """Ranges draw numbers: uniform/loguniform need a float key, randint an integer or float one."""
+    if spec.kind not in ("uniform", "loguniform", "randint"):
+        return
+    scalar = _scalar(hint)
+    if scalar is float or (spec.kind == "randint" and scalar is int):
+        return
+    instead = "randint or choice" if scalar is int else "choice"
+    raise ValueError(
+        f"{key}: {spec.kind} draws {'integers' if spec.kind == 'randint' else 'real numbers'} "
+        f"but {key} takes {getattr(scalar, '__name__', str(scalar))} values; use {instead}"
+    )
+
+
+def _scalar(hint: Any) -> Any:
+    """``X | None`` -> X; other hints unchanged."""
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return inner
+    return hint
 
 
 def _convert(value: Any, hint: Any, key: str) -> Any:
@@ -489,15 +573,15 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
+            raise ConfigError(f"{key} must be an integer, got {_shown(value)}{_string_hint(value)}")
+        if abs(value) > MAX_INT:
+            raise ConfigError(f"{key} must be an integer of at most 2^63 - 1, got {_shown(value)}")
         return value
     if hint is float:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
-            raise ConfigError(f"{key} must be a finite number, got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
+            raise ConfigError(
+                f"{key} must be a finite number, got {_shown(value)}{_string_hint(value)}"
+            )
         return float(value)
     if hint is str:
         if not isinstance(value, str):
@@ -506,15 +590,45 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
 
 
-def _leaves(cls: type, prefix: str) -> list[str]:
-    """The dotted keys of a config dataclass's leaf fields: diffusion.loss.w_vlb, ..."""
+def _finite(value: int | float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
+def _shown(value: Any) -> str:
+    """repr of a value, shortened (a 400-digit number is not worth printing whole)."""
+    text = repr(value)
+    return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
+
+
+def _string_hint(value: Any) -> str:
+    """For a number that YAML read as a string (``1e-4``: PyYAML follows YAML 1.1, where a float
+    needs a dot), say how to write it."""
+    if not isinstance(value, str):
+        return ""
+    try:
+        float(value)
+    except ValueError:
+        return ""
+    mantissa, _, exponent = value.lower().partition("e")
+    fixed = f"{mantissa}.0e{exponent}" if exponent and "." not in mantissa else value
+    return f" (YAML reads {value} as text: write {fixed})"
+
+
+def _leaf_hints(cls: type, prefix: str) -> dict[str, Any]:
+    """The dotted keys of a config dataclass's leaf fields and their type hints:
+    {"diffusion.loss.w_vlb": float, ...}."""
     hints = typing.get_type_hints(cls)
-    keys = []
+    leaves: dict[str, Any] = {}
     for f in dataclasses.fields(cls):
         key = f"{prefix}.{f.name}"
-        nested = dataclasses.is_dataclass(hints[f.name])
-        keys.extend(_leaves(hints[f.name], key) if nested else [key])
-    return keys
+        if dataclasses.is_dataclass(hints[f.name]):
+            leaves.update(_leaf_hints(hints[f.name], key))
+        else:
+            leaves[key] = hints[f.name]
+    return leaves
 
 
 def _fields(cls: type) -> str:
@@ -535,15 +649,54 @@ def from_dict(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
     return cls(**kwargs)
 
 
+class _StrictLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing what it would otherwise accept silently: a key given twice
+    (last wins) and keys that are not strings (``on:`` is the boolean true in YAML 1.1, ``1:`` a
+    number), which no params key is."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if not isinstance(key, str):
+                raise ConfigError(
+                    f"line {line}: key {key_node.value!r} is read as {type(key).__name__} "
+                    f"{key!r}, not a name; quote it or fix the indentation"
+                )
+            if key in seen:
+                raise ConfigError(
+                    f"line {line}: duplicate key {key!r} (first at line {seen[key]}); "
+                    "YAML would silently keep the last one"
+                )
+            seen[key] = line
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(path: str | Path) -> Any:
+    """The YAML document in ``path`` (None when empty); ConfigError naming the file and the line
+    for a syntax error, a duplicate key or a key that is not a string."""
+    path = Path(path)
+    try:
+        return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
+    except FileNotFoundError:
+        raise ConfigError(f"{path} does not exist") from None
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path} is not valid YAML: {exc.problem or exc.context}{where}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+
+
 def load_params(path: str | Path) -> Params:
     """Read and validate a params.yaml file."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except FileNotFoundError:
-        raise ConfigError(f"params file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from exc
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    raw = load_yaml(path) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path} must hold a mapping of sections ({_fields(Params)})")
     return from_dict(Params, raw)

@@ -1,21 +1,77 @@
-"""File output that never leaves half-written files: write to a temporary sibling, then rename."""
+"""Files the pipeline writes and reads back: never half-written, never silently corrupt.
+
+- ``atomic_path`` / ``atomic_dir``: write to a temporary sibling, fsync, then rename into place;
+  one complete version of the target exists at every moment.
+- ``save_verified`` / ``load_verified``: torch files with a ``<name>.sha256`` sidecar recorded when
+  written (``sha256sum -c`` format) and checked when read. torch does not check its zip CRCs, so
+  flipped tensor bytes would otherwise load as wrong numbers. Loading is ``weights_only=True``:
+  tensors and plain containers, never code.
+- ``read_json``: a JSON object with its required keys, or one error line naming the file.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
+import pickle
 import shutil
 import tempfile
-from collections.abc import Iterator
+import zipfile
+from collections.abc import Iterable, Iterator
 from pathlib import Path
+from typing import Any
+
+import torch
+
+CHUNK = 1 << 20  # bytes read per iteration when hashing (1 MiB)
+
+
+class CorruptFileError(ValueError):
+    """A file is unreadable, or its bytes differ from the sha256 recorded when it was written."""
+
+
+def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
+    """Hex digest of a file, read in chunks (constant memory)."""
+    digest = hashlib.new(algorithm)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(root: Path) -> None:
+    """fsync every file under ``root`` (and the directories), so a rename publishes durable data."""
+    for path in sorted(root.rglob("*")):
+        if path.is_file() and not path.is_symlink():
+            with open(path, "rb") as f:
+                os.fsync(f.fileno())
+    for directory in [root, *(p for p in root.rglob("*") if p.is_dir() and not p.is_symlink())]:
+        _fsync_dir(directory)
 
 
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
-    """Yield a temporary path in ``path``'s directory; on success rename it to ``path``.
+    """Yield a temporary path in ``path``'s directory; on success fsync it and rename it to ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was. The suffix is kept
-    so that writers which infer the format from it (matplotlib, PIL) still work.
+    so that writers which infer the format from it (matplotlib, PIL) still work. The result has the
+    usual mode (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -24,7 +80,11 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        tmp.chmod(0o666 & ~_umask())
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -33,18 +93,117 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
 def atomic_dir(path: str | Path) -> Iterator[Path]:
     """Yield an empty temporary directory beside ``path``; on success it replaces ``path``.
 
-    On an exception the temporary directory is removed and ``path`` is left as it was.
+    The swap is by rename: the old directory is renamed aside, the new one renamed in, then the old
+    one deleted, so a crash at any point leaves a complete version (the new one, or the old one
+    under ``.<name>.old-*`` beside it). On an exception ``path`` is left as it was.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes 0700; the result should look like any other directory
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any other directory
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
+        _fsync_tree(tmp)
+        old = None
+        if path.exists() or path.is_symlink():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.old-"))
+            old.rmdir()
+            os.replace(path, old)
         os.replace(tmp, path)
+        _fsync_dir(path.parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- checksums
+def sidecar(path: str | Path) -> Path:
+    """``<path>.sha256``: the digest recorded when ``path`` was written."""
+    path = Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def write_checksum(path: str | Path, name: str | None = None) -> str:
+    """Record ``path``'s sha256 in its sidecar as ``<hex>  <name>`` (``sha256sum -c`` reads it);
+    ``name`` is the file name the data will have (default: ``path``'s). Returns the digest."""
+    path = Path(path)
+    name = name or path.name
+    digest = file_digest(path)
+    with atomic_path(path.with_name(name + ".sha256")) as tmp:
+        tmp.write_text(f"{digest}  {name}\n")
+    return digest
+
+
+def verify_checksum(path: str | Path) -> str:
+    """The sha256 of ``path`` when it equals the one in its sidecar; CorruptFileError otherwise."""
+    path, record = Path(path), sidecar(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        expected = record.read_text().split()[0]
+    except (OSError, IndexError, UnicodeDecodeError):
+        raise CorruptFileError(
+            f"{path}: no readable {record.name} beside it, so its integrity cannot be checked "
+            "(written by an older version or copied without it); re-create it"
+        ) from None
+    got = file_digest(path)
+    if got != expected:
+        raise CorruptFileError(
+            f"{path}: sha256 {got} differs from {expected} recorded when it was written "
+            "(the file is corrupted or was modified)"
+        )
+    return got
+
+
+def save_verified(obj: Any, path: str | Path) -> str:
+    """``torch.save(obj)`` to ``path`` atomically, with its sha256 sidecar; returns the digest."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        torch.save(obj, tmp)
+        digest = write_checksum(tmp, name=path.name)
+    return digest
+
+
+def load_verified(
+    path: str | Path, map_location: torch.device | str = "cpu", *, check: bool = True
+) -> Any:
+    """A file written by ``save_verified``: its sha256 checked against the sidecar, then loaded
+    with ``weights_only=True`` (tensors and plain containers only). ``check=False`` skips the hash
+    and memory-maps the tensors: a cheap peek at the structure, never a result to use.
+    CorruptFileError names the file on any failure."""
+    path = Path(path)
+    if check:
+        verify_checksum(path)
+    try:
+        return torch.load(path, map_location=map_location, weights_only=True, mmap=not check)
+    except (
+        RuntimeError,
+        pickle.UnpicklingError,
+        EOFError,
+        zipfile.BadZipFile,
+        ValueError,
+        OSError,
+    ) as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise CorruptFileError(f"{path}: cannot be loaded as a tensor file ({first})") from None
+
+
+# --------------------------------------------------------------------------------- JSON
+def read_json(path: str | Path, required: Iterable[str] = (), *, made_by: str = "") -> dict:
+    """The JSON object in ``path``, holding every key of ``required``; else ValueError naming the
+    file (and ``made_by``, the stage that writes it, so the message says what to re-run)."""
+    path = Path(path)
+    hint = f"; re-run {made_by}" if made_by else ""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{path} does not exist{hint}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CorruptFileError(f"{path} is not valid JSON ({exc}){hint}") from None
+    if not isinstance(data, dict):
+        raise CorruptFileError(f"{path} must hold a JSON object, got {type(data).__name__}{hint}")
+    missing = [key for key in required if key not in data]
+    if missing:
+        raise CorruptFileError(f"{path} lacks key(s) {', '.join(missing)}{hint}")
+    return data

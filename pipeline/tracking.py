@@ -16,8 +16,16 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
-from mlflow.entities import Param, RunStatus
+from mlflow.data.meta_dataset import MetaDataset
+from mlflow.data.sources import LocalArtifactDatasetSource
+from mlflow.entities import DatasetInput, InputTag, Param, RunStatus
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+)
 
 from pipeline.tune.space import dotted
 
@@ -55,6 +63,31 @@ def git_commit(directory: str | Path = ".") -> str | None:
         ["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, check=False
     )
     return result.stdout.strip() if result.returncode == 0 else None
+
+
+def provenance_tags(project_dir: str | Path, entry_point: str, manifest_sha256: str) -> dict:
+    """What a run was made from, as MLflow's own tags (the UI's Source column: the entry point
+    and its git commit) and ours (``git_commit``, ``data_manifest_sha256``)."""
+    commit = git_commit(project_dir) or "unknown"
+    return {
+        MLFLOW_SOURCE_NAME: entry_point,
+        MLFLOW_SOURCE_TYPE: "LOCAL",
+        MLFLOW_GIT_COMMIT: commit,
+        "git_commit": commit,
+        "data_manifest_sha256": manifest_sha256,
+    }
+
+
+def log_dataset(
+    client: MlflowClient, run_id: str, processed_dir: str | Path, name: str, digest: str
+) -> None:
+    """Record the processed data as the run's dataset input (the UI's Dataset column): its name,
+    its digest (the manifest's sha256, which covers every array) and where it lies."""
+    dataset = MetaDataset(
+        LocalArtifactDatasetSource(str(Path(processed_dir).resolve())), name=name, digest=digest[:12]
+    )
+    context = InputTag(MLFLOW_DATASET_CONTEXT, "train")
+    client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[context])])
 
 
 def experiment_id(client: MlflowClient, name: str, project_dir: str | Path = ".") -> str:

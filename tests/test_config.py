@@ -167,7 +167,7 @@ def space(**entries) -> dict:
         ),
         (
             space(diffusion__timesteps={"randint": [5, 100]}),
-            "tune: space.diffusion.timesteps value 5: eval.steps 40 exceeds diffusion.timesteps 5",
+            "tune: space.diffusion.timesteps value 5: train.sample_steps 50 exceeds diffusion.timesteps 5",
         ),
         (
             {"tune": {"search": "optuna"}},

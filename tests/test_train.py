@@ -27,6 +27,7 @@ from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, re
 from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit, run_name, train
 from pipeline.train.export import load_model
+from pipeline.train.mlflow_model import load_logged_model
 from pipeline.train.step import lr_at
 
 
@@ -133,7 +134,7 @@ def test_train_exports_a_loadable_model_and_reports(trained, processed):
 
 
 def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(trained):
-    import mlflow.pytorch
+    import mlflow.pyfunc
 
     root, report = trained
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
@@ -158,12 +159,31 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     assert sum(p.endswith(".png") and "+step+2+" in p for p in images) == 1
     assert sum(p.endswith(".png") and "+step+4+" in p for p in images) == 1
 
-    with fluent_store(client.tracking_uri):
-        logged = mlflow.pytorch.load_model(report["mlflow_model_uri"])
+    # the model files hold no pickle: our loader reads weights_only, pyfunc goes through our module
     net, _, _ = load_model(root / "models")
     x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 10, 999])
+    with fluent_store(client.tracking_uri):
+        logged, _, params = load_logged_model(report["mlflow_model_uri"])
+        pyfunc = mlflow.pyfunc.load_model(report["mlflow_model_uri"])
+        registered, _, _ = load_logged_model("models:/diffusion-pipeline-ddpm/1")
+    assert params == TINY
     with torch.no_grad():
         torch.testing.assert_close(logged(x, t), net(x, t), rtol=0, atol=0)
+        torch.testing.assert_close(registered(x, t), net(x, t), rtol=0, atol=0)
+    out = pyfunc.predict({"x_t": x.numpy(), "t": t.numpy()})
+    torch.testing.assert_close(torch.from_numpy(out), net(x, t).detach(), rtol=0, atol=0)
+    # the MLflow conventions the UI shows: source, dataset input, registered version
+    assert run.data.tags["mlflow.source.name"] == "stages/train.py"
+    assert run.data.tags["mlflow.source.git.commit"] == run.data.tags["git_commit"]
+    (dataset,) = run.inputs.dataset_inputs
+    assert dataset.dataset.name == "mnist-5k-processed"
+    assert run.data.tags["data_manifest_sha256"].startswith(dataset.dataset.digest)
+    assert report["registered_model"] == "diffusion-pipeline-ddpm"
+    assert report["registered_model_version"] == 1
+    version = client.get_model_version("diffusion-pipeline-ddpm", "1")
+    assert version.run_id == run.info.run_id
+    model_files = client.list_artifacts(run.info.run_id, "model_files")
+    assert not any(f.path.endswith((".pkl", ".pickle")) for f in model_files)
 
 
 def reference_weights(params: Params, processed, steps: int) -> dict[str, torch.Tensor]:

@@ -10,9 +10,9 @@ each URL with its reason (for a mismatch: expected vs got).
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import logging
+import socket
 import time
 import urllib.error
 import urllib.request
@@ -21,9 +21,10 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
+from pipeline.io import CHUNK, file_digest
+
 log = logging.getLogger(__name__)
 
-CHUNK = 1 << 20  # bytes read per iteration (1 MiB)
 CHECKSUM_ALGORITHMS = ("md5", "sha256")
 USER_AGENT = "diffusion-pipeline (https://github.com/; dataset download)"
 
@@ -53,15 +54,6 @@ class RemoteFile:
             )
 
 
-def file_digest(path: Path, algorithm: str) -> str:
-    """Hex digest of a file, read in chunks (constant memory)."""
-    digest = hashlib.new(algorithm)
-    with open(path, "rb") as f:
-        while chunk := f.read(CHUNK):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def verify(path: Path, checksum: str, origin: str) -> None:
     """Raise ChecksumError (expected vs got, and where the file came from) on a mismatch."""
     algorithm, _, expected = checksum.partition(":")
@@ -73,11 +65,21 @@ def verify(path: Path, checksum: str, origin: str) -> None:
         )
 
 
+# what the network raises; any other OSError is the local disk (no space, a directory in the way)
+NETWORK_ERRORS = (
+    urllib.error.URLError,
+    http.client.HTTPException,
+    ConnectionError,
+    TimeoutError,
+    socket.gaierror,
+)
+
+
 def _is_transient(exc: Exception) -> bool:
     """Worth retrying: connection problems, timeouts, truncated bodies, HTTP 408/429/5xx."""
     if isinstance(exc, urllib.error.HTTPError):
         return exc.code in (408, 429) or exc.code >= 500
-    return isinstance(exc, urllib.error.URLError | http.client.HTTPException | OSError)
+    return isinstance(exc, NETWORK_ERRORS)
 
 
 def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None:
@@ -159,6 +161,9 @@ def fetch(
                 failures.append(f"{url}: {exc}")
                 break  # the mirror serves wrong bytes: retrying it will not help
             except Exception as exc:
+                if isinstance(exc, OSError) and not isinstance(exc, NETWORK_ERRORS):
+                    # the local disk (no space, a directory in the way): no retry, no other mirror
+                    raise DownloadError(f"cannot write {part}: {exc.strerror or exc}") from None
                 if not _is_transient(exc) or attempt == retries:
                     failures.append(f"{url}: {type(exc).__name__}: {exc}")
                     break

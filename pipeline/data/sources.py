@@ -13,6 +13,7 @@ import csv
 import gzip
 import importlib.resources
 import io
+import logging
 import pickle
 import shutil
 import struct
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
     from pipeline.config import DataConfig, DownloadConfig
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,6 +65,11 @@ class Source(ABC):
 
     def class_names(self, raw_dir: Path) -> tuple[str, ...] | None:
         return self.classes
+
+    @property
+    def has_test_split(self) -> bool:
+        """Whether the dataset has an official test split (else data.test_fraction makes one)."""
+        return False
 
 
 def _fetch_cached(remote: RemoteFile, download: DownloadConfig) -> Path:
@@ -134,6 +142,10 @@ class Idx(Source):
     files: dict[str, tuple[RemoteFile, RemoteFile]]  # split -> (images, labels)
     classes: tuple[str, ...] | None = None
 
+    @property
+    def has_test_split(self) -> bool:
+        return "test" in self.files
+
     def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
         for images, labels in self.files.values():
             _fetch_into(images, raw_dir, download)
@@ -201,6 +213,10 @@ class CifarPython(Source):
     label_key: str
     classes: tuple[str, ...] | None = None
 
+    @property
+    def has_test_split(self) -> bool:
+        return "test" in self.batches
+
     def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
         extract_tar(_fetch_cached(self.archive, download), raw_dir / "extracted")
         (raw_dir / "extracted" / self.folder).replace(raw_dir / self.folder)
@@ -217,11 +233,46 @@ class CifarPython(Source):
 
 
 # -------------------------------------------------------------------------------- folder
+ALPHA_BACKGROUND = 255  # transparent pixels are composited onto white, as image viewers show them
+
+
 def list_images(folder: Path) -> list[Path]:
-    """Image files (png/jpg/jpeg, any case) under ``folder``, recursively, sorted."""
-    return sorted(
-        p for p in folder.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES
-    )
+    """Image files (png/jpg/jpeg, any case) under ``folder``, recursively, sorted. A symlink that
+    leads outside ``folder`` is skipped with a warning: its target is not part of the dataset."""
+    root = folder.resolve()
+    found = []
+    for path in sorted(folder.rglob("*")):
+        if not (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
+            continue
+        if path.is_symlink() and not path.resolve().is_relative_to(root):
+            log.warning("skipping %s: a symlink to %s, outside %s", path, path.resolve(), root)
+            continue
+        found.append(path)
+    return found
+
+
+def decode_image(img: Image.Image) -> np.ndarray:
+    """A decoded PIL image as uint8 (H, W) gray or (H, W, 3) RGB, preserving what it shows:
+    16-bit and 32-bit gray are scaled to 0-255 (x * 255 / 65535, not clipped at 255), and
+    transparency is composited onto ALPHA_BACKGROUND (white) instead of dropped (which turns
+    transparent pixels black)."""
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        wide = np.asarray(img, dtype=np.float64)
+        return np.clip(np.round(wide * 255.0 / 65535.0), 0, 255).astype(np.uint8)
+    if img.mode == "F":
+        return np.clip(np.round(np.asarray(img, dtype=np.float64) * 255.0), 0, 255).astype(np.uint8)
+    has_alpha = img.mode in ("RGBA", "LA", "PA", "La", "RGBa") or "transparency" in img.info
+    gray = img.mode in ("1", "L", "LA", "La") or (img.mode == "P" and _gray_palette(img))
+    if has_alpha:
+        rgba = img.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (ALPHA_BACKGROUND,) * 3 + (255,))
+        img = Image.alpha_composite(background, rgba)
+    return np.asarray(img.convert("L" if gray else "RGB"))
+
+
+def _gray_palette(img: Image.Image) -> bool:
+    palette = np.asarray(img.getpalette() or [], dtype=np.int64).reshape(-1, 3)
+    return bool(len(palette)) and bool((palette == palette[:, :1]).all())
 
 
 class Folder(Source):
@@ -262,7 +313,7 @@ class Folder(Source):
             try:
                 with Image.open(raw_dir / rel) as img:
                     img.load()
-                    image = np.asarray(img.convert("RGB" if img.mode not in ("L", "1") else "L"))
+                    image = decode_image(img)
                 yield Example(image=image, label=label, split="", origin=str(rel))
             except (OSError, ValueError, Image.DecompressionBombError) as exc:
                 yield Example(image=None, label=label, split="", origin=str(rel), error=str(exc))

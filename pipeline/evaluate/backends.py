@@ -1,5 +1,9 @@
 """Feature backends for FID/KID (``eval.features``), never mixed in one number: each score is named
-``fid_<backend>`` and recorded with the sha256 of the weights that produced it."""
+``fid_<backend>`` and recorded with the sha256 of the weights that produced it.
+
+An extractor's ``identity`` (``<backend>:<weights sha256>:<code digest>``) keys the real-data
+feature cache: new weights, or a change to the code that computes the features, misses the cache.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,21 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config import EvalConfig
-from pipeline.data.download import file_digest
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.inception import load_inception, resolve_weights
 from pipeline.evaluate.scores import ImageFeatures
+from pipeline.io import file_digest
+from pipeline.provenance import code_digest
+
+
+def _identity(backend: str, weights_sha256: str) -> str:
+    return f"{backend}:{weights_sha256}:{code_digest(f'pipeline.evaluate.{backend}')[:16]}"
+
+
+def featurenet_extractor(featurenet_dir: str | Path) -> tuple[ImageFeatures, str, dict]:
+    """The FeatureNet extractor, its weights' sha256 and its config.json."""
+    net, sha256, meta = load_featurenet(featurenet_dir)
+    return ImageFeatures(net, _identity("featurenet", sha256)), sha256, meta
 
 
 def load_extractor(
@@ -20,10 +35,9 @@ def load_extractor(
     ``featurenet_test_accuracy`` for featurenet). Fails before any sampling when weights are missing."""
     if config.features == "inception":
         path = resolve_weights(config.inception_weights)
-        sha256 = file_digest(path, "sha256")
-        return ImageFeatures(load_inception(path), f"inception:{sha256}"), {
+        sha256 = file_digest(path)
+        return ImageFeatures(load_inception(path), _identity("inception", sha256)), {
             "weights_sha256": sha256
         }
-    net, sha256, meta = load_featurenet(featurenet_dir)
-    report = {"weights_sha256": sha256, "featurenet_test_accuracy": meta["test_accuracy"]}
-    return ImageFeatures(net, f"featurenet:{sha256}"), report
+    extractor, sha256, meta = featurenet_extractor(featurenet_dir)
+    return extractor, {"weights_sha256": sha256, "featurenet_test_accuracy": meta["test_accuracy"]}

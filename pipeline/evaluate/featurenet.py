@@ -19,8 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.config import FeatureNetConfig, from_dict, to_dict
-from pipeline.data.download import file_digest
-from pipeline.io import atomic_dir
+from pipeline.io import atomic_dir, file_digest, load_verified, read_json, save_verified
 from pipeline.train.data import ProcessedImages
 
 WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
@@ -116,9 +115,10 @@ def train_featurenet(
 def save_featurenet(
     net: FeatureNet, config: FeatureNetConfig, result: FeatureNetResult, out_dir: str | Path
 ) -> Path:
-    """``weights.pt`` (state_dict) and ``config.json`` (architecture, test accuracy), atomically."""
+    """``weights.pt`` (state_dict, + sha256) and ``config.json`` (architecture, test accuracy),
+    atomically."""
     with atomic_dir(out_dir) as tmp:
-        torch.save(net.state_dict(), tmp / WEIGHTS_FILE)
+        save_verified(net.state_dict(), tmp / WEIGHTS_FILE)
         meta = {
             "config": to_dict(config),
             "in_channels": net.body[0].in_channels,
@@ -130,13 +130,23 @@ def save_featurenet(
 
 
 def load_featurenet(directory: str | Path) -> tuple[FeatureNet, str, dict]:
-    """The saved FeatureNet (eval mode), the sha256 of its weights file, and its config.json."""
+    """The saved FeatureNet (eval mode), the sha256 of its weights file (checked against the one
+    recorded when it was written), and its config.json. Errors name the bad file."""
     directory = Path(directory)
     if not (directory / CONFIG_FILE).is_file():
         raise FileNotFoundError(f"no FeatureNet in {directory}: run the featurenet stage first")
-    meta = json.loads((directory / CONFIG_FILE).read_text())
-    net = FeatureNet(
-        meta["in_channels"], meta["num_classes"], from_dict(FeatureNetConfig, meta["config"])
+    made_by = "the featurenet stage (dvc repro featurenet)"
+    meta = read_json(
+        directory / CONFIG_FILE, ("in_channels", "num_classes", "config"), made_by=made_by
     )
-    net.load_state_dict(torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True))
-    return net.eval(), file_digest(directory / WEIGHTS_FILE, "sha256"), meta
+    try:
+        config = from_dict(FeatureNetConfig, meta["config"], "featurenet")
+        net = FeatureNet(meta["in_channels"], meta["num_classes"], config)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{directory / CONFIG_FILE}: {exc}; re-run {made_by}") from None
+    weights = directory / WEIGHTS_FILE
+    try:
+        net.load_state_dict(load_verified(weights))
+    except RuntimeError as exc:
+        raise ValueError(f"{weights} does not fit {directory / CONFIG_FILE}: {exc}") from None
+    return net.eval(), file_digest(weights), meta

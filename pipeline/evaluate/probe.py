@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.evaluate.featurenet import load_featurenet
+from pipeline.evaluate.backends import featurenet_extractor
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance
-from pipeline.evaluate.scores import ImageFeatures, extract
+from pipeline.evaluate.scores import extract
 from pipeline.train.data import ProcessedImages
 
 METRIC = "fid_featurenet"  # what tuning reports and ranks on (lower is better)
@@ -24,8 +24,7 @@ class FIDProbe:
     """FID (eq. 6 of Heusel et al. 2017, in featurenet space) of uint8 images against ``split``."""
 
     def __init__(self, featurenet_dir: str | Path, processed_dir: str | Path, split: str = "val"):
-        net, sha256, _ = load_featurenet(featurenet_dir)
-        self.extractor = ImageFeatures(net, f"featurenet:{sha256}")
+        self.extractor, _, _ = featurenet_extractor(featurenet_dir)
         real = ProcessedImages(processed_dir, split).images  # (N, C, H, W) uint8
         self.real_statistics = feature_statistics(extract(self.extractor, real, desc=None))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -15,10 +16,11 @@ from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
 from pipeline.config import EvalConfig, Params, to_dict
+from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import cached_features, extract, scores
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, read_json
 from pipeline.reports.grid import image_grid, save_gif, save_image
 from pipeline.tracking import flatten, tracking_uri
 from pipeline.train.data import ProcessedImages
@@ -67,21 +69,31 @@ def evaluate(
     """Write metrics.json (fid_/kid_<features>, settings, wall time), the sample grid and the GIF,
     and log them to the training run recorded in ``train_report``. Returns the metrics."""
     ec, processed_dir = params.eval, Path(processed_dir)
-    run_id = json.loads(Path(train_report).read_text())["mlflow_run_id"]
+    report = read_json(train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)")
+    _, _, trained = load_model(models_dir)  # fails early on a missing or corrupted model
+    data = trained.data
+    verify_processed(
+        processed_dir,
+        image_shape=(data.channels, data.image_size, data.image_size),
+        min_counts={"test": (2, "evaluate (FID of the test split)")},
+    )
     extractor, backend_report = load_extractor(ec, featurenet_dir)
     real_images = ProcessedImages(processed_dir, "test").images  # uint8 (N, C, H, W), memmap
-    manifest = json.loads((processed_dir / "manifest.json").read_text())
-    real_sha256 = manifest["splits"]["test"]["images"]["sha256"]
-    _, _, trained = load_model(models_dir)  # fails early on a missing model
 
     started = time.perf_counter()
     init_ray(params)
     fake_images = generate(models_dir, ec, use_gpu=resolve_use_gpu(trained.train.use_gpu))
     cache = params.download.resolved_cache_dir() / "fid-stats"
-    real = cached_features(extractor, real_images, real_sha256, cache)
+    real = cached_features(extractor, real_images, cache)
     fake = extract(extractor, fake_images, desc="sample features")
     result = scores(real, fake, ec.kid_subset_size)
     name = ec.features
+    bad = {k: v for k, v in result.items() if not math.isfinite(v)}
+    if bad:  # never written as a score
+        raise ValueError(
+            f"evaluate: non-finite scores {bad} (eval.features {name}, eval.num_samples "
+            f"{ec.num_samples}, eval.kid_subset_size {ec.kid_subset_size}); nothing was written"
+        )
     metrics = {
         f"fid_{name}": result["fid"],
         f"kid_{name}": result["kid"],
@@ -103,16 +115,18 @@ def evaluate(
     with atomic_path(metrics_path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 
-    log_to_run(run_id, params, metrics, (metrics_path, grid_png, trajectory_gif), project_dir)
+    log_to_run(report, params, metrics, (metrics_path, grid_png, trajectory_gif), project_dir)
     return metrics
 
 
 def log_to_run(
-    run_id: str, params: Params, metrics: dict[str, Any], files, project_dir: str | Path
+    report: dict[str, Any], params: Params, metrics: dict[str, Any], files, project_dir: str | Path
 ) -> None:
-    """Scores as metrics of the training run; the eval settings as ``eval.*``/``featurenet.*`` tags
-    (tags, not params: a later evaluation with other settings overwrites them, params cannot be
-    changed); the files as artifacts under ``evaluation/``."""
+    """Scores as metrics of the training run (``report``: reports/train.json); the eval settings
+    as ``eval.*``/``featurenet.*`` tags (tags, not params: a later evaluation with other settings
+    overwrites them, params cannot be changed); the files as artifacts under ``evaluation/``; the
+    scores and their backend as tags of the registered model version, when there is one."""
+    run_id = report["mlflow_run_id"]
     client = MlflowClient(tracking_uri(project_dir))
     now = int(time.time() * 1000)
     logged = {k: v for k, v in metrics.items() if k.startswith(("fid_", "kid_"))}
@@ -127,3 +141,7 @@ def log_to_run(
     )
     for path in files:
         client.log_artifact(run_id, str(path), "evaluation")
+    name, version = report.get("registered_model"), report.get("registered_model_version")
+    if name and version:
+        for key, value in {**logged, "features": metrics["features"]}.items():
+            client.set_model_version_tag(name, str(version), key, str(value))

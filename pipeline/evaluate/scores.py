@@ -20,7 +20,7 @@ from torchmetrics.image.kid import KernelInceptionDistance
 from tqdm import tqdm
 
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance
-from pipeline.io import atomic_path
+from pipeline.io import CorruptFileError, load_verified, save_verified
 
 log = logging.getLogger(__name__)
 
@@ -65,18 +65,36 @@ def extract(
     return torch.cat(out).double()
 
 
+def array_digest(images: np.ndarray) -> str:
+    """sha256 of an array's dtype, shape and bytes: the identity of the pixels actually read."""
+    digest = hashlib.sha256(f"{images.dtype}:{images.shape}:".encode())
+    for start in range(0, len(images), 1024):  # a memmap is hashed in slices, not copied whole
+        digest.update(np.ascontiguousarray(images[start : start + 1024]).data)
+    return digest.hexdigest()
+
+
 def cached_features(
-    extractor: ImageFeatures, images: np.ndarray, images_sha256: str, cache_dir: str | Path
+    extractor: ImageFeatures, images: np.ndarray, cache_dir: str | Path
 ) -> torch.Tensor:
-    """``extract`` for real data, cached in ``cache_dir`` by (images sha256, extractor identity)."""
-    key = hashlib.sha256(f"{images_sha256}:{extractor.identity}".encode()).hexdigest()[:24]
+    """``extract`` for real data, cached in ``cache_dir`` by the images' actual bytes and the
+    extractor's identity. A cache entry that fails its sha256 or does not hold (N, d) float64
+    features of these images is recomputed and replaced, with a warning naming it."""
+    key = hashlib.sha256(f"{array_digest(images)}:{extractor.identity}".encode()).hexdigest()[:24]
     path = Path(cache_dir) / f"{key}.pt"
     if path.is_file():
-        log.info("real-data features from cache %s", path)
-        return torch.load(path, weights_only=True)
+        try:
+            features = load_verified(path)
+            expected = (len(images), extractor.num_features)
+            if not isinstance(features, torch.Tensor) or tuple(features.shape) != expected:
+                raise CorruptFileError(f"{path}: does not hold {expected} features")
+            if features.dtype != torch.float64 or not torch.isfinite(features).all():
+                raise CorruptFileError(f"{path}: features are not finite float64")
+            log.info("real-data features from cache %s", path)
+            return features
+        except CorruptFileError as exc:
+            log.warning("recomputing a bad feature cache entry: %s", exc)
     features = extract(extractor, images, desc="real features")
-    with atomic_path(path) as tmp:
-        torch.save(features, tmp)
+    save_verified(features, path)
     return features
 
 

@@ -7,11 +7,16 @@ not stored because there is none to restore: every step reseeds from (seed, rank
 
 Resuming across separate ``fit`` calls does not rely on Ray's run snapshot alone: a worker that dies
 right after reporting a checkpoint can leave it persisted on disk but unregistered by the controller.
-``latest_checkpoint_dir`` scans the run directory for the newest loadable checkpoint instead.
+``latest_checkpoint_dir`` scans the run directory for the newest valid checkpoint instead.
+
+Every ``state.pt`` has a ``state.pt.sha256`` sidecar (pipeline.io.save_verified) and is loaded with
+``weights_only=True``: a checkpoint whose bytes changed, that is truncated, holds another structure
+or a pickle of code, is skipped for the previous one with a warning naming it.
 """
 
 from __future__ import annotations
 
+import logging
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,14 +26,19 @@ from typing import Any
 import ray.train
 import torch
 
+from pipeline.io import CorruptFileError, load_verified, save_verified
+
+log = logging.getLogger(__name__)
+
 CHECKPOINT_FILE = "state.pt"
+STATE_KEYS = ("model", "ema", "optimizer", "scaler", "step", "history", "samples")
 
 
 @contextmanager
 def checkpoint_of(state: dict[str, Any]) -> Iterator[ray.train.Checkpoint]:
     """A ray.train.Checkpoint holding ``state`` in a temporary directory (valid inside the block)."""
     with tempfile.TemporaryDirectory() as directory:
-        torch.save(state, Path(directory) / CHECKPOINT_FILE)
+        save_verified(state, Path(directory) / CHECKPOINT_FILE)
         yield ray.train.Checkpoint.from_directory(directory)
 
 
@@ -40,25 +50,43 @@ def read_checkpoint(
         return read_state(directory, device)
 
 
-def read_state(directory: str | Path, device: torch.device | str = "cpu") -> dict[str, Any]:
-    """The state dict in a checkpoint directory on disk."""
-    return torch.load(Path(directory) / CHECKPOINT_FILE, map_location=device, weights_only=True)
+def _checked(state: Any, file: Path) -> dict[str, Any]:
+    """``state`` if it has a checkpoint's structure; CorruptFileError naming ``file`` otherwise."""
+    if not isinstance(state, dict) or not set(STATE_KEYS) <= set(state):
+        keys = sorted(state) if isinstance(state, dict) else type(state).__name__
+        raise CorruptFileError(f"{file}: not a training checkpoint (holds {keys})")
+    if not isinstance(state["step"], int):
+        raise CorruptFileError(f"{file}: step must be an integer, got {state['step']!r}")
+    return state
+
+
+def read_state(
+    directory: str | Path, device: torch.device | str = "cpu", *, check: bool = True
+) -> dict[str, Any]:
+    """The state dict in a checkpoint directory on disk, its sha256 and structure checked;
+    CorruptFileError naming the file otherwise."""
+    file = Path(directory) / CHECKPOINT_FILE
+    return _checked(load_verified(file, device, check=check), file)
 
 
 def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:
-    """The checkpoint directory under ``run_dir`` with the highest step that loads, or None.
-
-    Loads with ``mmap=True``: the structure and step are read, the tensors are not.
-    """
-    best: tuple[int, Path] | None = None
+    """The checkpoint directory under ``run_dir`` with the highest step whose state is valid, or
+    None. Candidates are ordered by their step (read without the checksum), then verified newest
+    first; an invalid one (partly copied when a run died, corrupted, foreign) is skipped for the
+    previous one with a warning naming it."""
+    candidates: list[tuple[int, Path]] = []
     for file in Path(run_dir).glob(f"checkpoint_*/{CHECKPOINT_FILE}"):
         try:
-            step = torch.load(file, map_location="cpu", weights_only=True, mmap=True)["step"]
-        except (OSError, RuntimeError, KeyError, EOFError):  # partly copied when a run died
-            continue
-        if best is None or step > best[0]:
-            best = (step, file.parent)
-    return None if best is None else best[1]
+            candidates.append((read_state(file.parent, check=False)["step"], file.parent))
+        except (CorruptFileError, OSError) as exc:
+            log.warning("skipping checkpoint %s: %s", file.parent, exc)
+    for _, directory in sorted(candidates, key=lambda c: c[0], reverse=True):
+        try:
+            read_state(directory)
+            return directory
+        except (CorruptFileError, OSError) as exc:
+            log.warning("skipping checkpoint %s: %s", directory, exc)
+    return None
 
 
 def ema_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
+
+from pipeline.data.manifest import load_array, read_manifest
 
 
 class ProcessedImages(Dataset):
@@ -19,20 +20,14 @@ class ProcessedImages(Dataset):
     def __init__(
         self, processed_dir: str | Path, split: str = "train", labels: bool = False
     ) -> None:
-        processed_dir = Path(processed_dir)
-        manifest = json.loads((processed_dir / "manifest.json").read_text())
+        manifest = read_manifest(processed_dir)
         if split not in manifest["splits"]:
             raise ValueError(f"unknown split {split!r}; allowed: {', '.join(manifest['splits'])}")
-        entry = manifest["splits"][split]["images"]
-        self.images = np.load(processed_dir / entry["file"], mmap_mode="r")  # (N, C, H, W) uint8
-        if list(self.images.shape) != entry["shape"]:
-            raise ValueError(
-                f"{entry['file']} has shape {self.images.shape}, manifest says {entry['shape']}"
-            )
+        entry = manifest["splits"][split]
+        self.images = load_array(processed_dir, entry["images"])  # (N, C, H, W) uint8, memmap
         self.labels = None  # (N,) int64 when requested and the source has labels
-        label_entry = manifest["splits"][split].get("labels")
-        if labels and label_entry:
-            self.labels = torch.from_numpy(np.load(processed_dir / label_entry["file"]))
+        if labels and entry.get("labels"):
+            self.labels = torch.from_numpy(np.array(load_array(processed_dir, entry["labels"])))
 
     def __len__(self) -> int:
         return self.images.shape[0]

@@ -1,8 +1,9 @@
 """Launch training: a TorchTrainer over ``train_fn_per_worker``, tracked as one MLflow run.
 
-The run name hashes the params that shape the model and the dataset's manifest, so re-running the
-same configuration resumes it from its latest checkpoint (Ray resumes a RunConfig(name,
-storage_path) it has seen; MLflow finds the run by its name tag) while any change starts a new run.
+The run name hashes what shapes the result: the params that shape the model, the dataset's manifest
+and the training code (pipeline.provenance.code_digest). Re-running the same configuration resumes
+it from its latest checkpoint (Ray resumes a RunConfig(name, storage_path) it has seen; MLflow finds
+the run by its name tag), or reuses it when it finished; any change starts a new run.
 """
 
 from __future__ import annotations
@@ -21,19 +22,25 @@ import mlflow
 import pandas as pd
 import ray
 import ray.train
-import torch
 from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
-import pipeline
 from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
-from pipeline.data.download import file_digest
+from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
 from pipeline.io import atomic_path
+from pipeline.provenance import code_digest
 from pipeline.reports.grid import save_image
-from pipeline.tracking import fluent_store, git_commit, start_run, tracking_uri
+from pipeline.tracking import (
+    fluent_store,
+    log_dataset,
+    provenance_tags,
+    start_run,
+    tracking_uri,
+)
 from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
-from pipeline.train.export import export_model, load_model
+from pipeline.train.export import export_model
+from pipeline.train.mlflow_model import log_model
 from pipeline.train.worker import train_fn_per_worker
 
 log = logging.getLogger(__name__)
@@ -45,14 +52,17 @@ RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weigh
 UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
+CODE = "pipeline.train.driver"  # the module whose source closure is the training code
+
+
 def run_name(params: Params, processed_dir: Path) -> str:
-    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less TRAIN_OPERATIONAL ones) and
-    the data manifest. Runs with the same name resume each other's checkpoints."""
-    manifest = (Path(processed_dir) / "manifest.json").read_bytes()
+    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less TRAIN_OPERATIONAL
+    ones), the data manifest and the training code. Runs with the same name resume each other's
+    checkpoints."""
     sections = {k: v for k, v in to_dict(params).items() if k in RUN_SECTIONS}
     sections["train"] = {k: v for k, v in sections["train"].items() if k not in TRAIN_OPERATIONAL}
-    payload = json.dumps(sections, sort_keys=True).encode() + manifest
-    return "train-" + hashlib.sha256(payload).hexdigest()[:12]
+    identity = [sections, manifest_digest(processed_dir), code_digest(CODE)]
+    return "train-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def logged_params(params: Params) -> dict[str, Any]:
@@ -68,10 +78,9 @@ def resolve_use_gpu(setting: str | bool) -> bool:
     return bool(setting)
 
 
-def check_batches(params: Params, processed_dir: Path) -> None:
+def check_batches(params: Params, manifest: Mapping[str, Any]) -> None:
     """Raise ValueError unless every worker gets at least one full batch per epoch (the loader drops
     incomplete batches, so otherwise the training loop would never take a step)."""
-    manifest = json.loads((Path(processed_dir) / "manifest.json").read_text())
     count, tc = manifest["splits"]["train"]["count"], params.train
     per_worker = count // tc.num_workers  # DistributedSampler(drop_last=True) shard size
     if per_worker < tc.micro_batch_size:
@@ -82,11 +91,43 @@ def check_batches(params: Params, processed_dir: Path) -> None:
         )
 
 
-def init_ray(params: Params) -> None:
-    """Join ``$RAY_ADDRESS`` or ``ray.address``, else start a local cluster (once per process)."""
+def check_data(params: Params, processed_dir: Path) -> dict[str, Any]:
+    """The stage's one check of ``processed_dir`` before any compute: the arrays against their
+    manifest (pipeline.data.manifest), the image shape against the params, one batch per worker.
+    Returns the manifest."""
+    data = params.data
+    manifest = verify_processed(
+        processed_dir, image_shape=(data.channels, data.image_size, data.image_size)
+    )
+    check_batches(params, manifest)
+    return manifest
+
+
+LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+
+
+def init_ray(params: Params, tracking: str | None = None) -> None:
+    """Join ``$RAY_ADDRESS`` or ``ray.address``, else start a local cluster (once per process).
+    With ``tracking`` (an MLflow URI), refuse a cluster whose workers may run on other machines
+    when the store is a local SQLite file: they would each log into a file on their own disk."""
+    address = os.environ.get("RAY_ADDRESS") or params.ray.address
     if not ray.is_initialized():
-        address = os.environ.get("RAY_ADDRESS") or params.ray.address
-        ray.init(address=address)  # with the dashboard: Ray Train's cleanup uses its state API
+        try:  # with the dashboard: Ray Train's cleanup uses its state API
+            ray.init(address=address)
+        except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            where = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "ray.address"
+            raise ConnectionError(f"cannot connect to the Ray cluster at {where} {address!r}: {first}") from None
+    if tracking and tracking.startswith("sqlite:"):
+        nodes = [n for n in ray.nodes() if n.get("Alive")]
+        host = (address or "").removeprefix("ray://").rsplit(":", 1)[0]
+        remote = host not in ("", "auto", "local", *LOCAL_HOSTS)
+        if remote or len(nodes) > 1:
+            raise ValueError(
+                f"the Ray cluster at {address!r} has {len(nodes)} node(s) but MLflow tracks into "
+                f"{tracking}, a file on each machine's own disk: workers on other nodes would "
+                "lose their metrics. Set MLFLOW_TRACKING_URI to a tracking server (mlflow server)"
+            )
 
 
 class Diverged(ValueError):
@@ -112,15 +153,21 @@ def fit(
     the RunConfig (Tune's report callback); ``fault`` is the test-only hook of
     pipeline.train.worker.maybe_fail. Raises ``Diverged`` on a non-finite loss."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
-    check_batches(params, processed_dir)
-    init_ray(params)
+    check_batches(params, read_manifest(processed_dir))
+    init_ray(params, mlflow_uri)
     tc = params.train
     name = name or run_name(params, processed_dir)
     resume_from = latest_checkpoint_dir(storage_dir / name)
     diverged_file = storage_dir / name / DIVERGED_FILE
     diverged_file.unlink(missing_ok=True)
     if resume_from:
-        log.info("resuming %s from %s", name, resume_from)
+        step = read_state(resume_from, check=False)["step"]
+        if step == tc.steps:
+            log.info(
+                "reusing the finished run %s (same params, data and code): %s", name, resume_from
+            )
+        else:
+            log.info("resuming %s from step %d (%s)", name, step, resume_from)
     loop_config = {
         "params": to_dict(params),
         "processed_dir": str(processed_dir),
@@ -162,26 +209,6 @@ def write_history(history: list[dict[str, float]], path: str | Path) -> None:
         pd.DataFrame(history).to_csv(tmp, index=False)
 
 
-def log_model(models_dir: Path, state_file: Path) -> str:
-    """Log the EMA UNet to the active MLflow run; return its model URI.
-
-    Pickle serialization (not the torch.export default): the UNet takes (x, t), and the loaded object
-    is the nn.Module itself, called as ``model(x, t)``. ``code_paths`` ships the ``pipeline`` package
-    so the pickle loads without this project installed.
-    """
-    net, _, _ = load_model(models_dir)
-    mlflow.log_artifacts(str(models_dir), "model_files")
-    mlflow.log_artifact(str(state_file), "checkpoint")
-    info = mlflow.pytorch.log_model(
-        net,
-        name="model",
-        serialization_format="pickle",
-        code_paths=[str(Path(pipeline.__file__).parent)],
-        pip_requirements=[f"torch=={torch.__version__.split('+')[0]}"],
-    )
-    return info.model_uri
-
-
 def train(
     params: Params,
     processed_dir: str | Path,
@@ -198,18 +225,20 @@ def train(
     """The train stage: fit (resuming a matching run), export ``models_dir``, write the report,
     loss history and final sample grid, and record it all in one MLflow run. Returns the report."""
     processed_dir = Path(processed_dir).resolve()
-    check_batches(params, processed_dir)
+    check_data(params, processed_dir)
     name = run_name(params, processed_dir)
     uri = tracking_uri(project_dir)
+    init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
     client = MlflowClient(uri)
+    manifest_sha256 = manifest_digest(processed_dir)
     all_tags = {
-        "git_commit": git_commit(project_dir) or "unknown",
-        "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
+        **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
         **(tags or {}),
     }
     run_id = start_run(
         client, params.mlflow.experiment, name, logged_params(params), all_tags, project_dir
     )
+    log_dataset(client, run_id, processed_dir, f"{params.data.source}-processed", manifest_sha256)
     started = time.perf_counter()
     try:
         result = fit(
@@ -226,7 +255,9 @@ def train(
         write_history(state["history"], history_csv)
         save_image(state["samples"].numpy(), samples_png)
         with fluent_store(uri), mlflow.start_run(run_id=run_id):
-            model_uri = log_model(Path(models_dir), Path(final) / CHECKPOINT_FILE)
+            mlflow.log_artifacts(str(models_dir), "model_files")
+            mlflow.log_artifact(str(Path(final) / CHECKPOINT_FILE), "checkpoint")
+            info = log_model(Path(models_dir), params.mlflow.registered_model)
             mlflow.log_artifact(str(samples_png), "samples")
             mlflow.log_artifact(str(history_csv), "reports")
             last = state["history"][-1]
@@ -239,7 +270,9 @@ def train(
                 "num_workers": params.train.num_workers,
                 "run_name": name,
                 "mlflow_run_id": run_id,
-                "mlflow_model_uri": model_uri,
+                "mlflow_model_uri": info.model_uri,
+                "registered_model": params.mlflow.registered_model,
+                "registered_model_version": info.registered_model_version,
             }
             mlflow.log_metric("wall_time_s", report["wall_time_s"])
             with atomic_path(report_path) as tmp:

@@ -40,13 +40,15 @@ from pipeline.config import Params, TrainConfig, from_dict
 from pipeline.diffusion import GaussianDiffusion
 from pipeline.evaluate.probe import METRIC, FIDProbe
 from pipeline.evaluate.sampling import to_uint8
-from pipeline.io import atomic_path
+from pipeline.io import CorruptFileError, atomic_path
 from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.data import ProcessedImages
 from pipeline.train.step import StepResult, lr_at, resolve_precision, train_step
+
+log = logging.getLogger(__name__)
 
 
 def make_loader(
@@ -205,7 +207,10 @@ def resume_state(resume_from: str | None, device: torch.device) -> dict[str, Any
     states = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint:
-        states.append(read_checkpoint(checkpoint, device))
+        try:
+            states.append(read_checkpoint(checkpoint, device))
+        except CorruptFileError as exc:  # the driver's scan found the newest valid one
+            log.warning("skipping Ray's latest checkpoint: %s", exc)
     if resume_from:
         states.append(read_state(resume_from, device))
     return max(states, key=lambda state: state["step"], default=None)

@@ -10,9 +10,9 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, Params, from_dict, to_dict
+from pipeline.config import ConfigError, Params, from_dict, load_yaml, to_dict
 from pipeline.io import atomic_path
-from pipeline.tune.space import dotted, nest, override
+from pipeline.tune.space import admits, dotted, nest, override
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +26,7 @@ def write_best_params(values: Mapping[str, Any], path: str | Path, header: str) 
 
 def read_best_params(path: str | Path) -> dict[str, Any]:
     """The dotted keys and values of a best_params.yaml (empty when it holds none)."""
-    raw = yaml.safe_load(Path(path).read_text()) or {}
+    raw = load_yaml(path) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path} must hold a mapping of params sections, got {raw!r}")
     return dotted(raw)
@@ -34,7 +34,9 @@ def read_best_params(path: str | Path) -> dict[str, Any]:
 
 def apply_best_params(params: Params, path: str | Path) -> Params:
     """``params`` with the tuned values of ``path`` applied (validated), when tune.enabled;
-    ``params`` unchanged when it is false. An empty file while tuning is enabled is an error."""
+    ``params`` unchanged when it is false. An empty file while tuning is enabled is an error, and
+    so is a key outside ``tune.space`` or a value the space could not have drawn: the file can
+    only set what the sweep searched."""
     if not params.tune.enabled:
         return params
     values = read_best_params(path)
@@ -43,6 +45,19 @@ def apply_best_params(params: Params, path: str | Path) -> Params:
             f"{path} holds no tuned values but tune.enabled is true: run the tune stage "
             "(dvc repro tune) or set tune.enabled: false"
         )
+    specs = params.tune.specs
+    for key, value in values.items():
+        if key not in specs:
+            raise ConfigError(
+                f"{path}: key {key} is not in tune.space, so no sweep chose it; allowed: "
+                f"{', '.join(specs)} (re-run dvc repro tune)"
+            )
+        if not admits(specs[key], value):
+            spec = specs[key]
+            raise ConfigError(
+                f"{path}: {key} value {value!r} is outside tune.space's {spec.kind} "
+                f"{list(spec.values)} (re-run dvc repro tune)"
+            )
     log.info("applying tuned values from %s: %s", path, values)
     try:
         return from_dict(Params, override(to_dict(params), values))

@@ -64,6 +64,17 @@ def parse_spec(key: str, raw: Any) -> Spec:
     return Spec(kind, (low, high))
 
 
+def admits(spec: Spec, value: Any) -> bool:
+    """Whether ``spec`` could have produced ``value`` (a listed value, or a number in the range)."""
+    if spec.kind in RANGES:
+        numeric = isinstance(value, int | float) and not isinstance(value, bool)
+        if not numeric or (spec.kind == "randint" and not isinstance(value, int)):
+            return False
+        low, high = spec.values
+        return low <= value <= high
+    return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in spec.values)
+
+
 def parse_space(space: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Spec]:
     """Every key's Spec; ValueError for a key outside ``allowed`` (listing them) or a bad spec."""
     allowed = sorted(allowed)

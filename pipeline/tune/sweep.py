@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import math
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,14 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.config import TRIAL_FIXED, Params, TuneConfig, to_dict
-from pipeline.data.download import file_digest
+from pipeline.data.manifest import manifest_digest, verify_processed
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.probe import METRIC
 from pipeline.io import atomic_path
+from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
-from pipeline.tracking import experiment_id, git_commit, start_run, tracking_uri
-from pipeline.train.driver import init_ray, logged_params, resolve_use_gpu
+from pipeline.tracking import experiment_id, provenance_tags, start_run, tracking_uri
+from pipeline.train.driver import check_batches, init_ray, logged_params, resolve_use_gpu
 from pipeline.tune.best import write_best_params
 from pipeline.tune.space import Spec
 from pipeline.tune.trial import TRIAL_TAG, run_trial
@@ -59,14 +61,47 @@ def trial_sections(params: Params) -> dict[str, Any]:
     }
 
 
-def sweep_name(params: Params, processed_dir: Path, featurenet_sha256: str) -> str:
-    """tune-<12 hex>: sha256 of the trial sections, the tune section (less ``enabled``), the data
-    manifest and the featurenet weights. The same name restores an interrupted sweep; any change
-    starts a new one."""
-    tune = {k: v for k, v in to_dict(params.tune).items() if k != "enabled"}
-    payload = json.dumps([trial_sections(params), tune, featurenet_sha256], sort_keys=True)
-    manifest = (processed_dir / "manifest.json").read_bytes()
-    return "tune-" + hashlib.sha256(payload.encode() + manifest).hexdigest()[:12]
+CODE = "pipeline.tune.trial"  # the module whose source closure is the code a trial runs
+IDENTITY_FILE = "sweep_identity.json"  # in the sweep's directory: what its name hashes
+
+
+def sweep_identity(params: Params, processed_dir: Path, featurenet_sha256: str) -> dict[str, Any]:
+    """What a sweep's results depend on: the trial sections, the tune section (less ``enabled``),
+    the data manifest, the featurenet weights and the code a trial runs."""
+    return {
+        "trials": trial_sections(params),
+        "tune": {k: v for k, v in to_dict(params.tune).items() if k != "enabled"},
+        "data_manifest_sha256": manifest_digest(processed_dir),
+        "featurenet_sha256": featurenet_sha256,
+        "code_sha256": code_digest(CODE),
+    }
+
+
+def sweep_name(identity: dict[str, Any]) -> str:
+    """tune-<12 hex>: sha256 of the sweep's identity. The same name restores an interrupted sweep;
+    any change starts a new one."""
+    payload = json.dumps(identity, sort_keys=True).encode()
+    return "tune-" + hashlib.sha256(payload).hexdigest()[:12]
+
+
+def restorable(path: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``path`` holds a Tune experiment of this very sweep. ``Tuner.restore`` unpickles the
+    experiment state (``tuner.pkl``, cloudpickle: code), so it is trusted state like a checkpoint
+    directory, and only restored when the identity recorded beside it equals ``identity``."""
+    if not ray.tune.Tuner.can_restore(path):
+        return False
+    try:
+        recorded = json.loads((path / IDENTITY_FILE).read_text())
+    except (OSError, ValueError):
+        recorded = None
+    if recorded != json.loads(json.dumps(identity)):
+        log.warning(
+            "not restoring %s: its %s is missing or records another sweep; starting it afresh",
+            path,
+            IDENTITY_FILE,
+        )
+        return False
+    return True
 
 
 def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
@@ -195,16 +230,23 @@ def run_sweep(
     processed_dir, featurenet_dir = Path(processed_dir).resolve(), Path(featurenet_dir).resolve()
     storage_dir = Path(storage_dir).resolve()
     specs = tc.specs
+    data = params.data
+    manifest = verify_processed(
+        processed_dir,
+        image_shape=(data.channels, data.image_size, data.image_size),
+        min_counts={"val": (2, "tune (the milestone FID of the validation split)")},
+    )
+    check_batches(params.with_values(tc.budget), manifest)
     _, featurenet_sha256, _ = load_featurenet(featurenet_dir)  # fails early when missing
-    name = sweep_name(params, processed_dir, featurenet_sha256)
-    init_ray(params)
-
+    identity = sweep_identity(params, processed_dir, featurenet_sha256)
+    name = sweep_name(identity)
     uri = tracking_uri(project_dir)
+    init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
+
     client = MlflowClient(uri)
     experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
     tags = {
-        "git_commit": git_commit(project_dir) or "unknown",
-        "data_manifest_sha256": file_digest(processed_dir / "manifest.json", "sha256"),
+        **provenance_tags(project_dir, "stages/tune.py", identity["data_manifest_sha256"]),
         "featurenet_sha256": featurenet_sha256,
         "dvc_stage": "tune",
     }
@@ -230,13 +272,18 @@ def run_sweep(
     )
     path = storage_dir / name
     try:
-        if ray.tune.Tuner.can_restore(path):
+        if restorable(path, identity):
             log.info("resuming sweep %s from %s", name, path)
             tuner = ray.tune.Tuner.restore(
                 str(path), trainable, resume_unfinished=True, resume_errored=False
             )
         else:
             log.info("sweep %s: %s", name, {k: s.values for k, s in specs.items()})
+            for stale in (path, Path(sweep["storage_dir"])):  # another sweep's, or unreadable
+                shutil.rmtree(stale, ignore_errors=True)
+            path.mkdir(parents=True)
+            with atomic_path(path / IDENTITY_FILE) as tmp:
+                tmp.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
             tuner = ray.tune.Tuner(
                 trainable,
                 param_space=param_space(specs),
