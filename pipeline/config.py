@@ -287,12 +287,20 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         with _section("eval"):
-            for name in ("num_samples", "steps", "batch_size", "num_workers", "kid_subset_size",
-                         "grid_count", "trajectory_count"):  # fmt: skip
+            for name in ("steps", "batch_size", "num_workers"):
                 _check_positive(name, getattr(self, name))
+            _check_positive("num_samples", self.num_samples, MAX_SAMPLES)
+            for name in ("grid_count", "trajectory_count"):
+                _check_positive(name, getattr(self, name), MAX_GRID)
+            _check_seed("seed", self.seed)
             if self.num_samples < 2:
                 raise ValueError(
                     f"num_samples must be >= 2 (FID needs a covariance), got {self.num_samples}"
+                )
+            if self.kid_subset_size < 2:
+                raise ValueError(
+                    f"kid_subset_size must be an integer >= 2 (KID's unbiased estimate divides "
+                    f"by m - 1), got {self.kid_subset_size!r}"
                 )
             if not 0 <= self.eta <= 1:
                 raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")

@@ -10,7 +10,6 @@ starts a new run, while editing the evaluate stage or the CLI does not.
 from __future__ import annotations
 
 import ast
-import functools
 import hashlib
 from pathlib import Path
 
@@ -68,7 +67,6 @@ def source_closure(module: str, root: str | Path | None = None) -> dict[str, Pat
     return seen
 
 
-@functools.cache
 def code_digest(module: str, root: str | Path | None = None) -> str:
     """sha256 over the (module name, source bytes) of ``source_closure(module, root)``."""
     digest = hashlib.sha256()

@@ -109,25 +109,33 @@ LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
 def init_ray(params: Params, tracking: str | None = None) -> None:
     """Join ``$RAY_ADDRESS`` or ``ray.address``, else start a local cluster (once per process).
     With ``tracking`` (an MLflow URI), refuse a cluster whose workers may run on other machines
-    when the store is a local SQLite file: they would each log into a file on their own disk."""
+    (a non-local address, or more than one node) when the store is a local SQLite file: each
+    machine would log into a file on its own disk. Connection errors name the address."""
     address = os.environ.get("RAY_ADDRESS") or params.ray.address
+    where = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "ray.address"
+    local_store = bool(tracking) and tracking.startswith("sqlite:")
+
+    def refuse(why: str) -> None:
+        raise ValueError(
+            f"{why}, but MLflow tracks into {tracking}, a file on one machine's disk: workers on "
+            "other nodes would log into their own copy and the metrics would be lost. Set "
+            "MLFLOW_TRACKING_URI to a tracking server (mlflow server)"
+        )
+
+    host = (address or "").removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if local_store and host not in ("", "auto", "local", *LOCAL_HOSTS):
+        refuse(f"{where} {address!r} is a remote Ray cluster")
     if not ray.is_initialized():
         try:  # with the dashboard: Ray Train's cleanup uses its state API
             ray.init(address=address)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            where = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "ray.address"
-            raise ConnectionError(f"cannot connect to the Ray cluster at {where} {address!r}: {first}") from None
-    if tracking and tracking.startswith("sqlite:"):
-        nodes = [n for n in ray.nodes() if n.get("Alive")]
-        host = (address or "").removeprefix("ray://").rsplit(":", 1)[0]
-        remote = host not in ("", "auto", "local", *LOCAL_HOSTS)
-        if remote or len(nodes) > 1:
-            raise ValueError(
-                f"the Ray cluster at {address!r} has {len(nodes)} node(s) but MLflow tracks into "
-                f"{tracking}, a file on each machine's own disk: workers on other nodes would "
-                "lose their metrics. Set MLFLOW_TRACKING_URI to a tracking server (mlflow server)"
-            )
+            raise ConnectionError(
+                f"cannot connect to the Ray cluster at {where} {address!r}: {first}"
+            ) from None
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if local_store and len(nodes) > 1:
+        refuse(f"the Ray cluster has {len(nodes)} nodes")
 
 
 class Diverged(ValueError):

@@ -1,0 +1,383 @@
+"""Trustworthy results: bad params and bad files end in one ERROR line naming the key or file, exit
+status 2 and untouched previous outputs; corrupted files are never read silently; a code change
+never reuses an old run. (Each case failed before issue 11: see the README's Reliability section.)"""
+
+import json
+import logging
+import os
+import shutil
+import stat
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+import pipeline
+from pipeline.build import build_unet
+from pipeline.cli import main as cli_main
+from pipeline.config import FeatureNetConfig, ModelConfig, Params, TrainConfig
+from pipeline.data import download_source, preprocess
+from pipeline.data.download import DownloadError, RemoteFile, fetch
+from pipeline.data.sources import Folder, list_images
+from pipeline.evaluate.featurenet import FeatureNet, FeatureNetResult, save_featurenet
+from pipeline.evaluate.scores import ImageFeatures, cached_features, extract
+from pipeline.io import atomic_dir, atomic_path, save_verified, sidecar, write_checksum
+from pipeline.models import make_ema
+from pipeline.provenance import code_digest, source_closure
+from pipeline.train.checkpoint import STATE_KEYS, latest_checkpoint_dir
+from pipeline.train.driver import init_ray
+from pipeline.train.export import export_model
+from stages.evaluate import main as evaluate_main
+from stages.train import main as train_main
+
+TINY_MODEL = ModelConfig(
+    base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
+    mid_attention=False, num_heads=1,
+)  # fmt: skip
+PARAMS = Params(model=TINY_MODEL, train=TrainConfig(steps=4, batch_size=8))
+
+
+# ------------------------------------------------------------------------------ fixtures
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory):
+    """Valid inputs of the evaluate and train stages: processed data, an exported model (untrained
+    weights: only the files matter), a featurenet, a train report, and params.yaml."""
+    root = tmp_path_factory.mktemp("pristine")
+    download_source(PARAMS.data, PARAMS.download, root / "raw")
+    from pipeline.config import DataConfig
+
+    preprocess(DataConfig(limit=64), root / "raw", root / "processed", progress=False)
+    torch.manual_seed(0)
+    net = build_unet(PARAMS)
+    export_model({"ema": make_ema(net).state_dict(), "step": 4}, PARAMS, root / "models")
+    config = FeatureNetConfig(epochs=1)
+    save_featurenet(FeatureNet(1, 10, config), config, FeatureNetResult(0.1, 2.3, 1), root / "fn")
+    (root / "reports").mkdir()
+    (root / "reports/train.json").write_text(json.dumps({"mlflow_run_id": "0" * 32}))
+    raw = yaml.safe_load((pipeline_root() / "params.yaml").read_text())
+    raw["download"]["cache_dir"] = str(root / "cache")
+    (root / "params.yaml").write_text(yaml.safe_dump(raw))
+    return root
+
+
+def pipeline_root():
+    from tests.conftest import ROOT
+
+    return ROOT
+
+
+@pytest.fixture
+def work(pristine, tmp_path):
+    """A copy of the pristine inputs, with previous outputs (sentinels) in place."""
+    root = tmp_path / "w"
+    shutil.copytree(pristine, root)
+    for name in ("metrics.json", "samples.png", "trajectory.gif"):
+        (root / "reports" / name).write_text(f"previous {name}")
+    return root
+
+
+def outputs(root):
+    return {p.name: p.read_text() for p in (root / "reports").iterdir() if p.name != "train.json"}
+
+
+def one_error(caplog) -> str:
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1, errors
+    assert "\n" not in errors[0] and "Traceback" not in errors[0], errors[0]
+    return errors[0]
+
+
+def flip(path, offset=-100):
+    data = bytearray(path.read_bytes())
+    data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+class Evil:  # a pickle of this runs code when unpickled without weights_only
+    def __reduce__(self):
+        return (os.system, ("echo pwned",))
+
+
+def pickled_code(path):
+    torch.save({"x": Evil()}, path)
+    write_checksum(path)  # even with a matching checksum, it must not load
+
+
+# -------------------------------------------------------------------- bad files, one table
+FILE_CASES = [
+    ("truncated .npy", lambda r: truncate(r / "processed/test_images.npy"), "test_images.npy is not a readable .npy array"),
+    ("flipped array byte", lambda r: flip(r / "processed/train_images.npy"), "train_images.npy: sha256"),
+    ("truncated manifest", lambda r: truncate(r / "processed/manifest.json"), "manifest.json is not valid JSON"),
+    ("manifest dtype lie", lambda r: _edit_json(r / "processed/manifest.json", ["splits", "val", "images", "dtype"], "float32"), "val_images.npy: dtype float32, expected uint8"),
+    ("garbage config.json", lambda r: (r / "models/config.json").write_text("garbage"), "models/config.json is not valid JSON"),
+    ("config.json without params", lambda r: _edit_json(r / "models/config.json", ["params"], None), "models/config.json lacks key(s) params"),
+    ("invalid params in config.json", lambda r: _edit_json(r / "models/config.json", ["params", "diffusion", "schedule"], "quadratic"), "models/config.json: params: diffusion: unknown beta schedule 'quadratic'"),
+    ("train.json without mlflow_run_id", lambda r: (r / "reports/train.json").write_text("{}"), "train.json lacks key(s) mlflow_run_id"),
+    ("truncated ema.pt", lambda r: truncate(r / "models/ema.pt"), "models/ema.pt: sha256"),
+    ("truncated ema.pt, checksum re-recorded", lambda r: (truncate(r / "models/ema.pt"), write_checksum(r / "models/ema.pt")), "models/ema.pt: cannot be loaded as a tensor file"),
+    ("flipped ema.pt byte", lambda r: flip(r / "models/ema.pt"), "models/ema.pt: sha256"),
+    ("ema.pt without its checksum", lambda r: sidecar(r / "models/ema.pt").unlink(), "ema.pt: no readable ema.pt.sha256"),
+    ("ema.pt holding a pickle of code", lambda r: pickled_code(r / "models/ema.pt"), "models/ema.pt: cannot be loaded as a tensor file"),
+    ("flipped featurenet byte", lambda r: flip(r / "fn/weights.pt"), "fn/weights.pt: sha256"),
+]  # fmt: skip
+
+
+def _edit_json(path, keys, value):
+    data = json.loads(path.read_text())
+    node = data
+    for key in keys[:-1]:
+        node = node[key]
+    if value is None:
+        del node[keys[-1]]
+    else:
+        node[keys[-1]] = value
+    path.write_text(json.dumps(data))
+
+
+@pytest.mark.parametrize("name, corrupt, message", FILE_CASES, ids=[c[0] for c in FILE_CASES])
+def test_bad_files_fail_the_evaluate_stage_naming_the_file(work, caplog, name, corrupt, message):
+    before = outputs(work)
+    corrupt(work)
+    code = evaluate_main(
+        ["--params", str(work / "params.yaml"), "--models", str(work / "models"),
+         "--featurenet", str(work / "fn"), "--data", str(work / "processed"),
+         "--train-report", str(work / "reports/train.json"),
+         "--metrics", str(work / "reports/metrics.json"), "--grid", str(work / "reports/samples.png"),
+         "--trajectory", str(work / "reports/trajectory.gif")]
+    )  # fmt: skip
+    assert code == 2
+    assert message in one_error(caplog)
+    assert outputs(work) == before
+    assert not (work / "pwned").exists()
+
+
+# ------------------------------------------------------------------- bad params, one table
+PARAMS_CASES = [
+    ("train:\n  1: 3\n", "line 2: key '1' is read as int 1"),
+    ("tune:\n  space:\n    on: 3\n", "line 3: key 'on' is read as bool True"),
+    ("train:\n  seed: 1" + "0" * 400 + "\n", "train.seed must be an integer of at most 2^63 - 1, got 1000"),
+    ("train:\n  lr: 0.1\n  lr: 0.2\n", "line 3: duplicate key 'lr' (first at line 2)"),
+    ("train:\n  lr: 1e-4\n", "train.lr must be a finite number, got '1e-4' (YAML reads 1e-4 as text: write 1.0e-4)"),
+    ("train: [1, 2\n", "is not valid YAML"),
+    ("train:\n  sample_steps: 2000\n  sample_every: 0\n", "train.sample_steps 2000 exceeds diffusion.timesteps 1000"),
+    ("tune:\n  space:\n    diffusion.timesteps: {uniform: [100, 1000]}\n", "space: diffusion.timesteps: uniform draws real numbers but diffusion.timesteps takes int values; use randint or choice"),
+    ("tune:\n  space:\n    model.base_channels: {loguniform: [8, 64]}\n", "model.base_channels: loguniform draws real numbers"),
+    ("tune:\n  space:\n    diffusion.schedule: {randint: [0, 3]}\n", "diffusion.schedule: randint draws integers but diffusion.schedule takes str values; use choice"),
+    ("tune:\n  space: {}\n", "tune: space is empty but enabled is true"),
+    ("data:\n  val_fraction: 0\n", "data.val_fraction 0 leaves no validation images, on which the tune stage ranks"),
+    ("data:\n  test_fraction: 0\n", "data.test_fraction 0 leaves no test images (source 'mnist-5k' has no official test split)"),
+    ("eval:\n  num_samples: 1000000000\n", "eval: num_samples must be at most 200,000, got 1,000,000,000"),
+    ("data:\n  image_size: 100000\n", "data: image_size must be at most 1,024, got 100,000"),
+    ("train:\n  seed: 18446744073709551616\n", "train.seed must be an integer of at most 2^63 - 1"),
+    ("eval:\n  seed: -1\n", "eval: seed must be an integer in [0, 2^63 - 1], got -1"),
+    ("eval:\n  kid_subset_size: 1\n", "eval: kid_subset_size must be an integer >= 2"),
+    ("tune:\n  space:\n    diffusion.schedule: {grid: [linear, cosine]}\n    diffusion.loss.min_snr_gamma: {uniform: [0, 5]}\n", "tune: space.diffusion.loss.min_snr_gamma value 0: "),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text, message", PARAMS_CASES, ids=[c[1][:40] for c in PARAMS_CASES])
+def test_bad_params_fail_validation_naming_the_key(tmp_path, caplog, text, message):
+    path = tmp_path / "params.yaml"
+    path.write_text(text)
+    assert cli_main(["validate", str(path)]) == 2
+    error = one_error(caplog)
+    assert message in error, error
+
+
+# --------------------------------------------------------------- best_params.yaml, one table
+BEST_CASES = [
+    ("ray:\n  address: bogus\n", "best_params.yaml: key ray.address is not in tune.space"),
+    ("train:\n  steps: 5\n", "best_params.yaml: key train.steps is not in tune.space"),
+    ("tune:\n  enabled: false\n", "best_params.yaml: key tune.enabled is not in tune.space"),
+    ("diffusion:\n  schedule: quadratic\n", "best_params.yaml: diffusion.schedule value 'quadratic' is outside tune.space's grid"),
+    ("train:\n  lr: 0.5\n", "best_params.yaml: train.lr value 0.5 is outside tune.space's loguniform [0.0001, 0.001]"),
+    ("diffusion: {schedule: [linear\n", "best_params.yaml is not valid YAML"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("text, message", BEST_CASES, ids=[c[1][18:50] for c in BEST_CASES])
+def test_best_params_may_only_set_searched_keys(work, caplog, text, message):
+    (work / "reports/best_params.yaml").write_text(text)
+    before = {p.name: p.read_bytes() for p in (work / "models").iterdir()}
+    code = train_main(
+        ["--params", str(work / "params.yaml"), "--data", str(work / "processed"),
+         "--checkpoints", str(work / "checkpoints"), "--models", str(work / "models"),
+         "--report", str(work / "reports/train.json"), "--history", str(work / "h.csv"),
+         "--samples", str(work / "reports/samples.png"), "--best", str(work / "reports/best_params.yaml")]
+    )  # fmt: skip
+    assert code == 2
+    assert message in one_error(caplog)
+    assert {p.name: p.read_bytes() for p in (work / "models").iterdir()} == before
+    assert not (work / "checkpoints").exists() and not (work / "mlflow.db").exists()
+
+
+# ---------------------------------------------------------------------------- checkpoints
+def write_checkpoint(run_dir, name, step, corrupt=None):
+    directory = run_dir / f"checkpoint_{name}"
+    directory.mkdir(parents=True)
+    state = {key: {} for key in STATE_KEYS} | {"step": step, "history": [], "samples": None}
+    save_verified(state, directory / "state.pt")
+    if corrupt:
+        corrupt(directory / "state.pt")
+    return directory
+
+
+@pytest.mark.parametrize(
+    "corrupt",
+    [
+        lambda f: flip(f),
+        lambda f: truncate(f),
+        pickled_code,
+        lambda f: (torch.save({"weights": torch.zeros(2)}, f), write_checksum(f)),
+    ],
+    ids=["flipped byte", "truncated", "pickle of code", "wrong structure"],
+)
+def test_a_bad_checkpoint_is_skipped_for_the_previous_one_with_a_warning(tmp_path, caplog, corrupt):
+    good = write_checkpoint(tmp_path, "a", 2)
+    bad = write_checkpoint(tmp_path, "b", 4, corrupt)
+    assert latest_checkpoint_dir(tmp_path) == good
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(str(bad) in w for w in warnings), warnings
+    assert not (tmp_path / "pwned").exists()
+
+
+def test_without_any_valid_checkpoint_the_run_starts_fresh(tmp_path):
+    write_checkpoint(tmp_path, "a", 2, lambda f: flip(f))
+    assert latest_checkpoint_dir(tmp_path) is None
+
+
+# --------------------------------------------------------------------- feature cache
+def test_a_poisoned_feature_cache_entry_is_recomputed_and_replaced(tmp_path, caplog):
+    torch.manual_seed(0)
+    config = FeatureNetConfig()
+    extractor = ImageFeatures(FeatureNet(1, 10, config), "featurenet:test")
+    images = np.random.default_rng(0).integers(0, 256, (40, 1, 28, 28), dtype=np.uint8)
+    real = cached_features(extractor, images, tmp_path)
+    (entry,) = tmp_path.glob("*.pt")
+    flip(entry, offset=-200)  # tensor bytes: torch would load them without complaint
+    again = cached_features(extractor, images, tmp_path)
+    assert torch.equal(again, real) and torch.equal(again, extract(extractor, images, desc=None))
+    assert any(str(entry) in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    assert torch.equal(cached_features(extractor, images, tmp_path), real)  # replaced: valid again
+    # keyed by the actual bytes: other pixels (even under the same claimed name) miss the cache
+    other = cached_features(extractor, np.zeros_like(images), tmp_path)
+    assert not torch.equal(other, real) and len(list(tmp_path.glob("*.pt"))) == 2
+
+
+# ----------------------------------------------------------------------------- run identity
+def test_the_training_code_digest_covers_what_trains_and_only_that(tmp_path):
+    copy = tmp_path / "pipeline"
+    shutil.copytree(os.path.dirname(pipeline.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    module = "pipeline.train.driver"
+    assert code_digest(module, copy) == code_digest(module)
+    closure = source_closure(module)
+    for name in ("pipeline.train.worker", "pipeline.train.step", "pipeline.diffusion.gaussian",
+                 "pipeline.models.unet", "pipeline.config"):  # fmt: skip
+        assert name in closure
+    assert "pipeline.evaluate.run" not in closure and "pipeline.cli" not in closure
+    (copy / "evaluate/run.py").write_text((copy / "evaluate/run.py").read_text() + "\n# edit\n")
+    assert code_digest(module, copy) == code_digest(module)  # not training code: same run
+    step = copy / "train/step.py"
+    step.write_text(step.read_text() + "\n# a changed training loop\n")
+    assert code_digest(module, copy) != code_digest(module)  # a new run
+
+
+# ----------------------------------------------------------------------------- Ray/MLflow
+def test_a_remote_cluster_with_a_local_sqlite_store_is_refused_before_connecting(monkeypatch):
+    monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
+    with pytest.raises(ValueError, match="RAY_ADDRESS '10.255.255.1:6379' is a remote Ray cluster, but MLflow tracks into sqlite:"):
+        init_ray(PARAMS, "sqlite:////tmp/x/mlflow.db")
+
+
+def test_a_bad_ray_address_fails_before_an_mlflow_run_exists(work):
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    raw["ray"]["address"] = "bogus:x:y"
+    raw["tune"]["enabled"] = False
+    raw["train"]["batch_size"] = 8  # 52 training images: valid data, so only the address is bad
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    result = subprocess.run(
+        [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"),
+         "--data", str(work / "processed"), "--checkpoints", str(work / "checkpoints"),
+         "--models", str(work / "new-models"), "--report", str(work / "reports/new.json"),
+         "--history", str(work / "h.csv"), "--samples", str(work / "s.png")],
+        cwd=work, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "PYTHONPATH": str(pipeline_root())},
+    )  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
+    assert len(errors) == 1 and "ray.address 'bogus:x:y'" in errors[0], result.stderr
+    assert not (work / "mlflow.db").exists() and not (work / "new-models").exists()
+
+
+# ------------------------------------------------------------------------ folder source
+def test_folder_images_keep_their_tones_and_transparency_is_white(tmp_path, caplog):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    Image.fromarray(np.full((8, 8), 32768, dtype=np.uint16)).save(folder / "wide.png")
+    rgba = np.zeros((8, 8, 4), dtype=np.uint8)
+    rgba[:4, :, 3] = 255  # top half opaque black, bottom half fully transparent
+    Image.fromarray(rgba, "RGBA").save(folder / "alpha.png")
+    outside = tmp_path / "secret.png"
+    Image.fromarray(np.zeros((8, 8), dtype=np.uint8)).save(outside)
+    (folder / "link.png").symlink_to(outside)
+    (folder / "inside.png").symlink_to(folder / "wide.png")
+    files = [p.name for p in list_images(folder)]
+    assert files == ["alpha.png", "inside.png", "wide.png"]
+    assert any("link.png" in r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    examples = {e.origin: e.image for e in Folder().examples(folder)}
+    assert examples["wide.png"].dtype == np.uint8 and (examples["wide.png"] == 128).all()
+    alpha = examples["alpha.png"]  # (8, 8, 3)
+    assert (alpha[:4] == 0).all() and (alpha[4:] == 255).all()
+
+
+# ------------------------------------------------------------------------------ file output
+def test_atomic_dir_keeps_the_old_version_when_the_swap_fails(tmp_path, monkeypatch):
+    target = tmp_path / "models"
+    target.mkdir()
+    (target / "ema.pt").write_text("old")
+    real_replace = os.replace
+
+    def failing(src, dst):
+        if os.fspath(dst) == os.fspath(target) and ".old-" not in os.fspath(src):
+            raise OSError(28, "No space left on device")
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing)
+    with pytest.raises(OSError), atomic_dir(target) as tmp:
+        (tmp / "ema.pt").write_text("new")
+    monkeypatch.undo()
+    assert (target / "ema.pt").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    with atomic_dir(target) as tmp:
+        (tmp / "ema.pt").write_text("new")
+    assert (target / "ema.pt").read_text() == "new"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+
+
+def test_atomic_path_files_get_the_usual_mode(tmp_path):
+    umask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.json") as tmp:
+            tmp.write_text("{}")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE((tmp_path / "a.json").stat().st_mode) == 0o644
+
+
+def test_a_local_disk_error_fails_the_download_at_once_naming_the_path(http_server, tmp_path):
+    (http_server.root / "f.bin").write_bytes(b"x" * 100)
+    cache = tmp_path / "cache"
+    (cache / "f.bin.part").mkdir(parents=True)  # EISDIR when the download opens it
+    remote = RemoteFile("f.bin", (f"{http_server.url}/f.bin", f"{http_server.url}/f.bin"), "md5:0")
+    with pytest.raises(DownloadError, match=f"cannot write {cache / 'f.bin.part'}: Is a directory"):
+        fetch(remote, cache, retries=3, backoff_s=5.0, progress=False)
+    assert len(http_server.requests) == 1  # no retry, no second mirror
