@@ -133,6 +133,20 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     again = dvc_repro_and_server(dvc_repo, run.info.run_id, scores["fid_featurenet"])
     assert ran(again) == set() and "up to date" in again.stdout
 
+    # forced, nothing changed: the finished run is reused, and the log says so
+    forced = dvc_repo("dvc", "repro", "-f", "-s", "train")
+    assert f"reusing the finished run {report['run_name']}" in forced.stdout + forced.stderr
+    # a changed training loop: DVC re-runs train, which starts a new run (not the old checkpoint)
+    step = repo / "pipeline/train/step.py"
+    step.write_text(step.read_text() + "\n# a changed training loop\n")
+    changed = dvc_repo("dvc", "repro")
+    assert {"tune", "train", "evaluate"} <= ran(changed)
+    new_report = json.loads((repo / "reports/train.json").read_text())
+    assert new_report["run_name"] != report["run_name"]
+    log = changed.stdout + changed.stderr
+    assert f"training {new_report['run_name']}" in log and "reusing the finished run" not in log
+    assert "resuming" not in log
+
     exp = dvc_repo("dvc", "exp", "run", "-S", "train.steps=6")
     assert ran(exp) == {"train", "evaluate"}  # the sweep does not depend on train.steps
     assert json.loads((repo / "reports/train.json").read_text())["steps"] == 6

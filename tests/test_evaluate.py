@@ -11,12 +11,12 @@ import torch.nn.functional as F
 from pipeline.build import build_unet
 from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
 from pipeline.data import download_source, preprocess
-from pipeline.data.download import file_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.featurenet import load_featurenet, save_featurenet, train_featurenet
 from pipeline.evaluate.inception import WEIGHTS_NAME, WEIGHTS_URL, InceptionV3FID
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
+from pipeline.io import file_digest
 from pipeline.models import make_ema
 from pipeline.train.data import ProcessedImages
 from pipeline.train.export import export_model
@@ -60,13 +60,16 @@ def test_fid_orders_real_degraded_and_noise(featurenet, processed, tmp_path):
     degraded = (blurred + torch.randn_like(x) * 20).clamp(0, 255).round().to(torch.uint8).numpy()
     noise = np.random.default_rng(0).integers(0, 256, test.shape, dtype=np.uint8)
 
-    real = cached_features(extractor, val, "val-split", tmp_path)
+    real = cached_features(extractor, val, tmp_path)
     fid = {name: scores(real, extract(extractor, imgs))["fid"] for name, imgs in
            (("real", test), ("degraded", degraded), ("noise", noise))}  # fmt: skip
     assert 3 * fid["real"] < fid["degraded"] and 5 * fid["degraded"] < fid["noise"], fid
     # the cache returns the same features without recomputing
     assert len(list(tmp_path.glob("*.pt"))) == 1
-    assert torch.equal(cached_features(extractor, np.zeros_like(val), "val-split", tmp_path), real)
+    assert torch.equal(cached_features(extractor, val, tmp_path), real)
+    # keyed by the pixels actually read: other images are a miss, never the cached features
+    assert not torch.equal(cached_features(extractor, np.zeros_like(val), tmp_path), real)
+    assert len(list(tmp_path.glob("*.pt"))) == 2
 
 
 def test_our_fid_equals_torchmetrics_and_kid_is_near_zero_for_one_distribution():

@@ -381,3 +381,17 @@ def test_a_local_disk_error_fails_the_download_at_once_naming_the_path(http_serv
     with pytest.raises(DownloadError, match=f"cannot write {cache / 'f.bin.part'}: Is a directory"):
         fetch(remote, cache, retries=3, backoff_s=5.0, progress=False)
     assert len(http_server.requests) == 1  # no retry, no second mirror
+
+
+def test_tune_state_is_restored_only_for_the_same_sweep_identity(tmp_path, caplog):
+    from pipeline.tune.sweep import IDENTITY_FILE, restorable
+
+    identity = {"tune": {"steps": 2}, "code_sha256": "a" * 64}
+    (tmp_path / "tuner.pkl").write_bytes(b"not unpickled by this check")
+    assert not restorable(tmp_path, identity)  # no identity recorded: never unpickled
+    (tmp_path / IDENTITY_FILE).write_text(json.dumps({**identity, "code_sha256": "b" * 64}))
+    assert not restorable(tmp_path, identity)  # another sweep's state
+    assert any(str(tmp_path) in r.getMessage() for r in caplog.records)
+    (tmp_path / IDENTITY_FILE).write_text(json.dumps(identity))
+    assert restorable(tmp_path, identity)
+    assert not restorable(tmp_path / "missing", identity)

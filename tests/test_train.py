@@ -2,6 +2,8 @@
 
 import dataclasses
 import json
+import logging
+import shutil
 
 import pandas as pd
 import pytest
@@ -335,3 +337,49 @@ def test_mlflow_store_is_scoped_to_the_block(monkeypatch, tmp_path):
     with fluent_store(f"sqlite:///{tmp_path / 'a.db'}"):
         pass
     assert os.environ["MLFLOW_TRACKING_URI"] == "sqlite:///elsewhere.db"
+
+
+def test_a_corrupted_final_checkpoint_is_skipped_and_the_run_redone_from_the_previous_one(
+    ray_cluster, processed, trained, tmp_path, caplog
+):
+    # the finished run's step-4 checkpoint with one flipped tensor byte (torch would load it:
+    # NaN or wrong weights, then "Diverged"): skipped with a warning, resumed from step 2
+    name = run_name(TINY, processed)
+    shutil.copytree(trained[0] / "checkpoints" / name, tmp_path / name)
+    final = next(
+        d for d in (tmp_path / name).glob("checkpoint_*") if read_state(d, check=False)["step"] == 4
+    )
+    data = bytearray((final / "state.pt").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (final / "state.pt").write_bytes(bytes(data))
+    result = fit(TINY, processed, tmp_path)
+    assert any(
+        str(final) in r.getMessage() and "sha256" in r.getMessage()
+        for r in caplog.records
+        if r.levelno == logging.WARNING
+    )
+    state = read_checkpoint(result.checkpoint)
+    assert state["step"] == 4 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
+    clean = final_state(trained[0] / "checkpoints", TINY, processed)
+    for key, value in clean["model"].items():
+        torch.testing.assert_close(state["model"][key], value, rtol=0, atol=1e-6, msg=key)
+
+
+def test_the_readme_model_loading_example_runs_on_the_logged_model(trained):
+    import re
+
+    import mlflow
+
+    from tests.conftest import ROOT
+
+    root, report = trained
+    training = (ROOT / "README.md").read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
+    (block,) = [b for b in re.findall(r"```python\n(.*?)```", training, re.S) if "load_logged" in b]
+    x_t, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
+    namespace = {"report": report, "x_t": x_t, "t": t, "mlflow": mlflow}
+    with fluent_store(f"sqlite:///{root / 'mlflow.db'}"), torch.no_grad():
+        exec(compile(block, "README.md", "exec"), namespace)
+    net, _, _ = load_model(root / "models")
+    with torch.no_grad():
+        torch.testing.assert_close(torch.from_numpy(namespace["eps"]), net(x_t, t), rtol=0, atol=0)
+    assert namespace["images"].shape == (16, 1, 28, 28)
