@@ -132,12 +132,14 @@ def test_image_grid_tiles_and_maps_pixels():
 
 
 def test_latest_checkpoint_is_the_highest_step_that_loads(tmp_path):
-    from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir
+    from pipeline.io import save_verified
+    from pipeline.train.checkpoint import CHECKPOINT_FILE, STATE_KEYS, latest_checkpoint_dir
 
     assert latest_checkpoint_dir(tmp_path / "missing") is None
     for name, step in (("checkpoint_a", 2), ("checkpoint_b", 6), ("checkpoint_c", 4)):
         (tmp_path / name).mkdir()
-        torch.save({"step": step, "w": torch.zeros(1000)}, tmp_path / name / CHECKPOINT_FILE)
+        state = {key: {} for key in STATE_KEYS} | {"step": step, "model": {"w": torch.zeros(1000)}}
+        save_verified(state, tmp_path / name / CHECKPOINT_FILE)
     file = tmp_path / "checkpoint_b" / CHECKPOINT_FILE
     file.write_bytes(file.read_bytes()[:-100])  # a copy cut short when the run died
     assert latest_checkpoint_dir(tmp_path) == tmp_path / "checkpoint_c"

@@ -220,9 +220,9 @@ def test_an_empty_best_params_file_while_tuning_is_enabled_is_an_error(tmp_path)
     path.write_text("# tune.enabled is false\n{}\n")
     with pytest.raises(ConfigError, match="holds no tuned values but tune.enabled is true"):
         apply_best_params(BASE, path)
-    path.write_text("train:\n  lr: -1.0\n")
+    path.write_text("train:\n  lr: -1.0\n")  # not a value the sweep could have chosen
     with pytest.raises(
-        ConfigError, match=r"best_params.yaml: train: lr must be a finite number > 0"
+        ConfigError, match=r"best_params.yaml: train.lr value -1.0 is outside tune.space's grid"
     ):
         apply_best_params(BASE, path)
 

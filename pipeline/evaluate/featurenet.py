@@ -19,6 +19,7 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.config import FeatureNetConfig, from_dict, to_dict
+from pipeline.data.manifest import verify_processed
 from pipeline.io import atomic_dir, file_digest, load_verified, read_json, save_verified
 from pipeline.train.data import ProcessedImages
 
@@ -91,6 +92,7 @@ def train_featurenet(
 ) -> tuple[FeatureNet, FeatureNetResult]:
     """Train on the train split (AdamW, cross-entropy, ``config.epochs``); report test accuracy."""
     processed_dir = Path(processed_dir)
+    verify_processed(processed_dir, min_counts={"test": (1, "featurenet (its test accuracy)")})
     train, test = _labelled(processed_dir, "train"), _labelled(processed_dir, "test")
     num_classes = int(max(train.labels.max(), test.labels.max())) + 1
     torch.manual_seed(config.seed)

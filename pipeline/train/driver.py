@@ -12,6 +12,7 @@ import hashlib
 import json
 import logging
 import os
+import socket
 import statistics
 import time
 from collections.abc import Mapping
@@ -103,7 +104,25 @@ def check_data(params: Params, processed_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1", "0.0.0.0")
+def is_remote(address: str | None) -> bool:
+    """Whether a Ray address names another machine: its host resolves, and to no address of this
+    one (an IP of this machine can be bound here). ``auto``, ``local``, none, or an unresolvable
+    name (ray.init reports it) are not remote."""
+    host = (address or "").removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
+    if host in ("", "auto", "local"):
+        return False
+    try:
+        infos = socket.getaddrinfo(host, None, proto=socket.IPPROTO_TCP)
+    except (socket.gaierror, UnicodeError):
+        return False
+    for family, _, _, _, sockaddr in infos:
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((sockaddr[0], 0))
+                return False
+            except OSError:
+                continue
+    return True
 
 
 def init_ray(params: Params, tracking: str | None = None) -> None:
@@ -122,8 +141,7 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
             "MLFLOW_TRACKING_URI to a tracking server (mlflow server)"
         )
 
-    host = (address or "").removeprefix("ray://").rsplit(":", 1)[0].strip("[]")
-    if local_store and host not in ("", "auto", "local", *LOCAL_HOSTS):
+    if local_store and is_remote(address):
         refuse(f"{where} {address!r} is a remote Ray cluster")
     if not ray.is_initialized():
         try:  # with the dashboard: Ray Train's cleanup uses its state API
