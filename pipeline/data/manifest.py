@@ -4,8 +4,8 @@ The preprocess stage records every array's file, shape, dtype and sha256. ``veri
 what each consuming stage (featurenet, tune, train, evaluate) runs once before any compute: the
 arrays exist, parse as .npy, have the recorded dtype and shape, hash to the recorded sha256 (the
 actual bytes, so a corrupted or replaced array is caught), and hold enough images for the splits the
-stage uses. Hashing is the cost: ~0.02 s for the default 5,000 28x28 digits, ~0.4 s for CIFAR-10's
-184 MB (benchmarks/README.md).
+stage uses. Hashing is the cost: ~0.005 s for the default 5,000 28x28 digits, ~0.18 s for
+CIFAR-10's 185 MB (benchmarks/README.md).
 """
 
 from __future__ import annotations
