@@ -159,6 +159,9 @@ def test_mlflow_parent_has_one_child_per_trial_with_its_params_and_metrics(searc
     assert parent.data.metrics[f"best_{METRIC}"] == pytest.approx(best[METRIC])
     assert parent.data.metrics["num_trials"] == 6 and parent.data.metrics["num_failed"] == 2
     assert parent.data.tags["tune.best_trial_id"] == best["trial_id"]
+    assert parent.data.tags["mlflow.source.name"] == "stages/tune.py"
+    (dataset,) = parent.inputs.dataset_inputs  # the UI's Dataset column
+    assert parent.data.tags["data_manifest_sha256"].startswith(dataset.dataset.digest)
     files = {a.path for a in client.list_artifacts(parent.info.run_id, "tune")}
     assert files == {"tune/best_params.yaml", "tune/tune_results.csv", "tune/tune_fid.png"}
 

@@ -34,7 +34,13 @@ from pipeline.evaluate.probe import METRIC
 from pipeline.io import atomic_path
 from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
-from pipeline.tracking import experiment_id, provenance_tags, start_run, tracking_uri
+from pipeline.tracking import (
+    experiment_id,
+    log_dataset,
+    provenance_tags,
+    start_run,
+    tracking_uri,
+)
 from pipeline.train.driver import check_batches, init_ray, logged_params, resolve_use_gpu
 from pipeline.tune.best import write_best_params
 from pipeline.tune.space import Spec
@@ -258,6 +264,8 @@ def run_sweep(
         tags,
         project_dir,
     )
+    dataset = f"{params.data.source}-processed"
+    log_dataset(client, parent_id, processed_dir, dataset, identity["data_manifest_sha256"])
     sweep = {
         "params": to_dict(params),
         "name": name,
