@@ -142,6 +142,11 @@ class DataConfig:
             if self.limit is not None:
                 _check_positive("limit", self.limit)
 
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of a preprocessed image."""
+        return (self.channels, self.image_size, self.image_size)
+
 
 @dataclass(frozen=True)
 class DownloadConfig:

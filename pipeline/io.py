@@ -140,18 +140,24 @@ def write_checksum(path: str | Path, name: str | None = None) -> str:
     return digest
 
 
-def verify_checksum(path: str | Path) -> str:
-    """The sha256 of ``path`` when it equals the one in its sidecar; CorruptFileError otherwise."""
+def recorded_digest(path: str | Path) -> str:
+    """The sha256 recorded in ``path``'s sidecar (after ``verify_checksum``, the file's own)."""
     path, record = Path(path), sidecar(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path} does not exist")
     try:
-        expected = record.read_text().split()[0]
+        return record.read_text().split()[0]
     except (OSError, IndexError, UnicodeDecodeError):
         raise CorruptFileError(
             f"{path}: no readable {record.name} beside it, so its integrity cannot be checked "
             "(written by an older version or copied without it); re-create it"
         ) from None
+
+
+def verify_checksum(path: str | Path) -> str:
+    """The sha256 of ``path`` when it equals the one in its sidecar; CorruptFileError otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    expected = recorded_digest(path)
     got = file_digest(path)
     if got != expected:
         raise CorruptFileError(

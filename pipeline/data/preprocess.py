@@ -119,7 +119,7 @@ def preprocess(
     """
     raw_dir = Path(raw_dir)
     source = get_source(config.source)
-    item_shape = (config.channels, config.image_size, config.image_size)
+    item_shape = config.image_shape
     taken = {"train": 0, "test": 0, "": 0}  # per official split, for data.limit
     skipped: list[str] = []
     with atomic_dir(out_dir) as tmp:

@@ -20,7 +20,7 @@ from tqdm import tqdm
 
 from pipeline.config import FeatureNetConfig, from_dict, to_dict
 from pipeline.data.manifest import verify_processed
-from pipeline.io import atomic_dir, file_digest, load_verified, read_json, save_verified
+from pipeline.io import atomic_dir, load_verified, read_json, recorded_digest, save_verified
 from pipeline.train.data import ProcessedImages
 
 WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
@@ -151,4 +151,4 @@ def load_featurenet(directory: str | Path) -> tuple[FeatureNet, str, dict]:
         net.load_state_dict(load_verified(weights))
     except RuntimeError as exc:
         raise ValueError(f"{weights} does not fit {directory / CONFIG_FILE}: {exc}") from None
-    return net.eval(), file_digest(weights), meta
+    return net.eval(), recorded_digest(weights), meta  # verified by load_verified

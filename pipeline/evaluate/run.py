@@ -71,10 +71,9 @@ def evaluate(
     ec, processed_dir = params.eval, Path(processed_dir)
     report = read_json(train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)")
     _, _, trained = load_model(models_dir)  # fails early on a missing or corrupted model
-    data = trained.data
     verify_processed(
         processed_dir,
-        image_shape=(data.channels, data.image_size, data.image_size),
+        image_shape=trained.data.image_shape,
         min_counts={"test": (2, "evaluate (FID of the test split)")},
     )
     extractor, backend_report = load_extractor(ec, featurenet_dir)

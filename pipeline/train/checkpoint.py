@@ -26,7 +26,7 @@ from typing import Any
 import ray.train
 import torch
 
-from pipeline.io import CorruptFileError, load_verified, save_verified
+from pipeline.io import CorruptFileError, load_verified, save_verified, verify_checksum
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +81,8 @@ def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:
         except (CorruptFileError, OSError) as exc:
             log.warning("skipping checkpoint %s: %s", file.parent, exc)
     for _, directory in sorted(candidates, key=lambda c: c[0], reverse=True):
-        try:
-            read_state(directory)
+        try:  # the structure passed the peek; the bytes must match their sha256
+            verify_checksum(directory / CHECKPOINT_FILE)
             return directory
         except (CorruptFileError, OSError) as exc:
             log.warning("skipping checkpoint %s: %s", directory, exc)

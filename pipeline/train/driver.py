@@ -92,13 +92,14 @@ def check_batches(params: Params, manifest: Mapping[str, Any]) -> None:
         )
 
 
-def check_data(params: Params, processed_dir: Path) -> dict[str, Any]:
+def check_data(
+    params: Params, processed_dir: Path, min_counts: Mapping[str, tuple[int, str]] | None = None
+) -> dict[str, Any]:
     """The stage's one check of ``processed_dir`` before any compute: the arrays against their
-    manifest (pipeline.data.manifest), the image shape against the params, one batch per worker.
-    Returns the manifest."""
-    data = params.data
+    manifest (pipeline.data.manifest), the image shape against the params, ``min_counts``, one
+    batch per worker of ``params``. Returns the manifest."""
     manifest = verify_processed(
-        processed_dir, image_shape=(data.channels, data.image_size, data.image_size)
+        processed_dir, image_shape=params.data.image_shape, min_counts=min_counts
     )
     check_batches(params, manifest)
     return manifest
@@ -151,9 +152,10 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
             raise ConnectionError(
                 f"cannot connect to the Ray cluster at {where} {address!r}: {first}"
             ) from None
-    nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if local_store and len(nodes) > 1:
-        refuse(f"the Ray cluster has {len(nodes)} nodes")
+    if local_store:
+        nodes = [node for node in ray.nodes() if node.get("Alive")]
+        if len(nodes) > 1:
+            refuse(f"the Ray cluster has {len(nodes)} nodes")
 
 
 class Diverged(ValueError):

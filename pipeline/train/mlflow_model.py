@@ -16,6 +16,7 @@ Two ways to load it, and what each trusts:
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -70,9 +71,7 @@ def log_model(models_dir: Path, registered_model: str | None) -> mlflow.models.m
     net, _, params = load_model(models_dir)
     with tempfile.TemporaryDirectory() as tmp:  # the data directory keeps a stable name
         data = Path(tmp) / DATA_DIR
-        data.mkdir()
-        for file in Path(models_dir).iterdir():
-            (data / file.name).write_bytes(file.read_bytes())
+        shutil.copytree(models_dir, data)
         return mlflow.pyfunc.log_model(
             name="model",
             loader_module=__name__,

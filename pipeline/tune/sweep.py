@@ -28,7 +28,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.config import TRIAL_FIXED, Params, TuneConfig, to_dict
-from pipeline.data.manifest import manifest_digest, verify_processed
+from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.probe import METRIC
 from pipeline.io import atomic_path
@@ -41,7 +41,7 @@ from pipeline.tracking import (
     start_run,
     tracking_uri,
 )
-from pipeline.train.driver import check_batches, init_ray, logged_params, resolve_use_gpu
+from pipeline.train.driver import check_data, init_ray, logged_params, resolve_use_gpu
 from pipeline.tune.best import write_best_params
 from pipeline.tune.space import Spec
 from pipeline.tune.trial import TRIAL_TAG, run_trial
@@ -236,13 +236,11 @@ def run_sweep(
     processed_dir, featurenet_dir = Path(processed_dir).resolve(), Path(featurenet_dir).resolve()
     storage_dir = Path(storage_dir).resolve()
     specs = tc.specs
-    data = params.data
-    manifest = verify_processed(
+    check_data(  # with a trial's params: its budget's batch must fit
+        params.with_values(tc.budget),
         processed_dir,
-        image_shape=(data.channels, data.image_size, data.image_size),
         min_counts={"val": (2, "tune (the milestone FID of the validation split)")},
     )
-    check_batches(params.with_values(tc.budget), manifest)
     _, featurenet_sha256, _ = load_featurenet(featurenet_dir)  # fails early when missing
     identity = sweep_identity(params, processed_dir, featurenet_sha256)
     name = sweep_name(identity)
