@@ -167,12 +167,14 @@ def test_p_step_is_deterministic_given_noise_and_adds_no_noise_at_t0():
     g = torch.Generator().manual_seed(6)
     xt, out = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
     z1, z2 = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
-    assert torch.equal(d.p_step(out, 5, xt, z1), d.p_step(out, 5, xt, z1))
-    assert not torch.allclose(d.p_step(out, 5, xt, z1), d.p_step(out, 5, xt, z2))
-    assert torch.equal(d.p_step(out, 0, xt, z1), d.p_step(out, 0, xt, z2))
+    assert torch.equal(d.p_step(out, 5, xt, z1).prev_sample, d.p_step(out, 5, xt, z1).prev_sample)
+    assert not torch.allclose(
+        d.p_step(out, 5, xt, z1).prev_sample, d.p_step(out, 5, xt, z2).prev_sample
+    )
+    assert torch.equal(d.p_step(out, 0, xt, z1).prev_sample, d.p_step(out, 0, xt, z2).prev_sample)
     # Mixed batch: only the element at t = 0 ignores the noise.
     t = torch.tensor([0, 7])
-    diff = d.p_step(out, t, xt, z1) - d.p_step(out, t, xt, z2)
+    diff = d.p_step(out, t, xt, z1).prev_sample - d.p_step(out, t, xt, z2).prev_sample
     assert diff[0].abs().max() == 0 and diff[1].abs().max() > 0
 
 
@@ -183,8 +185,9 @@ def test_p_step_noise_scale_is_the_fixed_variance(variance_type, expected):
     d = diffusion(variance_type=variance_type)
     xt, out, z = torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), torch.ones(1, 1, 2, 2)
     t = 500
-    sigma = d.p_step(out, t, xt, z, clip_denoised=False) - d.p_step(
-        out, t, xt, 0 * z, clip_denoised=False
+    sigma = (
+        d.p_step(out, t, xt, z, clip_denoised=False).prev_sample
+        - d.p_step(out, t, xt, 0 * z, clip_denoised=False).prev_sample
     )
     assert sigma.flatten()[0].item() == pytest.approx(
         getattr(d, expected)[t].sqrt().item(), rel=1e-6
@@ -213,10 +216,10 @@ def test_ddim_eta1_full_steps_has_ddpm_posterior_variance_and_mean():
     z = torch.randn(4, 1, 4, 4, generator=g)
     sigma = d.ddim_sigma(t, t - 1, 1.0, xt.double()).flatten()
     assert_close(sigma**2, d.beta_tilde[t], rtol=1e-10, atol=1e-14)
-    with_noise = d.ddim_step(out, t, t - 1, xt, eta=1.0, noise=z, clip_denoised=False)
+    with_noise = d.ddim_step(out, t, t - 1, xt, eta=1.0, noise=z, clip_denoised=False).prev_sample
     without = d.ddim_step(
         out, t, t - 1, xt, eta=1.0, noise=torch.zeros_like(z), clip_denoised=False
-    )
+    ).prev_sample
     assert_close(
         with_noise - without,
         d.beta_tilde[t].sqrt().float().reshape(-1, 1, 1, 1) * z,
@@ -231,11 +234,16 @@ def test_ddim_eta0_is_deterministic_and_last_step_returns_pred_x0():
     d = diffusion()
     g = torch.Generator().manual_seed(8)
     xt, out = torch.randn(2, 1, 4, 4, generator=g), torch.randn(2, 1, 4, 4, generator=g)
-    a = d.ddim_step(out, 600, 400, xt, eta=0.0, noise=torch.randn(2, 1, 4, 4, generator=g))
-    b = d.ddim_step(out, 600, 400, xt, eta=0.0, noise=torch.randn(2, 1, 4, 4, generator=g))
+    a = d.ddim_step(
+        out, 600, 400, xt, eta=0.0, noise=torch.randn(2, 1, 4, 4, generator=g)
+    ).prev_sample
+    b = d.ddim_step(
+        out, 600, 400, xt, eta=0.0, noise=torch.randn(2, 1, 4, 4, generator=g)
+    ).prev_sample
     assert torch.equal(a, b)
     last = d.ddim_step(out, 20, -1, xt, eta=1.0, noise=torch.randn(2, 1, 4, 4, generator=g))
-    assert_close(last, d.pred_x0_eps(out, xt, 20)[0].clamp(-1, 1), rtol=1e-5, atol=1e-5)
+    assert_close(last.prev_sample, d.pred_x0_eps(out, xt, 20)[0].clamp(-1, 1), rtol=1e-5, atol=1e-5)
+    assert torch.equal(last.pred_x0, d.pred_x0_eps(out, xt, 20)[0].clamp(-1, 1))
 
 
 # ---------------------------------------------------------------- sampling

@@ -12,6 +12,7 @@ from pipeline.diffusion.gaussian import (
     LossTerms,
     PMeanVariance,
     SampleStep,
+    StepOutput,
 )
 from pipeline.diffusion.schedules import BETA_SCHEDULES, make_betas
 
@@ -24,5 +25,6 @@ __all__ = [
     "LossTerms",
     "PMeanVariance",
     "SampleStep",
+    "StepOutput",
     "make_betas",
 ]

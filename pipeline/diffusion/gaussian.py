@@ -90,6 +90,15 @@ class LossTerms:
 
 
 @dataclass(frozen=True)
+class StepOutput:
+    """What one reverse step returns, as diffusers' scheduler outputs do: ``prev_sample`` is
+    x_{t_prev} and ``pred_x0`` the (clipped) x_0 estimate the step was computed from."""
+
+    prev_sample: torch.Tensor
+    pred_x0: torch.Tensor
+
+
+@dataclass(frozen=True)
 class SampleStep:
     """One reverse step: ``t`` was just denoised, ``x`` is x_{t_prev}, ``pred_x0`` the x_0 estimate."""
 
@@ -261,6 +270,18 @@ class GaussianDiffusion(nn.Module):
             return out, self.eps_from_x0(x_t, t, out)
         return self.x0_eps_from_v(x_t, t, out)
 
+    def denoised(
+        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip: bool | None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0_hat, eps_hat) of ``pred_x0_eps``; with ``clip`` (default ``clip_denoised``) x0_hat is
+        clipped to [-1, 1] and eps_hat re-derived from it (eq. 4 solved for eps), so that the step
+        moves towards an image in range."""
+        pred_x0, pred_eps = self.pred_x0_eps(model_output, x_t, t)
+        if self.clip_denoised if clip is None else clip:
+            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+            pred_eps = self.eps_from_x0(x_t, t, pred_x0)
+        return pred_x0, pred_eps
+
     def training_target(
         self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor
     ) -> torch.Tensor:
@@ -287,11 +308,7 @@ class GaussianDiffusion(nn.Module):
         3) log variance from ``variance_type`` (improved DDPM eq. 15 for learned_range)
         """
         t = self._timesteps(t, x_t)
-        clip = self.clip_denoised if clip_denoised is None else clip_denoised
-        pred_x0, pred_eps = self.pred_x0_eps(model_output, x_t, t)
-        if clip:
-            pred_x0 = pred_x0.clamp(-1.0, 1.0)
-            pred_eps = self.eps_from_x0(x_t, t, pred_x0)
+        pred_x0, pred_eps = self.denoised(model_output, x_t, t, clip_denoised)
         mean, _ = self.q_posterior(pred_x0, x_t, t)
         _, var_out = self._split_output(model_output)
         if self.variance_type == "fixed_small":
@@ -312,12 +329,13 @@ class GaussianDiffusion(nn.Module):
         x_t: torch.Tensor,
         noise: torch.Tensor,
         clip_denoised: bool | None = None,
-    ) -> torch.Tensor:
+    ) -> StepOutput:
         """Ancestral step x_{t-1} = mean + sigma_t z (DDPM Algorithm 2); no noise is added at t = 0."""
         t = self._timesteps(t, x_t)
         out = self.p_mean_variance(model_output, x_t, t, clip_denoised)
         nonzero = (t != 0).to(x_t.dtype).reshape(-1, *((1,) * (x_t.ndim - 1)))
-        return out.mean + nonzero * torch.exp(0.5 * out.log_variance) * noise
+        x_prev = out.mean + nonzero * torch.exp(0.5 * out.log_variance) * noise
+        return StepOutput(prev_sample=x_prev, pred_x0=out.pred_x0)
 
     def ddim_sigma(
         self, t: torch.Tensor, t_prev: torch.Tensor, eta: float, x: torch.Tensor
@@ -343,24 +361,21 @@ class GaussianDiffusion(nn.Module):
         eta: float = 0.0,
         noise: torch.Tensor | None = None,
         clip_denoised: bool | None = None,
-    ) -> torch.Tensor:
+    ) -> StepOutput:
         """DDIM eq. 12: x_{t_prev} = sqrt(a_prev) x0_hat + sqrt(1 - a_prev - sigma^2) eps_hat + sigma z.
 
         ``t_prev = -1`` is the last step (a_prev = 1). ``eta = 0`` is deterministic; ``noise`` is
         drawn with randn when None and eta > 0. A learned variance output is ignored.
         """
         t, t_prev = self._timesteps(t, x_t), self._timesteps(t_prev, x_t)
-        pred_x0, pred_eps = self.pred_x0_eps(model_output, x_t, t)
-        if self.clip_denoised if clip_denoised is None else clip_denoised:
-            pred_x0 = pred_x0.clamp(-1.0, 1.0)
-            pred_eps = self.eps_from_x0(x_t, t, pred_x0)
+        pred_x0, pred_eps = self.denoised(model_output, x_t, t, clip_denoised)
         a_prev = self._alpha_bar_prev(t_prev, x_t)
         sigma = self.ddim_sigma(t, t_prev, eta, x_t)
         x_prev = a_prev.sqrt() * pred_x0 + (1.0 - a_prev - sigma**2).clamp(min=0).sqrt() * pred_eps
         if eta > 0:
             noise = torch.randn_like(x_t) if noise is None else noise
             x_prev = x_prev + sigma * noise
-        return x_prev
+        return StepOutput(prev_sample=x_prev, pred_x0=pred_x0)
 
     # -------------------------------------------------------------- sampling
     def sampling_timesteps(self, steps: int | None = None) -> torch.Tensor:
@@ -414,20 +429,18 @@ class GaussianDiffusion(nn.Module):
         x = torch.randn(shape, generator=generator, device=device)
         # DDPM with fewer steps runs ancestral sampling on the respaced process (index i <-> s_i).
         process = self.respaced(timesteps).to(device) if sampler == "ddpm" else self
-        clip = self.clip_denoised
         for i, t in enumerate(
             tqdm(timesteps.tolist(), desc=f"{sampler} sampling", disable=not progress)
         ):
             model_output = call_model(model, x, self._timesteps(t, x), cond).float()
-            pred_x0 = self.pred_x0_eps(model_output, x, t)[0]
-            pred_x0 = pred_x0.clamp(-1.0, 1.0) if clip else pred_x0
             noise = torch.randn(shape, generator=generator, device=device)
             if sampler == "ddpm":
-                x = process.p_step(model_output, len(timesteps) - 1 - i, x, noise)
+                out = process.p_step(model_output, len(timesteps) - 1 - i, x, noise)
             else:
                 t_prev = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1
-                x = self.ddim_step(model_output, t, t_prev, x, eta, noise)
-            yield SampleStep(t=t, x=x, pred_x0=pred_x0)
+                out = self.ddim_step(model_output, t, t_prev, x, eta, noise)
+            x = out.prev_sample
+            yield SampleStep(t=t, x=x, pred_x0=out.pred_x0)
 
     @torch.no_grad()
     def sample(
