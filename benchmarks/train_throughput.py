@@ -30,9 +30,9 @@ from torch.utils.flop_counter import FlopCounterMode
 from pipeline.build import build_diffusion, build_unet
 from pipeline.config import DataConfig, DownloadConfig, Params, TrainConfig
 from pipeline.data import download_source, preprocess
+from pipeline.data.dataset import ProcessedImages
 from pipeline.models import make_ema
 from pipeline.train.checkpoint import read_checkpoint
-from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit
 from pipeline.train.step import train_step
 

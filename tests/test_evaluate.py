@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from pipeline.build import build_unet
 from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
 from pipeline.data import download_source, preprocess
+from pipeline.data.dataset import ProcessedImages
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.featurenet import load_featurenet, save_featurenet, train_featurenet
 from pipeline.evaluate.inception import WEIGHTS_NAME, WEIGHTS_URL, InceptionV3FID
@@ -18,7 +19,6 @@ from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
 from pipeline.io import file_digest
 from pipeline.models import make_ema
-from pipeline.train.data import ProcessedImages
 from pipeline.train.export import export_model
 from tests.test_train import TINY
 

@@ -19,14 +19,15 @@ from pipeline.config import (
     ModelConfig,
     Params,
     TrainConfig,
+    flatten,
     from_dict,
     to_dict,
 )
 from pipeline.data import download_source, preprocess
+from pipeline.data.dataset import ProcessedImages
 from pipeline.seeding import derived_seed
-from pipeline.tracking import flatten, fluent_store
+from pipeline.tracking import fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
-from pipeline.train.data import ProcessedImages
 from pipeline.train.driver import fit, run_name, train
 from pipeline.train.export import load_model
 from pipeline.train.mlflow_model import load_logged_model

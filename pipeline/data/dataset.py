@@ -9,12 +9,13 @@ import torch
 from torch.utils.data import Dataset
 
 from pipeline.data.manifest import load_array, read_manifest
+from pipeline.pixels import to_unit
 
 
 class ProcessedImages(Dataset):
     """One split of ``data/processed`` (see pipeline.data.preprocess), memory-mapped.
 
-    x = uint8 / 127.5 - 1, shape (C, H, W): the [-1, 1] range the diffusion process assumes.
+    x = ``pipeline.pixels.to_unit(uint8)``, shape (C, H, W): the [-1, 1] range the models assume.
     """
 
     def __init__(
@@ -34,6 +35,5 @@ class ProcessedImages(Dataset):
 
     def __getitem__(self, index: int) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """x in [-1, 1], (C, H, W); with labels, (x, label)."""
-        pixels = torch.from_numpy(np.array(self.images[index], dtype=np.float32))  # (C, H, W)
-        x = pixels / 127.5 - 1.0
+        x = to_unit(np.array(self.images[index]))  # (C, H, W); a copy of the memmap's pixels
         return x if self.labels is None else (x, self.labels[index])

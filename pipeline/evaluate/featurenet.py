@@ -19,9 +19,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from pipeline.config import FeatureNetConfig, from_dict, to_dict
+from pipeline.data.dataset import ProcessedImages
 from pipeline.data.manifest import verify_processed
 from pipeline.io import atomic_dir, load_verified, read_json, recorded_digest, save_verified
-from pipeline.train.data import ProcessedImages
+from pipeline.pixels import to_unit
 
 WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
 
@@ -53,8 +54,8 @@ class FeatureNet(nn.Module):
         return self.embed(self.body(x))
 
     def image_features(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> (B, feature_dim), on x / 127.5 - 1 like training."""
-        return self.features(images.float() / 127.5 - 1.0)
+        """uint8 (B, C, H, W) -> (B, feature_dim), in [-1, 1] like training."""
+        return self.features(to_unit(images))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """(B, C, H, W) in [-1, 1] -> class logits (B, num_classes)."""

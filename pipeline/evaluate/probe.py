@@ -12,10 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.data.dataset import ProcessedImages
 from pipeline.evaluate.backends import featurenet_extractor
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance
 from pipeline.evaluate.scores import extract
-from pipeline.train.data import ProcessedImages
 
 METRIC = "fid_featurenet"  # what tuning reports and ranks on (lower is better)
 

@@ -15,15 +15,15 @@ import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline.config import EvalConfig, Params, to_dict
+from pipeline.config import EvalConfig, Params, flatten, to_dict
+from pipeline.data.dataset import ProcessedImages
 from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import cached_features, extract, scores
 from pipeline.io import atomic_path, read_json
 from pipeline.reports.grid import image_grid, save_gif, save_image
-from pipeline.tracking import flatten, tracking_uri
-from pipeline.train.data import ProcessedImages
+from pipeline.tracking import tracking_uri
 from pipeline.train.driver import init_ray, resolve_use_gpu
 from pipeline.train.export import load_model
 
@@ -69,7 +69,9 @@ def evaluate(
     """Write metrics.json (fid_/kid_<features>, settings, wall time), the sample grid and the GIF,
     and log them to the training run recorded in ``train_report``. Returns the metrics."""
     ec, processed_dir = params.eval, Path(processed_dir)
-    report = read_json(train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)")
+    report = read_json(
+        train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)"
+    )
     _, _, trained = load_model(models_dir)  # fails early on a missing or corrupted model
     verify_processed(
         processed_dir,

@@ -61,7 +61,10 @@ def extract(
     batches = range(0, len(images), batch_size)
     with torch.no_grad():
         for start in tqdm(batches, desc=desc, unit="batch", disable=desc is None):
-            out.append(extractor(torch.from_numpy(np.asarray(images[start : start + batch_size]))))
+            batch = np.array(
+                images[start : start + batch_size]
+            )  # a writable copy of a memmap slice
+            out.append(extractor(torch.from_numpy(batch)))
     return torch.cat(out).double()
 
 

@@ -10,13 +10,14 @@ import torch
 from PIL import Image
 
 from pipeline.io import atomic_path
+from pipeline.pixels import to_uint8
 
 
 def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) -> np.ndarray:
     """Tile (N, C, H, W) images in [-1, 1] into a (rows*(H+p)+p, nrow*(W+p)+p, C) uint8 array.
 
     ``nrow`` images per row (default: ceil(sqrt(N)), a near-square grid); ``padding`` pixels of black
-    between and around tiles. Values are mapped x -> round((x + 1) * 127.5), clipped to [0, 255].
+    between and around tiles. Values are mapped to uint8 by ``pipeline.pixels.to_uint8``.
     """
     if images.ndim != 4 or images.shape[0] == 0:
         raise ValueError(
@@ -25,7 +26,7 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
     n, c, h, w = images.shape
     nrow = nrow or math.ceil(math.sqrt(n))
     rows = math.ceil(n / nrow)
-    pixels = ((images.detach().float().cpu() + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    pixels = to_uint8(images)
     grid = np.zeros((rows * (h + padding) + padding, nrow * (w + padding) + padding, c), np.uint8)
     for i, image in enumerate(pixels.numpy()):  # image: (C, H, W)
         top, left = padding + (i // nrow) * (h + padding), padding + (i % nrow) * (w + padding)

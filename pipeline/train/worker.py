@@ -37,6 +37,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.build import build_diffusion, build_unet
 from pipeline.config import Params, TrainConfig, from_dict
+from pipeline.data.dataset import ProcessedImages
 from pipeline.diffusion import GaussianDiffusion
 from pipeline.evaluate.probe import METRIC, FIDProbe
 from pipeline.evaluate.sampling import to_uint8
@@ -45,7 +46,6 @@ from pipeline.models import make_ema
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
-from pipeline.train.data import ProcessedImages
 from pipeline.train.step import StepResult, lr_at, resolve_precision, train_step
 
 log = logging.getLogger(__name__)
