@@ -27,7 +27,7 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 
-from pipeline.tune.space import dotted
+from pipeline.config import flatten
 
 RUN_NAME_TAG = "pipeline.run_name"
 
@@ -50,11 +50,6 @@ def fluent_store(uri: str) -> Iterator[None]:
         yield
     finally:
         mlflow.set_tracking_uri(before)  # None: unset both again
-
-
-def flatten(tree: Mapping[str, Any]) -> dict[str, str]:
-    """{"a": {"b": 1}} -> {"a.b": "1"}: nested params as MLflow's flat string params."""
-    return {key: str(value) for key, value in dotted(tree).items()}
 
 
 def git_commit(directory: str | Path = ".") -> str | None:
@@ -84,7 +79,9 @@ def log_dataset(
     """Record the processed data as the run's dataset input (the UI's Dataset column): its name,
     its digest (the manifest's sha256, which covers every array) and where it lies."""
     dataset = MetaDataset(
-        LocalArtifactDatasetSource(str(Path(processed_dir).resolve())), name=name, digest=digest[:12]
+        LocalArtifactDatasetSource(str(Path(processed_dir).resolve())),
+        name=name,
+        digest=digest[:12],
     )
     context = InputTag(MLFLOW_DATASET_CONTEXT, "train")
     client.log_inputs(run_id, [DatasetInput(dataset._to_mlflow_entity(), tags=[context])])

@@ -3,8 +3,7 @@
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, ModelConfig, Params, from_dict, load_params, to_dict
-from pipeline.tune.space import Spec
+from pipeline.config import ConfigError, ModelConfig, Params, Spec, from_dict, load_params, to_dict
 from tests.conftest import ROOT
 
 

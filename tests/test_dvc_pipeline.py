@@ -125,7 +125,9 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     run = client.get_run(report["mlflow_run_id"])
     assert run.data.metrics["fid_featurenet"] == pytest.approx(scores["fid_featurenet"])
     assert run.data.tags["eval.num_samples"] == "20"
-    version = client.get_model_version("diffusion-pipeline-ddpm", str(report["registered_model_version"]))
+    version = client.get_model_version(
+        "diffusion-pipeline-ddpm", str(report["registered_model_version"])
+    )
     assert version.run_id == run.info.run_id  # the registered model carries its scores
     assert float(version.tags["fid_featurenet"]) == pytest.approx(scores["fid_featurenet"])
     assert version.tags["features"] == "featurenet"

@@ -21,7 +21,7 @@ import ray
 import torch
 from PIL import Image
 
-from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig, TuneConfig
+from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig, SearchConfig
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.sampling import generate
@@ -53,7 +53,7 @@ SWEEP_FIDS = {
 SWEEP = dataclasses.replace(
     TINY,
     data=DataConfig(limit=400),  # 320 train, 40 val, 40 test images
-    tune=TuneConfig(
+    tune=SearchConfig(
         space={"diffusion.schedule": {"grid": ["linear", "cosine"]}, "train.lr": 1e-2},
         scheduler="fifo",
         steps=4,

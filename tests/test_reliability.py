@@ -276,7 +276,9 @@ def test_a_poisoned_feature_cache_entry_is_recomputed_and_replaced(tmp_path, cap
 # ----------------------------------------------------------------------------- run identity
 def test_the_training_code_digest_covers_what_trains_and_only_that(tmp_path):
     copy = tmp_path / "pipeline"
-    shutil.copytree(os.path.dirname(pipeline.__file__), copy, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(
+        os.path.dirname(pipeline.__file__), copy, ignore=shutil.ignore_patterns("__pycache__")
+    )
     module = "pipeline.train.driver"
     assert code_digest(module, copy) == code_digest(module)
     closure = source_closure(module)
@@ -294,7 +296,10 @@ def test_the_training_code_digest_covers_what_trains_and_only_that(tmp_path):
 # ----------------------------------------------------------------------------- Ray/MLflow
 def test_a_remote_cluster_with_a_local_sqlite_store_is_refused_before_connecting(monkeypatch):
     monkeypatch.setenv("RAY_ADDRESS", "10.255.255.1:6379")
-    with pytest.raises(ValueError, match="RAY_ADDRESS '10.255.255.1:6379' is a remote Ray cluster, but MLflow tracks into sqlite:"):
+    with pytest.raises(
+        ValueError,
+        match="RAY_ADDRESS '10.255.255.1:6379' is a remote Ray cluster, but MLflow tracks into sqlite:",
+    ):
         init_ray(PARAMS, "sqlite:////tmp/x/mlflow.db")
 
 

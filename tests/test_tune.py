@@ -19,7 +19,7 @@ from pipeline.config import (
     DownloadConfig,
     FeatureNetConfig,
     Params,
-    TuneConfig,
+    SearchConfig,
     to_dict,
 )
 from pipeline.data import download_source, preprocess
@@ -37,7 +37,7 @@ BASE = dataclasses.replace(
     TINY,
     data=DataConfig(limit=400),  # mnist-5k: 320 train, 40 val, 40 test images
     train=dataclasses.replace(TINY.train, batch_size=8, log_every=2, warmup_steps=1),
-    tune=TuneConfig(
+    tune=SearchConfig(
         space={
             "diffusion.schedule": {"grid": list(SCHEDULES)},
             # 1e-2 learns, 1e-7 barely moves (ASHA stops it), 1e30 diverges at its first step

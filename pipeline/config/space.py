@@ -10,12 +10,12 @@ Keys are dotted params paths (``diffusion.schedule``, ``diffusion.loss.min_snr_g
 - ``{randint: [low, high]}``: an integer in the range, both ends included.
 
 This module is pure data handling (no Ray): ``pipeline.config`` validates with it, and
-``pipeline.tune.sweep`` turns the parsed specs into Ray Tune domains.
+``pipeline.tune.sweep`` turns the parsed specs into Ray Tune domains. Dotted keys are handled by
+``pipeline.config.keys``.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -84,31 +84,3 @@ def parse_space(space: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, S
             f"unknown or untunable key(s) {', '.join(unknown)}; allowed: {', '.join(allowed)}"
         )
     return {key: parse_spec(key, raw) for key, raw in space.items()}
-
-
-def override(tree: Mapping[str, Any], values: Mapping[str, Any]) -> dict[str, Any]:
-    """A deep copy of the nested ``tree`` with each dotted key of ``values`` set."""
-    out = copy.deepcopy(dict(tree))
-    for key, value in values.items():
-        *sections, name = key.split(".")
-        node = out
-        for section in sections:
-            node = node.setdefault(section, {})
-        node[name] = value
-    return out
-
-
-def nest(values: Mapping[str, Any]) -> dict[str, Any]:
-    """{"train.lr": 1e-3} -> {"train": {"lr": 1e-3}}: params.yaml's structure."""
-    return override({}, values)
-
-
-def dotted(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"train": {"lr": 1e-3}} -> {"train.lr": 1e-3}: the inverse of ``nest`` (values kept)."""
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        if isinstance(value, Mapping):
-            out.update(dotted(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out

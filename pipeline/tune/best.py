@@ -10,9 +10,18 @@ from typing import Any
 
 import yaml
 
-from pipeline.config import ConfigError, Params, from_dict, load_yaml, to_dict
+from pipeline.config import (
+    ConfigError,
+    Params,
+    admits,
+    dotted,
+    from_dict,
+    load_yaml,
+    nest,
+    override,
+    to_dict,
+)
 from pipeline.io import atomic_path
-from pipeline.tune.space import admits, dotted, nest, override
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipeline.config import TRIAL_FIXED, Params, TuneConfig, to_dict
+from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.probe import METRIC
@@ -43,7 +43,6 @@ from pipeline.tracking import (
 )
 from pipeline.train.driver import check_data, init_ray, logged_params, resolve_use_gpu
 from pipeline.tune.best import write_best_params
-from pipeline.tune.space import Spec
 from pipeline.tune.trial import TRIAL_TAG, run_trial
 
 log = logging.getLogger(__name__)
@@ -133,7 +132,7 @@ def max_concurrent_trials(params: Params) -> int:
     return max(1, int(resources.get(unit, 0) // params.tune.workers_per_trial))
 
 
-def tune_config(params: Params) -> ray.tune.TuneConfig:
+def ray_tune_config(params: Params) -> ray.tune.TuneConfig:
     """Metric, scheduler, search algorithm and concurrency of the sweep."""
     tc = params.tune
     if tc.scheduler == "asha":
@@ -159,12 +158,12 @@ def tune_config(params: Params) -> ray.tune.TuneConfig:
     )
 
 
-def milestones(tc: TuneConfig) -> list[int]:
+def milestones(tc: SearchConfig) -> list[int]:
     return list(range(tc.eval_every, tc.steps + 1, tc.eval_every))
 
 
 def results_table(
-    grid: ray.tune.ResultGrid, path: Path, tc: TuneConfig, keys: list[str]
+    grid: ray.tune.ResultGrid, path: Path, tc: SearchConfig, keys: list[str]
 ) -> pd.DataFrame:
     """One row per trial: trial_id, status (completed | stopped_early | failed | unfinished),
     the last step, the space's values, fid_featurenet at each milestone and the last one, error.
@@ -293,7 +292,7 @@ def run_sweep(
             tuner = ray.tune.Tuner(
                 trainable,
                 param_space=param_space(specs),
-                tune_config=tune_config(params),
+                tune_config=ray_tune_config(params),
                 run_config=ray.tune.RunConfig(
                     name=name,
                     storage_path=str(storage_dir),

@@ -1,0 +1,66 @@
+"""Typed, frozen params: one dataclass per params.yaml section, validated when loaded.
+
+``load_params("params.yaml")`` returns a ``Params``; unknown keys, wrong types and bad values raise
+``ConfigError`` naming the key (``diffusion.beta_end``), the value and what is allowed, before any
+compute starts. The package's modules, lowest first: ``loader`` (the generic typed loader),
+``keys`` (dotted keys), ``space`` (tune.space specs), ``sections`` (one dataclass per section),
+``search`` (the tune section and the trial policy), ``params`` (the whole file).
+"""
+
+from pipeline.config.keys import dotted, flatten, nest, override
+from pipeline.config.loader import ConfigError, from_dict, load_yaml, to_dict
+from pipeline.config.params import Params, load_params
+from pipeline.config.search import DEFAULT_SPACE, TRIAL_FIXED, TUNE_SECTIONS, SearchConfig
+from pipeline.config.sections import (
+    MAX_GRID,
+    MAX_IMAGE_SIZE,
+    MAX_SAMPLES,
+    MAX_TIMESTEPS,
+    TRAIN_OPERATIONAL,
+    DataConfig,
+    DiffusionConfig,
+    DownloadConfig,
+    EvalConfig,
+    FeatureNetConfig,
+    LossConfig,
+    MlflowConfig,
+    ModelConfig,
+    RayConfig,
+    TrainConfig,
+)
+from pipeline.config.space import Spec, admits, parse_space
+
+__all__ = [
+    "DEFAULT_SPACE",
+    "MAX_GRID",
+    "MAX_IMAGE_SIZE",
+    "MAX_SAMPLES",
+    "MAX_TIMESTEPS",
+    "TRAIN_OPERATIONAL",
+    "TRIAL_FIXED",
+    "TUNE_SECTIONS",
+    "ConfigError",
+    "DataConfig",
+    "DiffusionConfig",
+    "DownloadConfig",
+    "EvalConfig",
+    "FeatureNetConfig",
+    "LossConfig",
+    "MlflowConfig",
+    "ModelConfig",
+    "Params",
+    "RayConfig",
+    "SearchConfig",
+    "Spec",
+    "TrainConfig",
+    "admits",
+    "dotted",
+    "flatten",
+    "from_dict",
+    "load_params",
+    "load_yaml",
+    "nest",
+    "override",
+    "parse_space",
+    "to_dict",
+]

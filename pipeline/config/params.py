@@ -1,0 +1,116 @@
+"""``Params``: the whole params.yaml, and the checks that span sections (what a later stage will
+need, the tune trials' combinations). ``load_params("params.yaml")`` reads and validates it."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipeline.config.keys import override
+from pipeline.config.loader import ConfigError, fields_of, from_dict, load_yaml, section, to_dict
+from pipeline.config.search import SearchConfig
+from pipeline.config.sections import (
+    DataConfig,
+    DiffusionConfig,
+    DownloadConfig,
+    EvalConfig,
+    FeatureNetConfig,
+    MlflowConfig,
+    ModelConfig,
+    RayConfig,
+    TrainConfig,
+)
+from pipeline.data.sources import get_source
+from pipeline.models.unet import check_attention_resolutions
+
+
+@dataclass(frozen=True)
+class Params:
+    """The whole params.yaml."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    download: DownloadConfig = field(default_factory=DownloadConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    featurenet: FeatureNetConfig = field(default_factory=FeatureNetConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    tune: SearchConfig = field(default_factory=SearchConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    ray: RayConfig = field(default_factory=RayConfig)
+
+    def __post_init__(self) -> None:
+        with section("model"):
+            check_attention_resolutions(self.model, self.data.image_size)
+        T = self.diffusion.timesteps
+        for key, steps in (
+            ("train.sample_steps", self.train.sample_steps),
+            ("eval.steps", self.eval.steps),
+            ("tune.eval_steps", self.tune.eval_steps),
+        ):
+            if steps > T:
+                raise ConfigError(f"{key} {steps} exceeds diffusion.timesteps {T}")
+        # what later stages need of the data, checked before any stage runs
+        if self.tune.enabled and self.data.val_fraction == 0:
+            raise ConfigError(
+                "data.val_fraction 0 leaves no validation images, on which the tune stage ranks "
+                "its trials: set it > 0, or tune.enabled: false"
+            )
+        source = get_source(self.data.source)
+        if self.data.test_fraction == 0 and not source.has_test_split:
+            raise ConfigError(
+                f"data.test_fraction 0 leaves no test images (source {source.name!r} has no "
+                "official test split); the featurenet and evaluate stages score on them: set it > 0"
+            )
+        if self.tune.space:
+            self._check_trials()
+
+    def with_values(self, values: Mapping[str, Any]) -> Params:
+        """These params with each dotted key of ``values`` set, validated: what one trial runs.
+        The copy's search is off (``tune.enabled`` false, empty space)."""
+        raw = override(to_dict(self), {**values, "tune.enabled": False, "tune.space": {}})
+        return from_dict(Params, raw)
+
+    def _check_trials(self) -> None:
+        """Every listed value and range end of the space makes valid params with the trial budget
+        and the first value of every other key; errors name the key and the value. A value that
+        also fails with only the budget and the space's fixed values around it is at fault
+        itself, and is reported first, so the message blames the right key (a bad range end of
+        one key does not read as an error of another). Other combinations of searched values can
+        still fail their own trial, with that error."""
+        specs = self.tune.specs
+        fixed = {k: spec.values[0] for k, spec in specs.items() if spec.kind == "fixed"}
+        alone = {**self.tune.budget, **fixed}
+        first = {**alone, **{k: spec.values[0] for k, spec in specs.items()}}
+
+        def error(key: str, value: Any, others: Mapping[str, Any]) -> ConfigError | None:
+            try:
+                self.with_values({**others, key: value})
+            except ConfigError as exc:
+                return exc
+            return None
+
+        cases = [(key, value) for key, spec in specs.items() for value in spec.values]
+        for key, value in cases:
+            exc = error(key, value, alone)
+            if exc is not None and error(key, value, first) is not None:
+                raise ConfigError(f"tune: space.{key} value {value!r}: {exc}")
+        for key, value in cases:
+            exc = error(key, value, first)
+            if exc is not None:
+                raise ConfigError(
+                    f"tune: space.{key} value {value!r} with the other keys' first values: {exc}"
+                )
+
+
+def load_params(path: str | Path) -> Params:
+    """Read and validate a params.yaml file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"params file not found: {path}")
+    raw = load_yaml(path) or {}
+    if not isinstance(raw, Mapping):
+        raise ConfigError(f"{path} must hold a mapping of sections ({fields_of(Params)})")
+    return from_dict(Params, raw)
