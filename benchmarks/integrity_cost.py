@@ -23,12 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.build import build_unet  # noqa: E402
 from pipeline.config import DataConfig, DownloadConfig, Params  # noqa: E402
 from pipeline.data import download_source, preprocess  # noqa: E402
 from pipeline.data.manifest import verify_processed  # noqa: E402
 from pipeline.data.preprocess import array_entry  # noqa: E402
 from pipeline.io import load_verified, save_verified  # noqa: E402
+from pipeline.methods.ddpm import build_unet  # noqa: E402
 from pipeline.models import make_ema  # noqa: E402
 from pipeline.provenance import code_digest  # noqa: E402
 

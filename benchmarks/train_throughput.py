@@ -1,7 +1,7 @@
 """Training throughput of the pipeline on Ray Train vs a bare PyTorch loop, measured side by side.
 
 Same default UNet, same data (the default mnist-5k), same global batch, same step function
-(``pipeline.train.step.train_step``, with data loading and the EMA update inside the timed step):
+(``pipeline.methods.ddpm.train_step``, with data loading and the EMA update inside the timed step):
 
 1. bare loop, 1 process, 1 thread            vs  pipeline, 1 Ray worker (1 CPU, 1 thread): ratio
 2. pipeline, 2 workers x 1 thread            vs  pipeline, 1 worker x 1 thread: speed-up
@@ -27,14 +27,13 @@ import torch
 from torch.utils.data import DataLoader
 from torch.utils.flop_counter import FlopCounterMode
 
-from pipeline.build import build_diffusion, build_unet
 from pipeline.config import DataConfig, DownloadConfig, Params, TrainConfig
 from pipeline.data import download_source, preprocess
 from pipeline.data.dataset import ProcessedImages
+from pipeline.methods.ddpm import build_diffusion, build_unet, train_step
 from pipeline.models import make_ema
 from pipeline.train.checkpoint import read_checkpoint
 from pipeline.train.driver import fit
-from pipeline.train.step import train_step
 
 WINDOW = 5  # steps per throughput measurement (the pipeline's log_every)
 
@@ -104,7 +103,7 @@ def pipeline_run(params: Params, processed: Path, workers: int, steps: int) -> l
         ),
     )
     with tempfile.TemporaryDirectory() as storage:
-        result = fit(run, processed, storage)
+        result = fit(run, processed_dir=processed, storage_dir=storage)
         history = read_checkpoint(result.checkpoint)["history"]
     return [h["images_per_s"] for h in history][1:]
 

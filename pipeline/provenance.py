@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import hashlib
+import importlib.util
 from pathlib import Path
 
 import pipeline
@@ -19,7 +20,11 @@ PACKAGE = "pipeline"
 
 
 def _module_file(name: str, root: Path) -> Path | None:
-    """The source file of module ``name`` (``pipeline.x.y``) under the package ``root``."""
+    """The source file of module ``name``: ``pipeline.x.y`` under the package ``root``; another
+    module (a model family registered from outside the package) where Python finds it."""
+    if name != PACKAGE and not name.startswith(PACKAGE + "."):
+        spec = importlib.util.find_spec(name)
+        return Path(spec.origin) if spec and spec.origin and spec.origin.endswith(".py") else None
     parts = name.split(".")[1:]
     base = root.joinpath(*parts)
     for candidate in (base.with_suffix(".py"), base / "__init__.py"):

@@ -27,9 +27,11 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_TYPE,
 )
 
-from pipeline.config import flatten
+from pipeline.config import Params, flatten, to_dict
 
 RUN_NAME_TAG = "pipeline.run_name"
+# not logged as a run's params: evaluate records eval settings as tags, tune has its own runs
+UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
 def tracking_uri(project_dir: str | Path = ".") -> str:
@@ -125,3 +127,22 @@ def start_run(
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     return run_id
+
+
+def logged_params(params: Params) -> dict[str, Any]:
+    """The sections a training run (or trial) records as MLflow params: what its weights depend on,
+    and where it ran."""
+    return {k: v for k, v in to_dict(params).items() if k not in UNLOGGED_SECTIONS}
+
+
+@contextlib.contextmanager
+def recorded(client: MlflowClient, run_id: str, *, finish: bool = True) -> Iterator[str]:
+    """The block's outcome as the run's status: FAILED when it raises (an interruption included),
+    FINISHED when it ends normally and ``finish`` (else the caller ends the run)."""
+    try:
+        yield run_id
+    except BaseException:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FAILED))
+        raise
+    if finish:
+        client.set_terminated(run_id, RunStatus.to_string(RunStatus.FINISHED))

@@ -26,13 +26,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     evaluate(
         params,
-        args.models,
-        args.featurenet,
-        args.data,
-        args.train_report,
-        args.metrics,
-        args.grid,
-        args.trajectory,
+        models_dir=args.models,
+        featurenet_dir=args.featurenet,
+        processed_dir=args.data,
+        train_report=args.train_report,
+        metrics_path=args.metrics,
+        grid_png=args.grid,
+        trajectory_gif=args.trajectory,
     )
 
 

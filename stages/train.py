@@ -33,12 +33,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         params = apply_best_params(params, args.best)
     train(
         params,
-        args.data,
-        args.checkpoints,
-        args.models,
-        args.report,
-        args.history,
-        args.samples,
+        processed_dir=args.data,
+        checkpoints_dir=args.checkpoints,
+        models_dir=args.models,
+        report_path=args.report,
+        history_csv=args.history,
+        samples_png=args.samples,
         tags={"dvc_stage": "train"},
     )
 

@@ -30,12 +30,12 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     run_sweep(
         params,
-        args.data,
-        args.featurenet,
-        args.checkpoints,
-        args.best,
-        args.results,
-        args.plot,
+        processed_dir=args.data,
+        featurenet_dir=args.featurenet,
+        storage_dir=args.checkpoints,
+        best_params_path=args.best,
+        results_csv=args.results,
+        plot_png=args.plot,
     )
 
 

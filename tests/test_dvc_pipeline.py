@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
-from pipeline.train.export import load_model
+from pipeline.methods.export import load_model
 from tests.conftest import ROOT
 
 
@@ -97,7 +97,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert set(table["diffusion.schedule"]) == {"linear", "cosine"}
     assert set(table["status"]) == {"completed"}
     assert best == {"diffusion": {"schedule": table.iloc[0]["diffusion.schedule"]}}
-    _, _, trained = load_model(repo / "models")  # the train stage applied the winner
+    trained = load_model(repo / "models").params  # the train stage applied the winner
     assert trained.diffusion.schedule == best["diffusion"]["schedule"]
 
     report = json.loads((repo / "reports/train.json").read_text())
@@ -143,7 +143,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     forced = dvc_repo("dvc", "repro", "-f", "-s", "train")
     assert f"reusing the finished run {report['run_name']}" in forced.stdout + forced.stderr
     # a changed training loop: DVC re-runs train, which starts a new run (not the old checkpoint)
-    step = repo / "pipeline/train/step.py"
+    step = repo / "pipeline/methods/step.py"
     step.write_text(step.read_text() + "\n# a changed training loop\n")
     changed = dvc_repo("dvc", "repro")
     assert {"tune", "train", "evaluate"} <= ran(changed)
@@ -160,7 +160,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     untuned = dvc_repo("dvc", "exp", "run", "-S", "tune.enabled=false", "-S", "train.steps=4")
     assert ran(untuned) == {"tune", "train", "evaluate"}
     assert yaml.safe_load((repo / "reports/best_params.yaml").read_text()) == {}
-    assert load_model(repo / "models")[2].diffusion.schedule == "linear"  # params.yaml's
+    assert load_model(repo / "models").params.diffusion.schedule == "linear"  # params.yaml's
 
     set_param(repo, "download.retries", 5)  # how files are fetched, not what they are
     set_param(repo, "mlflow.experiment", "elsewhere")  # where runs are recorded
@@ -172,7 +172,8 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert len(pd.read_csv(repo / "reports/schedules.csv")) == 200
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["splits"]["test"]["images"]["shape"][1:] == [1, 32, 32]
-    net, _, params = load_model(repo / "models")
+    model = load_model(repo / "models")
+    net, params = model.net, model.params
     assert params.data.image_size == 32 and params.diffusion.timesteps == 200
     assert net(torch.zeros(1, 1, 32, 32), torch.tensor([0])).shape == (1, 1, 32, 32)
 

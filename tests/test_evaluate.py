@@ -8,7 +8,6 @@ import ray
 import torch
 import torch.nn.functional as F
 
-from pipeline.build import build_unet
 from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
 from pipeline.data import download_source, preprocess
 from pipeline.data.dataset import ProcessedImages
@@ -18,8 +17,9 @@ from pipeline.evaluate.inception import WEIGHTS_NAME, WEIGHTS_URL, InceptionV3FI
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
 from pipeline.io import file_digest
+from pipeline.methods.ddpm import build_unet
+from pipeline.methods.export import export_model
 from pipeline.models import make_ema
-from pipeline.train.export import export_model
 from tests.test_train import TINY
 
 
@@ -94,7 +94,7 @@ def ray_cluster():
 def test_generation_spreads_batches_over_ray_and_is_seeded(ray_cluster, tmp_path):
     torch.manual_seed(0)
     ema = make_ema(build_unet(TINY))
-    models = export_model({"ema": ema.state_dict(), "step": 0}, TINY, tmp_path / "models")
+    models = export_model(ema.module.state_dict(), step=0, params=TINY, out_dir=tmp_path / "models")
     config = EvalConfig(num_samples=10, batch_size=4, steps=3, num_workers=2)
     first = generate(models, config)
     assert first.shape == (10, 1, 28, 28) and first.dtype == np.uint8

@@ -17,8 +17,8 @@ import yaml
 from PIL import Image
 
 import pipeline
-from pipeline.build import build_unet
 from pipeline.cli import main as cli_main
+from pipeline.cluster import init_ray
 from pipeline.config import FeatureNetConfig, ModelConfig, Params, TrainConfig
 from pipeline.data import download_source, preprocess
 from pipeline.data.download import DownloadError, RemoteFile, fetch
@@ -26,11 +26,11 @@ from pipeline.data.sources import Folder, list_images
 from pipeline.evaluate.featurenet import FeatureNet, FeatureNetResult, save_featurenet
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract
 from pipeline.io import atomic_dir, atomic_path, save_verified, sidecar, write_checksum
+from pipeline.methods.ddpm import build_unet
+from pipeline.methods.export import export_model
 from pipeline.models import make_ema
 from pipeline.provenance import code_digest, source_closure
 from pipeline.train.checkpoint import STATE_KEYS, latest_checkpoint_dir
-from pipeline.train.driver import init_ray
-from pipeline.train.export import export_model
 from stages.evaluate import main as evaluate_main
 from stages.train import main as train_main
 
@@ -53,7 +53,7 @@ def pristine(tmp_path_factory):
     preprocess(DataConfig(limit=64), root / "raw", root / "processed", progress=False)
     torch.manual_seed(0)
     net = build_unet(PARAMS)
-    export_model({"ema": make_ema(net).state_dict(), "step": 4}, PARAMS, root / "models")
+    export_model(make_ema(net).module.state_dict(), step=4, params=PARAMS, out_dir=root / "models")
     config = FeatureNetConfig(epochs=1)
     save_featurenet(FeatureNet(1, 10, config), config, FeatureNetResult(0.1, 2.3, 1), root / "fn")
     (root / "reports").mkdir()
@@ -282,13 +282,13 @@ def test_the_training_code_digest_covers_what_trains_and_only_that(tmp_path):
     module = "pipeline.train.driver"
     assert code_digest(module, copy) == code_digest(module)
     closure = source_closure(module)
-    for name in ("pipeline.train.worker", "pipeline.train.step", "pipeline.diffusion.gaussian",
+    for name in ("pipeline.train.worker", "pipeline.methods.step", "pipeline.diffusion.gaussian",
                  "pipeline.models.unet", "pipeline.config"):  # fmt: skip
         assert name in closure
     assert "pipeline.evaluate.run" not in closure and "pipeline.cli" not in closure
     (copy / "evaluate/run.py").write_text((copy / "evaluate/run.py").read_text() + "\n# edit\n")
     assert code_digest(module, copy) == code_digest(module)  # not training code: same run
-    step = copy / "train/step.py"
+    step = copy / "methods/step.py"
     step.write_text(step.read_text() + "\n# a changed training loop\n")
     assert code_digest(module, copy) != code_digest(module)  # a new run
 

@@ -12,7 +12,6 @@ import torch
 from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.build import build_diffusion, build_unet
 from pipeline.config import (
     DataConfig,
     DownloadConfig,
@@ -25,13 +24,15 @@ from pipeline.config import (
 )
 from pipeline.data import download_source, preprocess
 from pipeline.data.dataset import ProcessedImages
+from pipeline.methods.ddpm import build_diffusion, build_unet
+from pipeline.methods.export import load_model
+from pipeline.methods.step import lr_at
 from pipeline.seeding import derived_seed
 from pipeline.tracking import fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.driver import fit, run_name, train
-from pipeline.train.export import load_model
 from pipeline.train.mlflow_model import load_logged_model
-from pipeline.train.step import lr_at
+from pipeline.train.worker import Fault
 
 
 @pytest.fixture(scope="module")
@@ -83,12 +84,12 @@ def run_train(tmp_path, params=TINY, processed=None, **kwargs):
     """pipeline.train.driver.train with every output under tmp_path; returns the report."""
     return train(
         params,
-        processed,
-        tmp_path / "checkpoints",
-        tmp_path / "models",
-        tmp_path / "reports/train.json",
-        tmp_path / "reports/plots/train_loss.csv",
-        tmp_path / "reports/train_samples.png",
+        processed_dir=processed,
+        checkpoints_dir=tmp_path / "checkpoints",
+        models_dir=tmp_path / "models",
+        report_path=tmp_path / "reports/train.json",
+        history_csv=tmp_path / "reports/plots/train_loss.csv",
+        samples_png=tmp_path / "reports/train_samples.png",
         project_dir=tmp_path,
         **kwargs,
     )
@@ -127,7 +128,8 @@ def test_train_exports_a_loadable_model_and_reports(trained, processed):
     assert list(history["lr"]) == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])
     config = json.loads((root / "models/config.json").read_text())
     assert config["step"] == 4 and from_dict(Params, config["params"]) == TINY
-    net, diffusion, params = load_model(root / "models")
+    model = load_model(root / "models")
+    net, diffusion, params = model.net, model.diffusion, model.params
     assert params == TINY and diffusion.num_timesteps == 1000
     x = torch.randn(2, 1, 28, 28)
     out = net(x, torch.tensor([1, 500]))
@@ -163,12 +165,13 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     assert sum(p.endswith(".png") and "+step+4+" in p for p in images) == 1
 
     # the model files hold no pickle: our loader reads weights_only, pyfunc goes through our module
-    net, _, _ = load_model(root / "models")
+    net = load_model(root / "models").net
     x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 10, 999])
     with fluent_store(client.tracking_uri):
-        logged, _, params = load_logged_model(report["mlflow_model_uri"])
+        logged_model = load_logged_model(report["mlflow_model_uri"])
+        logged, params = logged_model.net, logged_model.params
         pyfunc = mlflow.pyfunc.load_model(report["mlflow_model_uri"])
-        registered, _, _ = load_logged_model("models:/diffusion-pipeline-ddpm/1")
+        registered = load_logged_model("models:/diffusion-pipeline-ddpm/1").net
     assert params == TINY
     with torch.no_grad():
         torch.testing.assert_close(logged(x, t), net(x, t), rtol=0, atol=0)
@@ -242,8 +245,8 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
     ray_cluster, processed, trained, tmp_path
 ):
     marker = tmp_path / "fault-fired"
-    fault = {"rank": 1, "step": 3, "marker": str(marker)}  # before step 4; checkpoint at 2
-    result = fit(TINY, processed, tmp_path / "checkpoints", fault=fault)
+    fault = Fault(rank=1, step=3, marker=str(marker))  # before step 4; checkpoint at 2
+    result = fit(TINY, processed_dir=processed, storage_dir=tmp_path / "checkpoints", fault=fault)
     assert marker.exists()  # the worker really died once
     assert result.error is None and result.metrics["step"] == 4
     state = read_checkpoint(result.checkpoint)
@@ -261,7 +264,7 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run(
     params = with_train(TINY, max_failures=0)  # no restart: the first attempt fails for good
     # dies before its 4th step; the step-2 checkpoint is the resume point. (Dying right after a
     # checkpoint's report can lose it: the controller registers reports asynchronously.)
-    fault = {"rank": 0, "step": 3, "marker": str(tmp_path / "fault-fired")}
+    fault = Fault(rank=0, step=3, marker=str(tmp_path / "fault-fired"))
     with pytest.raises(ray.train.TrainingFailedError):
         run_train(tmp_path, params, processed, fault=fault)
     assert not (tmp_path / "models").exists() and not (tmp_path / "reports/train.json").exists()
@@ -353,7 +356,7 @@ def test_a_corrupted_final_checkpoint_is_skipped_and_the_run_redone_from_the_pre
     data = bytearray((final / "state.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF
     (final / "state.pt").write_bytes(bytes(data))
-    result = fit(TINY, processed, tmp_path)
+    result = fit(TINY, processed_dir=processed, storage_dir=tmp_path)
     assert any(
         str(final) in r.getMessage() and "sha256" in r.getMessage()
         for r in caplog.records
@@ -380,7 +383,7 @@ def test_the_readme_model_loading_example_runs_on_the_logged_model(trained):
     namespace = {"report": report, "x_t": x_t, "t": t, "mlflow": mlflow}
     with fluent_store(f"sqlite:///{root / 'mlflow.db'}"), torch.no_grad():
         exec(compile(block, "README.md", "exec"), namespace)
-    net, _, _ = load_model(root / "models")
+    net = load_model(root / "models").net
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(namespace["eps"]), net(x_t, t), rtol=0, atol=0)
     assert namespace["images"].shape == (16, 1, 28, 28)

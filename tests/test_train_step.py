@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.build import build_diffusion, build_unet
 from pipeline.config import DiffusionConfig, ModelConfig, Params, TrainConfig
+from pipeline.methods.ddpm import build_diffusion, build_unet, train_step
+from pipeline.methods.step import lr_at, resolve_precision
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
-from pipeline.train.step import lr_at, resolve_precision, train_step
 
 SMALL = Params(
     model=ModelConfig(

@@ -25,8 +25,8 @@ from pipeline.config import (
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.probe import METRIC
+from pipeline.methods.export import load_model
 from pipeline.tracking import experiment_id
-from pipeline.train.export import load_model
 from pipeline.tune.best import apply_best_params, read_best_params
 from pipeline.tune.sweep import run_sweep
 from tests.conftest import ROOT
@@ -100,9 +100,9 @@ def searched(ray_cluster, inputs, tmp_path_factory):
     processed, featurenet = inputs
     best = run_sweep(
         BASE,
-        processed,
-        featurenet,
-        project / "checkpoints",
+        processed_dir=processed,
+        featurenet_dir=featurenet,
+        storage_dir=project / "checkpoints",
         **sweep_outputs(project),
         project_dir=project,
     )
@@ -208,7 +208,7 @@ def test_best_params_round_trip_into_the_train_stage(
     best_file = project / "reports/best_params.yaml"
     monkeypatch.chdir(tmp_path)  # the train stage's MLflow store: ./mlflow.db
     assert main([*args, "--best", str(best_file)]) == 0
-    _, diffusion, trained = load_model(tmp_path / "models")
+    trained = load_model(tmp_path / "models").params
     assert trained.diffusion.schedule == best["diffusion.schedule"]
     assert trained.train.lr == 1e-2 and trained.train.steps == BASE.train.steps  # not the budget
     assert trained.diffusion.loss.min_snr_gamma == best["diffusion.loss.min_snr_gamma"]

@@ -16,6 +16,7 @@ from pipeline.config.loader import check_positive, check_seed, section
 from pipeline.data.sources import get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
+from pipeline.methods.registry import check_family
 
 # Upper bounds: values past them fail late (out of memory, integer overflow in torch), not here.
 MAX_TIMESTEPS = 100_000  # T; betas and every per-timestep buffer are T long
@@ -66,8 +67,10 @@ class DiffusionConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """UNet architecture (pipeline.models.UNet); image size and channels come from the data."""
+    """Which model family trains (pipeline.methods), and the UNet architecture
+    (pipeline.models.UNet) of the diffusion families; image size and channels come from the data."""
 
+    family: str = "ddpm"  # one of pipeline.methods.registry.METHODS
     base_channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2, 2)  # per level; each level after the first halves H, W
     num_res_blocks: int = 2  # residual blocks per level
@@ -78,6 +81,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         with section("model"):
+            check_family(self.family)
             check_positive("base_channels", self.base_channels)
             check_positive("num_res_blocks", self.num_res_blocks)
             check_positive("num_heads", self.num_heads)

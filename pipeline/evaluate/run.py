@@ -15,6 +15,7 @@ import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
+from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
 from pipeline.data.dataset import ProcessedImages
 from pipeline.data.manifest import verify_processed
@@ -22,32 +23,31 @@ from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import cached_features, extract, scores
 from pipeline.io import atomic_path, read_json
+from pipeline.methods.base import GenerativeModel
+from pipeline.methods.export import load_model
+from pipeline.pixels import to_unit
 from pipeline.reports.grid import image_grid, save_gif, save_image
 from pipeline.tracking import tracking_uri
-from pipeline.train.driver import init_ray, resolve_use_gpu
-from pipeline.train.export import load_model
 
 log = logging.getLogger(__name__)
 
 GIF_FRAMES = 25  # frames of the denoising trajectory (evenly spaced over the sampler's steps)
 
 
-def trajectory_frames(models_dir: str | Path, config: EvalConfig) -> list[np.ndarray]:
-    """Grids of ``trajectory_count`` samples at GIF_FRAMES points from x_T to x_0 (same sampler)."""
-    net, diffusion, params = load_model(models_dir)
-    size, channels = params.data.image_size, params.data.channels
-    generator = torch.Generator().manual_seed(config.seed)
-    states = []
+def trajectory_frames(model: GenerativeModel, config: EvalConfig) -> list[np.ndarray]:
+    """Grids of ``trajectory_count`` samples at GIF_FRAMES points from the start (x_T) to the
+    sample (same sampler)."""
+    generator = torch.Generator(model.device).manual_seed(config.seed)
     with torch.no_grad():
-        for step in diffusion.sample_progressive(
-            net,
-            (config.trajectory_count, channels, size, size),
-            config.steps,
-            config.sampler,
-            config.eta,
-            generator=generator,
-        ):
-            states.append(step.x)
+        states = list(
+            model.sample_progressive(
+                config.trajectory_count,
+                generator=generator,
+                steps=config.steps,
+                sampler=config.sampler,
+                eta=config.eta,
+            )
+        )
     keep = np.unique(
         np.linspace(0, len(states) - 1, min(GIF_FRAMES, len(states))).round().astype(int)
     )
@@ -56,6 +56,7 @@ def trajectory_frames(models_dir: str | Path, config: EvalConfig) -> list[np.nda
 
 def evaluate(
     params: Params,
+    *,
     models_dir: str | Path,
     featurenet_dir: str | Path,
     processed_dir: str | Path,
@@ -63,19 +64,19 @@ def evaluate(
     metrics_path: str | Path,
     grid_png: str | Path,
     trajectory_gif: str | Path,
-    *,
     project_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """Write metrics.json (fid_/kid_<features>, settings, wall time), the sample grid and the GIF,
-    and log them to the training run recorded in ``train_report``. Returns the metrics."""
+    and log them to the training run recorded in ``train_report``. Returns the metrics. Every
+    path is a keyword."""
     ec, processed_dir = params.eval, Path(processed_dir)
     report = read_json(
         train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)"
     )
-    _, _, trained = load_model(models_dir)  # fails early on a missing or corrupted model
+    model = load_model(models_dir)  # fails early on a missing or corrupted model
     verify_processed(
         processed_dir,
-        image_shape=trained.data.image_shape,
+        image_shape=model.params.data.image_shape,
         min_counts={"test": (2, "evaluate (FID of the test split)")},
     )
     extractor, backend_report = load_extractor(ec, featurenet_dir)
@@ -83,7 +84,7 @@ def evaluate(
 
     started = time.perf_counter()
     init_ray(params)
-    fake_images = generate(models_dir, ec, use_gpu=resolve_use_gpu(trained.train.use_gpu))
+    fake_images = generate(models_dir, ec, use_gpu=resolve_use_gpu(model.params.train.use_gpu))
     cache = params.download.resolved_cache_dir() / "fid-stats"
     real = cached_features(extractor, real_images, cache)
     fake = extract(extractor, fake_images, desc="sample features")
@@ -109,10 +110,8 @@ def evaluate(
         "seed": ec.seed,
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
-    save_image(
-        image_grid(torch.from_numpy(fake_images[: ec.grid_count]).float() / 127.5 - 1), grid_png
-    )
-    save_gif(trajectory_frames(models_dir, ec), trajectory_gif)
+    save_image(image_grid(to_unit(fake_images[: ec.grid_count])), grid_png)
+    save_gif(trajectory_frames(model, ec), trajectory_gif)
     with atomic_path(metrics_path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 

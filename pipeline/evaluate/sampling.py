@@ -10,31 +10,20 @@ import torch
 from tqdm import tqdm
 
 from pipeline.config import EvalConfig
+from pipeline.methods.export import load_model
+from pipeline.pixels import to_uint8
 from pipeline.seeding import derived_seed
-from pipeline.train.export import load_model
-
-
-def to_uint8(x: torch.Tensor) -> np.ndarray:
-    """Images in [-1, 1] -> uint8 (N, C, H, W), rounded: round((x + 1) * 127.5)."""
-    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
 
 
 def sample_batch(models_dir: str, count: int, config: EvalConfig, batch: int) -> np.ndarray:
     """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    net, diffusion, params = load_model(models_dir, device)
+    model = load_model(models_dir, device)
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
-    size = params.data.image_size
-    with torch.no_grad():
-        x0 = diffusion.sample(
-            net,
-            (count, params.data.channels, size, size),
-            steps=config.steps,
-            sampler=config.sampler,
-            eta=config.eta,
-            generator=generator,
-        )
-    return to_uint8(x0)
+    x0 = model.sample(
+        count, generator=generator, steps=config.steps, sampler=config.sampler, eta=config.eta
+    )
+    return to_uint8(x0).numpy()
 
 
 def generate(models_dir: str | Path, config: EvalConfig, use_gpu: bool = False) -> np.ndarray:

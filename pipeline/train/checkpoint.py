@@ -1,7 +1,10 @@
 """Training checkpoints: what a resumed or restarted worker group needs to continue exactly.
 
-``state.pt`` holds the model, EMA, optimiser and grad-scaler state dicts, the step, the metric
-history so far (rows of ``reports/plots/train_loss.csv``) and the latest sample grid. RNG state is
+``state.pt`` holds ``pipeline.train.state.TrainState.state_dict()``: the method's state (networks,
+optimisers, grad scalers), the EMA, the step, the metric history so far (rows of
+``reports/plots/train_loss.csv``) and the latest sample grid. Checkpoints written before the methods
+layout (issue 12: model/optimizer/scaler at the top level) are not resumed: they are skipped with a
+warning naming them, like any checkpoint of another structure. RNG state is
 not stored because there is none to restore: every step reseeds from (seed, rank, step)
 (pipeline.seeding.derived_seed) and the data order is a function of (seed, epoch).
 
@@ -31,7 +34,7 @@ from pipeline.io import CorruptFileError, load_verified, save_verified, verify_c
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FILE = "state.pt"
-STATE_KEYS = ("model", "ema", "optimizer", "scaler", "step", "history", "samples")
+STATE_KEYS = ("method", "ema", "step", "history", "samples")  # TrainState.state_dict()
 
 
 @contextmanager
@@ -54,7 +57,11 @@ def _checked(state: Any, file: Path) -> dict[str, Any]:
     """``state`` if it has a checkpoint's structure; CorruptFileError naming ``file`` otherwise."""
     if not isinstance(state, dict) or not set(STATE_KEYS) <= set(state):
         keys = sorted(state) if isinstance(state, dict) else type(state).__name__
-        raise CorruptFileError(f"{file}: not a training checkpoint (holds {keys})")
+        raise CorruptFileError(
+            f"{file}: not a training checkpoint of this version (holds {keys}, expected "
+            f"{', '.join(STATE_KEYS)}); a checkpoint from before the methods layout cannot be "
+            "resumed: delete its run directory"
+        )
     if not isinstance(state["step"], int):
         raise CorruptFileError(f"{file}: step must be an integer, got {state['step']!r}")
     return state
@@ -87,10 +94,3 @@ def latest_checkpoint_dir(run_dir: str | Path) -> Path | None:
         except (CorruptFileError, OSError) as exc:
             log.warning("skipping checkpoint %s: %s", directory, exc)
     return None
-
-
-def ema_weights(state: dict[str, Any]) -> dict[str, torch.Tensor]:
-    """The EMA copy of the UNet as a plain UNet state_dict (AveragedModel prefixes ``module.``)."""
-    return {
-        k.removeprefix("module."): v for k, v in state["ema"].items() if k.startswith("module.")
-    }

@@ -1,27 +1,27 @@
-"""``train_fn_per_worker``: the loop every Ray Train worker runs (one data-parallel rank each).
+"""``train_fn_per_worker``: the loop every Ray Train worker runs (one data-parallel rank each),
+the same for every model family.
 
-Every rank builds the same model (seeded), wraps it for DDP (``prepare_model``; optionally
-``torch.compile`` first), reads its shard of the training split through a seeded DistributedSampler,
-and runs ``pipeline.train.step.train_step`` with a per-(seed, rank, step) seed. Every rank calls
-``ray.train.report`` (a barrier) at the same steps. Rank 0 alone writes checkpoints, draws the
-progress bar on the driver, and logs metrics and sample grids to the MLflow run.
+Every rank seeds torch, builds the family's Method (``LoopConfig.method``) and its EMA, lets it wrap
+what it trains for DDP, reads its shard of the training split through a seeded DistributedSampler
+and steps with a per-(seed, rank, step) seed. The loop body reads: step -> EMA -> if a report is due,
+rank 0's side jobs (``Rank0Jobs``: progress bar, MLflow, sample grids, the probe) ->
+``ray.train.report`` (a barrier every rank reaches at the same steps; rank 0 attaches the
+checkpoint).
 
 A non-finite loss (averaged over the log window and the ranks, so every rank sees the same value)
 ends the loop on every rank after a last report; rank 0 writes the metrics to
-``loop_config['diverged_file']``, from which the driver raises ``Diverged`` (no retry). With a
-``probe`` (tuning), rank 0 also measures ``fid_featurenet`` of a fixed sample set every
-``probe['every']`` steps and reports it.
+``LoopConfig.diverged_file``, from which the driver raises ``Diverged`` (no retry).
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import math
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,32 +35,72 @@ from mlflow.tracking import MlflowClient
 from ray.experimental import tqdm_ray
 from torch.utils.data import DataLoader, DistributedSampler
 
-from pipeline.build import build_diffusion, build_unet
-from pipeline.config import Params, TrainConfig, from_dict
+from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages
-from pipeline.diffusion import GaussianDiffusion
-from pipeline.evaluate.probe import METRIC, FIDProbe
-from pipeline.evaluate.sampling import to_uint8
 from pipeline.io import CorruptFileError, atomic_path
-from pipeline.models import make_ema
+from pipeline.methods.base import Method
+from pipeline.methods.step import lr_at
+from pipeline.pixels import to_uint8
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
-from pipeline.train.step import StepResult, lr_at, resolve_precision, train_step
+from pipeline.train.state import TrainState
 
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class ProbeConfig:
+    """A score of the EMA model measured on rank 0 every ``every`` steps and reported as
+    ``metric`` (tuning's milestone FID): ``count`` samples, DDIM with ``steps`` steps, from the x_T
+    that ``seed`` fixes. ``scorer()`` builds, once on rank 0, the callable that scores uint8
+    images (N, C, H, W); the higher layer that ranks on it provides it."""
+
+    every: int
+    count: int
+    steps: int
+    seed: int
+    metric: str
+    scorer: Callable[[], Callable[[np.ndarray], float]]
+
+
+@dataclass(frozen=True)
+class Fault:
+    """Test-only: the first time rank ``rank`` reaches ``step`` (no ``marker`` file yet), create the
+    marker and kill that worker process."""
+
+    rank: int
+    step: int
+    marker: str
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    """What every worker trains: ``params`` with ``method`` (the class ``model.family`` names) on
+    ``processed_dir``. ``diverged_file``: where rank 0 records a divergence; ``resume_from``: a
+    checkpoint directory; ``run_id``/``tracking_uri``: the MLflow run rank 0 logs into."""
+
+    params: Params
+    method: type[Method]
+    processed_dir: str
+    diverged_file: str
+    resume_from: str | None = None
+    run_id: str | None = None
+    tracking_uri: str | None = None
+    probe: ProbeConfig | None = None
+    fault: Fault | None = None
+
+
 def make_loader(
-    processed_dir: str | Path, tc: TrainConfig, rank: int, world: int
+    processed_dir: str | Path, train: TrainConfig, rank: int, world: int
 ) -> tuple[DataLoader, DistributedSampler]:
-    """Rank ``rank``'s shard of the training split: micro-batches of ``tc.micro_batch_size``, in an
-    order fixed by (tc.seed, epoch), dropping the incomplete last batch."""
+    """Rank ``rank``'s shard of the training split: micro-batches of ``train.micro_batch_size``, in
+    an order fixed by (train.seed, epoch), dropping the incomplete last batch."""
     dataset = ProcessedImages(processed_dir, "train")
     sampler = DistributedSampler(
-        dataset, num_replicas=world, rank=rank, shuffle=True, seed=tc.seed, drop_last=True
+        dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed, drop_last=True
     )
-    loader = DataLoader(dataset, batch_size=tc.micro_batch_size, sampler=sampler, drop_last=True)
+    loader = DataLoader(dataset, batch_size=train.micro_batch_size, sampler=sampler, drop_last=True)
     return ray.train.torch.prepare_data_loader(loader, add_dist_sampler=False), sampler
 
 
@@ -79,29 +119,25 @@ def micro_batch_stream(
 
 
 class Window:
-    """Step results between two reports, averaged over steps and (all-reduced) over ranks.
+    """Step metrics between two reports, averaged over steps and (all-reduced) over ranks.
 
     ``images_per_s`` counts the time spent in optimiser steps only (not sampling, checkpointing or
     logging), for all ranks together: images per step / this rank's mean step time.
     """
 
     def __init__(self) -> None:
-        self.results: list[StepResult] = []
+        self.results: list[dict[str, torch.Tensor]] = []
         self.seconds = 0.0
 
-    def add(self, result: StepResult, seconds: float) -> None:
-        self.results.append(result)
+    def add(self, metrics: dict[str, torch.Tensor], seconds: float) -> None:
+        self.results.append(metrics)
         self.seconds += seconds
 
     def metrics(self, step: int, lr: float, images: int) -> dict[str, float]:
         """``images``: images per optimiser step over all ranks (the global batch)."""
         stacked = {
-            "loss": torch.stack([r.loss for r in self.results]).mean(),
-            "loss_simple": torch.stack([r.simple for r in self.results]).mean(),
-            "grad_norm": torch.stack([r.grad_norm for r in self.results]).mean(),
+            name: torch.stack([r[name] for r in self.results]).mean() for name in self.results[0]
         }
-        if self.results[0].vlb is not None:
-            stacked["loss_vlb"] = torch.stack([r.vlb for r in self.results]).mean()
         values = torch.stack(list(stacked.values())).float()
         if dist.is_available() and dist.is_initialized():
             dist.all_reduce(values)
@@ -113,23 +149,49 @@ class Window:
         return metrics
 
 
-class Rank0Tracker:
-    """Rank 0's side jobs: the driver's progress bar, MLflow metrics, sample grids and (tuning)
-    the milestone FID probe."""
+class Rank0Jobs:
+    """Rank 0's side jobs after a step: the driver's progress bar, the probe, sample grids, MLflow
+    metrics, and the history the checkpoint carries."""
 
-    def __init__(
-        self, loop_config: dict[str, Any], params: Params, start_step: int, device: torch.device
-    ) -> None:
-        self.params, self.tc, self.device = params, params.train, device
-        self.run_id = loop_config.get("run_id")
-        self.client = MlflowClient(loop_config["tracking_uri"]) if self.run_id else None
-        probe = loop_config.get("probe")
-        self.probe_config = probe
-        self.probe = (
-            FIDProbe(probe["featurenet_dir"], loop_config["processed_dir"]) if probe else None
-        )
-        self.bar = tqdm_ray.tqdm(desc="train", total=self.tc.steps, unit="step")
-        self.bar.update(start_step)
+    def __init__(self, config: LoopConfig, state: TrainState, device: torch.device) -> None:
+        self.train, self.probe, self.device = config.params.train, config.probe, device
+        self.run_id = config.run_id
+        self.client = MlflowClient(config.tracking_uri) if config.run_id else None
+        self.score = config.probe.scorer() if config.probe else None
+        self.bar = tqdm_ray.tqdm(desc="train", total=self.train.steps, unit="step")
+        self.bar.update(state.step)
+
+    def after_step(self, state: TrainState, metrics: dict[str, float] | None) -> None:
+        """``metrics``: the step's report, when one is due (None otherwise)."""
+        self.bar.update(1)
+        step, train = state.step, self.train
+        if metrics and self.probe and step % self.probe.every == 0:
+            x0 = self.sample(state, self.probe.count, self.probe.steps, self.probe.seed)
+            metrics[self.probe.metric] = self.score(to_uint8(x0).numpy())
+            state.samples = self.grid(x0, step)
+        elif (train.sample_every and step % train.sample_every == 0) or step == train.steps:
+            x0 = self.sample(state, train.sample_count, train.sample_steps, train.seed)
+            state.samples = self.grid(x0, step)
+        if metrics:
+            self.log(metrics, step)
+            state.history.append(metrics)
+
+    def sample(self, state: TrainState, count: int, steps: int, seed: int) -> torch.Tensor:
+        """``count`` samples in [-1, 1] of the EMA network (DDIM eta 0 for diffusion families),
+        from the draws that ``seed`` fixes."""
+        net = state.ema.module
+        generator = torch.Generator(self.device).manual_seed(seed)
+        net.eval()
+        x0 = state.method.model(net).sample(count, generator=generator, steps=steps, sampler="ddim")
+        net.train()
+        return x0
+
+    def grid(self, x0: torch.Tensor, step: int) -> torch.Tensor:
+        """The first ``sample_count`` images as a uint8 grid, logged to MLflow as ``samples``."""
+        grid = image_grid(x0[: self.train.sample_count])
+        if self.client:
+            self.client.log_image(self.run_id, grid, key="samples", step=step)
+        return torch.from_numpy(grid)
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.bar.set_description(
@@ -142,46 +204,8 @@ class Rank0Tracker:
                 metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
             )
 
-    def sample(
-        self,
-        model: torch.nn.Module,
-        diffusion: GaussianDiffusion,
-        count: int,
-        steps: int,
-        seed: int,
-    ) -> torch.Tensor:
-        """``count`` DDIM (eta 0) samples in [-1, 1] from the x_T that ``seed`` fixes."""
-        size, channels = self.params.data.image_size, self.params.data.channels
-        generator = torch.Generator(self.device).manual_seed(seed)
-        model.eval()
-        with torch.no_grad():
-            x0 = diffusion.sample(
-                model,
-                (count, channels, size, size),
-                steps=steps,
-                sampler="ddim",
-                generator=generator,
-            )
-        model.train()
-        return x0
-
-    def grid(self, x0: torch.Tensor, step: int) -> np.ndarray:
-        """The first ``sample_count`` images as a grid, logged to MLflow as ``samples``."""
-        grid = image_grid(x0[: self.tc.sample_count])
-        if self.client:
-            self.client.log_image(self.run_id, grid, key="samples", step=step)
-        return grid
-
-    def probe_due(self, step: int) -> bool:
-        return self.probe is not None and step % self.probe_config["every"] == 0
-
-    def milestone(
-        self, model: torch.nn.Module, diffusion: GaussianDiffusion, step: int
-    ) -> tuple[float, np.ndarray]:
-        """fid_featurenet of the probe's fixed sample set, and a grid of its first images."""
-        config = self.probe_config
-        x0 = self.sample(model, diffusion, config["count"], config["steps"], config["seed"])
-        return self.probe(to_uint8(x0)), self.grid(x0, step)
+    def close(self) -> None:
+        self.bar.close()
 
 
 def write_diverged(path: str, metrics: dict[str, float]) -> None:
@@ -191,11 +215,10 @@ def write_diverged(path: str, metrics: dict[str, float]) -> None:
         tmp.write_text(json.dumps(metrics))
 
 
-def maybe_fail(fault: dict[str, Any] | None, rank: int, step: int) -> None:
-    """Test-only fault hook: the first time rank ``fault['rank']`` reaches ``fault['step']`` (no
-    ``fault['marker']`` file yet), create the marker and kill this worker process."""
-    if fault and rank == fault["rank"] and step == fault["step"]:
-        marker = Path(fault["marker"])
+def maybe_fail(fault: Fault | None, rank: int, step: int) -> None:
+    """The test-only fault hook (see ``Fault``)."""
+    if fault and rank == fault.rank and step == fault.step:
+        marker = Path(fault.marker)
         if not marker.exists():
             marker.touch()
             os._exit(1)
@@ -225,103 +248,57 @@ def quiet_ray_train_logs() -> None:
     logging.getLogger(storage.__name__).setLevel(logging.WARNING)
 
 
-def train_fn_per_worker(loop_config: dict[str, Any]) -> None:
-    """Train ``loop_config['params']`` on ``loop_config['processed_dir']``; resume from Ray's latest
-    checkpoint when there is one. ``diverged_file``: where rank 0 records a divergence. Optional
-    keys: ``resume_from`` (a checkpoint directory), ``run_id`` and ``tracking_uri`` (MLflow),
-    ``probe`` (the milestone FID: featurenet_dir, every, count, steps, seed), ``fault``."""
+def train_fn_per_worker(config: LoopConfig) -> None:
+    """Train ``config.params`` on ``config.processed_dir``; resume from Ray's latest checkpoint or
+    ``config.resume_from`` when there is one."""
     quiet_ray_train_logs()
-    params: Params = from_dict(Params, loop_config["params"])
-    tc = params.train
+    train = config.params.train
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
-    precision = resolve_precision(tc.precision, device)
 
-    torch.manual_seed(tc.seed)  # the same initial weights on every rank
-    net = build_unet(params)
-    ema = make_ema(net, tc.ema_decay)
-    diffusion = build_diffusion(params.diffusion).to(device)
-    model = ray.train.torch.prepare_model(torch.compile(net) if tc.compile else net)
-    ema.to(device)
-    optimizer = torch.optim.AdamW(net.parameters(), lr=tc.lr, weight_decay=tc.weight_decay)
-    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    torch.manual_seed(train.seed)  # the same initial weights on every rank
+    state = TrainState(config.method(config.params, device), train.ema_decay)
+    state.method.prepare(ray.train.torch.prepare_model)
+    resumed = resume_state(config.resume_from, device)
+    if resumed:
+        state.load_state_dict(resumed)
 
-    step, history, grid = 0, [], None
-    state = resume_state(loop_config.get("resume_from"), device)
-    if state:
-        net.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        optimizer.load_state_dict(state["optimizer"])
-        scaler.load_state_dict(state["scaler"])
-        step, history, grid = state["step"], state["history"], state["samples"]
-
-    start_step = step
-    loader, sampler = make_loader(loop_config["processed_dir"], tc, rank, world)
-    batches = micro_batch_stream(loader, sampler, start=step * tc.grad_accum_steps)
-    tracker = Rank0Tracker(loop_config, params, step, device) if rank == 0 else None
-    no_sync = getattr(model, "no_sync", contextlib.nullcontext)  # DDP only when world > 1
+    start_step = state.step
+    loader, sampler = make_loader(config.processed_dir, train, rank, world)
+    batches = micro_batch_stream(loader, sampler, start=state.step * train.grad_accum_steps)
+    jobs = Rank0Jobs(config, state, device) if rank == 0 else None
     window = Window()
-    while step < tc.steps:
-        maybe_fail(loop_config.get("fault"), rank, step)
+    while state.step < train.steps:
+        maybe_fail(config.fault, rank, state.step)
         started = time.perf_counter()
-        micro_batches = [next(batches) for _ in range(tc.grad_accum_steps)]
-        torch.manual_seed(derived_seed(tc.seed, rank, step))  # after loading: DataLoader draws too
-        result = train_step(
-            model,
-            diffusion,
-            micro_batches,
-            optimizer,
-            scaler,
-            lr=lr_at(step, tc),
-            grad_clip=tc.grad_clip,
-            precision=precision,
-            no_sync=no_sync,
-        )
-        ema.update_parameters(net)
+        micro_batches = [next(batches) for _ in range(train.grad_accum_steps)]
+        torch.manual_seed(derived_seed(train.seed, rank, state.step))  # after loading: it draws too
+        metrics = state.method.train_step(micro_batches, lr=lr_at(state.step, train))
+        state.ema.update_parameters(state.method.net)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # time the step, not just its kernel launches
-        window.add(result, time.perf_counter() - started)
-        step += 1
-        save = step % tc.checkpoint_every == 0 or step == tc.steps
-        metrics = None
-        if step % tc.log_every == 0 or save:
-            metrics = window.metrics(step, lr_at(step - 1, tc), tc.batch_size)
-            if not math.isfinite(metrics["loss"]):  # the same all-reduced value on every rank
+        window.add(metrics, time.perf_counter() - started)
+        state.step += 1
+        save = state.step % train.checkpoint_every == 0 or state.step == train.steps
+        report = None
+        if state.step % train.log_every == 0 or save:
+            report = window.metrics(state.step, lr_at(state.step - 1, train), train.batch_size)
+            if not math.isfinite(report["loss"]):  # the same all-reduced value on every rank
                 if rank == 0:
-                    write_diverged(loop_config["diverged_file"], metrics)
-                ray.train.report(metrics)
+                    write_diverged(config.diverged_file, report)
+                ray.train.report(report)
                 break
-        if tracker:
-            tracker.bar.update(1)
-            if metrics and tracker.probe_due(step):
-                metrics[METRIC], grid = tracker.milestone(ema.module, diffusion, step)
-                grid = torch.from_numpy(grid)
-            elif (tc.sample_every and step % tc.sample_every == 0) or step == tc.steps:
-                x0 = tracker.sample(
-                    ema.module, diffusion, tc.sample_count, tc.sample_steps, tc.seed
-                )
-                grid = torch.from_numpy(tracker.grid(x0, step))
-            if metrics:
-                tracker.log(metrics, step)
-                history.append(metrics)
-        if not metrics:
+        if jobs:
+            jobs.after_step(state, report)
+        if report is None:
             continue
         if save and rank == 0:
-            state = {
-                "model": net.state_dict(),
-                "ema": ema.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "scaler": scaler.state_dict(),
-                "step": step,
-                "history": history,
-                "samples": grid,
-            }
-            with checkpoint_of(state) as ckpt:
-                ray.train.report(metrics, checkpoint=ckpt)
+            with checkpoint_of(state.state_dict()) as checkpoint:
+                ray.train.report(report, checkpoint=checkpoint)
         else:
-            ray.train.report(metrics)
-    if start_step == tc.steps:  # resumed a finished run: report its last result again (Tune)
-        ray.train.report(history[-1] if rank == 0 else {"step": step})
-    if tracker:
-        tracker.bar.close()
+            ray.train.report(report)
+    if start_step == train.steps:  # resumed a finished run: report its last result again (Tune)
+        ray.train.report(state.history[-1] if rank == 0 else {"step": state.step})
+    if jobs:
+        jobs.close()

@@ -27,23 +27,27 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
+from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.probe import METRIC
 from pipeline.io import atomic_path
+from pipeline.methods.registry import method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import (
     experiment_id,
     log_dataset,
+    logged_params,
     provenance_tags,
+    recorded,
     start_run,
     tracking_uri,
 )
-from pipeline.train.driver import check_data, init_ray, logged_params, resolve_use_gpu
+from pipeline.train.driver import check_data
 from pipeline.tune.best import write_best_params
-from pipeline.tune.trial import TRIAL_TAG, run_trial
+from pipeline.tune.trial import TRIAL_TAG, SweepConfig, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +83,7 @@ def sweep_identity(params: Params, processed_dir: Path, featurenet_sha256: str) 
         "data_manifest_sha256": manifest_digest(processed_dir),
         "featurenet_sha256": featurenet_sha256,
         "code_sha256": code_digest(CODE),
+        "method_code_sha256": code_digest(method_module(params.model.family)),
     }
 
 
@@ -212,13 +217,13 @@ def _error_line(error: BaseException | None) -> str:
 
 def run_sweep(
     params: Params,
+    *,
     processed_dir: str | Path,
     featurenet_dir: str | Path,
     storage_dir: str | Path,
     best_params_path: str | Path,
     results_csv: str | Path,
     plot_png: str | Path,
-    *,
     project_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """The tune stage. With ``tune.enabled`` false it only writes an empty best_params.yaml (and an
@@ -263,20 +268,20 @@ def run_sweep(
     )
     dataset = f"{params.data.source}-processed"
     log_dataset(client, parent_id, processed_dir, dataset, identity["data_manifest_sha256"])
-    sweep = {
-        "params": to_dict(params),
-        "name": name,
-        "parent_run_id": parent_id,
-        "tracking_uri": uri,
-        "processed_dir": str(processed_dir),
-        "featurenet_dir": str(featurenet_dir),
-        "storage_dir": str(storage_dir / f"{name}-trials"),
-    }
+    sweep = SweepConfig(
+        params=params,
+        name=name,
+        parent_run_id=parent_id,
+        tracking_uri=uri,
+        processed_dir=str(processed_dir),
+        featurenet_dir=str(featurenet_dir),
+        storage_dir=str(storage_dir / f"{name}-trials"),
+    )
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(run_trial, sweep=sweep), TRIAL_DRIVER_RESOURCES
     )
     path = storage_dir / name
-    try:
+    with recorded(client, parent_id, finish=False):  # a failed or interrupted sweep is FAILED
         if restorable(path, identity):
             log.info("resuming sweep %s from %s", name, path)
             tuner = ray.tune.Tuner.restore(
@@ -284,7 +289,7 @@ def run_sweep(
             )
         else:
             log.info("sweep %s: %s", name, {k: s.values for k, s in specs.items()})
-            for stale in (path, Path(sweep["storage_dir"])):  # another sweep's, or unreadable
+            for stale in (path, Path(sweep.storage_dir)):  # another sweep's, or unreadable
                 shutil.rmtree(stale, ignore_errors=True)
             path.mkdir(parents=True)
             with atomic_path(path / IDENTITY_FILE) as tmp:
@@ -300,9 +305,6 @@ def run_sweep(
                 ),
             )
         table = results_table(tuner.fit(), path, tc, list(specs))
-    except BaseException:
-        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
-        raise
     unfinished = table[table["status"] == "unfinished"]
     if len(unfinished):
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.KILLED))

@@ -1,8 +1,8 @@
-"""The trained model on disk (``models/``): what evaluation, sampling and MLflow load.
+"""The trained model on disk (``models/``): what evaluation, sampling, MLflow and the CLI load.
 
-``ema.pt``: the EMA weights as a UNet state_dict, with ``ema.pt.sha256``. ``config.json``:
-``{"step": N, "weights_sha256": ..., "params": {...}}``, the full params the model was trained with,
-from which ``pipeline.build`` rebuilds the UNet and the diffusion process. Loading checks the
+``ema.pt``: the EMA weights of the family's network as a state_dict, with ``ema.pt.sha256``.
+``config.json``: ``{"step": N, "weights_sha256": ..., "params": {...}}``, the full params the model
+was trained with, from which ``model.family``'s Method rebuilds the network. Loading checks the
 weights' sha256 and reads them with ``weights_only=True``: no code is ever loaded from these files.
 """
 
@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import torch
 
-from pipeline.build import build_diffusion, build_unet
 from pipeline.config import ConfigError, Params, from_dict, to_dict
-from pipeline.diffusion import GaussianDiffusion
 from pipeline.io import CorruptFileError, atomic_dir, load_verified, read_json, save_verified
-from pipeline.models import UNet
-from pipeline.train.checkpoint import ema_weights
+from pipeline.methods.base import GenerativeModel
+from pipeline.methods.registry import method_class
 
 WEIGHTS_FILE, CONFIG_FILE = "ema.pt", "config.json"
 MADE_BY = "the train stage (dvc repro train)"
 
 
-def export_model(state: dict[str, Any], params: Params, out_dir: str | Path) -> Path:
-    """Write ``ema.pt`` (+ sha256) and ``config.json`` from a training checkpoint's state,
-    atomically."""
+def export_model(
+    weights: dict[str, torch.Tensor], *, step: int, params: Params, out_dir: str | Path
+) -> Path:
+    """Write ``ema.pt`` (+ sha256) and ``config.json`` atomically."""
     with atomic_dir(out_dir) as tmp:
-        digest = save_verified(ema_weights(state), tmp / WEIGHTS_FILE)
-        config = {"step": state["step"], "weights_sha256": digest, "params": to_dict(params)}
+        digest = save_verified(weights, tmp / WEIGHTS_FILE)
+        config = {"step": step, "weights_sha256": digest, "params": to_dict(params)}
         (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     return Path(out_dir)
 
@@ -47,21 +45,22 @@ def load_params_of(models_dir: str | Path) -> Params:
         raise ConfigError(f"{path}: params: {exc}") from None
 
 
-def load_model(
-    models_dir: str | Path, device: torch.device | str = "cpu"
-) -> tuple[UNet, GaussianDiffusion, Params]:
-    """The exported EMA UNet (eval mode), its diffusion process and params. Raises ValueError
-    naming the file for a bad config.json, or weights that are corrupted or do not fit."""
+def load_model(models_dir: str | Path, device: torch.device | str = "cpu") -> GenerativeModel:
+    """The exported EMA network (eval mode) as its family's GenerativeModel (``.net``,
+    ``.params``, ``.sample``). Raises ValueError naming the file for a bad config.json, or
+    weights that are corrupted or do not fit."""
     models_dir = Path(models_dir)
     params = load_params_of(models_dir)
     weights = models_dir / WEIGHTS_FILE
     state = load_verified(weights, device)
-    net = build_unet(params)
+    method = method_class(params.model.family)
+    net = method.build_net(params)
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
         first = str(exc).strip().splitlines()[0]
         raise CorruptFileError(
-            f"{weights}: does not fit the UNet of {models_dir / CONFIG_FILE} ({first})"
+            f"{weights}: does not fit the {params.model.family} network of "
+            f"{models_dir / CONFIG_FILE} ({first})"
         ) from None
-    return net.to(device).eval(), build_diffusion(params.diffusion).to(device), params
+    return method.model_class(net.to(device).eval(), params)

@@ -1,0 +1,195 @@
+"""The DDPM family: a UNet trained on the diffusion loss, sampled by DDPM or DDIM.
+
+Training minimises ``w_simple * L_simple + w_vlb * L_vlb`` (improved DDPM eq. 16, see
+pipeline.diffusion.gaussian) with AdamW; sampling runs the reverse process from x_T ~ N(0, I).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
+from torch import nn
+
+from pipeline.config import DiffusionConfig, Params
+from pipeline.diffusion import GaussianDiffusion, make_betas
+from pipeline.methods.base import GenerativeModel, Method
+from pipeline.methods.step import StepResult, optimizer_step, resolve_precision
+from pipeline.models import UNet
+
+
+def build_diffusion(config: DiffusionConfig) -> GaussianDiffusion:
+    """The forward/reverse process of the ``diffusion`` section."""
+    betas = make_betas(
+        config.schedule,
+        config.timesteps,
+        config.beta_start,
+        config.beta_end,
+        zero_terminal_snr=config.zero_terminal_snr,
+    )
+    return GaussianDiffusion(
+        betas,
+        config.prediction_type,
+        config.variance_type,
+        w_simple=config.loss.w_simple,
+        w_vlb=config.loss.w_vlb,
+        min_snr_gamma=config.loss.min_snr_gamma,
+    )
+
+
+def build_unet(params: Params) -> UNet:
+    """The denoiser of the ``model`` section for the data's image shape (2C outputs with a learned
+    variance)."""
+    return UNet(
+        params.model,
+        image_size=params.data.image_size,
+        in_channels=params.data.channels,
+        learned_variance=params.diffusion.variance_type == "learned_range",
+    )
+
+
+def train_step(
+    model: nn.Module,
+    diffusion: GaussianDiffusion,
+    micro_batches: Sequence[torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    *,
+    lr: float,
+    grad_clip: float,
+    precision: str = "fp32",
+    no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+) -> StepResult:
+    """One optimiser step of the diffusion loss (pipeline.methods.step.optimizer_step); the terms
+    are ``loss``, ``loss_simple`` and, with a learned variance, ``loss_vlb``."""
+
+    def loss_terms(net: nn.Module, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = diffusion.training_losses(net, x0)
+        out = {"loss": terms.loss, "loss_simple": terms.simple}
+        return out if terms.vlb is None else {**out, "loss_vlb": terms.vlb}
+
+    return optimizer_step(
+        model,
+        loss_terms,
+        micro_batches,
+        optimizer,
+        scaler,
+        lr=lr,
+        grad_clip=grad_clip,
+        precision=precision,
+        no_sync=no_sync,
+    )
+
+
+class DDPMModel(GenerativeModel):
+    """A trained UNet with its diffusion process. ``predict({"x_t": (B, C, H, W) float32, "t": (B,)
+    int64})`` returns the network output (B, C', H, W): eps, x0 or v by
+    ``diffusion.prediction_type``, C' = 2C with a learned variance."""
+
+    def __init__(
+        self, net: nn.Module, params: Params, diffusion: GaussianDiffusion | None = None
+    ) -> None:
+        super().__init__(net, params)
+        if diffusion is None:
+            diffusion = build_diffusion(params.diffusion).to(self.device)
+        self.diffusion = diffusion
+
+    def sample_progressive(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        eta: float = 0.0,
+        cond: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """x_t after each reverse step from x_T ~ N(0, I) (GaussianDiffusion.sample_progressive)."""
+        shape = (n, *self.params.data.image_shape)
+        for step in self.diffusion.sample_progressive(
+            self.net, shape, steps, sampler, eta, cond, generator
+        ):
+            yield step.x
+
+    def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
+        x_t = torch.as_tensor(np.asarray(inputs["x_t"], dtype=np.float32))
+        t = torch.as_tensor(np.asarray(inputs["t"], dtype=np.int64))
+        with torch.no_grad():
+            return self.net(x_t, t).numpy()
+
+    def signature(self) -> ModelSignature:
+        c, s, s = self.params.data.image_shape
+        inputs = Schema(
+            [
+                TensorSpec(np.dtype("float32"), (-1, c, s, s), "x_t"),
+                TensorSpec(np.dtype("int64"), (-1,), "t"),
+            ]
+        )
+        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.net.out_channels, s, s))])
+        return ModelSignature(inputs=inputs, outputs=outputs)
+
+
+class DDPM(Method):
+    """A UNet and its AdamW optimiser (grad scaler for fp16) on the diffusion loss."""
+
+    family = "ddpm"
+    model_class = DDPMModel
+
+    def __init__(self, params: Params, device: torch.device) -> None:
+        super().__init__(params, device)
+        train = params.train
+        self.unet = build_unet(params).to(device)
+        self.diffusion = build_diffusion(params.diffusion).to(device)
+        self.precision = resolve_precision(train.precision, device)
+        self.optimizer = torch.optim.AdamW(
+            self.unet.parameters(), lr=train.lr, weight_decay=train.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self.trained: nn.Module = self.unet  # the DDP-wrapped (and compiled) UNet once prepared
+
+    @property
+    def net(self) -> nn.Module:
+        return self.unet
+
+    @classmethod
+    def build_net(cls, params: Params) -> nn.Module:
+        return build_unet(params)
+
+    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self.trained = wrap(torch.compile(self.unet) if self.params.train.compile else self.unet)
+
+    def train_step(
+        self, micro_batches: Sequence[torch.Tensor], *, lr: float
+    ) -> dict[str, torch.Tensor]:
+        result = train_step(
+            self.trained,
+            self.diffusion,
+            micro_batches,
+            self.optimizer,
+            self.scaler,
+            lr=lr,
+            grad_clip=self.params.train.grad_clip,
+            precision=self.precision,
+            no_sync=getattr(self.trained, "no_sync", contextlib.nullcontext),  # DDP: world > 1
+        )
+        return {**result.terms, "grad_norm": result.grad_norm}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.unet.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.unet.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+
+    def model(self, net: nn.Module) -> DDPMModel:
+        return DDPMModel(net, self.params, self.diffusion)
