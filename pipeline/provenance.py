@@ -33,7 +33,7 @@ def _module_file(name: str, root: Path) -> Path | None:
     return None
 
 
-def _imports(file: Path, name: str) -> set[str]:
+def imports_of(file: Path, name: str) -> set[str]:
     """The ``pipeline.*`` names a module imports anywhere in its body (``from a import b`` gives
     both ``a`` and ``a.b``, as ``b`` may be a submodule), and its parent packages (importing
     ``a.b`` runs ``a/__init__.py``)."""
@@ -68,7 +68,7 @@ def source_closure(module: str, root: str | Path | None = None) -> dict[str, Pat
         if file is None:  # an attribute imported with ``from``, not a module
             continue
         seen[name] = file
-        todo.extend(_imports(file, name) - set(seen))
+        todo.extend(imports_of(file, name) - set(seen))
     return seen
 
 
