@@ -1,0 +1,175 @@
+"""A model family is a plug-in: a throwaway "mean image" family, registered from this test module,
+trains and samples through the real loop (driver, worker, checkpoints, export, MLflow) on 2 Ray
+workers with no edit to the loop, the driver or the export. Plus the registry's error."""
+
+import dataclasses
+import sys
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+import pytest
+import ray
+import ray.cloudpickle
+import torch
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
+from torch import nn
+
+from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from_dict, to_dict
+from pipeline.data.dataset import ProcessedImages
+from pipeline.methods.base import GenerativeModel, Method
+from pipeline.methods.export import load_model
+from pipeline.methods.registry import METHODS
+from pipeline.methods.step import optimizer_step
+from pipeline.train.driver import train
+from tests.test_train import TINY, processed, with_train  # noqa: F401 (a fixture)
+
+
+class MeanNet(nn.Module):
+    """One parameter: an image."""
+
+    def __init__(self, shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.mean = nn.Parameter(torch.zeros(shape))
+
+    def forward(self, n: int) -> torch.Tensor:
+        return self.mean.expand(n, *self.mean.shape)
+
+
+class MeanImageModel(GenerativeModel):
+    """Every sample is the learned mean image."""
+
+    def sample_progressive(self, n, *, generator, steps=None, sampler="ddim", eta=0.0, cond=None):
+        yield self.net(n)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], params=None) -> np.ndarray:
+        with torch.no_grad():
+            return self.net(int(inputs["n"][0])).numpy()
+
+    def signature(self) -> ModelSignature:
+        c, h, w = self.params.data.image_shape
+        return ModelSignature(
+            inputs=Schema([TensorSpec(np.dtype("int64"), (1,), "n")]),
+            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, c, h, w))]),
+        )
+
+
+class MeanImage(Method):
+    """Fits the mean training image by minimising the MSE to each batch (Adam)."""
+
+    family = "mean"
+    model_class = MeanImageModel
+
+    def __init__(self, params: Params, device: torch.device) -> None:
+        super().__init__(params, device)
+        self.mean_net = MeanNet(params.data.image_shape).to(device)
+        self.optimizer = torch.optim.Adam(self.mean_net.parameters(), lr=params.train.lr)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=False)
+        self.trained: nn.Module = self.mean_net
+
+    @property
+    def net(self) -> nn.Module:
+        return self.mean_net
+
+    @classmethod
+    def build_net(cls, params: Params) -> nn.Module:
+        return MeanNet(params.data.image_shape)
+
+    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        self.trained = wrap(self.mean_net)
+
+    def train_step(self, micro_batches: Sequence[torch.Tensor], *, lr: float) -> dict:
+        def loss_terms(net: nn.Module, x0: torch.Tensor) -> dict[str, torch.Tensor]:
+            return {"loss": ((net(x0.shape[0]) - x0) ** 2).mean()}
+
+        result = optimizer_step(
+            self.trained, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
+            grad_clip=0.0,
+        )  # fmt: skip
+        return {**result.terms, "grad_norm": result.grad_norm}
+
+    def state_dict(self) -> dict:
+        return {"net": self.mean_net.state_dict(), "optimizer": self.optimizer.state_dict()}
+
+    def load_state_dict(self, state: Mapping) -> None:
+        self.mean_net.load_state_dict(state["net"])
+        self.optimizer.load_state_dict(state["optimizer"])
+
+
+def mean_params() -> Params:
+    params = with_train(
+        TINY,
+        steps=40,
+        lr=0.05,
+        warmup_steps=0,
+        ema_decay=0.0,  # the EMA is the latest weights: the test compares them to the data
+        log_every=10,
+        checkpoint_every=20,
+        sample_every=20,
+    )
+    return dataclasses.replace(
+        params,
+        model=dataclasses.replace(params.model, family="mean"),
+        mlflow=MlflowConfig(registered_model=None),
+    )
+
+
+@pytest.fixture
+def mean_family(monkeypatch):
+    """The toy family registered for this test; Ray ships its classes to the workers by value."""
+    monkeypatch.setitem(METHODS, "mean", f"{__name__}:MeanImage")
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
+    yield
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    ray.init(num_cpus=2, include_dashboard=False)
+    yield
+    ray.shutdown()
+
+
+def test_a_new_family_trains_and_samples_through_the_real_loop(
+    mean_family,
+    ray_cluster,
+    processed,
+    tmp_path,
+    monkeypatch,  # noqa: F811
+):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    params = mean_params()
+    report = train(
+        params,
+        processed_dir=processed,
+        checkpoints_dir=tmp_path / "checkpoints",
+        models_dir=tmp_path / "models",
+        report_path=tmp_path / "train.json",
+        history_csv=tmp_path / "history.csv",
+        samples_png=tmp_path / "samples.png",
+        project_dir=tmp_path,
+    )
+    assert report["steps"] == 40 and report["num_workers"] == 2 and report["run_name"]
+    history = pd.read_csv(tmp_path / "history.csv")
+    assert list(history["step"]) == [10, 20, 30, 40]
+    assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
+
+    model = load_model(tmp_path / "models")  # the export, rebuilt through the registry
+    assert isinstance(model, MeanImageModel) and model.params.model.family == "mean"
+    target = ProcessedImages(processed, "train").images.astype(np.float32).mean(0) / 127.5 - 1
+    learned = model.net.mean.detach().numpy()
+    start_error = np.abs(target).mean()  # the zero image the family starts from
+    assert np.abs(learned - target).mean() < 0.25 * start_error
+    samples = model.sample(3, generator=torch.Generator().manual_seed(0))
+    assert samples.shape == (3, *params.data.image_shape)
+    torch.testing.assert_close(samples[2], torch.from_numpy(learned).clamp(-1, 1))
+    assert (tmp_path / "samples.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_an_unknown_family_is_refused_with_the_registered_names():
+    raw = to_dict(Params())
+    raw["model"]["family"] = "vae"
+    with pytest.raises(ConfigError, match="model: family: unknown value 'vae'; allowed: ddpm"):
+        from_dict(Params, raw)
+    assert ModelConfig().family == "ddpm"
