@@ -16,6 +16,7 @@ from collections.abc import Callable, Sequence
 
 import yaml
 
+from pipeline import console
 from pipeline.config import load_params, to_dict
 
 log = logging.getLogger("pipeline")
@@ -27,13 +28,18 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report Ctrl-C
 def entry_point(
     main: Callable[[Sequence[str] | None], None],
 ) -> Callable[[Sequence[str] | None], int]:
-    """Set up logging, run ``main(argv)`` and map bad input to exit status 2."""
+    """Set up logging, run ``main(argv)`` and map bad input to exit status 2. A DVC stage run from
+    the command line (``argv`` None) prints through ``pipeline.console``: progress and a summary
+    on the terminal, the rest in ``logs/<stage>.log``."""
 
     @functools.wraps(main)
     def run(argv: Sequence[str] | None = None) -> int:
-        logging.basicConfig(
-            level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-        )
+        spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
+        module = spec.name if spec else main.__module__  # ``python -m stages.x`` runs __main__
+        if argv is None and module.startswith("stages."):
+            console.start(module.removeprefix("stages."))
+        else:
+            logging.basicConfig(level=logging.INFO, format=console.FORMAT)
         try:
             main(argv)
         except (ValueError, OSError) as exc:

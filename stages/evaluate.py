@@ -8,7 +8,9 @@ from collections.abc import Sequence
 
 from pipeline.cli import entry_point
 from pipeline.config import load_params
+from pipeline.console import say
 from pipeline.evaluate.run import evaluate
+from pipeline.tracking import tracking_uri
 
 
 @entry_point
@@ -24,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--trajectory", required=True, help="denoising trajectory, GIF")
     args = parser.parse_args(argv)
     params = load_params(args.params)
-    evaluate(
+    metrics = evaluate(
         params,
         models_dir=args.models,
         featurenet_dir=args.featurenet,
@@ -34,6 +36,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         grid_png=args.grid,
         trajectory_gif=args.trajectory,
     )
+    name = metrics["features"]
+    say(
+        f"evaluate: fid_{name} {metrics[f'fid_{name}']:.3f}, kid_{name} "
+        f"{metrics[f'kid_{name}']:.4f} ({metrics['num_samples']} samples, {metrics['sampler']} "
+        f"{metrics['steps']} steps); pictures: {args.grid}, {args.trajectory}"
+    )
+    say(f"compare runs: mlflow ui --backend-store-uri {tracking_uri()}")
 
 
 if __name__ == "__main__":

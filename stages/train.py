@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from pipeline.cli import entry_point
 from pipeline.config import load_params
+from pipeline.console import say
 from pipeline.train.driver import train
 from pipeline.tune.best import apply_best_params
 
@@ -31,7 +32,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     if args.best:
         params = apply_best_params(params, args.best)
-    train(
+    report = train(
         params,
         processed_dir=args.data,
         checkpoints_dir=args.checkpoints,
@@ -40,6 +41,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         history_csv=args.history,
         samples_png=args.samples,
         tags={"dvc_stage": "train"},
+    )
+    say(
+        f"train: {report['steps']} steps, final loss {report['final_loss']:.4f}, "
+        f"{report['images_per_s']:.0f} img/s, {report['wall_time_s']:.0f} s; model in "
+        f"{args.models}/, samples in {args.samples}"
     )
 
 

@@ -134,9 +134,9 @@ def ray_cluster():
 def test_a_new_family_trains_and_samples_through_the_real_loop(
     mean_family,
     ray_cluster,
-    processed,
+    processed,  # noqa: F811 (the fixture)
     tmp_path,
-    monkeypatch,  # noqa: F811
+    monkeypatch,
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = mean_params()

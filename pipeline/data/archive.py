@@ -13,7 +13,7 @@ import shutil
 import tarfile
 from pathlib import Path, PurePosixPath
 
-from tqdm.auto import tqdm
+from pipeline.console import progress_bar
 
 
 class UnsafeArchiveError(ValueError):
@@ -55,7 +55,7 @@ def extract_tar(archive: str | Path, dest: str | Path, *, progress: bool = True)
         with tarfile.open(archive) as tar:
             members = tar.getmembers()
             check_members(archive, members, tmp)
-            for m in tqdm(
+            for m in progress_bar(
                 members, desc=f"extract {archive.name}", unit="file", disable=not progress
             ):
                 tar.extract(m, tmp, filter="data")

@@ -19,8 +19,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
+from pipeline.console import progress_bar
 from pipeline.io import CHUNK, file_digest
 
 log = logging.getLogger(__name__)
@@ -104,7 +103,7 @@ def _download_once(url: str, part: Path, timeout: float, progress: bool) -> None
         mode = "ab" if offset else "wb"
         with (
             open(part, mode) as f,
-            tqdm(
+            progress_bar(
                 total=total,
                 initial=offset,
                 unit="B",

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from PIL import Image
-from tqdm.auto import tqdm
 
+from pipeline.console import progress_bar
 from pipeline.data.download import file_digest
 from pipeline.data.sources import Example, get_source
 from pipeline.io import atomic_dir
@@ -125,7 +125,7 @@ def preprocess(
     with atomic_dir(out_dir) as tmp:
         writers = {s: NpyAppender(tmp / f"{s}_images.npy", item_shape) for s in SPLITS}
         labels: dict[str, list[int]] = {s: [] for s in SPLITS}
-        for example in tqdm(
+        for example in progress_bar(
             source.examples(raw_dir),
             desc=f"preprocess {source.name}",
             unit="img",

@@ -16,9 +16,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader
-from tqdm import tqdm
 
 from pipeline.config import FeatureNetConfig, from_dict, to_dict
+from pipeline.console import progress_bar
 from pipeline.data.dataset import ProcessedImages
 from pipeline.data.manifest import verify_processed
 from pipeline.io import atomic_dir, load_verified, read_json, recorded_digest, save_verified
@@ -100,7 +100,7 @@ def train_featurenet(
     net = FeatureNet(train.images.shape[1], num_classes, config)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr)
     loader = DataLoader(train, batch_size=config.batch_size, shuffle=True, drop_last=False)
-    bar = tqdm(total=config.epochs * len(loader), desc="featurenet", disable=not progress)
+    bar = progress_bar(total=config.epochs * len(loader), desc="featurenet", disable=not progress)
     for _ in range(config.epochs):
         net.train()
         for x, y in loader:

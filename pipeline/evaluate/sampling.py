@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import ray
 import torch
-from tqdm import tqdm
 
 from pipeline.config import EvalConfig
+from pipeline.console import progress_bar
 from pipeline.methods.export import load_model
 from pipeline.pixels import to_uint8
 from pipeline.seeding import derived_seed
@@ -38,7 +38,7 @@ def generate(models_dir: str | Path, config: EvalConfig, use_gpu: bool = False) 
     results: dict[int, np.ndarray] = {}
     pending: dict[ray.ObjectRef, int] = {}
     queue = list(enumerate(counts))
-    with tqdm(total=config.num_samples, desc="sampling", unit="img") as bar:
+    with progress_bar(total=config.num_samples, desc="sampling", unit="img") as bar:
         while queue or pending:
             while queue and len(pending) < config.num_workers:
                 batch, count = queue.pop(0)

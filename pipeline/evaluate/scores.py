@@ -17,8 +17,8 @@ import torch
 from torch import nn
 from torchmetrics.image.fid import FrechetInceptionDistance
 from torchmetrics.image.kid import KernelInceptionDistance
-from tqdm import tqdm
 
+from pipeline.console import progress_bar
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance
 from pipeline.io import CorruptFileError, load_verified, save_verified
 
@@ -60,7 +60,7 @@ def extract(
     out = []
     batches = range(0, len(images), batch_size)
     with torch.no_grad():
-        for start in tqdm(batches, desc=desc, unit="batch", disable=desc is None):
+        for start in progress_bar(batches, desc=desc, unit="batch", disable=desc is None):
             batch = np.array(
                 images[start : start + batch_size]
             )  # a writable copy of a memmap slice

@@ -8,12 +8,14 @@ the run by its name tag), or reuses it when it finished; any change starts a new
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import statistics
+import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from ray.train.torch import TorchTrainer
 
 from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
+from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
 from pipeline.io import atomic_path
 from pipeline.methods.export import export_model
@@ -50,6 +53,7 @@ from pipeline.train.worker import Fault, LoopConfig, ProbeConfig, train_fn_per_w
 log = logging.getLogger(__name__)
 
 DIVERGED_FILE = "diverged.json"  # in a run's storage directory, written by rank 0 on a NaN/inf loss
+PROGRESS_FILE = "progress.json"  # beside it: rank 0's step, loss and speed, for the driver's bar
 
 RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
 
@@ -99,6 +103,38 @@ def check_data(
     return manifest
 
 
+@contextlib.contextmanager
+def following(progress_file: Path, total: int) -> Iterator[None]:
+    """A progress bar on the terminal that follows ``progress_file`` (rank 0 rewrites it after
+    every step) while the block runs."""
+    bar = progress_bar(total=total, desc="train", unit="step")
+    stop = threading.Event()
+
+    def update() -> None:
+        try:
+            seen = json.loads(progress_file.read_text())
+        except (OSError, ValueError):  # not written yet
+            return
+        if "loss" in seen:
+            loss, speed = seen["loss"], seen["images_per_s"]
+            bar.set_description(f"train loss {loss:.4f} | {speed:.0f} img/s", refresh=False)
+        bar.update(seen["step"] - bar.n)
+
+    def poll() -> None:
+        while not stop.wait(0.5):
+            update()
+
+    thread = threading.Thread(target=poll, name="train-progress", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        update()
+        bar.close()
+
+
 class Diverged(ValueError):
     """The training loss became NaN or infinite (a bad learning rate or loss weighting)."""
 
@@ -114,12 +150,14 @@ def fit(
     probe: ProbeConfig | None = None,
     callbacks: list[ray.train.UserCallback] | None = None,
     fault: Fault | None = None,
+    progress: bool = False,
 ) -> ray.train.Result:
     """Train on ``processed_dir``; checkpoints live under ``storage_dir``/``name`` (absolute,
     outside DVC's outs; ``name`` defaults to ``run_name``). With ``run_id``, rank 0 logs metrics
     and sample grids to that MLflow run at ``mlflow_uri``. ``probe`` adds a milestone score
     (tuning's FID); ``callbacks`` go to the RunConfig (Tune's report callback); ``fault`` is the
-    test-only hook of pipeline.train.worker. Raises ``Diverged`` on a non-finite loss."""
+    test-only hook of pipeline.train.worker; ``progress`` shows a bar on the terminal (rank 0's
+    step, loss and speed). Raises ``Diverged`` on a non-finite loss."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
     check_batches(params, read_manifest(processed_dir))
     init_ray(params, mlflow_uri)
@@ -128,6 +166,8 @@ def fit(
     resume_from = latest_checkpoint_dir(storage_dir / name)
     diverged_file = storage_dir / name / DIVERGED_FILE
     diverged_file.unlink(missing_ok=True)
+    progress_file = storage_dir / name / PROGRESS_FILE
+    progress_file.unlink(missing_ok=True)
     if resume_from:
         step = read_state(resume_from, check=False)["step"]
         if step == train.steps:
@@ -146,6 +186,7 @@ def fit(
         tracking_uri=mlflow_uri,
         probe=probe,
         fault=fault,
+        progress_file=str(progress_file) if progress else None,
     )
     trainer = TorchTrainer(
         train_fn_per_worker,
@@ -161,7 +202,11 @@ def fit(
         ),
     )
     log.info("training %s: %d steps on %d workers", name, train.steps, train.num_workers)
-    result = trainer.fit()
+    if progress:
+        with following(progress_file, train.steps):
+            result = trainer.fit()
+    else:
+        result = trainer.fit()
     if diverged_file.is_file():
         last = json.loads(diverged_file.read_text())
         raise Diverged(
@@ -226,6 +271,7 @@ def train(
             run_id=run_id,
             mlflow_uri=uri,
             fault=fault,
+            progress=True,
         )
         # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
         final = result.checkpoint.path if result.checkpoint else None

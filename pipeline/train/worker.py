@@ -4,7 +4,7 @@ the same for every model family.
 Every rank seeds torch, builds the family's Method (``LoopConfig.method``) and its EMA, lets it wrap
 what it trains for DDP, reads its shard of the training split through a seeded DistributedSampler
 and steps with a per-(seed, rank, step) seed. The loop body reads: step -> EMA -> if a report is due,
-rank 0's side jobs (``Rank0Jobs``: progress bar, MLflow, sample grids, the probe) ->
+rank 0's side jobs (``Rank0Jobs``: the probe, sample grids, MLflow, progress for the driver) ->
 ``ray.train.report`` (a barrier every rank reaches at the same steps; rank 0 attaches the
 checkpoint).
 
@@ -32,7 +32,6 @@ import torch
 import torch.distributed as dist
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-from ray.experimental import tqdm_ray
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.config import Params, TrainConfig
@@ -78,7 +77,8 @@ class Fault:
 class LoopConfig:
     """What every worker trains: ``params`` with ``method`` (the class ``model.family`` names) on
     ``processed_dir``. ``diverged_file``: where rank 0 records a divergence; ``resume_from``: a
-    checkpoint directory; ``run_id``/``tracking_uri``: the MLflow run rank 0 logs into."""
+    checkpoint directory; ``run_id``/``tracking_uri``: the MLflow run rank 0 logs into;
+    ``progress_file``: where rank 0 keeps its step, loss and speed for the driver's progress bar."""
 
     params: Params
     method: type[Method]
@@ -89,6 +89,7 @@ class LoopConfig:
     tracking_uri: str | None = None
     probe: ProbeConfig | None = None
     fault: Fault | None = None
+    progress_file: str | None = None
 
 
 def make_loader(
@@ -150,20 +151,19 @@ class Window:
 
 
 class Rank0Jobs:
-    """Rank 0's side jobs after a step: the driver's progress bar, the probe, sample grids, MLflow
-    metrics, and the history the checkpoint carries."""
+    """Rank 0's side jobs after a step: the probe, sample grids, MLflow metrics, the history the
+    checkpoint carries, and the progress the driver shows."""
 
-    def __init__(self, config: LoopConfig, state: TrainState, device: torch.device) -> None:
+    def __init__(self, config: LoopConfig, device: torch.device) -> None:
         self.train, self.probe, self.device = config.params.train, config.probe, device
         self.run_id = config.run_id
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
         self.score = config.probe.scorer() if config.probe else None
-        self.bar = tqdm_ray.tqdm(desc="train", total=self.train.steps, unit="step")
-        self.bar.update(state.step)
+        self.progress_file = config.progress_file
+        self.last: dict[str, float] = {}
 
     def after_step(self, state: TrainState, metrics: dict[str, float] | None) -> None:
         """``metrics``: the step's report, when one is due (None otherwise)."""
-        self.bar.update(1)
         step, train = state.step, self.train
         if metrics and self.probe and step % self.probe.every == 0:
             x0 = self.sample(state, self.probe.count, self.probe.steps, self.probe.seed)
@@ -175,6 +175,7 @@ class Rank0Jobs:
         if metrics:
             self.log(metrics, step)
             state.history.append(metrics)
+        self.show(step)
 
     def sample(self, state: TrainState, count: int, steps: int, seed: int) -> torch.Tensor:
         """``count`` samples in [-1, 1] of the EMA network (DDIM eta 0 for diffusion families),
@@ -193,19 +194,21 @@ class Rank0Jobs:
             self.client.log_image(self.run_id, grid, key="samples", step=step)
         return torch.from_numpy(grid)
 
+    def show(self, step: int) -> None:
+        """The step and the last report's metrics, for the driver's bar (replaced whole)."""
+        if self.progress_file:
+            tmp = f"{self.progress_file}.tmp"
+            Path(tmp).write_text(json.dumps({**self.last, "step": step}))
+            os.replace(tmp, self.progress_file)
+
     def log(self, metrics: dict[str, float], step: int) -> None:
-        self.bar.set_description(
-            f"train loss {metrics['loss']:.4f} | {metrics['images_per_s']:.0f} img/s"
-        )
+        self.last = {k: v for k, v in metrics.items() if isinstance(v, float)}
         if self.client:
             now = int(time.time() * 1000)
             self.client.log_batch(
                 self.run_id,
                 metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
             )
-
-    def close(self) -> None:
-        self.bar.close()
 
 
 def write_diverged(path: str, metrics: dict[str, float]) -> None:
@@ -267,7 +270,7 @@ def train_fn_per_worker(config: LoopConfig) -> None:
     start_step = state.step
     loader, sampler = make_loader(config.processed_dir, train, rank, world)
     batches = micro_batch_stream(loader, sampler, start=state.step * train.grad_accum_steps)
-    jobs = Rank0Jobs(config, state, device) if rank == 0 else None
+    jobs = Rank0Jobs(config, device) if rank == 0 else None
     window = Window()
     while state.step < train.steps:
         maybe_fail(config.fault, rank, state.step)
@@ -300,5 +303,3 @@ def train_fn_per_worker(config: LoopConfig) -> None:
             ray.train.report(report)
     if start_step == train.steps:  # resumed a finished run: report its last result again (Tune)
         ray.train.report(state.history[-1] if rank == 0 else {"step": state.step})
-    if jobs:
-        jobs.close()

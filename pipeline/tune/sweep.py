@@ -29,6 +29,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
+from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.featurenet import load_featurenet
 from pipeline.evaluate.probe import METRIC
@@ -125,6 +126,35 @@ def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
         "randint": lambda v: ray.tune.randint(v[0], v[1] + 1),  # Tune's upper end is exclusive
     }
     return {key: domains[spec.kind](spec.values) for key, spec in specs.items()}
+
+
+class SweepProgress(ray.tune.Callback):
+    """The sweep's progress bar on the terminal (Tune's callbacks run in the driver): trials ended
+    out of all, and the best milestone score so far. Its bar is not part of the pickled state."""
+
+    def __init__(self) -> None:
+        self.bar, self.best = None, math.inf
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"bar": None, "best": self.best}
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
+        self.bar = progress_bar(total=total_num_samples, desc="tune", unit="trial")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if self.bar is not None and METRIC in result:
+            self.best = min(self.best, result[METRIC])
+            self.bar.set_description(f"tune best {METRIC} {self.best:.4f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    on_trial_error = on_trial_complete
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def max_concurrent_trials(params: Params) -> int:
@@ -302,6 +332,7 @@ def run_sweep(
                     name=name,
                     storage_path=str(storage_dir),
                     failure_config=ray.tune.FailureConfig(max_failures=0),
+                    callbacks=[SweepProgress()],
                 ),
             )
         table = results_table(tuner.fit(), path, tc, list(specs))
