@@ -22,8 +22,7 @@ from pipeline.methods.base import GenerativeModel, Method
 from pipeline.methods.export import load_model
 from pipeline.methods.registry import METHODS
 from pipeline.methods.step import optimizer_step
-from pipeline.train.driver import train
-from tests.test_train import TINY, processed, with_train  # noqa: F401 (a fixture)
+from tests.test_train import TINY, processed, run_train, with_train  # noqa: F401 (a fixture)
 
 
 class MeanNet(nn.Module):
@@ -140,18 +139,9 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = mean_params()
-    report = train(
-        params,
-        processed_dir=processed,
-        checkpoints_dir=tmp_path / "checkpoints",
-        models_dir=tmp_path / "models",
-        report_path=tmp_path / "train.json",
-        history_csv=tmp_path / "history.csv",
-        samples_png=tmp_path / "samples.png",
-        project_dir=tmp_path,
-    )
+    report = run_train(tmp_path, params, processed)
     assert report["steps"] == 40 and report["num_workers"] == 2 and report["run_name"]
-    history = pd.read_csv(tmp_path / "history.csv")
+    history = pd.read_csv(tmp_path / "reports/plots/train_loss.csv")
     assert list(history["step"]) == [10, 20, 30, 40]
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
 
@@ -164,7 +154,7 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
     samples = model.sample(3, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (3, *params.data.image_shape)
     torch.testing.assert_close(samples[2], torch.from_numpy(learned).clamp(-1, 1))
-    assert (tmp_path / "samples.png").read_bytes().startswith(b"\x89PNG")
+    assert (tmp_path / "reports/train_samples.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_an_unknown_family_is_refused_with_the_registered_names():
