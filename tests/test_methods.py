@@ -46,6 +46,9 @@ class MeanImageModel(GenerativeModel):
         with torch.no_grad():
             return self.net(int(inputs["n"][0])).numpy()
 
+    def input_example(self) -> dict[str, np.ndarray]:
+        return {"n": np.array([1], dtype=np.int64)}
+
     def signature(self) -> ModelSignature:
         c, h, w = self.params.data.image_shape
         return ModelSignature(

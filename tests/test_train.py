@@ -236,9 +236,11 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(trained, processe
     root, _ = trained
     state = final_state(root / "checkpoints", TINY, processed)
     expected = reference_weights(TINY, processed, steps=4)
-    assert state["model"].keys() == expected.keys()
+    assert state["method"]["model"].keys() == expected.keys()
     for name, value in expected.items():
-        torch.testing.assert_close(state["model"][name], value, rtol=1e-4, atol=1e-5, msg=name)
+        torch.testing.assert_close(
+            state["method"]["model"][name], value, rtol=1e-4, atol=1e-5, msg=name
+        )
 
 
 def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
@@ -253,8 +255,10 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
     assert state["step"] == 4 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
     # exact resume: steps 3-4 redone from the checkpoint equal the uninterrupted run's
     clean = final_state(trained[0] / "checkpoints", TINY, processed)
-    for name, value in clean["model"].items():
-        torch.testing.assert_close(state["model"][name], value, rtol=0, atol=1e-6, msg=name)
+    for name, value in clean["method"]["model"].items():
+        torch.testing.assert_close(
+            state["method"]["model"][name], value, rtol=0, atol=1e-6, msg=name
+        )
 
 
 def test_interrupted_training_resumes_into_the_same_mlflow_run(
@@ -289,8 +293,10 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run(
     ]  # resumed at 2: only step 3 is trained (and logged) twice
     clean = final_state(trained[0] / "checkpoints", TINY, processed)
     state = final_state(tmp_path / "checkpoints", params, processed)
-    for name, value in clean["model"].items():
-        torch.testing.assert_close(state["model"][name], value, rtol=0, atol=1e-6, msg=name)
+    for name, value in clean["method"]["model"].items():
+        torch.testing.assert_close(
+            state["method"]["model"][name], value, rtol=0, atol=1e-6, msg=name
+        )
 
 
 def test_run_name_changes_with_what_shapes_the_weights_only(processed):
@@ -365,8 +371,8 @@ def test_a_corrupted_final_checkpoint_is_skipped_and_the_run_redone_from_the_pre
     state = read_checkpoint(result.checkpoint)
     assert state["step"] == 4 and [h["step"] for h in state["history"]] == [1, 2, 3, 4]
     clean = final_state(trained[0] / "checkpoints", TINY, processed)
-    for key, value in clean["model"].items():
-        torch.testing.assert_close(state["model"][key], value, rtol=0, atol=1e-6, msg=key)
+    for key, value in clean["method"]["model"].items():
+        torch.testing.assert_close(state["method"]["model"][key], value, rtol=0, atol=1e-6, msg=key)
 
 
 def test_the_readme_model_loading_example_runs_on_the_logged_model(trained):

@@ -177,6 +177,8 @@ def test_mlflow_parent_has_one_child_per_trial_with_its_params_and_metrics(searc
         assert params["train.steps"] == "8" and params["train.num_workers"] == "1"
         assert run.info.status == expected_status[row["status"]]
         assert run.data.tags["tune.status"] == row["status"]
+        (trained_on,) = run.inputs.dataset_inputs  # each trial records the data it trained on
+        assert trained_on.dataset.digest == dataset.dataset.digest
         history = client.get_metric_history(run.info.run_id, "loss")
         fids = client.get_metric_history(run.info.run_id, METRIC)
         if row["status"] == "failed":  # diverged before its first report: nothing logged

@@ -30,7 +30,7 @@ TRIAL_FIXED = ("steps", "num_workers", "use_gpu", *TRAIN_OPERATIONAL)
 @dataclass(frozen=True)
 class SearchConfig:
     """The hyperparameter search (pipeline.tune): trials are short trainings ranked on
-    fid_featurenet of a fixed seeded sample set at milestones (see pipeline.tune.space)."""
+    fid_featurenet of a fixed seeded sample set at milestones (see pipeline.config.space)."""
 
     enabled: bool = True  # false: the train stage uses params.yaml alone
     space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
@@ -80,7 +80,7 @@ class SearchConfig:
 
     @property
     def specs(self) -> dict[str, Spec]:
-        """The parsed space (pipeline.tune.space); ValueError for a bad or untunable key, or a
+        """The parsed space (pipeline.config.space); ValueError for a bad or untunable key, or a
         range whose draws the key's type cannot take (uniform on an integer key)."""
         fixed = TRIAL_FIXED + (("batch_size",) if self.batch_size is not None else ())
         sections = {"diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}

@@ -64,6 +64,11 @@ class GenerativeModel(ABC):
     def signature(self) -> ModelSignature:
         """The tensor signature of ``predict``, logged with the MLflow model."""
 
+    @abstractmethod
+    def input_example(self) -> dict[str, np.ndarray]:
+        """A small valid input of ``predict``: MLflow stores it with the model and checks, when
+        logging, that the logged model serves it."""
+
 
 class Method(ABC):
     """One model family's training on one rank (see the module docstring)."""

@@ -133,6 +133,12 @@ class DDPMModel(GenerativeModel):
         outputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.net.out_channels, s, s))])
         return ModelSignature(inputs=inputs, outputs=outputs)
 
+    def input_example(self) -> dict[str, np.ndarray]:
+        """One pure-noise image at the last timestep."""
+        x_t = np.random.default_rng(0).standard_normal((1, *self.params.data.image_shape))
+        t = np.array([self.params.diffusion.timesteps - 1], dtype=np.int64)
+        return {"x_t": x_t.astype(np.float32), "t": t}
+
 
 class DDPM(Method):
     """A UNet and its AdamW optimiser (grad scaler for fp16) on the diffusion loss."""

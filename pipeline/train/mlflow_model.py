@@ -48,6 +48,7 @@ def log_model(models_dir: Path, registered_model: str | None) -> mlflow.models.m
             loader_module=__name__,
             data_path=str(data),
             signature=model.signature(),
+            input_example=model.input_example(),
             pip_requirements=[
                 f"torch=={torch.__version__.split('+')[0]}",
                 "diffusion-pipeline",  # this project, installed: it provides the loader module

@@ -169,36 +169,36 @@ def max_concurrent_trials(params: Params) -> int:
 
 def ray_tune_config(params: Params) -> ray.tune.TuneConfig:
     """Metric, scheduler, search algorithm and concurrency of the sweep."""
-    tc = params.tune
-    if tc.scheduler == "asha":
+    search = params.tune
+    if search.scheduler == "asha":
         scheduler = ASHAScheduler(
             time_attr="step",
-            max_t=tc.steps,
-            grace_period=tc.eval_every,
-            reduction_factor=tc.reduction_factor,
+            max_t=search.steps,
+            grace_period=search.eval_every,
+            reduction_factor=search.reduction_factor,
         )
     else:
         scheduler = FIFOScheduler()
     concurrency = max_concurrent_trials(params)
-    if tc.search == "optuna":
-        search = ConcurrencyLimiter(OptunaSearch(seed=tc.seed), concurrency)
+    if search.search == "optuna":
+        algorithm = ConcurrencyLimiter(OptunaSearch(seed=search.seed), concurrency)
     else:  # Tune ignores TuneConfig.max_concurrent_trials for a variant generator
-        search = BasicVariantGenerator(random_state=tc.seed, max_concurrent=concurrency)
+        algorithm = BasicVariantGenerator(random_state=search.seed, max_concurrent=concurrency)
     return ray.tune.TuneConfig(
         metric=METRIC,
         mode="min",
         scheduler=scheduler,
-        search_alg=search,
-        num_samples=tc.num_samples,
+        search_alg=algorithm,
+        num_samples=search.num_samples,
     )
 
 
-def milestones(tc: SearchConfig) -> list[int]:
-    return list(range(tc.eval_every, tc.steps + 1, tc.eval_every))
+def milestones(search: SearchConfig) -> list[int]:
+    return list(range(search.eval_every, search.steps + 1, search.eval_every))
 
 
 def results_table(
-    grid: ray.tune.ResultGrid, path: Path, tc: SearchConfig, keys: list[str]
+    grid: ray.tune.ResultGrid, path: Path, search: SearchConfig, keys: list[str]
 ) -> pd.DataFrame:
     """One row per trial: trial_id, status (completed | stopped_early | failed | unfinished),
     the last step, the space's values, fid_featurenet at each milestone and the last one, error.
@@ -222,10 +222,10 @@ def results_table(
         elif metrics.get("trial_id") not in ended:
             status = "unfinished"
         else:
-            status = "completed" if metrics.get("step") == tc.steps else "stopped_early"
+            status = "completed" if metrics.get("step") == search.steps else "stopped_early"
         row = {"trial_id": metrics.get("trial_id"), "status": status, "step": metrics.get("step")}
         row.update({key: (result.config or {}).get(key) for key in keys})  # none: never started
-        row.update({f"{METRIC}@{m}": at.get(m, math.nan) for m in milestones(tc)})
+        row.update({f"{METRIC}@{m}": at.get(m, math.nan) for m in milestones(search)})
         row[METRIC] = metrics.get(METRIC, math.nan)
         row["error"] = _error_line(result.error)
         rows.append(row)
@@ -260,8 +260,8 @@ def run_sweep(
     empty table and plot). Otherwise it runs (or resumes) the sweep and writes the winning values,
     the table (CSV) and the plot; returns the best row. Raises KeyboardInterrupt when the sweep
     was interrupted before every trial ended (re-running resumes it)."""
-    tc = params.tune
-    if not tc.enabled:
+    search = params.tune
+    if not search.enabled:
         write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
         with atomic_path(results_csv) as tmp:
             pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
@@ -269,9 +269,9 @@ def run_sweep(
         return {}
     processed_dir, featurenet_dir = Path(processed_dir).resolve(), Path(featurenet_dir).resolve()
     storage_dir = Path(storage_dir).resolve()
-    specs = tc.specs
+    specs = search.specs
     check_data(  # with a trial's params: its budget's batch must fit
-        params.with_values(tc.budget),
+        params.with_values(search.budget),
         processed_dir,
         min_counts={"val": (2, "tune (the milestone FID of the validation split)")},
     )
@@ -292,7 +292,7 @@ def run_sweep(
         client,
         params.mlflow.experiment,
         name,
-        {**logged_params(params), "tune": to_dict(tc)},
+        {**logged_params(params), "tune": to_dict(search)},
         tags,
         project_dir,
     )
@@ -304,6 +304,7 @@ def run_sweep(
         parent_run_id=parent_id,
         tracking_uri=uri,
         processed_dir=str(processed_dir),
+        data_manifest_sha256=identity["data_manifest_sha256"],
         featurenet_dir=str(featurenet_dir),
         storage_dir=str(storage_dir / f"{name}-trials"),
     )
@@ -335,7 +336,7 @@ def run_sweep(
                     callbacks=[SweepProgress()],
                 ),
             )
-        table = results_table(tuner.fit(), path, tc, list(specs))
+        table = results_table(tuner.fit(), path, search, list(specs))
     unfinished = table[table["status"] == "unfinished"]
     if len(unfinished):
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.KILLED))
@@ -349,14 +350,14 @@ def run_sweep(
         raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
     best = completed.iloc[0]
     winning = {key: _plain(best[key]) for key in specs}
-    header = (
-        f"sweep {name}: trial {best['trial_id']}, {METRIC} {best[METRIC]:.4f} at step {tc.steps}"
-    )
+    header = f"sweep {name}: trial {best['trial_id']}, {METRIC} {best[METRIC]:.4f} at step {search.steps}"
     write_best_params(winning, best_params_path, header)
     with atomic_path(results_csv) as tmp:
         table.to_csv(tmp, index=False)
     colour_by = "diffusion.schedule" if "diffusion.schedule" in specs else None
-    plot_trials(table, milestones(tc), plot_png, colour_by=colour_by, title=f"{METRIC} per trial")
+    plot_trials(
+        table, milestones(search), plot_png, colour_by=colour_by, title=f"{METRIC} per trial"
+    )
     record_sweep(client, parent_id, name, table, best, (best_params_path, results_csv, plot_png))
     log.info("%s\nbest: %s", table.to_string(index=False), winning)
     return {"sweep": name, "trial_id": best["trial_id"], METRIC: float(best[METRIC]), **winning}

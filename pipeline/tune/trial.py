@@ -21,7 +21,7 @@ from ray.tune.integration.ray_train import TuneReportCallback
 
 from pipeline.config import Params
 from pipeline.evaluate.probe import METRIC, FIDProbe
-from pipeline.tracking import logged_params, recorded, start_run
+from pipeline.tracking import log_dataset, logged_params, recorded, start_run
 from pipeline.train.driver import fit
 from pipeline.train.worker import ProbeConfig
 
@@ -31,13 +31,15 @@ TRIAL_TAG = "tune.trial_id"
 @dataclass(frozen=True)
 class SweepConfig:
     """What every trial of a sweep shares: the base ``params``, the sweep's ``name``, its MLflow
-    parent run, and the absolute paths of the data, the FeatureNet and the trials' storage."""
+    parent run, the absolute paths of the data (and its manifest's sha256), the FeatureNet and the
+    trials' storage."""
 
     params: Params
     name: str
     parent_run_id: str
     tracking_uri: str
     processed_dir: str
+    data_manifest_sha256: str
     featurenet_dir: str
     storage_dir: str
 
@@ -82,6 +84,8 @@ def run_trial(config: dict[str, Any], *, sweep: SweepConfig) -> None:
     run_id = start_run(
         client, params.mlflow.experiment, f"{sweep.name}-{trial_id}", logged_params(params), tags
     )
+    dataset = f"{params.data.source}-processed"
+    log_dataset(client, run_id, sweep.processed_dir, dataset, sweep.data_manifest_sha256)
     with recorded(client, run_id):
         fit(
             params,
