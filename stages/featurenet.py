@@ -10,6 +10,7 @@ from collections.abc import Sequence
 
 from pipeline.cli import entry_point
 from pipeline.config import load_params
+from pipeline.console import say
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.io import atomic_path
 
@@ -27,6 +28,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     save_featurenet(net, params.featurenet, result, args.out)
     with atomic_path(args.report) as tmp:
         tmp.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    say(
+        f"featurenet: test accuracy {result.test_accuracy:.1%} after {result.epochs} epochs; "
+        f"weights in {args.out}/"
+    )
 
 
 if __name__ == "__main__":
