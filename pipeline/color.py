@@ -1,0 +1,77 @@
+"""Colour spaces and colour measures for colorization (issue 13), in torch, on (..., 3, H, W).
+
+sRGB (IEC 61966-2-1) <-> CIE 1976 L*a*b* under the D65 white point, the conversion of scikit-image
+and kornia:
+
+    linear c = c / 12.92                     if c <= 0.04045
+             = ((c + 0.055) / 1.055) ^ 2.4   otherwise                      (sRGB transfer)
+    (X, Y, Z) = M (R, G, B) (linear), M the sRGB->XYZ matrix for D65
+    f(t) = t ^ (1/3) if t > (6/29)^3 else t / (3 (6/29)^2) + 4/29
+    L* = 116 f(Y / Yn) - 16,  a* = 500 (f(X / Xn) - f(Y / Yn)),  b* = 200 (f(Y / Yn) - f(Z / Zn))
+
+and colourfulness M = sigma_rgyb + 0.3 mu_rgyb (Hasler and Suesstrunk 2003, eq. 3), with
+rg = R - G and yb = (R + G) / 2 - B on the 0-255 scale.
+"""
+
+from __future__ import annotations
+
+import torch
+
+EPSILON = (6 / 29) ** 3  # below it f is linear (CIE 1976)
+WHITE_D65 = (0.95047, 1.0, 1.08883)  # Xn, Yn, Zn
+RGB_TO_XYZ = (
+    (0.4124564, 0.3575761, 0.1804375),
+    (0.2126729, 0.7151522, 0.0721750),
+    (0.0193339, 0.1191920, 0.9503041),
+)
+
+
+def _mix(matrix: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """matrix (3, 3) applied to the channel axis (-3) of x."""
+    return torch.einsum("ij,...jhw->...ihw", matrix.to(x), x)
+
+
+def _white(x: torch.Tensor) -> torch.Tensor:
+    return torch.tensor(WHITE_D65, dtype=x.dtype, device=x.device).reshape(3, 1, 1)
+
+
+def srgb_to_linear(c: torch.Tensor) -> torch.Tensor:
+    """The sRGB transfer function undone: gamma-encoded [0, 1] -> linear light."""
+    return torch.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(c: torch.Tensor) -> torch.Tensor:
+    """Linear light -> gamma-encoded sRGB (the inverse of ``srgb_to_linear``)."""
+    c = c.clamp(min=0)
+    return torch.where(c <= 0.0031308, 12.92 * c, 1.055 * c ** (1 / 2.4) - 0.055)
+
+
+def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
+    """sRGB in [0, 1], (..., 3, H, W) -> L*a*b* (L* in [0, 100], a*, b* about [-110, 110])."""
+    xyz = _mix(torch.tensor(RGB_TO_XYZ, dtype=torch.float64), srgb_to_linear(rgb)) / _white(rgb)
+    f = torch.where(
+        xyz > EPSILON, xyz.clamp(min=EPSILON) ** (1 / 3), xyz / (3 * (6 / 29) ** 2) + 4 / 29
+    )
+    fx, fy, fz = f.unbind(-3)
+    return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """L*a*b* (..., 3, H, W) -> sRGB in [0, 1], out-of-gamut colours clipped (``rgb_to_lab``'s
+    inverse inside the gamut)."""
+    L, a, b = lab.unbind(-3)
+    fy = (L + 16) / 116
+    f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
+    xyz = torch.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _white(lab)
+    linear = _mix(torch.linalg.inv(torch.tensor(RGB_TO_XYZ, dtype=torch.float64)), xyz)
+    return linear_to_srgb(linear).clamp(0, 1)
+
+
+def colourfulness(rgb: torch.Tensor) -> torch.Tensor:
+    """Hasler and Suesstrunk's M of sRGB images in [0, 1], (N, 3, H, W) -> (N,): 0 for gray,
+    about 33 "moderately", 59 "quite", 82 "highly", 109 "extremely colourful"."""
+    r, g, b = (255 * rgb).unbind(-3)
+    rg, yb = (r - g).flatten(-2), (0.5 * (r + g) - b).flatten(-2)
+    sigma = (rg.var(-1, unbiased=False) + yb.var(-1, unbiased=False)).sqrt()
+    mu = (rg.mean(-1) ** 2 + yb.mean(-1) ** 2).sqrt()
+    return sigma + 0.3 * mu
