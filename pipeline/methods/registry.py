@@ -28,6 +28,6 @@ def method_module(name: str) -> str:
 
 def method_class(name: str) -> Any:
     """The ``Method`` class of family ``name`` (a subclass of pipeline.methods.base.Method)."""
-    module, _, cls = METHODS[name].partition(":")
     check_family(name)
+    module, _, cls = METHODS[name].partition(":")
     return getattr(importlib.import_module(module), cls)
