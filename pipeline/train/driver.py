@@ -268,6 +268,7 @@ def train(
             params,
             processed_dir=processed_dir,
             storage_dir=checkpoints_dir,
+            name=name,  # computed above: the code and manifest digests are not redone
             run_id=run_id,
             mlflow_uri=uri,
             fault=fault,
