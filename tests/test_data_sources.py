@@ -11,7 +11,7 @@ from PIL import Image
 from pipeline.config import ConfigError, DataConfig, DownloadConfig
 from pipeline.data import SOURCES, download_source, preprocess
 from pipeline.data.download import RemoteFile
-from pipeline.data.preprocess import fit_image
+from pipeline.data.preprocess import fit_image, tile_image
 from pipeline.data.sources import idx_files
 from tests.data_fixtures import make_cifar_tarball, make_idx_dataset, md5
 
@@ -223,7 +223,7 @@ def test_fit_image_channels_and_sizes():
 
 
 def test_registry_pins_real_urls_and_checksums():
-    assert list(SOURCES) == ["mnist-5k", "mnist", "fashion-mnist", "cifar10", "folder"]
+    assert list(SOURCES) == ["mnist-5k", "mnist", "fashion-mnist", "cifar10", "photos", "folder"]
     for name in ("mnist", "fashion-mnist"):
         for images, labels in SOURCES[name].files.values():
             for remote in (images, labels):
@@ -242,13 +242,14 @@ def test_registry_pins_real_urls_and_checksums():
     [
         (
             dict(source="imagenet"),
-            "data: unknown data source 'imagenet'; allowed: mnist-5k, mnist, fashion-mnist, cifar10, folder",
+            "data: unknown data source 'imagenet'; allowed: mnist-5k, mnist, fashion-mnist, cifar10, photos, folder",
         ),
         (dict(source="folder"), "data: folder must be set exactly when source is 'folder'"),
         (dict(folder="/photos"), "data: folder must be set exactly when source is 'folder'"),
         (dict(val_fraction=0.6, test_fraction=0.4), "val_fraction + test_fraction must be < 1"),
         (dict(val_fraction=-0.1), "val_fraction must be in [0, 1), got -0.1"),
         (dict(limit=0), "limit must be an integer >= 1, got 0"),
+        (dict(tile_scales=[0.5]), "tile_scales must be a non-empty list of numbers >= 1"),
     ],
 )
 def test_data_config_errors(kwargs, message):
@@ -271,3 +272,54 @@ def test_cifar_batches_cannot_run_code(tmp_path):
     with pytest.raises(pickle.UnpicklingError, match="refusing to load posix.system"):
         load_pickled_batch(tmp_path / "data_batch_1")
     assert not (tmp_path / "pwned").exists()
+
+
+def test_photos_ship_offline_split_by_photo_with_at_least_5000_training_crops(tmp_path):
+    config = DataConfig(source="photos", image_size=32, channels=3, fit="tiles")
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    manifest = preprocess(config, tmp_path / "raw", tmp_path / "processed", progress=False)
+    counts = {s: manifest["splits"][s]["count"] for s in ("train", "val", "test")}
+    assert counts["train"] >= 5000 and counts["val"] > 500 and counts["test"] > 500
+    assert manifest["params"]["tile_scales"] == [2.0, 3.0, 4.0, 6.0, 8.0]
+    index = (tmp_path / "raw" / "index.csv").read_text().splitlines()[1:]
+    photos = {s: {row.split(",")[0] for row in index if row.split(",")[1] == s} for s in counts}
+    assert len(photos["test"]) == len(photos["val"]) == 5 and len(photos["train"]) >= 30
+    assert not (photos["train"] & photos["test"]) and not (photos["train"] & photos["val"])
+    # every crop comes from its split's photos: re-tile each test photo and find the test crops
+    test = np.load(tmp_path / "processed" / "test_images.npy")
+    retiled = [
+        tile
+        for name in sorted(photos["test"], key=[r.split(",")[0] for r in index].index)
+        for tile in tile_image(
+            np.asarray(Image.open(tmp_path / "raw" / name).convert("RGB")),
+            32,
+            3,
+            config.tile_scales,
+        )
+    ]
+    np.testing.assert_array_equal(test, np.stack(retiled))
+    rgb = test.astype(np.int16)
+    assert np.abs(rgb[:, 0] - rgb[:, 1]).mean() > 5  # colour photographs, not gray
+
+
+def test_a_corrupted_packaged_photo_is_refused(tmp_path, monkeypatch):
+    import shutil
+
+    from pipeline.data.download import ChecksumError
+
+    copy = tmp_path / "pkg" / "photos"
+    shutil.copytree(SOURCES["photos"].package_dir(), copy)
+    (copy / "fig.jpg").write_bytes((copy / "fig.jpg").read_bytes()[:-100])
+    monkeypatch.setattr(type(SOURCES["photos"]), "package_dir", lambda self: copy)
+    with pytest.raises(ChecksumError, match="fig.jpg"):
+        download_source(DataConfig(source="photos"), quick_download(tmp_path), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()
+
+
+def test_tile_image_cuts_a_centred_grid_at_each_scale():
+    image = np.arange(40 * 60, dtype=np.uint8).reshape(40, 60)  # 40 x 60 gray
+    tiles = tile_image(image, 10, 1, (1.0, 2.0, 4.0, 9.0))
+    # shorter side 10 -> 10x15: 1x1; 20 -> 20x30: 2x3; 40 (own size): 4x6; 90 capped at 40: a repeat
+    assert len(tiles) == 1 + 6 + 24 and all(t.shape == (1, 10, 10) for t in tiles)
+    np.testing.assert_array_equal(tiles[-1][0], image[30:40, 50:60])  # unscaled: exact pixels
+    np.testing.assert_array_equal(tiles[7][0], image[:10, :10])

@@ -101,7 +101,8 @@ class DataConfig:
     folder: str | None = None  # the directory of images for source 'folder'
     image_size: int = 28  # H = W in pixels
     channels: int = 1  # 1 grayscale, 3 RGB
-    fit: Literal["resize", "pad_crop"] = "resize"  # how other sizes become image_size
+    fit: Literal["resize", "pad_crop", "tiles"] = "resize"  # how other sizes become image_size
+    tile_scales: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0, 8.0)  # fit 'tiles': shorter side / size
     val_fraction: float = 0.1  # share of the training images held out for validation
     test_fraction: float = 0.1  # share held out for test when the source has no test split
     seed: int = 0  # split assignment
@@ -130,6 +131,11 @@ class DataConfig:
                 )
             if self.limit is not None:
                 check_positive("limit", self.limit)
+            if not self.tile_scales or min(self.tile_scales) < 1:
+                raise ValueError(
+                    f"tile_scales must be a non-empty list of numbers >= 1 (the shorter side as a "
+                    f"multiple of image_size), got {list(self.tile_scales)}"
+                )
 
     @property
     def image_shape(self) -> tuple[int, int, int]:

@@ -6,10 +6,12 @@ Output directory (written to a temporary sibling, then renamed into place):
     {split}_labels.npy   int64, (N,)            (only when the source has labels)
     manifest.json        counts, shapes, dtypes, sha256 of every array, the params, skipped files
 
-Splits (``train``, ``val``, ``test``) are deterministic: an official test split stays ``test``; every
-other image draws u in [0, 1) from sha256(seed, its origin) and goes to ``test`` if u < test_fraction
-(sources without an official test split), to ``val`` if u >= 1 - val_fraction, else to ``train``.
-Keying on the origin keeps an image's split when a folder gains or loses other images.
+Splits (``train``, ``val``, ``test``) are deterministic: an official test split stays ``test``, and a
+source with fixed splits (``photos``) keeps all three; every other image draws u in [0, 1) from
+sha256(seed, its origin) and goes to ``test`` if u < test_fraction (sources without an official test
+split), to ``val`` if u >= 1 - val_fraction, else to ``train``. Keying on the origin keeps an image's
+split when a folder gains or loses other images. With ``fit: tiles`` every crop of an image lands in
+the image's split, so splits are disjoint by photo.
 
 Memory: images are decoded one at a time and appended to per-split files; nothing holds the
 dataset in Python lists (peak memory is recorded in benchmarks/README.md).
@@ -41,10 +43,11 @@ SPLITS = ("train", "val", "test")
 MAX_LISTED_SKIPS = 20  # skipped files named in the manifest (all are counted)
 
 
-def split_of(example: Example, config: DataConfig) -> str:
-    """The example's split: official test, else by u = sha256(seed, origin) in [0, 1)."""
-    if example.split == "test":
-        return "test"
+def split_of(example: Example, config: DataConfig, fixed: bool = False) -> str:
+    """The example's split: official test (or any split when ``fixed``), else by u = sha256(seed,
+    origin) in [0, 1)."""
+    if example.split == "test" or fixed:
+        return example.split
     digest = hashlib.sha256(f"{config.seed}:{example.origin}".encode()).digest()
     u = int.from_bytes(digest[:8], "big") / 2**64
     if example.split == "" and u < config.test_fraction:
@@ -74,6 +77,37 @@ def fit_image(image: np.ndarray, size: int, channels: int, fit: str) -> np.ndarr
         img = canvas
     array = np.asarray(img)
     return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
+
+
+def tile_image(image: np.ndarray, size: int, channels: int, scales: tuple[float, ...]) -> list:
+    """Crops (channels, size, size) uint8 of one photo at several scales: for each s in ``scales``
+    the shorter side is resized to round(s * size) (bicubic, antialiased; never above the photo's
+    own size) and cut into the centred grid of non-overlapping size x size tiles."""
+    img = Image.fromarray(image).convert("L" if channels == 1 else "RGB")
+    tiles, seen = [], set()
+    for scale in scales:
+        short = min(round(scale * size), *img.size)
+        w, h = (round(d * short / min(img.size)) for d in img.size)
+        if (w, h) in seen or short < size:
+            continue
+        seen.add((w, h))
+        resized = np.asarray(img.resize((w, h), Image.Resampling.BICUBIC))
+        (rows, top), (cols, left) = ((n // size, (n % size) // 2) for n in (h, w))
+        for r in range(rows):
+            for c in range(cols):
+                y, x = top + r * size, left + c * size
+                tile = resized[y : y + size, x : x + size]
+                tiles.append(tile[None] if channels == 1 else tile.transpose(2, 0, 1))
+    return tiles
+
+
+def fitted(image: np.ndarray, config: DataConfig) -> list[np.ndarray]:
+    """The preprocessed images (C, H, W) one decoded image gives: its tiles with ``fit: tiles``,
+    else the one image ``fit_image`` makes."""
+    size, channels = config.image_size, config.channels
+    if config.fit == "tiles":
+        return tile_image(image, size, channels, config.tile_scales)
+    return [fit_image(image, size, channels, config.fit)]
 
 
 class NpyAppender:
@@ -120,7 +154,7 @@ def preprocess(
     raw_dir = Path(raw_dir)
     source = get_source(config.source)
     item_shape = config.image_shape
-    taken = {"train": 0, "test": 0, "": 0}  # per official split, for data.limit
+    taken = dict.fromkeys(("", *SPLITS), 0)  # per official split, for data.limit
     skipped: list[str] = []
     with atomic_dir(out_dir) as tmp:
         writers = {s: NpyAppender(tmp / f"{s}_images.npy", item_shape) for s in SPLITS}
@@ -141,11 +175,10 @@ def preprocess(
                 skipped.append(f"{example.origin}: {example.error}")
                 continue
             taken[example.split] += 1
-            split = split_of(example, config)
-            writers[split].append(
-                fit_image(example.image, config.image_size, config.channels, config.fit)
-            )
-            labels[split].append(example.label)
+            split = split_of(example, config, source.fixed_splits)
+            for image in fitted(example.image, config):
+                writers[split].append(image)
+                labels[split].append(example.label)
         if writers["train"].count == 0:
             raise ValueError(
                 f"preprocessing {source.name} gave no training images "
@@ -173,6 +206,7 @@ def preprocess(
                 "val_fraction": config.val_fraction,
                 "test_fraction": config.test_fraction,
                 "limit": config.limit,
+                **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
             },
             "classes": list(classes) if classes and has_labels else None,
             "splits": splits,

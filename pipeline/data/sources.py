@@ -3,8 +3,9 @@
 ``SOURCES`` maps a name (params ``data.source``) to a ``Source``; a new dataset is one entry. Every
 source yields ``Example``s in a fixed order: a uint8 image (H, W) or (H, W, C), a label (-1 when the
 source has none), its official split (``train``/``test``, or ``""`` when the source has none) and
-its origin for messages. Color sources (``cifar10``, ``folder`` with RGB images) also feed the
-colorization model, which derives the grayscale input from the RGB image at load time.
+its origin for messages. Colour sources (``photos``, ``cifar10``, ``folder`` with RGB images) also
+feed the colorization family, which derives its grayscale condition from the RGB image
+(pipeline.color.lightness).
 """
 
 from __future__ import annotations
@@ -69,6 +70,12 @@ class Source(ABC):
     @property
     def has_test_split(self) -> bool:
         """Whether the dataset has an official test split (else data.test_fraction makes one)."""
+        return False
+
+    @property
+    def fixed_splits(self) -> bool:
+        """Whether every example's split is final (train/val/test chosen by the dataset), so that
+        data.val_fraction and data.test_fraction do not apply."""
         return False
 
 
@@ -319,6 +326,50 @@ class Folder(Source):
                 yield Example(image=None, label=label, split="", origin=str(rel), error=str(exc))
 
 
+# -------------------------------------------------------------------------------- photos
+@dataclass(frozen=True)
+class PackagedPhotos(Source):
+    """Colour photographs shipped in this package (``pipeline/data/photos``, made and documented by
+    ``scripts/make_photoset.py``). ``index.csv`` gives each file's split, chosen by photo so that
+    no crop of a test photo is trained on, its sha256 (checked), author and licence."""
+
+    name: str
+    package: str
+    folder: str
+
+    INDEX = "index.csv"
+
+    @property
+    def has_test_split(self) -> bool:
+        return True
+
+    @property
+    def fixed_splits(self) -> bool:
+        return True
+
+    def package_dir(self) -> Path:
+        return Path(str(importlib.resources.files(self.package).joinpath(self.folder)))
+
+    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+        packaged = self.package_dir()
+        if not (packaged / self.INDEX).is_file():
+            raise FileNotFoundError(f"{self.package} does not ship {self.folder}/{self.INDEX}")
+        for row in self._rows(packaged):
+            verify(packaged / row["file"], f"sha256:{row['sha256']}", f"package {self.package}")
+            shutil.copy2(packaged / row["file"], raw_dir / row["file"])
+        shutil.copy2(packaged / self.INDEX, raw_dir / self.INDEX)
+
+    def _rows(self, folder: Path) -> list[dict[str, str]]:
+        with open(folder / self.INDEX, newline="") as f:
+            return list(csv.DictReader(f))
+
+    def examples(self, raw_dir: Path) -> Iterator[Example]:
+        for row in self._rows(raw_dir):
+            with Image.open(raw_dir / row["file"]) as img:
+                image = decode_image(img)
+            yield Example(image=image, label=-1, split=row["split"], origin=row["file"])
+
+
 # ------------------------------------------------------------------------------ registry
 MNIST_MIRRORS = (
     "https://ossci-datasets.s3.amazonaws.com/mnist/",
@@ -421,6 +472,7 @@ SOURCES: dict[str, Source] = {
                 "truck",
             ),
         ),
+        PackagedPhotos(name="photos", package="pipeline.data", folder="photos"),
         Folder(),
     )
 }
