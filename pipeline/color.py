@@ -11,6 +11,11 @@ and kornia:
 
 and colourfulness M = sigma_rgyb + 0.3 mu_rgyb (Hasler and Suesstrunk 2003, eq. 3), with
 rg = R - G and yb = (R + G) / 2 - B on the 0-255 scale.
+
+Colorization models work in Lab on the [-1, 1] scale of every network here: the condition is
+L* / 50 - 1 (``lightness``), the target ab / AB_SCALE (``split_lab``); ``join_lab`` puts a prediction
+back onto its L* and reduces the chroma of out-of-gamut pixels at constant L* and hue, so that an
+output keeps its input's lightness exactly instead of shifting it by clipping RGB.
 """
 
 from __future__ import annotations
@@ -56,15 +61,69 @@ def rgb_to_lab(rgb: torch.Tensor) -> torch.Tensor:
     return torch.stack([116 * fy - 16, 500 * (fx - fy), 200 * (fy - fz)], dim=-3)
 
 
-def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
-    """L*a*b* (..., 3, H, W) -> sRGB in [0, 1], out-of-gamut colours clipped (``rgb_to_lab``'s
-    inverse inside the gamut)."""
+def lab_to_linear(lab: torch.Tensor) -> torch.Tensor:
+    """L*a*b* (..., 3, H, W) -> linear RGB, unclipped: outside [0, 1] for out-of-gamut colours."""
     L, a, b = lab.unbind(-3)
     fy = (L + 16) / 116
     f = torch.stack([fy + a / 500, fy, fy - b / 200], dim=-3)
     xyz = torch.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _white(lab)
-    linear = _mix(torch.linalg.inv(torch.tensor(RGB_TO_XYZ, dtype=torch.float64)), xyz)
-    return linear_to_srgb(linear).clamp(0, 1)
+    return _mix(torch.linalg.inv(torch.tensor(RGB_TO_XYZ, dtype=torch.float64)), xyz)
+
+
+def lab_to_rgb(lab: torch.Tensor) -> torch.Tensor:
+    """L*a*b* (..., 3, H, W) -> sRGB in [0, 1], out-of-gamut colours clipped (``rgb_to_lab``'s
+    inverse inside the gamut)."""
+    return linear_to_srgb(lab_to_linear(lab)).clamp(0, 1)
+
+
+AB_SCALE = 110.0  # |a*|, |b*| of sRGB colours stay below it: ab / AB_SCALE is in [-1, 1]
+GAMUT_TOLERANCE = 1e-6  # linear RGB this far outside [0, 1] still counts as in gamut
+GAMUT_ITERATIONS = 12  # bisection steps of the chroma factor: 2^-12 of the chroma
+
+
+def lightness(rgb: torch.Tensor) -> torch.Tensor:
+    """The colorization condition of images in [-1, 1], (N, 3, H, W) -> (N, 1, H, W): L* / 50 - 1.
+    A gray image (R = G = B) has the same condition as any colour image of its L*."""
+    return rgb_to_lab((rgb.double() + 1) / 2)[:, :1].float() / 50 - 1
+
+
+def split_lab(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images in [-1, 1], (N, 3, H, W) -> (condition L* / 50 - 1 (N, 1, H, W), target ab / AB_SCALE
+    (N, 2, H, W)), float32."""
+    lab = rgb_to_lab((rgb.double() + 1) / 2).float()
+    return lab[:, :1] / 50 - 1, lab[:, 1:] / AB_SCALE
+
+
+def fit_chroma(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """ab (N, 2, H, W) scaled per pixel by the largest k in [0, 1] (to 2^-GAMUT_ITERATIONS) that
+    keeps (L*, k a*, k b*) inside the sRGB gamut; L* (N, 1, H, W). k = 0 (gray) always fits."""
+    L, ab = L.double(), ab.double()
+
+    def fits(k: torch.Tensor) -> torch.Tensor:
+        linear = lab_to_linear(torch.cat([L, k * ab], dim=1))
+        return ((linear >= -GAMUT_TOLERANCE) & (linear <= 1 + GAMUT_TOLERANCE)).all(1, True)
+
+    low, high = torch.zeros_like(L), torch.ones_like(L)
+    inside = fits(high)
+    for _ in range(GAMUT_ITERATIONS):
+        mid = (low + high) / 2
+        ok = fits(mid)
+        low, high = torch.where(ok, mid, low), torch.where(ok, high, mid)
+    return torch.where(inside, ab, low * ab)
+
+
+def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """L* in [0, 100] (N, 1, H, W) and a*b* (N, 2, H, W) -> sRGB in [0, 1] (float64), chroma reduced
+    into the gamut (``fit_chroma``) so that the output's L* is the given one."""
+    L = L.double().clamp(0, 100)
+    return lab_to_rgb(torch.cat([L, fit_chroma(L, ab)], dim=1))
+
+
+def colorized(condition: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
+    """A model's output as images in [-1, 1], (N, 3, H, W): ``join_lab`` of the condition's L*
+    (condition + 1) * 50 and the predicted ab * AB_SCALE."""
+    rgb = join_lab((condition.double() + 1) * 50, ab.double().clamp(-1, 1) * AB_SCALE)
+    return (rgb * 2 - 1).float()
 
 
 def colourfulness(rgb: torch.Tensor) -> torch.Tensor:

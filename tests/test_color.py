@@ -56,3 +56,21 @@ def test_colourfulness_is_zero_for_gray_and_grows_with_saturation():
     values = [colourfulness(lab_to_rgb(lab * torch.tensor([1, s, s]).reshape(3, 1, 1)))
               for s in (0.0, 0.5, 1.0)]  # fmt: skip
     assert torch.all(values[0] < values[1]) and torch.all(values[1] < values[2])
+
+
+def test_split_then_colorized_is_the_identity_and_gamut_fitting_keeps_lightness():
+    from pipeline.color import colorized, join_lab, lightness, split_lab
+
+    rgb = torch.rand(3, 3, 8, 8) * 2 - 1
+    condition, ab = split_lab(rgb)
+    assert condition.shape == (3, 1, 8, 8) and ab.shape == (3, 2, 8, 8) and ab.abs().max() <= 1
+    torch.testing.assert_close(lightness(rgb), condition)
+    torch.testing.assert_close(colorized(condition, ab), rgb, rtol=0, atol=1e-4)
+    # an impossible chroma at every lightness: the output keeps L* and stays in gamut
+    L = torch.linspace(1, 99, 8, dtype=torch.float64).reshape(1, 1, 1, 8).expand(1, 1, 8, 8)
+    wild = torch.stack(torch.meshgrid(torch.linspace(-300, 300, 8), torch.linspace(-300, 300, 8),
+                                      indexing="ij")).unsqueeze(0).double()  # fmt: skip
+    out = join_lab(L, wild)
+    assert out.min() >= 0 and out.max() <= 1
+    torch.testing.assert_close(rgb_to_lab(out)[:, :1], L, rtol=0, atol=0.05)
+    assert colourfulness(out.float()).item() > 20  # chroma is reduced, not dropped

@@ -23,6 +23,7 @@ from pipeline.config.sections import (
     TrainConfig,
 )
 from pipeline.data.sources import get_source
+from pipeline.methods.registry import COLORIZERS
 from pipeline.models.unet import check_attention_resolutions
 
 
@@ -53,12 +54,17 @@ class Params:
             if steps > T:
                 raise ConfigError(f"{key} {steps} exceeds diffusion.timesteps {T}")
         # what later stages need of the data, checked before any stage runs
-        if self.tune.enabled and self.data.val_fraction == 0:
+        source = get_source(self.data.source)
+        if self.model.family in COLORIZERS and self.data.channels != 3:
+            raise ConfigError(
+                f"model.family {self.model.family!r} colorizes RGB images: data.channels must be "
+                f"3, got {self.data.channels}"
+            )
+        if self.tune.enabled and self.data.val_fraction == 0 and not source.fixed_splits:
             raise ConfigError(
                 "data.val_fraction 0 leaves no validation images, on which the tune stage ranks "
                 "its trials: set it > 0, or tune.enabled: false"
             )
-        source = get_source(self.data.source)
         if self.data.test_fraction == 0 and not source.has_test_split:
             raise ConfigError(
                 f"data.test_fraction 0 leaves no test images (source {source.name!r} has no "

@@ -12,6 +12,7 @@ training, or the exported one in evaluation, MLflow and the CLI).
 from __future__ import annotations
 
 import collections
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, ClassVar
@@ -27,8 +28,22 @@ from pipeline.config import Params
 class GenerativeModel(ABC):
     """A trained network and the params it was trained with, ready to sample."""
 
+    conditional: ClassVar[bool] = False  # whether ``sample`` needs ``cond`` (see ``condition``)
+
     def __init__(self, net: nn.Module, params: Params) -> None:
         self.net, self.params = net, params
+
+    def condition(self, images: torch.Tensor) -> torch.Tensor | None:
+        """The ``cond`` a conditional family samples from, derived from real images (N, C, H, W)
+        in [-1, 1] (a colorizer: their lightness); None for unconditional families."""
+        return None
+
+    def panel(
+        self, samples: torch.Tensor, references: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        """The picture people look at for ``samples`` (drawn from ``condition(references)`` by a
+        conditional family): the images to tile and how many per row (``image_grid``)."""
+        return samples, math.ceil(math.sqrt(len(samples)))
 
     @property
     def device(self) -> torch.device:

@@ -42,15 +42,21 @@ def build_diffusion(config: DiffusionConfig) -> GaussianDiffusion:
     )
 
 
-def build_unet(params: Params) -> UNet:
-    """The denoiser of the ``model`` section for the data's image shape (2C outputs with a learned
-    variance)."""
+def build_unet(params: Params, in_channels: int | None = None, cond_channels: int = 0) -> UNet:
+    """The denoiser of the ``model`` section: ``in_channels`` (default: the data's) noisy channels
+    plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance)."""
     return UNet(
         params.model,
         image_size=params.data.image_size,
-        in_channels=params.data.channels,
+        in_channels=params.data.channels if in_channels is None else in_channels,
+        cond_channels=cond_channels,
         learned_variance=params.diffusion.variance_type == "learned_range",
     )
+
+
+def unconditional(batch: torch.Tensor) -> tuple[torch.Tensor, None]:
+    """A batch of images as (x0, no condition): what an unconditional model trains on."""
+    return batch, None
 
 
 def train_step(
@@ -64,12 +70,15 @@ def train_step(
     grad_clip: float,
     precision: str = "fp32",
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    split: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] = unconditional,
 ) -> StepResult:
     """One optimiser step of the diffusion loss (pipeline.methods.step.optimizer_step); the terms
-    are ``loss``, ``loss_simple`` and, with a learned variance, ``loss_vlb``."""
+    are ``loss``, ``loss_simple`` and, with a learned variance, ``loss_vlb``. ``split`` turns a
+    batch into (x0, condition)."""
 
-    def loss_terms(net: nn.Module, x0: torch.Tensor) -> dict[str, torch.Tensor]:
-        terms = diffusion.training_losses(net, x0)
+    def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+        x0, cond = split(batch)
+        terms = diffusion.training_losses(net, x0, cond)
         out = {"loss": terms.loss, "loss_simple": terms.simple}
         return out if terms.vlb is None else {**out, "loss_vlb": terms.vlb}
 
@@ -149,7 +158,7 @@ class DDPM(Method):
     def __init__(self, params: Params, device: torch.device) -> None:
         super().__init__(params, device)
         train = params.train
-        self.unet = build_unet(params).to(device)
+        self.unet = self.build_net(params).to(device)
         self.diffusion = build_diffusion(params.diffusion).to(device)
         self.precision = resolve_precision(train.precision, device)
         self.optimizer = torch.optim.AdamW(
@@ -181,9 +190,17 @@ class DDPM(Method):
             lr=lr,
             grad_clip=self.params.train.grad_clip,
             precision=self.precision,
-            no_sync=getattr(self.trained, "no_sync", contextlib.nullcontext),  # DDP: world > 1
+            no_sync=self.no_sync,
+            split=self.split,
         )
         return {**result.terms, "grad_norm": result.grad_norm}
+
+    split = staticmethod(unconditional)  # a training batch -> (x0, condition)
+
+    @property
+    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
+        """DDP's gradient-sync pause for all micro-batches but the last (world > 1), else a no-op."""
+        return getattr(self.trained, "no_sync", contextlib.nullcontext)
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -198,4 +215,4 @@ class DDPM(Method):
         self.scaler.load_state_dict(state["scaler"])
 
     def model(self, net: nn.Module) -> DDPMModel:
-        return DDPMModel(net, self.params, self.diffusion)
+        return self.model_class(net, self.params, self.diffusion)

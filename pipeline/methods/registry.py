@@ -11,7 +11,10 @@ from typing import Any
 
 METHODS: dict[str, str] = {
     "ddpm": "pipeline.methods.ddpm:DDPM",  # denoising diffusion (Ho et al. 2020) on a UNet
+    "ddpm_color": "pipeline.methods.colorize:DDPMColor",  # colorization, P(ab | L*) (Palette)
+    "regression_color": "pipeline.methods.colorize:RegressionColor",  # its L2 regression baseline
 }
+COLORIZERS = frozenset({"ddpm_color", "regression_color"})  # need RGB data (data.channels: 3)
 
 
 def check_family(name: str) -> None:

@@ -160,39 +160,59 @@ class Rank0Jobs:
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
         self.score = config.probe.scorer() if config.probe else None
         self.progress_file = config.progress_file
+        self.validation = ProcessedImages(config.processed_dir, "val")  # conditional families
         self.last: dict[str, float] = {}
 
     def after_step(self, state: TrainState, metrics: dict[str, float] | None) -> None:
         """``metrics``: the step's report, when one is due (None otherwise)."""
         step, train = state.step, self.train
         if metrics and self.probe and step % self.probe.every == 0:
-            x0 = self.sample(state, self.probe.count, self.probe.steps, self.probe.seed)
+            x0 = self.sample(state, self.probe.count, self.probe.steps, self.probe.seed, step)
             metrics[self.probe.metric] = self.score(to_uint8(x0).numpy())
-            state.samples = self.grid(x0, step)
         elif (train.sample_every and step % train.sample_every == 0) or step == train.steps:
-            x0 = self.sample(state, train.sample_count, train.sample_steps, train.seed)
-            state.samples = self.grid(x0, step)
+            self.sample(state, train.sample_count, train.sample_steps, train.seed, step)
         if metrics:
             self.log(metrics, step)
             state.history.append(metrics)
         self.show(step)
 
-    def sample(self, state: TrainState, count: int, steps: int, seed: int) -> torch.Tensor:
+    def sample(
+        self, state: TrainState, count: int, steps: int, seed: int, step: int
+    ) -> torch.Tensor:
         """``count`` samples in [-1, 1] of the EMA network (DDIM eta 0 for diffusion families),
-        from the draws that ``seed`` fixes."""
+        from the draws that ``seed`` fixes; a conditional family samples from the conditions of
+        the first ``count`` validation images. The first ``sample_count`` become the run's sample
+        grid (``state.samples``; logged to MLflow as ``samples``)."""
         net = state.ema.module
+        model = state.method.model(net)
+        references = self.references(count) if model.conditional else None
         generator = torch.Generator(self.device).manual_seed(seed)
         net.eval()
-        x0 = state.method.model(net).sample(count, generator=generator, steps=steps, sampler="ddim")
+        x0 = model.sample(
+            count,
+            generator=generator,
+            steps=steps,
+            sampler="ddim",
+            cond=None if references is None else model.condition(references),
+        )
         net.train()
-        return x0
-
-    def grid(self, x0: torch.Tensor, step: int) -> torch.Tensor:
-        """The first ``sample_count`` images as a uint8 grid, logged to MLflow as ``samples``."""
-        grid = image_grid(x0[: self.train.sample_count])
+        shown = min(count, self.train.sample_count)
+        grid = image_grid(
+            *model.panel(x0[:shown], None if references is None else references[:shown])
+        )
         if self.client:
             self.client.log_image(self.run_id, grid, key="samples", step=step)
-        return torch.from_numpy(grid)
+        state.samples = torch.from_numpy(grid)
+        return x0
+
+    def references(self, count: int) -> torch.Tensor:
+        """The first ``count`` validation images, (count, C, H, W) in [-1, 1], on the device."""
+        if count > len(self.validation):
+            raise ValueError(
+                f"a conditional family samples from validation images: {count} wanted "
+                f"(train.sample_count or tune.eval_samples), the val split has {len(self.validation)}"
+            )
+        return torch.stack([self.validation[i] for i in range(count)]).to(self.device)
 
     def show(self, step: int) -> None:
         """The step and the last report's metrics, for the driver's bar (replaced whole)."""

@@ -1,0 +1,173 @@
+"""Colorization families: P(ab | L*) of a colour image in CIE Lab (pipeline.color).
+
+``ddpm_color``: a conditional DDPM (Palette, Saharia et al. 2022; SR3's concatenation): the UNet
+sees the noisy ab target x_t (2 channels) concatenated with the condition L* / 50 - 1 and predicts
+what ``diffusion.prediction_type`` says; every schedule, prediction type and loss weight of the
+unconditional model applies. ``regression_color``: Palette's regression baseline, the same UNet
+trained with L2 to predict ab in one step (its noisy input held at zero, t = 0).
+
+Both sample images in [-1, 1] RGB: the condition's own L* with the predicted ab, chroma reduced
+into the sRGB gamut at constant L* (``pipeline.color.colorized``), so outputs keep their input's
+lightness exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
+from torch import nn
+
+from pipeline.color import colorized, lightness, split_lab
+from pipeline.config import Params
+from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
+from pipeline.methods.step import optimizer_step
+
+AB_CHANNELS, L_CHANNELS = 2, 1
+
+
+class ColorizerModel(DDPMModel):
+    """A trained colorizer: ``sample(n, cond=L)`` colorizes n conditions (n, 1, H, W) =
+    ``condition(rgb)``. ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
+    network's output."""
+
+    conditional = True
+
+    def condition(self, images: torch.Tensor) -> torch.Tensor:
+        return lightness(images)
+
+    def panel(self, samples: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, int]:
+        """Triptychs gray | colorized | truth, one per reference, two to a row; with K samples per
+        reference (``samples`` of K n images, reference-major), gray | K colorized | truth."""
+        n = len(references)
+        k = len(samples) // n
+        gray = colorized(self.condition(references), torch.zeros_like(references[:, :2]))
+        rows = torch.cat([gray[:, None], samples.reshape(n, k, *samples.shape[1:]),
+                          references[:, None].to(samples)], dim=1)  # fmt: skip
+        return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
+
+    def _check(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
+        shape = (n, L_CHANNELS, self.params.data.image_size, self.params.data.image_size)
+        if cond is None or tuple(cond.shape) != shape:
+            got = None if cond is None else tuple(cond.shape)
+            raise ValueError(
+                f"a colorizer samples from cond of shape {shape} (lightness), got {got}"
+            )
+        return cond.to(self.device)
+
+    def sample_progressive(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        eta: float = 0.0,
+        cond: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        """The colour image after each reverse step: cond's L* with the current ab state x_t."""
+        cond = self._check(n, cond)
+        shape = (n, AB_CHANNELS, *cond.shape[2:])
+        for step in self.diffusion.sample_progressive(
+            self.net, shape, steps, sampler, eta, cond, generator
+        ):
+            yield colorized(cond, step.x)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
+        x_t, t, cond = (torch.as_tensor(np.asarray(inputs[k])) for k in ("x_t", "t", "cond"))
+        with torch.no_grad():
+            return self.net(x_t.float(), t.long(), cond.float()).numpy()
+
+    def signature(self) -> ModelSignature:
+        s = self.params.data.image_size
+        inputs = Schema(
+            [
+                TensorSpec(np.dtype("float32"), (-1, AB_CHANNELS, s, s), "x_t"),
+                TensorSpec(np.dtype("int64"), (-1,), "t"),
+                TensorSpec(np.dtype("float32"), (-1, L_CHANNELS, s, s), "cond"),
+            ]
+        )
+        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.net.out_channels, s, s))])
+        return ModelSignature(inputs=inputs, outputs=outputs)
+
+    def input_example(self) -> dict[str, np.ndarray]:
+        """Pure-noise ab at the last timestep on a mid-gray condition."""
+        s = self.params.data.image_size
+        rng = np.random.default_rng(0)
+        return {
+            "x_t": rng.standard_normal((1, AB_CHANNELS, s, s)).astype(np.float32),
+            "t": np.array([self.params.diffusion.timesteps - 1], dtype=np.int64),
+            "cond": np.zeros((1, L_CHANNELS, s, s), dtype=np.float32),
+        }
+
+
+class RegressionModel(ColorizerModel):
+    """The regression baseline: ab = net(0, 0, cond) in one network call (no sampling noise)."""
+
+    def sample_progressive(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        eta: float = 0.0,
+        cond: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        cond = self._check(n, cond)
+        yield colorized(cond, regress(self.net, cond))
+
+
+def regress(net: nn.Module, cond: torch.Tensor) -> torch.Tensor:
+    """The regression baseline's ab (first AB_CHANNELS outputs) for conditions (B, 1, H, W)."""
+    zeros = cond.new_zeros(cond.shape[0], AB_CHANNELS, *cond.shape[2:])
+    return net(zeros, cond.new_zeros(cond.shape[0], dtype=torch.long), cond)[:, :AB_CHANNELS]
+
+
+class DDPMColor(DDPM):
+    """The conditional DDPM colorizer: DDPM's training on (x0 = ab, cond = L*) pairs."""
+
+    family = "ddpm_color"
+    model_class = ColorizerModel
+
+    @classmethod
+    def build_net(cls, params: Params) -> nn.Module:
+        return build_unet(params, in_channels=AB_CHANNELS, cond_channels=L_CHANNELS)
+
+    @staticmethod
+    def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB images in [-1, 1] -> (ab / AB_SCALE, L* / 50 - 1)."""
+        condition, ab = split_lab(batch)
+        return ab, condition
+
+
+class RegressionColor(DDPMColor):
+    """The regression baseline's training: mean squared error of ``regress`` against the true ab
+    (Palette's L2 regression baseline), with DDPM's optimiser, precision and clipping."""
+
+    family = "regression_color"
+    model_class = RegressionModel
+
+    def train_step(
+        self, micro_batches: Sequence[torch.Tensor], *, lr: float
+    ) -> dict[str, torch.Tensor]:
+        def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+            ab, condition = self.split(batch)
+            return {"loss": F.mse_loss(regress(net, condition).float(), ab)}
+
+        result = optimizer_step(
+            self.trained,
+            loss_terms,
+            micro_batches,
+            self.optimizer,
+            self.scaler,
+            lr=lr,
+            grad_clip=self.params.train.grad_clip,
+            precision=self.precision,
+            no_sync=self.no_sync,
+        )
+        return {**result.terms, "grad_norm": result.grad_norm}

@@ -1,0 +1,78 @@
+"""The colorization families (pipeline.methods.colorize) without Ray: what they train on, that they
+learn, that their outputs keep the condition's lightness, their triptych panel and their config."""
+
+import pytest
+import torch
+
+from pipeline.color import split_lab
+from pipeline.config import ConfigError, Params, from_dict
+from pipeline.methods.registry import method_class
+
+TINY = {
+    "data": {"source": "photos", "image_size": 8, "channels": 3, "fit": "tiles"},
+    "model": {"base_channels": 16, "channel_mult": [1, 2], "attention_resolutions": [],
+              "mid_attention": False, "num_res_blocks": 1, "num_heads": 1},
+    "diffusion": {"schedule": "cosine", "timesteps": 100},
+    "train": {"sample_steps": 5, "lr": 2e-3, "warmup_steps": 0},
+    "eval": {"steps": 5},
+    "tune": {"eval_steps": 5, "enabled": False},
+}  # fmt: skip
+
+
+def params(family):
+    return from_dict(Params, {**TINY, "model": {**TINY["model"], "family": family}})
+
+
+def two_images():
+    """A light red image brightening downwards and a dark blue one brightening to the right, in
+    [-1, 1]: their lightness tells them apart."""
+    ramp = torch.linspace(0.0, 1.0, 8).reshape(1, 8, 1).expand(1, 8, 8)
+    red = torch.cat([0.7 + 0.3 * ramp, 0.4 + 0.2 * ramp, 0.3 + 0.2 * ramp])
+    blue = torch.cat([0.1 * ramp.mT, 0.1 + 0.1 * ramp.mT, 0.3 + 0.3 * ramp.mT])
+    return torch.stack([red, blue]) * 2 - 1
+
+
+@pytest.mark.parametrize("family", ["ddpm_color", "regression_color"])
+def test_a_colorizer_learns_two_images_and_keeps_their_lightness(family):
+    torch.manual_seed(0)
+    method = method_class(family)(params(family), torch.device("cpu"))
+    method.prepare(lambda net: net)
+    x = two_images()
+    batch = x.repeat(8, 1, 1, 1)
+    losses = [float(method.train_step([batch], lr=2e-3)["loss"]) for _ in range(300)]
+    assert sum(losses[-10:]) / 10 < 0.25 * sum(losses[:10]) / 10, (losses[:3], losses[-3:])
+    model = method.model(method.net)
+    condition = model.condition(x)
+    # ancestral sampling: DDIM from x_T at alpha_bar ~ 0 (cosine, T = 100) is off by its first step
+    generator = torch.Generator().manual_seed(1)
+    out = model.sample(2, generator=generator, steps=50, sampler="ddpm", cond=condition)
+    assert out.shape == (2, 3, 8, 8)
+    torch.testing.assert_close(model.condition(out), condition, rtol=0, atol=2e-3)  # L* kept
+    _, ab_true = split_lab(x)
+    _, ab_out = split_lab(out)
+    gray_error = ab_true.pow(2).mean()
+    assert (ab_out - ab_true).pow(2).mean() < 0.2 * gray_error  # far closer to the truth than gray
+    with pytest.raises(ValueError, match=r"a colorizer samples from cond of shape \(2, 1, 8, 8\)"):
+        model.sample(2, generator=torch.Generator(), steps=5)
+
+
+def test_the_colorizer_panel_is_gray_samples_truth():
+    model = method_class("ddpm_color")(params("ddpm_color"), torch.device("cpu")).model(
+        torch.nn.Identity()
+    )
+    references = two_images()
+    samples = torch.zeros(6, 3, 8, 8)  # K = 3 samples per reference
+    images, nrow = model.panel(samples, references)
+    assert images.shape == (10, 3, 8, 8) and nrow == 10
+    torch.testing.assert_close(images[4], references[0])
+    gray = images[0]
+    assert (gray[0] - gray[1]).abs().max() < 1e-3 and (gray[1] - gray[2]).abs().max() < 1e-3
+
+
+def test_colorizers_need_rgb_data():
+    with pytest.raises(
+        ConfigError,
+        match="model.family 'ddpm_color' colorizes RGB images: data.channels must be 3, got 1",
+    ):
+        from_dict(Params, {**TINY, "data": {**TINY["data"], "channels": 1},
+                           "model": {**TINY["model"], "family": "ddpm_color"}})  # fmt: skip
