@@ -18,12 +18,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--models", required=True, help="the train stage's exported model")
-    parser.add_argument("--featurenet", required=True, help="the featurenet stage's output")
+    parser.add_argument("--featurenet", help="the featurenet stage's output (eval.features featurenet)")
     parser.add_argument("--data", required=True, help="the preprocess stage's output")
     parser.add_argument("--train-report", required=True, help="holds the MLflow run id")
     parser.add_argument("--metrics", required=True, help="scores, JSON (DVC metrics)")
     parser.add_argument("--grid", required=True, help="sample grid, PNG")
     parser.add_argument("--trajectory", required=True, help="denoising trajectory, GIF")
+    parser.add_argument(
+        "--baseline", help="colorizers: the regression baseline's exported model, scored alongside"
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params)
     metrics = evaluate(
@@ -35,6 +38,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_path=args.metrics,
         grid_png=args.grid,
         trajectory_gif=args.trajectory,
+        baseline_dir=args.baseline,
     )
     name = metrics["features"]
     say(
@@ -42,6 +46,17 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{metrics[f'kid_{name}']:.4f} ({metrics['num_samples']} samples, {metrics['sampler']} "
         f"{metrics['steps']} steps); pictures: {args.grid}, {args.trajectory}"
     )
+    if "psnr" in metrics:  # a colorizer, next to its baselines
+        for prefix, label in (("", "model"), ("regression_", "regression"), ("gray_", "gray")):
+            if f"{prefix}psnr" in metrics:
+                say(
+                    f"  {label:<10} fid_{name} {metrics[f'{prefix}fid_{name}']:7.3f}  psnr "
+                    f"{metrics[f'{prefix}psnr']:5.2f}  ssim {metrics[f'{prefix}ssim']:.3f}  "
+                    f"ciede2000 {metrics[f'{prefix}ciede2000']:5.2f}  colourfulness "
+                    f"{metrics[f'{prefix}colourfulness']:5.1f} (truth "
+                    f"{metrics['colourfulness_truth']:.1f})"
+                )
+        say(f"  diversity_ab {metrics['diversity_ab']:.2f} (mean pairwise ab distance of samples)")
     say(f"compare runs: mlflow ui --backend-store-uri {tracking_uri()}")
 
 

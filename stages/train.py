@@ -2,6 +2,8 @@
 
 Checkpoints go to --checkpoints (outside DVC's outs, so an interrupted `dvc repro` resumes). With
 tune.enabled, the tune stage's winning values (--best) are applied over params.yaml first.
+--family trains another model family with the same params (the colorization pipeline's regression
+baseline, at equal training steps); such a run is not added to the model registry.
 """
 
 from __future__ import annotations
@@ -28,10 +30,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--history", required=True, help="loss per step, CSV (DVC plots)")
     parser.add_argument("--samples", required=True, help="final sample grid, PNG")
     parser.add_argument("--best", help="the tune stage's best_params.yaml (with tune.enabled)")
+    parser.add_argument(
+        "--family", help="train this model family instead of model.family (a baseline; not registered)"
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params)
     if args.best:
         params = apply_best_params(params, args.best)
+    if args.family:
+        params = params.with_values({"model.family": args.family, "mlflow.registered_model": None})
     report = train(
         params,
         processed_dir=args.data,
@@ -40,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         report_path=args.report,
         history_csv=args.history,
         samples_png=args.samples,
-        tags={"dvc_stage": "train"},
+        tags={"dvc_stage": "train" if args.family is None else f"train --family {args.family}"},
     )
     say(
         f"train: {report['steps']} steps, final loss {report['final_loss']:.4f}, "

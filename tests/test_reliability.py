@@ -404,16 +404,28 @@ def test_tune_state_is_restored_only_for_the_same_sweep_identity(tmp_path, caplo
     assert not restorable(tmp_path / "missing", identity)
 
 
-@pytest.mark.parametrize("stage", ["featurenet", "tune", "train", "evaluate"])
-def test_dvc_deps_cover_the_code_each_result_comes_from(stage):
-    """dvc.yaml lists, for each stage whose result comes from trained or measured code, every
+@pytest.mark.parametrize(
+    "pipeline, stage, script",
+    [
+        ("dvc.yaml", "featurenet", "featurenet"),
+        ("dvc.yaml", "tune", "tune"),
+        ("dvc.yaml", "train", "train"),
+        ("dvc.yaml", "evaluate", "evaluate"),
+        ("colorize/dvc.yaml", "train", "train"),
+        ("colorize/dvc.yaml", "baseline", "train"),
+        ("colorize/dvc.yaml", "evaluate", "evaluate"),
+    ],
+)
+def test_dvc_deps_cover_the_code_each_result_comes_from(pipeline, stage, script):
+    """Each pipeline lists, for each stage whose result comes from trained or measured code, every
     source file the stage script imports, transitively, and every model family's module (the
     registry imports them by name): DVC re-runs the stage whenever that code changes."""
-    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
     deps = stages[stage]["deps"]
-    script = ROOT / "stages" / f"{stage}.py"
-    modules = {n for n in imports_of(script, f"stages.{stage}") if n.startswith("pipeline")}
-    if stage in ("tune", "train", "evaluate"):
+    modules = {
+        n for n in imports_of(ROOT / "stages" / f"{script}.py", f"stages.{script}") if n.startswith("pipeline")
+    }
+    if script in ("tune", "train", "evaluate"):
         modules |= {method_module(family) for family in METHODS}
     files = {
         str(path.relative_to(ROOT))
@@ -421,4 +433,4 @@ def test_dvc_deps_cover_the_code_each_result_comes_from(stage):
         for path in source_closure(module).values()
     }
     uncovered = sorted(f for f in files if not any(f == d or f.startswith(d + "/") for d in deps))
-    assert not uncovered, f"dvc.yaml stage {stage} lacks deps {uncovered}"
+    assert not uncovered, f"{pipeline} stage {stage} lacks deps {uncovered}"

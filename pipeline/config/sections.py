@@ -279,19 +279,27 @@ class EvalConfig:
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
     num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
     seed: int = 0  # batch b of batch_size images is seeded by (seed, b)
-    features: Literal["featurenet", "inception"] = "featurenet"  # feature space of the scores
+    features: Literal["featurenet", "inception", "colour"] = "featurenet"  # scores' feature space
     inception_weights: str | None = None  # the FID Inception .pth file; never downloaded
     kid_subset_size: int = 100  # KID: images per subset (capped at the smaller set)
     grid_count: int = 64  # images in reports/samples.png
     trajectory_count: int = 8  # samples in the denoising GIF (x_T -> x_0)
+    diversity_count: int = 8  # colorizers: test images colorized diversity_samples times each
+    diversity_samples: int = 3  # colorizers: K samples per image for diversity and the triptychs
 
     def __post_init__(self) -> None:
         with section("eval"):
             for name in ("steps", "batch_size", "num_workers"):
                 check_positive(name, getattr(self, name))
             check_positive("num_samples", self.num_samples, MAX_SAMPLES)
-            for name in ("grid_count", "trajectory_count"):
+            for name in ("grid_count", "trajectory_count", "diversity_count"):
                 check_positive(name, getattr(self, name), MAX_GRID)
+            check_positive("diversity_samples", self.diversity_samples, MAX_GRID)
+            if self.diversity_samples < 2:
+                raise ValueError(
+                    f"diversity_samples must be >= 2 (diversity compares samples pairwise), got "
+                    f"{self.diversity_samples}"
+                )
             check_seed("seed", self.seed)
             if self.num_samples < 2:
                 raise ValueError(

@@ -1,4 +1,5 @@
-"""Generate images from the exported EMA model, batches spread over Ray tasks (1 CPU or GPU each)."""
+"""Generate images from the exported EMA model, batches spread over Ray tasks (1 CPU or GPU each).
+A conditional family (a colorizer) generates one image per reference image, from its condition."""
 
 from __future__ import annotations
 
@@ -11,38 +12,57 @@ import torch
 from pipeline.config import EvalConfig
 from pipeline.console import progress_bar
 from pipeline.methods.export import load_model
-from pipeline.pixels import to_uint8
+from pipeline.pixels import to_uint8, to_unit
 from pipeline.seeding import derived_seed
 
 
-def sample_batch(models_dir: str, count: int, config: EvalConfig, batch: int) -> np.ndarray:
-    """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one."""
+def sample_batch(
+    models_dir: str,
+    count: int,
+    config: EvalConfig,
+    batch: int,
+    references: np.ndarray | None = None,
+) -> np.ndarray:
+    """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one; a
+    conditional model samples from the conditions of ``references`` (uint8, (count, C, H, W))."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(models_dir, device)
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
+    cond = None if references is None else model.condition(to_unit(references).to(device))
     x0 = model.sample(
-        count, generator=generator, steps=config.steps, sampler=config.sampler, eta=config.eta
+        count,
+        generator=generator,
+        steps=config.steps,
+        sampler=config.sampler,
+        eta=config.eta,
+        cond=cond,
     )
     return to_uint8(x0).numpy()
 
 
-def generate(models_dir: str | Path, config: EvalConfig, use_gpu: bool = False) -> np.ndarray:
-    """``config.num_samples`` images as uint8 (N, C, H, W), batch b seeded by (seed, b), at most
-    ``config.num_workers`` Ray tasks at once; a progress bar counts finished images."""
+def generate(
+    models_dir: str | Path,
+    config: EvalConfig,
+    use_gpu: bool = False,
+    references: np.ndarray | None = None,
+) -> np.ndarray:
+    """``config.num_samples`` images as uint8 (N, C, H, W) (with ``references``: one per reference
+    image, from its condition), batch b seeded by (seed, b), at most ``config.num_workers`` Ray
+    tasks at once; a progress bar counts finished images."""
     models_dir = str(Path(models_dir).resolve())
-    counts = [
-        min(config.batch_size, config.num_samples - start)
-        for start in range(0, config.num_samples, config.batch_size)
-    ]
+    total = config.num_samples if references is None else len(references)
+    counts = [min(config.batch_size, total - start) for start in range(0, total, config.batch_size)]
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(sample_batch)
     results: dict[int, np.ndarray] = {}
     pending: dict[ray.ObjectRef, int] = {}
     queue = list(enumerate(counts))
-    with progress_bar(total=config.num_samples, desc="sampling", unit="img") as bar:
+    with progress_bar(total=total, desc="sampling", unit="img") as bar:
         while queue or pending:
             while queue and len(pending) < config.num_workers:
                 batch, count = queue.pop(0)
-                pending[task.remote(models_dir, count, config, batch)] = batch
+                start = batch * config.batch_size
+                chunk = None if references is None else np.array(references[start : start + count])
+                pending[task.remote(models_dir, count, config, batch, chunk)] = batch
             (done,), _ = ray.wait(list(pending), num_returns=1)
             batch = pending.pop(done)
             results[batch] = ray.get(done)
