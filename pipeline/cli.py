@@ -1,6 +1,5 @@
-"""Command line: ``python -m pipeline <command>``; ``--help`` lists the commands.
-
-``entry_point`` also wraps every DVC stage script: bad input (ValueError, including ConfigError) and
+"""``entry_point``: how every command line of the project runs (the DVC stage scripts and
+``python -m pipeline``, see pipeline.apps): bad input (ValueError, including ConfigError) and
 I/O failures (OSError: missing files, failed downloads) are logged as one clear line and exit with
 status 2, without a traceback; an interruption (Ctrl-C, or a sweep that stopped before its trials
 ended) logs its message and exits with 130.
@@ -8,16 +7,12 @@ ended) logs its message and exits with 130.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import logging
 import sys
 from collections.abc import Callable, Sequence
 
-import yaml
-
 from pipeline import console
-from pipeline.config import load_params, to_dict
 
 log = logging.getLogger("pipeline")
 
@@ -51,32 +46,3 @@ def entry_point(
         return 0
 
     return run
-
-
-def _validate(args: argparse.Namespace) -> None:
-    params = load_params(args.params)
-    sys.stdout.write(yaml.safe_dump(to_dict(params), sort_keys=False))
-    log.info("%s is valid", args.params)
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m pipeline",
-        description="Diffusion experiment pipeline. The DVC stages run the study (`dvc repro`); "
-        "these commands use its library directly.",
-    )
-    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    validate = commands.add_parser(
-        "validate",
-        help="check a params file and print it with every default filled in",
-        description="Load and validate a params file; exit 2 with the bad key and value if invalid.",
-    )
-    validate.add_argument("params", nargs="?", default="params.yaml", help="(default: params.yaml)")
-    validate.set_defaults(func=_validate)
-    return parser
-
-
-@entry_point
-def main(argv: Sequence[str] | None = None) -> None:
-    args = build_parser().parse_args(argv)
-    args.func(args)

@@ -51,11 +51,12 @@ class ColorizerModel(DDPMModel):
         return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
 
     def _check(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
-        shape = (n, L_CHANNELS, self.params.data.image_size, self.params.data.image_size)
-        if cond is None or tuple(cond.shape) != shape:
+        """``cond`` (n, 1, H, W) on the model's device; any H, W (the UNet is convolutional: the
+        colorize command runs it on whole photos at the scale of its training crops)."""
+        if cond is None or cond.ndim != 4 or tuple(cond.shape[:2]) != (n, L_CHANNELS):
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(
-                f"a colorizer samples from cond of shape {shape} (lightness), got {got}"
+                f"a colorizer samples from cond of shape ({n}, 1, H, W) (lightness), got {got}"
             )
         return cond.to(self.device)
 
