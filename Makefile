@@ -1,6 +1,8 @@
 # The two commands of the README:
 #   make run   set up .venv (idempotent) and run the pipeline: dvc repro with params.yaml
 #   make test  set up .venv (idempotent) and run the whole test suite
+# and the colorization pipeline (README "Colorization"):
+#   make colorize  dvc repro colorize/dvc.yaml with colorize/params.yaml
 # CPU machines get torch's local CPU build; on a CUDA machine: make setup TORCH_SPEC='torch==2.13.0'
 # with the index of your CUDA build, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128.
 
@@ -12,7 +14,7 @@ STAMP := $(VENV)/.installed
 # Stage commands and tests call `python`, `dvc`, `ray`: run them from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test colorize lint clean
 
 setup: $(STAMP)
 
@@ -27,6 +29,9 @@ run: setup
 
 test: setup
 	python -m pytest
+
+colorize: setup
+	dvc repro colorize/dvc.yaml
 
 lint: setup
 	ruff check pipeline stages tests benchmarks

@@ -21,7 +21,7 @@ def run_python():
 
 
 def project_files() -> list[str]:
-    """The files a fresh clone has: tracked plus untracked-but-not-ignored, minus DVC's lock."""
+    """The files a fresh clone has: tracked plus untracked-but-not-ignored, minus DVC's locks."""
     out = subprocess.run(
         ["git", "ls-files", "--cached", "--others", "--exclude-standard"],
         cwd=ROOT,
@@ -29,7 +29,7 @@ def project_files() -> list[str]:
         text=True,
         check=True,
     ).stdout.split()
-    return [f for f in out if f != "dvc.lock" and (ROOT / f).is_file()]
+    return [f for f in out if not f.endswith("dvc.lock") and (ROOT / f).is_file()]
 
 
 @pytest.fixture

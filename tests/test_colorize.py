@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pipeline.color import split_lab
-from pipeline.config import ConfigError, Params, from_dict
+from pipeline.config import ConfigError, DataConfig, Params, from_dict
 from pipeline.methods.registry import method_class
 
 TINY = {
@@ -156,3 +156,81 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
     )
     assert not (tmp_path / "none").exists()
+
+
+# --------------------------------------------------------------------- colorization scores
+@pytest.fixture(scope="module")
+def photo_test_split(tmp_path_factory):
+    """The photos source's test split at 32 px: 906 real colour crops of 5 held-out photos."""
+    from pipeline.config import DownloadConfig
+    from pipeline.data import download_source, preprocess
+
+    root = tmp_path_factory.mktemp("photos")
+    config = DataConfig(source="photos", image_size=32, channels=3, fit="tiles")
+    download_source(config, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
+    preprocess(config, root / "raw", root / "processed", progress=False)
+    return np.load(root / "processed" / "test_images.npy")
+
+
+def recolour(images, chroma=1.0, hue_degrees=0.0):
+    """uint8 RGB images with ab scaled by ``chroma`` and rotated by ``hue_degrees``, L* kept."""
+    from pipeline.color import lab_to_rgb, rgb_to_lab
+
+    lab = rgb_to_lab(torch.from_numpy(images).double() / 255)
+    angle = torch.tensor(hue_degrees * np.pi / 180, dtype=torch.float64)
+    a, b = lab[:, 1], lab[:, 2]
+    a, b = (
+        chroma * (a * angle.cos() - b * angle.sin()),
+        chroma * (a * angle.sin() + b * angle.cos()),
+    )
+    return (lab_to_rgb(torch.stack([lab[:, 0], a, b], 1)) * 255).round().to(torch.uint8).numpy()
+
+
+def test_colour_fid_orders_real_desaturated_hue_rotated_gray(photo_test_split):
+    from pipeline.evaluate.colour import ColourStatistics, gray_images
+    from pipeline.evaluate.frechet import feature_statistics, frechet_distance
+
+    features = ColourStatistics()
+
+    def stats(images):
+        return feature_statistics(
+            features.image_features(torch.from_numpy(np.ascontiguousarray(images)))
+        )
+
+    real = stats(photo_test_split)
+    fid = {
+        name: frechet_distance(*real, *stats(images))
+        for name, images in {
+            "real (mirrored)": photo_test_split[..., ::-1],
+            "desaturated 20%": recolour(photo_test_split, chroma=0.8),
+            "hue +60 degrees": recolour(photo_test_split, hue_degrees=60),
+            "gray": gray_images(photo_test_split),
+        }.items()
+    }
+    values = list(fid.values())
+    assert values == sorted(values) and values[0] < 0.5 and values[1] > 4 * values[0], fid
+    assert values[2] > 4 * values[1] and values[3] > 1.2 * values[2], fid
+
+
+def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
+    from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
+
+    truth = photo_test_split[:20]
+    same = fidelity(truth + 0, truth)
+    assert same["ciede2000"] == 0 and same["ssim"] == pytest.approx(1.0)
+    assert same["colourfulness"] == same["colourfulness_truth"] > 20
+    shifted = np.clip(truth.astype(np.int16) + 4, 0, 255).astype(np.uint8)
+    mse = ((shifted.astype(np.float64) - truth) ** 2).reshape(20, -1).mean(1)
+    expected_psnr = np.mean(10 * np.log10(255**2 / mse))
+    assert fidelity(shifted, truth)["psnr"] == pytest.approx(expected_psnr, rel=1e-6)
+    gray = fidelity(gray_images(truth), truth)
+    assert gray["colourfulness"] < 0.5 and gray["ciede2000"] > 3
+    assert ab_diversity(np.stack([truth, truth], 1)) == 0
+    from pipeline.color import lab_to_rgb
+
+    def flat(L, a, b):  # (1, 3, 8, 8) uint8 of one Lab colour
+        lab = torch.tensor([L, a, b], dtype=torch.float64).reshape(1, 3, 1, 1).expand(1, 3, 8, 8)
+        return (lab_to_rgb(lab) * 255).round().to(torch.uint8).numpy()
+
+    two = np.stack([flat(50, 0, 0), flat(50, 30, 40)], 1)  # ab distance 50 (up to uint8 rounding)
+    assert ab_diversity(two) == pytest.approx(50, abs=1.0)

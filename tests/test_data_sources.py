@@ -3,6 +3,7 @@ exact pixels and labels, splits, the manifest, determinism and the documented ba
 
 import dataclasses
 import json
+import re
 
 import numpy as np
 import pytest
@@ -223,7 +224,9 @@ def test_fit_image_channels_and_sizes():
 
 
 def test_registry_pins_real_urls_and_checksums():
-    assert list(SOURCES) == ["mnist-5k", "mnist", "fashion-mnist", "cifar10", "photos", "folder"]
+    assert list(SOURCES) == [
+        "mnist-5k", "mnist", "fashion-mnist", "cifar10", "photos", "folder", "kaggle-colorization"
+    ]  # fmt: skip
     for name in ("mnist", "fashion-mnist"):
         for images, labels in SOURCES[name].files.values():
             for remote in (images, labels):
@@ -242,10 +245,16 @@ def test_registry_pins_real_urls_and_checksums():
     [
         (
             dict(source="imagenet"),
-            "data: unknown data source 'imagenet'; allowed: mnist-5k, mnist, fashion-mnist, cifar10, photos, folder",
+            "data: unknown data source 'imagenet'; allowed: mnist-5k, mnist, fashion-mnist, cifar10, photos, folder, kaggle-colorization",
         ),
-        (dict(source="folder"), "data: folder must be set exactly when source is 'folder'"),
-        (dict(folder="/photos"), "data: folder must be set exactly when source is 'folder'"),
+        (
+            dict(source="folder"),
+            "data: folder must be set exactly when source reads one (folder, kaggle-colorization)",
+        ),
+        (
+            dict(folder="/photos"),
+            "data: folder must be set exactly when source reads one (folder, kaggle-colorization)",
+        ),
         (dict(val_fraction=0.6, test_fraction=0.4), "val_fraction + test_fraction must be < 1"),
         (dict(val_fraction=-0.1), "val_fraction must be in [0, 1), got -0.1"),
         (dict(limit=0), "limit must be an integer >= 1, got 0"),
@@ -323,3 +332,72 @@ def test_tile_image_cuts_a_centred_grid_at_each_scale():
     assert len(tiles) == 1 + 6 + 24 and all(t.shape == (1, 10, 10) for t in tiles)
     np.testing.assert_array_equal(tiles[-1][0], image[30:40, 50:60])  # unscaled: exact pixels
     np.testing.assert_array_equal(tiles[7][0], image[:10, :10])
+
+
+def write_kaggle_layout(root, rgb_images):
+    """The Kaggle "Image Colorization" layout of uint8 RGB images (N, H, W, 3): L in
+    l/gray_scale.npy and ab split over ab/ab/ab1.npy, ab2.npy (OpenCV 8-bit Lab)."""
+    import torch
+
+    from pipeline.color import rgb_to_lab
+
+    lab = rgb_to_lab(torch.from_numpy(rgb_images).permute(0, 3, 1, 2).double() / 255)
+    lab = lab.permute(0, 2, 3, 1).numpy()
+    L = np.round(lab[..., 0] * 255 / 100).astype(np.uint8)
+    ab = np.round(lab[..., 1:] + 128).astype(np.uint8)
+    (root / "l").mkdir(parents=True)
+    (root / "ab" / "ab").mkdir(parents=True)
+    np.save(root / "l" / "gray_scale.npy", L)
+    half = len(ab) // 2
+    np.save(root / "ab" / "ab" / "ab1.npy", ab[:half])
+    np.save(root / "ab" / "ab" / "ab2.npy", ab[half:])
+
+
+def test_kaggle_colorization_layout_decodes_to_the_original_colours(tmp_path):
+    rng = np.random.default_rng(0)
+    smooth = rng.integers(40, 216, (6, 1, 1, 3)) + rng.integers(-20, 20, (6, 12, 12, 3))
+    images = np.clip(smooth, 0, 255).astype(np.uint8)
+    write_kaggle_layout(tmp_path / "kaggle", images)
+    config = DataConfig(
+        source="kaggle-colorization", folder=str(tmp_path / "kaggle"), image_size=12, channels=3,
+        val_fraction=0.0, test_fraction=0.0,
+    )  # fmt: skip
+    download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    preprocess(config, tmp_path / "raw", tmp_path / "processed", progress=False)
+    decoded = np.load(tmp_path / "processed" / "train_images.npy").transpose(0, 2, 3, 1)
+    assert decoded.shape == images.shape
+    # 8-bit Lab quantises L* to 0.4 and ab to 1 unit: a few RGB levels at most
+    assert np.abs(decoded.astype(int) - images).max() <= 6
+    assert np.abs(decoded.astype(int) - images).mean() < 1.5
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (
+            lambda r: (r / "l" / "gray_scale.npy").unlink(),
+            "l/gray_scale.npy is missing (expected l/gray_scale.npy uint8 (N, H, W)",
+        ),
+        (
+            lambda r: np.save(r / "ab" / "ab" / "ab2.npy", np.zeros((3, 12, 10, 2), np.uint8)),
+            "ab2.npy: uint8 (3, 12, 10, 2), expected uint8 (N_i, 12, 12, 2)",
+        ),
+        (
+            lambda r: np.save(r / "ab" / "ab" / "ab2.npy", np.zeros((1, 12, 12, 2), np.uint8)),
+            "the ab files hold 4 images, l/gray_scale.npy holds 6",
+        ),
+        (
+            lambda r: np.save(r / "l" / "gray_scale.npy", np.zeros((6, 12, 12), np.float32)),
+            "float32 (6, 12, 12), expected l/gray_scale.npy uint8",
+        ),
+    ],
+)
+def test_kaggle_colorization_layout_errors_name_the_file_and_the_expected_layout(
+    tmp_path, damage, message
+):
+    write_kaggle_layout(tmp_path / "kaggle", np.zeros((6, 12, 12, 3), np.uint8))
+    damage(tmp_path / "kaggle")
+    config = DataConfig(source="kaggle-colorization", folder=str(tmp_path / "kaggle"), channels=3)
+    with pytest.raises((ValueError, OSError), match=re.escape(message)):
+        download_source(config, quick_download(tmp_path), tmp_path / "raw")
+    assert not (tmp_path / "raw").exists()

@@ -22,8 +22,8 @@ from pipeline.methods.export import load_model
 from tests.conftest import ROOT
 
 
-def set_param(repo, key: str, value) -> None:
-    path = repo / "params.yaml"
+def set_param(repo, key: str, value, file: str = "params.yaml") -> None:
+    path = repo / file
     params = yaml.safe_load(path.read_text())
     section, name = key.split(".")
     params.setdefault(section, {})[name] = value
@@ -228,3 +228,60 @@ def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
     assert result.returncode != 0
     assert "unknown beta schedule 'quadratic'" in result.stdout + result.stderr
     assert not (dvc_repo.repo / "reports/schedules.csv").exists()
+
+
+TINY_COLORIZER = {
+    "data.image_size": 16,
+    "data.tile_scales": [2],
+    **{k: v for k, v in TINY_TRAINING.items() if k.startswith(("model.", "train."))},
+    "train.sample_every": 2,
+    "eval.num_samples": 12,
+    "eval.steps": 3,
+    "eval.batch_size": 6,
+    "eval.trajectory_count": 2,
+    "eval.kid_subset_size": 6,
+    "eval.diversity_count": 2,
+    "eval.diversity_samples": 2,
+}
+
+
+@pytest.mark.slow
+def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
+    repo = dvc_repo.repo
+    for key, value in TINY_COLORIZER.items():
+        set_param(repo, key, value, "colorize/params.yaml")
+    result = dvc_repo("dvc", "repro", "colorize/dvc.yaml")
+    stages = {"download", "preprocess", "train", "baseline", "evaluate"}
+    assert ran(result) == {f"colorize/dvc.yaml:{s}" for s in stages}
+    assert not (repo / "models").exists()  # the default pipeline's outputs are untouched
+
+    manifest = json.loads((repo / "colorize/data/processed/manifest.json").read_text())
+    assert manifest["source"] == "photos" and manifest["params"]["fit"] == "tiles"
+    assert manifest["splits"]["train"]["images"]["shape"][1:] == [3, 16, 16]
+    assert load_model(repo / "colorize/models").params.model.family == "ddpm_color"
+    assert load_model(repo / "colorize/models_regression").params.model.family == "regression_color"
+
+    scores = json.loads((repo / "colorize/reports/metrics.json").read_text())
+    per_model = ["fid_colour", "kid_colour", "psnr", "ssim", "ciede2000", "colourfulness"]
+    for prefix in ("", "gray_", "regression_"):
+        for key in per_model:
+            assert math.isfinite(scores[f"{prefix}{key}"]), (prefix, key)
+    assert scores["features"] == "colour" and scores["num_samples"] == 12
+    assert scores["gray_colourfulness"] < 0.5 < scores["colourfulness_truth"]
+    assert scores["diversity_ab"] > 0 and scores["psnr"] < 100
+    assert scores["gray_fid_colour"] > 0 and scores["colourfulness"] > 0
+    with Image.open(repo / "colorize/reports/triptychs.png") as grid:  # gray|2 samples|truth, twice in a row
+        assert grid.size == (2 + 8 * 18, 2 + 18)
+
+    report = json.loads((repo / "colorize/reports/train.json").read_text())
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    run = client.get_run(report["mlflow_run_id"])
+    assert run.data.metrics["regression_psnr"] == pytest.approx(scores["regression_psnr"])
+    assert run.data.metrics["diversity_ab"] == pytest.approx(scores["diversity_ab"])
+    evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
+    assert {"evaluation/triptychs.png", "evaluation/trajectory.gif"} <= evaluation
+    logged = client.list_artifacts(run.info.run_id)
+    assert any(a.path.startswith("images") for a in logged)  # training triptychs (log_image)
+    baseline = json.loads((repo / "colorize/reports/baseline.json").read_text())
+    tags = client.get_run(baseline["mlflow_run_id"]).data.tags
+    assert tags["dvc_stage"] == "train --family regression_color"

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Literal
 
 from pipeline.config.loader import check_positive, check_seed, section
-from pipeline.data.sources import get_source
+from pipeline.data.sources import SOURCES, get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.methods.registry import check_family
@@ -111,11 +111,11 @@ class DataConfig:
 
     def __post_init__(self) -> None:
         with section("data"):
-            get_source(self.source)
-            if (self.source == "folder") != (self.folder is not None):
+            reads_folder = [name for name, source in SOURCES.items() if source.needs_folder]
+            if get_source(self.source).needs_folder != (self.folder is not None):
                 raise ValueError(
-                    f"folder must be set exactly when source is 'folder', got source "
-                    f"{self.source!r} and folder {self.folder!r}"
+                    f"folder must be set exactly when source reads one ({', '.join(reads_folder)}), "
+                    f"got source {self.source!r} and folder {self.folder!r}"
                 )
             check_positive("image_size", self.image_size, MAX_IMAGE_SIZE)
             check_seed("seed", self.seed)

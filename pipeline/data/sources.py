@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
 from PIL import Image
 
+from pipeline.color import lab_to_rgb
 from pipeline.data.archive import extract_tar
 from pipeline.data.download import RemoteFile, fetch, verify
 from pipeline.io import atomic_dir
@@ -55,6 +57,7 @@ class Source(ABC):
 
     name: str
     classes: tuple[str, ...] | None = None  # label names, when fixed by the dataset
+    needs_folder = False  # reads the user's directory data.folder
 
     @abstractmethod
     def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
@@ -287,6 +290,7 @@ class Folder(Source):
     those subfolders are the classes (sorted names -> labels 0, 1, ...); otherwise no labels."""
 
     name = "folder"
+    needs_folder = True
 
     def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
         folder = Path(data.folder).expanduser()
@@ -368,6 +372,71 @@ class PackagedPhotos(Source):
             with Image.open(raw_dir / row["file"]) as img:
                 image = decode_image(img)
             yield Example(image=image, label=-1, split=row["split"], origin=row["file"])
+
+
+# ------------------------------------------------------------------- kaggle-colorization
+class KaggleColorization(Source):
+    """The seed's dataset, Kaggle "Image Colorization" (shravankumar9892; a Kaggle account downloads
+    it), unpacked into data.folder: ``l/gray_scale.npy``, uint8 (N, H, W), and ``ab/ab/ab1.npy``,
+    ``ab2.npy``, ... uint8 (N_i, H, W, 2) that concatenate, in number order, to the same N images.
+    The bytes are OpenCV's 8-bit Lab: L = L* 255 / 100, a = a* + 128, b = b* + 128; each image is
+    decoded to sRGB (pipeline.color.lab_to_rgb) so that preprocessing and the colorizers see RGB
+    like every other source. The arrays are read without pickle and checked for that layout."""
+
+    name = "kaggle-colorization"
+    needs_folder = True
+    L_FILE, AB_DIR = Path("l/gray_scale.npy"), Path("ab/ab")
+    LAYOUT = "l/gray_scale.npy uint8 (N, H, W) and ab/ab/ab1.npy, ab2.npy, ... uint8 (N_i, H, W, 2)"
+
+    def _ab_files(self, root: Path) -> list[Path]:
+        files = sorted((root / self.AB_DIR).glob("ab*.npy"), key=lambda p: int(p.stem[2:] or 0))
+        if not files:
+            raise FileNotFoundError(
+                f"{root / self.AB_DIR}: no ab*.npy files (expected {self.LAYOUT})"
+            )
+        return files
+
+    def _arrays(self, root: Path) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The memory-mapped L and ab arrays, checked against LAYOUT (ValueError naming the file)."""
+        if not (root / self.L_FILE).is_file():
+            raise FileNotFoundError(f"{root / self.L_FILE} is missing (expected {self.LAYOUT})")
+        L = np.load(root / self.L_FILE, mmap_mode="r", allow_pickle=False)
+        if L.dtype != np.uint8 or L.ndim != 3:
+            raise ValueError(f"{root / self.L_FILE}: {L.dtype} {L.shape}, expected {self.LAYOUT}")
+        abs_ = []
+        for path in self._ab_files(root):
+            ab = np.load(path, mmap_mode="r", allow_pickle=False)
+            if ab.dtype != np.uint8 or ab.ndim != 4 or ab.shape[1:] != (*L.shape[1:], 2):
+                raise ValueError(
+                    f"{path}: {ab.dtype} {ab.shape}, expected uint8 (N_i, {L.shape[1]}, "
+                    f"{L.shape[2]}, 2) to match {self.L_FILE} ({self.LAYOUT})"
+                )
+            abs_.append(ab)
+        total = sum(len(ab) for ab in abs_)
+        if total != len(L):
+            raise ValueError(
+                f"{root / self.AB_DIR}: the ab files hold {total} images, {self.L_FILE} holds {len(L)}"
+            )
+        return L, abs_
+
+    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+        folder = Path(data.folder).expanduser()
+        self._arrays(folder)  # the layout, before copying gigabytes
+        for path in (folder / self.L_FILE, *self._ab_files(folder)):
+            target = raw_dir / path.relative_to(folder)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
+
+    def examples(self, raw_dir: Path) -> Iterator[Example]:
+        L, abs_ = self._arrays(raw_dir)
+        i = 0
+        for ab_file, ab in zip(self._ab_files(raw_dir), abs_, strict=True):
+            for j in range(len(ab)):
+                lab = np.concatenate([L[i, ..., None] * (100 / 255), ab[j] - 128.0], axis=-1)
+                rgb = lab_to_rgb(torch.from_numpy(lab).permute(2, 0, 1))  # (3, H, W) in [0, 1]
+                image = (rgb * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                yield Example(image=image, label=-1, split="", origin=f"{ab_file.name}[{j}]")
+                i += 1
 
 
 # ------------------------------------------------------------------------------ registry
@@ -474,6 +543,7 @@ SOURCES: dict[str, Source] = {
         ),
         PackagedPhotos(name="photos", package="pipeline.data", folder="photos"),
         Folder(),
+        KaggleColorization(),
     )
 }
 
