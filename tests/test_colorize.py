@@ -218,6 +218,7 @@ def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
     truth = photo_test_split[:20]
     same = fidelity(truth + 0, truth)
     assert same["ciede2000"] == 0 and same["ssim"] == pytest.approx(1.0)
+    assert same["psnr"] == pytest.approx(10 * np.log10(12 * 255**2))  # capped, not infinite
     assert same["colourfulness"] == same["colourfulness_truth"] > 20
     shifted = np.clip(truth.astype(np.int16) + 4, 0, 255).astype(np.uint8)
     mse = ((shifted.astype(np.float64) - truth) ** 2).reshape(20, -1).mean(1)

@@ -401,3 +401,24 @@ def test_kaggle_colorization_layout_errors_name_the_file_and_the_expected_layout
     with pytest.raises((ValueError, OSError), match=re.escape(message)):
         download_source(config, quick_download(tmp_path), tmp_path / "raw")
     assert not (tmp_path / "raw").exists()
+
+
+def test_a_folder_of_colour_photos_feeds_the_colorizer_with_tiles_split_by_photo(tmp_path):
+    from pipeline.config import Params, from_dict
+
+    rng = np.random.default_rng(0)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    for i in range(12):
+        Image.fromarray(rng.integers(0, 256, (40, 60, 3), dtype=np.uint8)).save(
+            folder / f"p{i}.png"
+        )
+    data = {"source": "folder", "folder": str(folder), "image_size": 10, "channels": 3,
+            "fit": "tiles", "tile_scales": [1, 2], "val_fraction": 0.25, "test_fraction": 0.25}  # fmt: skip
+    params = from_dict(Params, {"data": data, "model": {"family": "ddpm_color", "attention_resolutions": [],
+                                                        "channel_mult": [1, 2]}})  # fmt: skip
+    download_source(params.data, quick_download(tmp_path), tmp_path / "raw")
+    manifest = preprocess(params.data, tmp_path / "raw", tmp_path / "processed", progress=False)
+    per_photo = 1 * 1 + 2 * 3  # 10x15 -> 1 tile, 20x30 -> 6 tiles
+    counts = [manifest["splits"][s]["count"] for s in ("train", "val", "test")]
+    assert sum(counts) == 12 * per_photo and all(c % per_photo == 0 and c > 0 for c in counts)

@@ -242,6 +242,15 @@ TINY_COLORIZER = {
     "eval.kid_subset_size": 6,
     "eval.diversity_count": 2,
     "eval.diversity_samples": 2,
+    # a real two-trial sweep ranked on fid_colour; the winner's prediction type goes to train
+    "tune.enabled": True,
+    "tune.space": {"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}},
+    "tune.steps": 2,
+    "tune.eval_every": 2,
+    "tune.batch_size": None,
+    "tune.scheduler": "fifo",
+    "tune.eval_samples": 8,
+    "tune.eval_steps": 2,
 }
 
 
@@ -251,14 +260,21 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     for key, value in TINY_COLORIZER.items():
         set_param(repo, key, value, "colorize/params.yaml")
     result = dvc_repo("dvc", "repro", "colorize/dvc.yaml")
-    stages = {"download", "preprocess", "train", "baseline", "evaluate"}
+    stages = {"download", "preprocess", "tune", "train", "baseline", "evaluate"}
     assert ran(result) == {f"colorize/dvc.yaml:{s}" for s in stages}
     assert not (repo / "models").exists()  # the default pipeline's outputs are untouched
 
     manifest = json.loads((repo / "colorize/data/processed/manifest.json").read_text())
     assert manifest["source"] == "photos" and manifest["params"]["fit"] == "tiles"
     assert manifest["splits"]["train"]["images"]["shape"][1:] == [3, 16, 16]
-    assert load_model(repo / "colorize/models").params.model.family == "ddpm_color"
+    table = pd.read_csv(repo / "colorize/reports/tune_results.csv")
+    assert set(table["status"]) == {"completed"} and len(table) == 2
+    assert table["fid_colour"].notna().all() and "fid_colour@2" in table
+    best = yaml.safe_load((repo / "colorize/reports/best_params.yaml").read_text())
+    winner = table.iloc[0]["diffusion.prediction_type"]
+    assert best == {"diffusion": {"prediction_type": winner}}
+    trained = load_model(repo / "colorize/models").params
+    assert trained.model.family == "ddpm_color" and trained.diffusion.prediction_type == winner
     assert load_model(repo / "colorize/models_regression").params.model.family == "regression_color"
 
     scores = json.loads((repo / "colorize/reports/metrics.json").read_text())

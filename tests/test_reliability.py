@@ -17,7 +17,7 @@ import yaml
 from PIL import Image
 
 import pipeline
-from pipeline.cli import main as cli_main
+from pipeline.apps import main as cli_main
 from pipeline.cluster import init_ray
 from pipeline.config import FeatureNetConfig, ModelConfig, Params, TrainConfig
 from pipeline.data import download_source, preprocess

@@ -357,7 +357,11 @@ def test_a_corrupted_final_checkpoint_is_skipped_and_the_run_redone_from_the_pre
     name = run_name(TINY, processed)
     shutil.copytree(trained[0] / "checkpoints" / name, tmp_path / name)
     final = next(
-        d for d in (tmp_path / name).glob("checkpoint_*") if read_state(d, check=False)["step"] == 4
+        d
+        for d in (tmp_path / name).glob(
+            "checkpoint_*"
+        )  # not Ray's checkpoint_manager_snapshot.json
+        if d.is_dir() and read_state(d, check=False)["step"] == 4
     )
     data = bytearray((final / "state.pt").read_bytes())
     data[len(data) // 2] ^= 0xFF

@@ -24,13 +24,14 @@ from pipeline.config import (
 )
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
-from pipeline.evaluate.probe import METRIC
 from pipeline.methods.export import load_model
 from pipeline.tracking import experiment_id
 from pipeline.tune.best import apply_best_params, read_best_params
 from pipeline.tune.sweep import run_sweep
 from tests.conftest import ROOT
 from tests.test_train import TINY
+
+METRIC = "fid_featurenet"  # the default pipeline's milestone metric (probe_metric of eval.features)
 
 SCHEDULES = ("linear", "cosine")
 BASE = dataclasses.replace(

@@ -12,6 +12,14 @@ from pipeline.data.manifest import load_array, read_manifest
 from pipeline.pixels import to_unit
 
 
+def spread(total: int, count: int) -> np.ndarray:
+    """``count`` indices evenly spaced over ``range(total)`` (all of them when count >= total):
+    a fixed subset that covers a split whose images come in runs (the crops of one photo)."""
+    if count >= total:
+        return np.arange(total)
+    return np.linspace(0, total - 1, count).round().astype(np.int64)
+
+
 class ProcessedImages(Dataset):
     """One split of ``data/processed`` (see pipeline.data.preprocess), memory-mapped.
 

@@ -18,7 +18,7 @@ from mlflow.tracking import MlflowClient
 
 from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
-from pipeline.data.dataset import ProcessedImages
+from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
@@ -89,15 +89,18 @@ def colorization_scores(
     score: Callable[[np.ndarray], dict[str, float]],
     config: EvalConfig,
     use_gpu: bool,
-) -> tuple[dict[str, float], np.ndarray]:
+) -> tuple[dict[str, float], np.ndarray, np.ndarray]:
     """A colorizer's fidelity to the truth and its diversity (K = ``diversity_samples`` samples of
     each of the first ``diversity_count`` references), then FID/KID and fidelity of the baselines:
-    ``gray_*`` (ab = 0) and, from ``baseline_dir``, ``regression_*``. Returns the scores and the
-    K samples (n, K, C, H, W)."""
+    ``gray_*`` (ab = 0) and, from ``baseline_dir``, ``regression_*``. Returns the scores, the K
+    samples (n, K, C, H, W) and the n references they colorize (``spread`` over ``references``)."""
     out = fidelity(colorized, references)
-    m, k = min(config.diversity_count, len(references)), config.diversity_samples
-    repeated = np.repeat(references[:m], k, axis=0)
-    samples = generate(models_dir, config, use_gpu, repeated).reshape(m, k, *references.shape[1:])
+    shown = references[spread(len(references), config.diversity_count)]
+    k = config.diversity_samples
+    repeated = np.repeat(shown, k, axis=0)
+    samples = generate(models_dir, config, use_gpu, repeated).reshape(
+        len(shown), k, *shown.shape[1:]
+    )
     out["diversity_ab"] = ab_diversity(samples)
     baselines = {"gray": gray_images(references)}
     if baseline_dir is not None:
@@ -107,7 +110,7 @@ def colorization_scores(
             f"{name}_{key}": v
             for key, v in {**score(images), **fidelity(images, references)}.items()
         }
-    return out, samples
+    return out, samples, shown
 
 
 def evaluate(
@@ -158,7 +161,12 @@ def evaluate(
     started = time.perf_counter()
     init_ray(params)
     use_gpu = resolve_use_gpu(model.params.train.use_gpu)
-    references = np.array(real_images[: ec.num_samples]) if model.conditional else None
+    # a colorizer colorizes num_samples test images spread over the split (every test photo)
+    references = (
+        np.array(real_images[spread(len(real_images), ec.num_samples)])
+        if model.conditional
+        else None
+    )
     fake_images = generate(models_dir, ec, use_gpu, references)
     real = cached_features(
         extractor, real_images, params.download.resolved_cache_dir() / "fid-stats"
@@ -169,12 +177,12 @@ def evaluate(
 
     results = score(fake_images)
     if model.conditional:
-        extra, samples = colorization_scores(
+        extra, samples, shown = colorization_scores(
             models_dir, baseline_dir, references, fake_images, score, ec, use_gpu
         )
         results |= extra
         flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
-        grid = image_grid(*model.panel(to_unit(flat), to_unit(references[: len(samples)])))
+        grid = image_grid(*model.panel(to_unit(flat), to_unit(shown)))
     else:
         grid = image_grid(to_unit(fake_images[: ec.grid_count]))
     bad = {k: v for k, v in results.items() if not math.isfinite(v)}
@@ -196,7 +204,10 @@ def evaluate(
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     save_image(grid, grid_png)
-    save_gif(trajectory_frames(model, ec, references), trajectory_gif)
+    trajectory_references = (
+        None if references is None else references[spread(len(references), ec.trajectory_count)]
+    )
+    save_gif(trajectory_frames(model, ec, trajectory_references), trajectory_gif)
     with atomic_path(metrics_path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 

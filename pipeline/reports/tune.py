@@ -1,5 +1,6 @@
-"""The sweep at a glance: fid_featurenet of every trial at each milestone, coloured by a key of the
-space (the beta schedule by default); stopped trials end early, failed ones are listed."""
+"""The sweep at a glance: the milestone metric (fid_<eval.features>) of every trial at each
+milestone, coloured by a key of the space (the beta schedule by default); stopped trials end early,
+failed ones are listed."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from pathlib import Path
 
 import pandas as pd
 
-from pipeline.evaluate.probe import METRIC
 from pipeline.io import atomic_path
 
 
@@ -16,8 +16,9 @@ def plot_trials(
     milestones: list[int],
     path: str | Path,
     *,
+    metric: str,
     colour_by: str | None = None,
-    title: str = METRIC,
+    title: str | None = None,
 ) -> None:
     """A PNG with one line per trial (``table`` rows of pipeline.tune.sweep.results_table)."""
     import matplotlib
@@ -30,7 +31,7 @@ def plot_trials(
     colours = {g: f"C{i}" for i, g in enumerate(groups)}
     failed = []
     for row in table.to_dict("records"):
-        points = [(m, row[f"{METRIC}@{m}"]) for m in milestones if pd.notna(row[f"{METRIC}@{m}"])]
+        points = [(m, row[f"{metric}@{m}"]) for m in milestones if pd.notna(row[f"{metric}@{m}"])]
         if row["status"] == "failed" or not points:
             failed.append(f"{row['trial_id']}: {row.get('error') or row['status']}"[:90])
             continue
@@ -42,8 +43,8 @@ def plot_trials(
         ax.plot([], [], color=colour, label=group)
     ax.plot([], [], ":", color="grey", label="stopped early")
     ax.set_xlabel("step")
-    ax.set_ylabel(f"{METRIC} (lower is better)")
-    ax.set_title(title)
+    ax.set_ylabel(f"{metric} (lower is better)")
+    ax.set_title(title or f"{metric} per trial")
     if milestones:
         ax.set_xticks(milestones)
         ax.legend(title=colour_by, fontsize=8)

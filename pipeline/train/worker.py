@@ -35,7 +35,7 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.config import Params, TrainConfig
-from pipeline.data.dataset import ProcessedImages
+from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.io import CorruptFileError, atomic_path
 from pipeline.methods.base import Method
 from pipeline.methods.step import lr_at
@@ -181,7 +181,7 @@ class Rank0Jobs:
     ) -> torch.Tensor:
         """``count`` samples in [-1, 1] of the EMA network (DDIM eta 0 for diffusion families),
         from the draws that ``seed`` fixes; a conditional family samples from the conditions of
-        the first ``count`` validation images. The first ``sample_count`` become the run's sample
+        ``count`` validation images (``references``). The first ``sample_count`` become the run's sample
         grid (``state.samples``; logged to MLflow as ``samples``)."""
         net = state.ema.module
         model = state.method.model(net)
@@ -206,13 +206,15 @@ class Rank0Jobs:
         return x0
 
     def references(self, count: int) -> torch.Tensor:
-        """The first ``count`` validation images, (count, C, H, W) in [-1, 1], on the device."""
+        """``count`` validation images spread evenly over the split (``spread``: the crops of
+        every validation photo), (count, C, H, W) in [-1, 1], on the device."""
         if count > len(self.validation):
             raise ValueError(
                 f"a conditional family samples from validation images: {count} wanted "
                 f"(train.sample_count or tune.eval_samples), the val split has {len(self.validation)}"
             )
-        return torch.stack([self.validation[i] for i in range(count)]).to(self.device)
+        picked = spread(len(self.validation), count)
+        return torch.stack([self.validation[int(i)] for i in picked]).to(self.device)
 
     def show(self, step: int) -> None:
         """The step and the last report's metrics, for the driver's bar (replaced whole)."""

@@ -1,7 +1,7 @@
 """The tune stage: a Ray Tune search whose trials are Ray Train runs, tracked as one MLflow sweep.
 
 ``run_sweep`` builds (or, when the same sweep was interrupted, restores with ``Tuner.restore``) a
-Tuner over ``pipeline.tune.trial.run_trial``; trials report ``fid_featurenet`` at milestones, ASHA
+Tuner over ``pipeline.tune.trial.run_trial``; trials report ``fid_<eval.features>`` at milestones, ASHA
 (or fifo) stops weak ones, a diverged trial fails alone. The outcome is ``best_params.yaml`` (the
 winning values in params.yaml's structure, applied by the train stage), a results table, a plot,
 and an MLflow parent run with one child run per trial.
@@ -31,10 +31,10 @@ from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest
-from pipeline.evaluate.featurenet import load_featurenet
-from pipeline.evaluate.probe import METRIC
+from pipeline.evaluate.backends import load_extractor
+from pipeline.evaluate.probe import probe_metric
 from pipeline.io import atomic_path
-from pipeline.methods.registry import method_module
+from pipeline.methods.registry import COLORIZERS, method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import (
@@ -75,14 +75,18 @@ CODE = "pipeline.tune.trial"  # the module whose source closure is the code a tr
 IDENTITY_FILE = "sweep_identity.json"  # in the sweep's directory: what its name hashes
 
 
-def sweep_identity(params: Params, processed_dir: Path, featurenet_sha256: str) -> dict[str, Any]:
+def sweep_identity(
+    params: Params, processed_dir: Path, features_sha256: str | None
+) -> dict[str, Any]:
     """What a sweep's results depend on: the trial sections, the tune section (less ``enabled``),
-    the data manifest, the featurenet weights and the code a trial runs."""
+    the data manifest, the probe's feature space and its weights (None: weight-free), and the
+    code a trial runs."""
     return {
         "trials": trial_sections(params),
         "tune": {k: v for k, v in to_dict(params.tune).items() if k != "enabled"},
         "data_manifest_sha256": manifest_digest(processed_dir),
-        "featurenet_sha256": featurenet_sha256,
+        "probe_metric": probe_metric(params.eval),
+        "features_sha256": features_sha256,
         "code_sha256": code_digest(CODE),
         "method_code_sha256": code_digest(method_module(params.model.family)),
     }
@@ -132,19 +136,19 @@ class SweepProgress(ray.tune.Callback):
     """The sweep's progress bar on the terminal (Tune's callbacks run in the driver): trials ended
     out of all, and the best milestone score so far. Its bar is not part of the pickled state."""
 
-    def __init__(self) -> None:
-        self.bar, self.best = None, math.inf
+    def __init__(self, metric: str) -> None:
+        self.bar, self.best, self.metric = None, math.inf, metric
 
     def __getstate__(self) -> dict[str, Any]:
-        return {"bar": None, "best": self.best}
+        return {"bar": None, "best": self.best, "metric": self.metric}
 
     def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
         self.bar = progress_bar(total=total_num_samples, desc="tune", unit="trial")
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if self.bar is not None and METRIC in result:
-            self.best = min(self.best, result[METRIC])
-            self.bar.set_description(f"tune best {METRIC} {self.best:.4f}")
+        if self.bar is not None and self.metric in result:
+            self.best = min(self.best, result[self.metric])
+            self.bar.set_description(f"tune best {self.metric} {self.best:.4f}")
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         if self.bar is not None:
@@ -185,7 +189,7 @@ def ray_tune_config(params: Params) -> ray.tune.TuneConfig:
     else:  # Tune ignores TuneConfig.max_concurrent_trials for a variant generator
         algorithm = BasicVariantGenerator(random_state=search.seed, max_concurrent=concurrency)
     return ray.tune.TuneConfig(
-        metric=METRIC,
+        metric=probe_metric(params.eval),
         mode="min",
         scheduler=scheduler,
         search_alg=algorithm,
@@ -198,10 +202,10 @@ def milestones(search: SearchConfig) -> list[int]:
 
 
 def results_table(
-    grid: ray.tune.ResultGrid, path: Path, search: SearchConfig, keys: list[str]
+    grid: ray.tune.ResultGrid, path: Path, search: SearchConfig, keys: list[str], metric: str
 ) -> pd.DataFrame:
     """One row per trial: trial_id, status (completed | stopped_early | failed | unfinished),
-    the last step, the space's values, fid_featurenet at each milestone and the last one, error.
+    the last step, the space's values, ``metric`` at each milestone and the last one, error.
     Sorted best first: completed trials by their final FID, then the rest. ``path`` is the
     experiment's directory, whose saved state says which trials ended (a restored trial's last
     result does not)."""
@@ -214,9 +218,9 @@ def results_table(
     for result in grid:
         metrics = result.metrics or {}
         history = result.metrics_dataframe
-        at = {}  # milestone step -> fid_featurenet
-        if history is not None and METRIC in history:
-            at = dict(zip(history["step"], history[METRIC], strict=True))
+        at = {}  # milestone step -> metric
+        if history is not None and metric in history:
+            at = dict(zip(history["step"], history[metric], strict=True))
         if result.error is not None:
             status = "failed"
         elif metrics.get("trial_id") not in ended:
@@ -225,13 +229,13 @@ def results_table(
             status = "completed" if metrics.get("step") == search.steps else "stopped_early"
         row = {"trial_id": metrics.get("trial_id"), "status": status, "step": metrics.get("step")}
         row.update({key: (result.config or {}).get(key) for key in keys})  # none: never started
-        row.update({f"{METRIC}@{m}": at.get(m, math.nan) for m in milestones(search)})
-        row[METRIC] = metrics.get(METRIC, math.nan)
+        row.update({f"{metric}@{m}": at.get(m, math.nan) for m in milestones(search)})
+        row[metric] = metrics.get(metric, math.nan)
         row["error"] = _error_line(result.error)
         rows.append(row)
     table = pd.DataFrame(rows).astype({"step": "Int64"})  # failed trials have none
     table["_rank"] = table["status"].map({"completed": 0}).fillna(1)
-    return table.sort_values(["_rank", METRIC, "trial_id"]).drop(columns="_rank")
+    return table.sort_values(["_rank", metric, "trial_id"]).drop(columns="_rank")
 
 
 def _error_line(error: BaseException | None) -> str:
@@ -249,7 +253,7 @@ def run_sweep(
     params: Params,
     *,
     processed_dir: str | Path,
-    featurenet_dir: str | Path,
+    featurenet_dir: str | Path | None,
     storage_dir: str | Path,
     best_params_path: str | Path,
     results_csv: str | Path,
@@ -260,23 +264,33 @@ def run_sweep(
     empty table and plot). Otherwise it runs (or resumes) the sweep and writes the winning values,
     the table (CSV) and the plot; returns the best row. Raises KeyboardInterrupt when the sweep
     was interrupted before every trial ended (re-running resumes it)."""
-    search = params.tune
+    search, metric = params.tune, probe_metric(params.eval)
     if not search.enabled:
         write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
         with atomic_path(results_csv) as tmp:
             pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
-        plot_trials(pd.DataFrame(), [], plot_png, title="tuning disabled (tune.enabled: false)")
+        plot_trials(
+            pd.DataFrame(),
+            [],
+            plot_png,
+            metric=metric,
+            title="tuning disabled (tune.enabled: false)",
+        )
         return {}
-    processed_dir, featurenet_dir = Path(processed_dir).resolve(), Path(featurenet_dir).resolve()
-    storage_dir = Path(storage_dir).resolve()
+    processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
+    if featurenet_dir is not None:
+        featurenet_dir = str(Path(featurenet_dir).resolve())
     specs = search.specs
+    # a colorizer's probe colorizes the first tune.eval_samples validation images
+    needed = search.eval_samples if params.model.family in COLORIZERS else 2
     check_data(  # with a trial's params: its budget's batch must fit
         params.with_values(search.budget),
         processed_dir,
-        min_counts={"val": (2, "tune (the milestone FID of the validation split)")},
+        min_counts={"val": (needed, f"tune (the milestone {metric} of the validation split)")},
     )
-    _, featurenet_sha256, _ = load_featurenet(featurenet_dir)  # fails early when missing
-    identity = sweep_identity(params, processed_dir, featurenet_sha256)
+    _, backend = load_extractor(params.eval, featurenet_dir)  # fails early when missing
+    features_sha256 = backend["weights_sha256"]
+    identity = sweep_identity(params, processed_dir, features_sha256)
     name = sweep_name(identity)
     uri = tracking_uri(project_dir)
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
@@ -285,7 +299,7 @@ def run_sweep(
     experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
     tags = {
         **provenance_tags(project_dir, "stages/tune.py", identity["data_manifest_sha256"]),
-        "featurenet_sha256": featurenet_sha256,
+        "features_sha256": str(features_sha256),
         "dvc_stage": "tune",
     }
     parent_id = start_run(
@@ -305,7 +319,7 @@ def run_sweep(
         tracking_uri=uri,
         processed_dir=str(processed_dir),
         data_manifest_sha256=identity["data_manifest_sha256"],
-        featurenet_dir=str(featurenet_dir),
+        featurenet_dir=featurenet_dir,
         storage_dir=str(storage_dir / f"{name}-trials"),
     )
     trainable = ray.tune.with_resources(
@@ -333,10 +347,10 @@ def run_sweep(
                     name=name,
                     storage_path=str(storage_dir),
                     failure_config=ray.tune.FailureConfig(max_failures=0),
-                    callbacks=[SweepProgress()],
+                    callbacks=[SweepProgress(metric)],
                 ),
             )
-        table = results_table(tuner.fit(), path, search, list(specs))
+        table = results_table(tuner.fit(), path, search, list(specs), metric)
     unfinished = table[table["status"] == "unfinished"]
     if len(unfinished):
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.KILLED))
@@ -350,17 +364,17 @@ def run_sweep(
         raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
     best = completed.iloc[0]
     winning = {key: _plain(best[key]) for key in specs}
-    header = f"sweep {name}: trial {best['trial_id']}, {METRIC} {best[METRIC]:.4f} at step {search.steps}"
+    header = f"sweep {name}: trial {best['trial_id']}, {metric} {best[metric]:.4f} at step {search.steps}"
     write_best_params(winning, best_params_path, header)
     with atomic_path(results_csv) as tmp:
         table.to_csv(tmp, index=False)
     colour_by = "diffusion.schedule" if "diffusion.schedule" in specs else None
-    plot_trials(
-        table, milestones(search), plot_png, colour_by=colour_by, title=f"{METRIC} per trial"
+    plot_trials(table, milestones(search), plot_png, metric=metric, colour_by=colour_by)
+    record_sweep(
+        client, parent_id, name, table, best, metric, (best_params_path, results_csv, plot_png)
     )
-    record_sweep(client, parent_id, name, table, best, (best_params_path, results_csv, plot_png))
     log.info("%s\nbest: %s", table.to_string(index=False), winning)
-    return {"sweep": name, "trial_id": best["trial_id"], METRIC: float(best[METRIC]), **winning}
+    return {"sweep": name, "trial_id": best["trial_id"], metric: float(best[metric]), **winning}
 
 
 def _plain(value: Any) -> Any:
@@ -374,12 +388,13 @@ def record_sweep(
     name: str,
     table: pd.DataFrame,
     best: pd.Series,
+    metric: str,
     files: tuple[str | Path, ...],
 ) -> None:
     """The parent run gets the best trial, the counts per status and the files; every child run
     gets its final status (FINISHED, KILLED when ASHA stopped it, FAILED) and a tune.status tag."""
     counts = table["status"].value_counts()
-    metrics = {f"best_{METRIC}": float(best[METRIC]), "num_trials": len(table)}
+    metrics = {f"best_{metric}": float(best[metric]), "num_trials": len(table)}
     metrics.update({f"num_{status}": int(counts.get(status, 0)) for status in STATUSES})
     client.log_batch(
         parent_id,

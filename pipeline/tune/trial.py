@@ -1,8 +1,8 @@
 """One Tune trial: a short Ray Train run of the base params with the trial's values.
 
 The trial function is the Train V2 driver pattern: it builds and fits a ``TorchTrainer``
-(``pipeline.train.driver.fit``) whose rank 0 measures ``fid_featurenet`` at every milestone (the
-probe, pipeline.evaluate.probe); ``MilestoneReport`` forwards those reports (and only those) to
+(``pipeline.train.driver.fit``) whose rank 0 measures ``fid_<eval.features>`` at every milestone
+(the probe, pipeline.evaluate.probe); ``MilestoneReport`` forwards those reports (and only those) to
 Tune, where ASHA compares trials. Each trial records itself as an MLflow child run of the sweep's
 parent run.
 """
@@ -20,7 +20,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from pipeline.config import Params
-from pipeline.evaluate.probe import METRIC, FIDProbe
+from pipeline.evaluate.probe import FIDProbe, probe_metric
 from pipeline.tracking import log_dataset, logged_params, recorded, start_run
 from pipeline.train.driver import fit
 from pipeline.train.worker import ProbeConfig
@@ -31,8 +31,8 @@ TRIAL_TAG = "tune.trial_id"
 @dataclass(frozen=True)
 class SweepConfig:
     """What every trial of a sweep shares: the base ``params``, the sweep's ``name``, its MLflow
-    parent run, the absolute paths of the data (and its manifest's sha256), the FeatureNet and the
-    trials' storage."""
+    parent run, the absolute paths of the data (and its manifest's sha256), the FeatureNet (None
+    when eval.features needs none) and the trials' storage."""
 
     params: Params
     name: str
@@ -40,16 +40,20 @@ class SweepConfig:
     tracking_uri: str
     processed_dir: str
     data_manifest_sha256: str
-    featurenet_dir: str
+    featurenet_dir: str | None
     storage_dir: str
 
 
 class MilestoneReport(TuneReportCallback):
-    """Forward rank 0's milestone reports (those carrying METRIC) to Tune: the scheduler decides
+    """Forward rank 0's milestone reports (those carrying ``metric``) to Tune: the scheduler decides
     there, and Tune's results hold one row per milestone."""
 
+    def __init__(self, metric: str) -> None:
+        super().__init__()
+        self.metric = metric
+
     def after_report(self, run_context, metrics, checkpoint):
-        if METRIC in metrics[0]:
+        if self.metric in metrics[0]:
             super().after_report(run_context, metrics, checkpoint)
 
 
@@ -60,16 +64,16 @@ def trial_params(base: Params, values: Mapping[str, Any]) -> Params:
 
 
 def milestone_probe(sweep: SweepConfig) -> ProbeConfig:
-    """fid_featurenet of ``tune.eval_samples`` DDIM samples against the validation split, every
-    ``tune.eval_every`` steps."""
-    search = sweep.params.tune
+    """fid_<eval.features> of ``tune.eval_samples`` DDIM samples against the validation split,
+    every ``tune.eval_every`` steps."""
+    search, evaluation = sweep.params.tune, sweep.params.eval
     return ProbeConfig(
         every=search.eval_every,
         count=search.eval_samples,
         steps=search.eval_steps,
         seed=search.seed,
-        metric=METRIC,
-        scorer=functools.partial(FIDProbe, sweep.featurenet_dir, sweep.processed_dir),
+        metric=probe_metric(evaluation),
+        scorer=functools.partial(FIDProbe, evaluation, sweep.featurenet_dir, sweep.processed_dir),
     )
 
 
@@ -95,5 +99,5 @@ def run_trial(config: dict[str, Any], *, sweep: SweepConfig) -> None:
             run_id=run_id,
             mlflow_uri=sweep.tracking_uri,
             probe=milestone_probe(sweep),
-            callbacks=[MilestoneReport()],
+            callbacks=[MilestoneReport(probe_metric(params.eval))],
         )

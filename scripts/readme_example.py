@@ -1,0 +1,55 @@
+"""The README's before/after picture: a photo the model never saw (``docs/kite.jpg``) as the gray
+input the colorizer receives, K colorizations by ``python -m pipeline colorize``'s own code, and the
+original, side by side in ``docs/kite_colorized.png``.
+
+    python scripts/readme_example.py --model colorize/models --samples 3
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from pipeline.apps.colorize import DEFAULT_SCALE, colorize_image, load_colorizer, read_rgb
+from pipeline.color import join_lab, rgb_to_lab
+from pipeline.reports.grid import save_image
+
+GAP = 6  # white pixels between the panels
+
+
+def gray_of(rgb: np.ndarray) -> np.ndarray:
+    """The input as the colorizer sees it: its own L* with a* = b* = 0, uint8 (H, W, 3)."""
+    L = rgb_to_lab(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255)[:, :1]
+    gray = join_lab(L, torch.zeros_like(L).expand(-1, 2, -1, -1))[0]
+    return (gray * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="colorize/models")
+    parser.add_argument("--photo", default="docs/kite.jpg")
+    parser.add_argument("--out", default="docs/kite_colorized.png")
+    parser.add_argument("--samples", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    model = load_colorizer(args.model, "cpu")
+    rgb = read_rgb(Path(args.photo))
+    colours = colorize_image(
+        model,
+        rgb,
+        samples=args.samples,
+        steps=model.params.eval.steps,
+        scale=DEFAULT_SCALE,
+        generator=torch.Generator().manual_seed(args.seed),
+    )
+    panels = [gray_of(rgb), *colours, rgb]
+    gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)
+    row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
+    save_image(row, args.out)
+
+
+if __name__ == "__main__":
+    main()
