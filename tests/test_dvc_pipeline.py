@@ -284,6 +284,7 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
             assert math.isfinite(scores[f"{prefix}{key}"]), (prefix, key)
     assert scores["features"] == "colour" and scores["num_samples"] == 12
     assert scores["gray_colourfulness"] < 0.5 < scores["colourfulness_truth"]
+    assert "gray_colourfulness_truth" not in scores  # the truth's is reported once
     assert scores["diversity_ab"] > 0 and scores["psnr"] < 100
     assert scores["gray_fid_colour"] > 0 and scores["colourfulness"] > 0
     with Image.open(repo / "colorize/reports/triptychs.png") as grid:  # gray|2 samples|truth, twice in a row

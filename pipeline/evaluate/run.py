@@ -106,10 +106,8 @@ def colorization_scores(
     if baseline_dir is not None:
         baselines["regression"] = generate(baseline_dir, config, use_gpu, references)
     for name, images in baselines.items():
-        out |= {
-            f"{name}_{key}": v
-            for key, v in {**score(images), **fidelity(images, references)}.items()
-        }
+        scored = {**score(images), **fidelity(images, references)}
+        out |= {f"{name}_{k}": v for k, v in scored.items() if k != "colourfulness_truth"}
     return out, samples, shown
 
 
