@@ -119,6 +119,12 @@ def join_lab(L: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     return lab_to_rgb(torch.cat([L, fit_chroma(L, ab)], dim=1))
 
 
+def grayed(rgb: torch.Tensor) -> torch.Tensor:
+    """Images in [-1, 1], (N, 3, H, W), with a* = b* = 0: their own L* as gray, what a colorizer
+    sees (and the "gray" baseline)."""
+    return colorized(lightness(rgb), torch.zeros_like(rgb[:, :2]))
+
+
 def colorized(condition: torch.Tensor, ab: torch.Tensor) -> torch.Tensor:
     """A model's output as images in [-1, 1], (N, 3, H, W): ``join_lab`` of the condition's L*
     (condition + 1) * 50 and the predicted ab * AB_SCALE."""

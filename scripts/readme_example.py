@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from pipeline.apps.colorize import DEFAULT_SCALE, colorize_image, load_colorizer, read_rgb
-from pipeline.color import join_lab, rgb_to_lab
+from pipeline.color import grayed
+from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
 GAP = 6  # white pixels between the panels
@@ -22,9 +23,9 @@ GAP = 6  # white pixels between the panels
 
 def gray_of(rgb: np.ndarray) -> np.ndarray:
     """The input as the colorizer sees it: its own L* with a* = b* = 0, uint8 (H, W, 3)."""
-    L = rgb_to_lab(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255)[:, :1]
-    gray = join_lab(L, torch.zeros_like(L).expand(-1, 2, -1, -1))[0]
-    return (gray * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+    return (
+        to_uint8(grayed(to_unit(rgb.transpose(2, 0, 1)[None].copy())))[0].permute(1, 2, 0).numpy()
+    )
 
 
 def main() -> None:

@@ -33,6 +33,7 @@ from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
 from pipeline.methods.registry import COLORIZERS
+from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
 log = logging.getLogger(__name__)
@@ -102,7 +103,7 @@ def colorize_image(
     short = max(8, round(scale * model.params.data.image_size))
     size = (max(1, round(w * short / min(h, w))), max(1, round(h * short / min(h, w))))
     small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
-    x = torch.from_numpy(small.transpose(2, 0, 1)[None].copy()).float() / 127.5 - 1
+    x = to_unit(small.transpose(2, 0, 1)[None].copy())
     cond = lightness(x).expand(samples, -1, -1, -1).to(model.device)
     out = model.sample(samples, generator=generator, steps=steps, cond=cond)  # (K, 3, h', w')
     ab = split_lab(out.cpu())[1].double() * AB_SCALE
@@ -110,7 +111,7 @@ def colorize_image(
     full = torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255
     L = rgb_to_lab(full)[:, :1].expand(samples, -1, -1, -1)
     colour = join_lab(L, ab)  # (K, 3, H, W) in [0, 1]
-    return (colour * 255).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    return to_uint8(colour * 2 - 1).permute(0, 2, 3, 1).numpy()
 
 
 def load_colorizer(models_dir: str, device: str) -> GenerativeModel:

@@ -32,6 +32,7 @@ from pipeline.color import lab_to_rgb
 from pipeline.data.archive import extract_tar
 from pipeline.data.download import RemoteFile, fetch, verify
 from pipeline.io import atomic_dir
+from pipeline.pixels import to_uint8
 
 if TYPE_CHECKING:
     from pipeline.config import DataConfig, DownloadConfig
@@ -434,7 +435,7 @@ class KaggleColorization(Source):
             for j in range(len(ab)):
                 lab = np.concatenate([L[i, ..., None] * (100 / 255), ab[j] - 128.0], axis=-1)
                 rgb = lab_to_rgb(torch.from_numpy(lab).permute(2, 0, 1))  # (3, H, W) in [0, 1]
-                image = (rgb * 255).round().to(torch.uint8).permute(1, 2, 0).numpy()
+                image = to_uint8(rgb * 2 - 1).permute(1, 2, 0).numpy()
                 yield Example(image=image, label=-1, split="", origin=f"{ab_file.name}[{j}]")
                 i += 1
 

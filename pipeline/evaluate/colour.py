@@ -34,7 +34,7 @@ from skimage.color import deltaE_ciede2000
 from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
-from pipeline.color import colorized, colourfulness, lightness, rgb_to_lab
+from pipeline.color import colourfulness, grayed, rgb_to_lab
 from pipeline.pixels import to_uint8, to_unit
 
 HIST_BINS, HIST_RANGE, HIST_SIGMA = 7, 60.0, 10.0
@@ -90,8 +90,7 @@ class ColourStatistics(nn.Module):
 
 def gray_images(images: np.ndarray) -> np.ndarray:
     """The "gray" baseline of uint8 RGB images (N, 3, H, W): their own L* with a* = b* = 0."""
-    x = to_unit(np.asarray(images))
-    return to_uint8(colorized(lightness(x), torch.zeros_like(x[:, :2]))).numpy()
+    return to_uint8(grayed(to_unit(np.asarray(images)))).numpy()
 
 
 def fidelity(outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:

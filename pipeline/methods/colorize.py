@@ -22,7 +22,7 @@ from mlflow.models.signature import ModelSignature
 from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
-from pipeline.color import colorized, lightness, split_lab
+from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 from pipeline.methods.step import optimizer_step
@@ -45,7 +45,7 @@ class ColorizerModel(DDPMModel):
         reference (``samples`` of K n images, reference-major), gray | K colorized | truth."""
         n = len(references)
         k = len(samples) // n
-        gray = colorized(self.condition(references), torch.zeros_like(references[:, :2]))
+        gray = grayed(references)
         rows = torch.cat([gray[:, None], samples.reshape(n, k, *samples.shape[1:]),
                           references[:, None].to(samples)], dim=1)  # fmt: skip
         return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
