@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline.cli import entry_point
 from pipeline.config import load_params
@@ -23,7 +24,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--train-report", required=True, help="holds the MLflow run id")
     parser.add_argument("--metrics", required=True, help="scores, JSON (DVC metrics)")
     parser.add_argument("--grid", required=True, help="sample grid, PNG")
-    parser.add_argument("--trajectory", required=True, help="denoising trajectory, GIF")
+    parser.add_argument(
+        "--trajectory", required=True, help="denoising trajectory (vae, dcgan: interpolation), GIF"
+    )
+    parser.add_argument(
+        "--figures",
+        help="directory of the family's figures: interpolation grid (vae, dcgan), guidance sweep "
+        "table, plot and strip (ddpm_cfg)",
+    )
     parser.add_argument(
         "--baseline", help="colorizers: the regression baseline's exported model, scored alongside"
     )
@@ -38,6 +46,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_path=args.metrics,
         grid_png=args.grid,
         trajectory_gif=args.trajectory,
+        figures_dir=args.figures,
         baseline_dir=args.baseline,
     )
     name = metrics["features"]
@@ -46,6 +55,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{metrics[f'kid_{name}']:.4f} ({metrics['num_samples']} samples, {metrics['sampler']} "
         f"{metrics['steps']} steps); pictures: {args.grid}, {args.trajectory}"
     )
+    if "class_accuracy" in metrics:
+        say(
+            f"  class accuracy {metrics['class_accuracy']:.3f} at guidance w "
+            f"{metrics['guidance_scale']:g} (FeatureNet's classifier on the samples)"
+        )
+    if args.figures and any(Path(args.figures).iterdir()):
+        say(f"  figures: {args.figures}/")
     if "psnr" in metrics:  # a colorizer, next to its baselines
         for prefix, label in (("", "model"), ("regression_", "regression"), ("gray_", "gray")):
             if f"{prefix}psnr" in metrics:

@@ -54,6 +54,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{report['images_per_s']:.0f} img/s, {report['wall_time_s']:.0f} s; model in "
         f"{args.models}/, samples in {args.samples}"
     )
+    for line in report["warnings"]:
+        say(f"train: warning: {line}")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def space(**entries) -> dict:
     [
         (
             space(diffusion__shedule={"choice": ["linear"]}),
-            "tune: space: unknown or untunable key(s) diffusion.shedule; allowed: diffusion.beta_end",
+            "tune: space: unknown or untunable key(s) diffusion.shedule; allowed: cfg.p_uncond, diffusion.beta_end",
         ),
         (  # the trial budget owns train.steps
             space(train__steps={"choice": [10, 20]}),

@@ -20,7 +20,7 @@ from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from
 from pipeline.data.dataset import ProcessedImages
 from pipeline.methods.base import GenerativeModel, Method
 from pipeline.methods.export import load_model
-from pipeline.methods.registry import METHODS
+from pipeline.methods.registry import METHODS, Family
 from pipeline.methods.step import optimizer_step
 from tests.test_train import TINY, processed, run_train, with_train  # noqa: F401 (a fixture)
 
@@ -81,7 +81,7 @@ class MeanImage(Method):
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         self.trained = wrap(self.mean_net)
 
-    def train_step(self, micro_batches: Sequence[torch.Tensor], *, lr: float) -> dict:
+    def train_step(self, micro_batches: Sequence[torch.Tensor], *, lr: float, step: int) -> dict:
         def loss_terms(net: nn.Module, x0: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"loss": ((net(x0.shape[0]) - x0) ** 2).mean()}
 
@@ -120,7 +120,7 @@ def mean_params() -> Params:
 @pytest.fixture
 def mean_family(monkeypatch):
     """The toy family registered for this test; Ray ships its classes to the workers by value."""
-    monkeypatch.setitem(METHODS, "mean", f"{__name__}:MeanImage")
+    monkeypatch.setitem(METHODS, "mean", Family(f"{__name__}:MeanImage"))
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
@@ -162,7 +162,7 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
 
 def test_an_unknown_family_is_refused_with_the_registered_names():
     raw = to_dict(Params())
-    raw["model"]["family"] = "vae"
-    with pytest.raises(ConfigError, match="model: family: unknown value 'vae'; allowed: ddpm"):
+    raw["model"]["family"] = "diffusion"
+    with pytest.raises(ConfigError, match="model: family: unknown value 'diffusion'; allowed: ddpm"):
         from_dict(Params, raw)
     assert ModelConfig().family == "ddpm"

@@ -51,11 +51,31 @@ def test_conditioning_and_learned_variance_channels():
     x, cond = torch.randn(2, 3, 28, 28), torch.randn(2, 1, 28, 28)
     assert net(x, torch.tensor([1, 2]), cond).shape == (2, 6, 28, 28)
     assert net.conv_in.in_channels == 4
-    with pytest.raises(ValueError, match=r"this UNet takes cond_channels=1; got cond=None"):
+    with pytest.raises(
+        ValueError, match=r"this UNet takes cond_channels=1, num_classes=0; got cond=None"
+    ):
         net(x, torch.tensor([1, 2]))
     plain = UNet(TINY, image_size=28, in_channels=1)
-    with pytest.raises(ValueError, match=r"cond_channels=0; got cond=\(2, 1, 28, 28\)"):
+    with pytest.raises(
+        ValueError, match=r"cond_channels=0, num_classes=0; got cond=\(2, 1, 28, 28\)"
+    ):
         plain(torch.randn(2, 1, 28, 28), torch.tensor([1, 2]), cond)
+
+
+def test_a_class_conditional_unet_embeds_the_label_and_the_null_class():
+    torch.manual_seed(0)
+    net = UNet(TINY, image_size=28, in_channels=1, num_classes=10)
+    for p in net.parameters():  # leave the zero-initialised layers' starting point
+        p.data.add_(0.01 * torch.randn_like(p))
+    assert net.class_emb.num_embeddings == 11  # ten classes and the null class
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([5, 5])
+    out = net(x, t, torch.tensor([3, 3]))
+    assert not torch.allclose(out, net(x, t, torch.tensor([4, 4])))
+    assert not torch.allclose(out, net(x, t, torch.tensor([10, 10])))  # the null class
+    with pytest.raises(ValueError, match=r"num_classes=10; got cond=None"):
+        net(x, t)
+    with pytest.raises(ValueError, match="an image condition or a class label, not both"):
+        UNet(TINY, image_size=28, in_channels=1, cond_channels=1, num_classes=10)
 
 
 def test_output_depends_on_t_and_cond_and_every_parameter_gets_a_gradient():

@@ -31,8 +31,8 @@ from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
 from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
 from pipeline.methods.base import GenerativeModel
-from pipeline.methods.export import load_model
-from pipeline.methods.registry import COLORIZERS
+from pipeline.methods.export import load_on
+from pipeline.methods.registry import METHODS
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
@@ -116,13 +116,12 @@ def colorize_image(
 
 def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
     """The exported model in ``models_dir`` on ``device``; ValueError unless it is a colorizer."""
-    if device == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: no CUDA device is available here (use --device cpu)")
-    model = load_model(models_dir, device)
-    if not model.conditional:
+    model = load_on(models_dir, device)
+    if model.conditioning != "image":
+        colorizers = [name for name, family in METHODS.items() if family.conditioning == "image"]
         raise ValueError(
             f"--model {models_dir} holds model.family {model.params.model.family!r}, not a "
-            f"colorizer ({', '.join(sorted(COLORIZERS))}); train one with `make colorize`"
+            f"colorizer ({', '.join(colorizers)}); train one with `make colorize`"
         )
     return model
 

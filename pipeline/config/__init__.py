@@ -22,11 +22,14 @@ from pipeline.config.sections import (
     DownloadConfig,
     EvalConfig,
     FeatureNetConfig,
+    GANConfig,
+    GuidanceConfig,
     LossConfig,
     MlflowConfig,
     ModelConfig,
     RayConfig,
     TrainConfig,
+    VAEConfig,
 )
 from pipeline.config.space import Spec, admits, parse_space
 
@@ -45,6 +48,8 @@ __all__ = [
     "DownloadConfig",
     "EvalConfig",
     "FeatureNetConfig",
+    "GANConfig",
+    "GuidanceConfig",
     "LossConfig",
     "MlflowConfig",
     "ModelConfig",
@@ -53,6 +58,7 @@ __all__ = [
     "SearchConfig",
     "Spec",
     "TrainConfig",
+    "VAEConfig",
     "admits",
     "dotted",
     "flatten",

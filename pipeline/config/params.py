@@ -17,13 +17,16 @@ from pipeline.config.sections import (
     DownloadConfig,
     EvalConfig,
     FeatureNetConfig,
+    GANConfig,
+    GuidanceConfig,
     MlflowConfig,
     ModelConfig,
     RayConfig,
     TrainConfig,
+    VAEConfig,
 )
 from pipeline.data.sources import get_source
-from pipeline.methods.registry import COLORIZERS
+from pipeline.methods.registry import family
 from pipeline.models.unet import check_attention_resolutions
 
 
@@ -35,6 +38,9 @@ class Params:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
+    cfg: GuidanceConfig = field(default_factory=GuidanceConfig)
+    vae: VAEConfig = field(default_factory=VAEConfig)
+    gan: GANConfig = field(default_factory=GANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     featurenet: FeatureNetConfig = field(default_factory=FeatureNetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
@@ -54,11 +60,29 @@ class Params:
             if steps > T:
                 raise ConfigError(f"{key} {steps} exceeds diffusion.timesteps {T}")
         # what later stages need of the data, checked before any stage runs
-        source = get_source(self.data.source)
-        if self.model.family in COLORIZERS and self.data.channels != 3:
+        source, needs = get_source(self.data.source), family(self.model.family)
+        if needs.needs_rgb and self.data.channels != 3:
             raise ConfigError(
                 f"model.family {self.model.family!r} colorizes RGB images: data.channels must be "
                 f"3, got {self.data.channels}"
+            )
+        if needs.needs_labels and source.classes is None and not source.needs_folder:
+            raise ConfigError(
+                f"model.family {self.model.family!r} trains on class labels: data.source "
+                f"{source.name!r} has none (use a labelled source: mnist-5k, mnist, "
+                "fashion-mnist, cifar10, or a folder with one subfolder per class)"
+            )
+        if needs.needs_labels and self.cfg.num_classes is not None and source.classes:
+            if self.cfg.num_classes != len(source.classes):
+                raise ConfigError(
+                    f"cfg.num_classes {self.cfg.num_classes} differs from the "
+                    f"{len(source.classes)} classes of data.source {source.name!r}; set it to "
+                    "null (the data's)"
+                )
+        if self.model.family in ("vae", "dcgan") and self.data.image_size % 4:
+            raise ConfigError(
+                f"model.family {self.model.family!r} halves the image twice (a multiple of 4 "
+                f"pixels): data.image_size {self.data.image_size} is not"
             )
         if self.tune.enabled and self.data.val_fraction == 0 and not source.fixed_splits:
             raise ConfigError(

@@ -11,8 +11,11 @@ from pipeline.config.sections import (
     MAX_SAMPLES,
     TRAIN_OPERATIONAL,
     DiffusionConfig,
+    GANConfig,
+    GuidanceConfig,
     ModelConfig,
     TrainConfig,
+    VAEConfig,
 )
 from pipeline.config.space import Spec, parse_space
 
@@ -22,9 +25,10 @@ DEFAULT_SPACE = {
     "train.lr": {"loguniform": [1.0e-4, 1.0e-3]},
     "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
 }
-TUNE_SECTIONS = ("diffusion", "model", "train")  # what tune.space may search
+TUNE_SECTIONS = ("diffusion", "model", "cfg", "vae", "gan", "train")  # what tune.space may search
 # train keys a trial's budget sets (tune.steps, tune.workers_per_trial, ...) or that only watch it
 TRIAL_FIXED = ("steps", "num_workers", "use_gpu", *TRAIN_OPERATIONAL)
+DATA_FIXED = ("cfg.num_classes",)  # set by the data (its classes), not searchable
 
 
 @dataclass(frozen=True)
@@ -83,12 +87,19 @@ class SearchConfig:
         """The parsed space (pipeline.config.space); ValueError for a bad or untunable key, or a
         range whose draws the key's type cannot take (uniform on an integer key)."""
         fixed = TRIAL_FIXED + (("batch_size",) if self.batch_size is not None else ())
-        sections = {"diffusion": DiffusionConfig, "model": ModelConfig, "train": TrainConfig}
+        sections = {
+            "diffusion": DiffusionConfig,
+            "model": ModelConfig,
+            "cfg": GuidanceConfig,
+            "vae": VAEConfig,
+            "gan": GANConfig,
+            "train": TrainConfig,
+        }
         hints = {
             key: hint
             for section in TUNE_SECTIONS
             for key, hint in leaf_hints(sections[section], section).items()
-            if not (section == "train" and key.split(".", 1)[1] in fixed)
+            if not (section == "train" and key.split(".", 1)[1] in fixed) and key not in DATA_FIXED
         }
         try:
             specs = parse_space(self.space, hints)

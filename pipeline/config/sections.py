@@ -93,6 +93,81 @@ class ModelConfig:
                 raise ValueError(f"dropout must be in [0, 1), got {self.dropout!r}")
 
 
+def check_unit_interval(name: str, value: float, *, closed: bool = False) -> None:
+    """ValueError unless 0 <= value < 1 (``closed``: <= 1)."""
+    if not (0 <= value <= 1 if closed else 0 <= value < 1):
+        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """The class-conditional DDPM with classifier-free guidance (Ho and Salimans 2022; family
+    ``ddpm_cfg``): a class embedding added to the time embedding, the label replaced by a learned
+    null class with probability ``p_uncond`` while training."""
+
+    p_uncond: float = 0.1  # probability of training on the null class (the unconditional model)
+    num_classes: int | None = None  # None: the data's classes (data/processed manifest)
+
+    def __post_init__(self) -> None:
+        with section("cfg"):
+            check_unit_interval("p_uncond", self.p_uncond)
+            if self.p_uncond == 0:
+                raise ValueError(
+                    "p_uncond must be > 0: guidance mixes in the unconditional model, which only "
+                    "the null-class training draws teach (Ho and Salimans use 0.1 to 0.2)"
+                )
+            if self.num_classes is not None:
+                check_positive("num_classes", self.num_classes)
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """The variational autoencoder (Kingma and Welling 2014; family ``vae``): a conv encoder to
+    (mu, logvar), z = mu + sigma * eps, a transposed-conv decoder; loss reconstruction + beta * KL."""
+
+    latent_dim: int = 16  # dimension of z
+    width: int = 32  # channels of the first conv stage (then 2x); a multiple of 8
+    reconstruction: Literal["bce", "mse"] = "bce"  # -log p(x|z): Bernoulli (BCE) or Gaussian (MSE)
+    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017; 1: the ELBO)
+    kl_warmup_steps: int = 100  # the KL weight ramps linearly from 0 to beta over these steps
+
+    def __post_init__(self) -> None:
+        with section("vae"):
+            check_positive("latent_dim", self.latent_dim, 4096)
+            check_width(self.width)
+            if not (math.isfinite(self.beta) and self.beta >= 0):
+                raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
+            if self.kl_warmup_steps < 0:
+                raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """The DCGAN (Radford et al. 2016; family ``dcgan``): a transposed-conv generator and a conv
+    discriminator with batch norm, the non-saturating losses, AdamW with betas (beta1, 0.999)."""
+
+    latent_dim: int = 64  # dimension of z
+    width: int = 32  # channels of the discriminator's first stage (then 2x); a multiple of 8
+    lr_d: float | None = None  # discriminator learning rate; None: train.lr
+    beta1: float = 0.5  # Adam's beta1 for both networks (DCGAN: 0.5)
+    collapse_ratio: float = 0.3  # warn of mode collapse when sample diversity falls below this
+    # fraction of the data's (mean pairwise distance of generated / of real images in a batch)
+
+    def __post_init__(self) -> None:
+        with section("gan"):
+            check_positive("latent_dim", self.latent_dim, 4096)
+            check_width(self.width)
+            if self.lr_d is not None and not (math.isfinite(self.lr_d) and self.lr_d > 0):
+                raise ValueError(f"lr_d must be a finite number > 0 or null, got {self.lr_d!r}")
+            check_unit_interval("beta1", self.beta1)
+            check_unit_interval("collapse_ratio", self.collapse_ratio, closed=True)
+
+
+def check_width(width: int) -> None:
+    if width < 8 or width % 8:
+        raise ValueError(f"width must be a positive multiple of 8, got {width!r}")
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Which images, and what they look like once preprocessed (pipeline.data)."""
@@ -262,8 +337,7 @@ class FeatureNetConfig:
             for name in ("epochs", "batch_size", "feature_dim"):
                 check_positive(name, getattr(self, name))
             check_seed("seed", self.seed)
-            if self.width < 8 or self.width % 8:
-                raise ValueError(f"width must be a positive multiple of 8, got {self.width!r}")
+            check_width(self.width)
             if not (math.isfinite(self.lr) and self.lr > 0):
                 raise ValueError(f"lr must be a finite number > 0, got {self.lr!r}")
 
@@ -286,6 +360,10 @@ class EvalConfig:
     trajectory_count: int = 8  # samples in the denoising GIF (x_T -> x_0)
     diversity_count: int = 8  # colorizers: test images colorized diversity_samples times each
     diversity_samples: int = 3  # colorizers: K samples per image for diversity and the triptychs
+    guidance_scale: float = 1.0  # ddpm_cfg: classifier-free guidance w of the scored samples
+    guidance_sweep: tuple[float, ...] = (0.0, 1.0, 3.0)  # ddpm_cfg: w values of the FID-vs-accuracy
+    # trade-off (num_samples each) and the guidance strip; empty: no sweep
+    interpolation_pairs: int = 6  # vae, dcgan: latent pairs in the interpolation grid and GIF
 
     def __post_init__(self) -> None:
         with section("eval"):
@@ -312,6 +390,13 @@ class EvalConfig:
                 )
             if not 0 <= self.eta <= 1:
                 raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")
+            for w in (self.guidance_scale, *self.guidance_sweep):
+                if not (math.isfinite(w) and w >= 0):
+                    raise ValueError(
+                        f"guidance_scale and guidance_sweep take finite numbers >= 0 (0: the "
+                        f"conditional model, unguided), got {w!r}"
+                    )
+            check_positive("interpolation_pairs", self.interpolation_pairs, MAX_GRID)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -86,6 +87,18 @@ def accuracy(net: FeatureNet, data: ProcessedImages, batch_size: int = 256) -> f
         for x, y in DataLoader(data, batch_size=batch_size):
             correct += (net(x).argmax(1) == y).sum().item()
     return correct / len(data)
+
+
+def classify(net: FeatureNet, images: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """The classifier head's class (N,) of uint8 images (N, C, H, W)."""
+    net.eval()
+    with torch.no_grad():
+        return np.concatenate(
+            [
+                net(to_unit(images[i : i + batch_size])).argmax(1).numpy()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
 
 
 def train_featurenet(

@@ -3,6 +3,7 @@ everything into the training's MLflow run."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
@@ -22,47 +24,23 @@ from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
+from pipeline.evaluate.featurenet import FeatureNet, classify, load_featurenet
+from pipeline.evaluate.figures import (
+    guidance_strip,
+    interpolation,
+    plot_guidance,
+    trajectory_frames,
+)
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
-from pipeline.io import atomic_path, read_json
-from pipeline.methods.base import GenerativeModel
+from pipeline.io import atomic_dir, atomic_path, read_json
+from pipeline.methods.base import LatentModel, balanced_labels
 from pipeline.methods.export import load_model
 from pipeline.pixels import to_unit
 from pipeline.reports.grid import image_grid, save_gif, save_image
 from pipeline.tracking import tracking_uri
 
 log = logging.getLogger(__name__)
-
-GIF_FRAMES = 25  # frames of the denoising trajectory (evenly spaced over the sampler's steps)
-
-
-def trajectory_frames(
-    model: GenerativeModel, config: EvalConfig, references: np.ndarray | None = None
-) -> list[np.ndarray]:
-    """Grids of ``trajectory_count`` samples at GIF_FRAMES points from the start (x_T) to the
-    sample (same sampler); a conditional model samples from the first ``trajectory_count``
-    ``references`` (a colorizer: the colours settle onto each image's fixed lightness)."""
-    n = config.trajectory_count
-    cond = None
-    if model.conditional:
-        n = min(n, len(references))
-        cond = model.condition(to_unit(np.array(references[:n])).to(model.device))
-    generator = torch.Generator(model.device).manual_seed(config.seed)
-    with torch.no_grad():
-        states = list(
-            model.sample_progressive(
-                n,
-                generator=generator,
-                steps=config.steps,
-                sampler=config.sampler,
-                eta=config.eta,
-                cond=cond,
-            )
-        )
-    keep = np.unique(
-        np.linspace(0, len(states) - 1, min(GIF_FRAMES, len(states))).round().astype(int)
-    )
-    return [image_grid(states[i].clamp(-1, 1), nrow=n) for i in keep]
 
 
 def fid_kid(
@@ -111,6 +89,61 @@ def colorization_scores(
     return out, samples, shown
 
 
+def class_accuracy(
+    classifier: FeatureNet, images: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """How often FeatureNet's classifier head says c of samples drawn for class c:
+    ``class_accuracy`` (the mean over the classes) and ``class_accuracy_<c>`` per class."""
+    predicted = classify(classifier, images)
+    per_class = {
+        f"class_accuracy_{c}": float((predicted[labels == c] == c).mean())
+        for c in np.unique(labels)
+    }
+    return {"class_accuracy": float(np.mean(list(per_class.values()))), **per_class}
+
+
+def guidance_sweep(
+    models_dir: Path,
+    config: EvalConfig,
+    use_gpu: bool,
+    labels: np.ndarray,
+    score: Callable[[np.ndarray], dict[str, float]],
+    classifier: FeatureNet,
+    scored: dict[float, dict[str, float]],
+) -> pd.DataFrame:
+    """FID/KID and class accuracy of ``num_samples`` samples at every w of
+    ``eval.guidance_sweep`` (``scored``: the ones already measured, by w)."""
+    rows = []
+    for w in config.guidance_sweep:
+        if w not in scored:
+            at_w = dataclasses.replace(config, guidance_scale=w)
+            images = generate(models_dir, at_w, use_gpu, labels, desc=f"sampling w={w:g}")
+            scored[w] = {**score(images), **class_accuracy(classifier, images, labels)}
+        rows.append({"guidance_scale": w, **scored[w]})
+    return pd.DataFrame(rows)
+
+
+def write_figures(
+    figures_dir: str | Path | None,
+    pictures: dict[str, np.ndarray],
+    guidance: pd.DataFrame | None,
+    metric: str,
+) -> list[Path]:
+    """Replace ``figures_dir`` (atomically) with the family's ``pictures`` and, for a guided
+    model, the guidance sweep's table (guidance.csv) and plot (guidance.png); returns the files.
+    A family without figures leaves it empty."""
+    if figures_dir is None:
+        return []
+    with atomic_dir(figures_dir) as tmp:
+        for name, picture in pictures.items():
+            save_image(picture, tmp / name)
+        if guidance is not None:
+            guidance.to_csv(tmp / "guidance.csv", index=False)
+            plot_guidance(guidance, metric, tmp / "guidance.png")
+        names = sorted(path.name for path in tmp.iterdir())
+    return [Path(figures_dir) / name for name in names]
+
+
 def evaluate(
     params: Params,
     *,
@@ -121,51 +154,67 @@ def evaluate(
     metrics_path: str | Path,
     grid_png: str | Path,
     trajectory_gif: str | Path,
+    figures_dir: str | Path | None = None,
     baseline_dir: str | Path | None = None,
     project_dir: str | Path = ".",
 ) -> dict[str, Any]:
-    """Write metrics.json (fid_/kid_<features>; for a colorizer also its fidelity, diversity and
-    the gray and regression baselines' scores; settings, wall time), the sample grid (a colorizer:
-    triptychs) and the GIF, and log them to the training run recorded in ``train_report``. Returns
-    the metrics. Every path is a keyword."""
+    """Write metrics.json (fid_/kid_<features> of every family; for a colorizer also its fidelity,
+    diversity and the gray and regression baselines' scores; for a class-conditional model its
+    class accuracy; settings, wall time), the sample grid (a colorizer: triptychs), the GIF (the
+    denoising trajectory; a latent family: a latent interpolation) and the family's figures in
+    ``figures_dir`` (latent interpolation grid; guidance sweep table, plot and strip), and log them
+    to the training run recorded in ``train_report``. Returns the metrics. Every path is a
+    keyword."""
     ec, processed_dir = params.eval, Path(processed_dir)
     report = read_json(
         train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)"
     )
     model = load_model(models_dir)  # fails early on a missing or corrupted model
+    kind = model.conditioning
     if baseline_dir is not None and not (
-        model.conditional and load_model(baseline_dir).conditional
+        kind == "image" and load_model(baseline_dir).conditioning == "image"
     ):
         raise ValueError(
             f"evaluate: a baseline ({baseline_dir}) is compared with colorizers only; "
             f"{models_dir} holds model.family {model.params.model.family!r}"
         )
-    needed = ec.num_samples if model.conditional else 2
+    if kind == "class" and featurenet_dir is None:
+        raise ValueError(
+            f"evaluate: {models_dir} holds the class-conditional {model.params.model.family!r}, "
+            "whose class accuracy FeatureNet's classifier measures: pass --featurenet"
+        )
+    if figures_dir is None and (
+        kind == "class" and ec.guidance_sweep or isinstance(model, LatentModel)
+    ):
+        raise ValueError(
+            f"evaluate: model.family {model.params.model.family!r} draws figures: pass --figures"
+        )
+    colorizes = kind == "image"
     verify_processed(
         processed_dir,
         image_shape=model.params.data.image_shape,
         min_counts={
             "test": (
-                needed,
+                ec.num_samples if colorizes else 2,
                 "evaluate (eval.num_samples test images to colorize)"
-                if model.conditional
+                if colorizes
                 else "evaluate (FID of the test split)",
             )
         },
     )
     extractor, backend_report = load_extractor(ec, featurenet_dir)
+    classifier = load_featurenet(featurenet_dir)[0] if kind == "class" else None
     real_images = ProcessedImages(processed_dir, "test").images  # uint8 (N, C, H, W), memmap
 
     started = time.perf_counter()
     init_ray(params)
     use_gpu = resolve_use_gpu(model.params.train.use_gpu)
-    # a colorizer colorizes num_samples test images spread over the split (every test photo)
-    references = (
-        np.array(real_images[spread(len(real_images), ec.num_samples)])
-        if model.conditional
-        else None
-    )
-    fake_images = generate(models_dir, ec, use_gpu, references)
+    conditions = None
+    if colorizes:  # num_samples test images spread over the split (every test photo)
+        conditions = np.array(real_images[spread(len(real_images), ec.num_samples)])
+    elif kind == "class":  # every class equally often
+        conditions = balanced_labels(ec.num_samples, model.num_classes).numpy()
+    fake_images = generate(models_dir, ec, use_gpu, conditions)
     real = cached_features(
         extractor, real_images, params.download.resolved_cache_dir() / "fid-stats"
     )
@@ -174,15 +223,28 @@ def evaluate(
         return fid_kid(extractor, real, images, ec)
 
     results = score(fake_images)
-    if model.conditional:
+    pictures: dict[str, np.ndarray] = {}  # the family's figures: file name -> image
+    guidance = None
+    trajectory = None
+    if colorizes:
         extra, samples, shown = colorization_scores(
-            models_dir, baseline_dir, references, fake_images, score, ec, use_gpu
+            models_dir, baseline_dir, conditions, fake_images, score, ec, use_gpu
         )
         results |= extra
         flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
         grid = image_grid(*model.panel(to_unit(flat), to_unit(shown)))
     else:
-        grid = image_grid(to_unit(fake_images[: ec.grid_count]))
+        grid = image_grid(*model.panel(to_unit(fake_images[: ec.grid_count]), None))
+    if kind == "class":
+        results |= class_accuracy(classifier, fake_images, conditions)
+        if ec.guidance_sweep:
+            guidance = guidance_sweep(
+                Path(models_dir), ec, use_gpu, conditions, score, classifier,
+                {ec.guidance_scale: results},
+            )  # fmt: skip
+            pictures["guidance_strip.png"] = guidance_strip(model, ec)
+    if isinstance(model, LatentModel):
+        trajectory, pictures["interpolation.png"] = interpolation(model, ec)
     bad = {k: v for k, v in results.items() if not math.isfinite(v)}
     if bad:  # never written as a score
         raise ValueError(
@@ -191,6 +253,7 @@ def evaluate(
         )
     metrics = {
         **results,
+        "family": model.params.model.family,
         "num_samples": len(fake_images),
         "num_real": len(real_images),
         "features": ec.features,
@@ -199,13 +262,18 @@ def evaluate(
         "steps": ec.steps,
         "eta": ec.eta,
         "seed": ec.seed,
+        **({"guidance_scale": ec.guidance_scale} if kind == "class" else {}),
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
     save_image(grid, grid_png)
-    trajectory_references = (
-        None if references is None else references[spread(len(references), ec.trajectory_count)]
-    )
-    save_gif(trajectory_frames(model, ec, trajectory_references), trajectory_gif)
+    if trajectory is None:
+        trajectory_references = (
+            None if conditions is None or not colorizes
+            else conditions[spread(len(conditions), ec.trajectory_count)]
+        )  # fmt: skip
+        trajectory = trajectory_frames(model, ec, trajectory_references)
+    save_gif(trajectory, trajectory_gif)
+    figures = write_figures(figures_dir, pictures, guidance, f"fid_{ec.features}")
     with atomic_path(metrics_path) as tmp:
         tmp.write_text(json.dumps(metrics, indent=2) + "\n")
 
@@ -214,7 +282,7 @@ def evaluate(
         params,
         metrics,
         list(results),
-        (metrics_path, grid_png, trajectory_gif),
+        (metrics_path, grid_png, trajectory_gif, *figures),
         project_dir,
     )
     return metrics
@@ -241,6 +309,7 @@ def log_to_run(
         logged["featurenet_test_accuracy"] = metrics["featurenet_test_accuracy"]
     logged["eval_wall_time_s"] = metrics["wall_time_s"]
     settings = flatten({"eval": to_dict(params.eval), "featurenet": to_dict(params.featurenet)})
+    settings["features_sha256"] = str(metrics["weights_sha256"])  # None: a weight-free space
     client.log_batch(
         run_id,
         metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()],

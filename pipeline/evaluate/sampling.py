@@ -1,5 +1,6 @@
 """Generate images from the exported EMA model, batches spread over Ray tasks (1 CPU or GPU each).
-A conditional family (a colorizer) generates one image per reference image, from its condition."""
+An image-conditioned family (a colorizer) generates one image per reference image, from its
+condition; a class-conditioned one one image per label, guided by ``eval.guidance_scale``."""
 
 from __future__ import annotations
 
@@ -21,14 +22,19 @@ def sample_batch(
     count: int,
     config: EvalConfig,
     batch: int,
-    references: np.ndarray | None = None,
+    conditions: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one; a
-    conditional model samples from the conditions of ``references`` (uint8, (count, C, H, W))."""
+    """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one. A
+    conditional model samples from ``conditions``: reference images (uint8, (count, C, H, W)) of
+    which an image-conditioned one takes its condition, or labels (int64, (count,))."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(models_dir, device)
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
-    cond = None if references is None else model.condition(to_unit(references).to(device))
+    cond = None
+    if model.conditioning == "image":
+        cond = model.condition(to_unit(conditions).to(device))
+    elif model.conditioning == "class":
+        cond = torch.as_tensor(conditions, dtype=torch.long, device=device)
     x0 = model.sample(
         count,
         generator=generator,
@@ -36,6 +42,7 @@ def sample_batch(
         sampler=config.sampler,
         eta=config.eta,
         cond=cond,
+        guidance=config.guidance_scale,
     )
     return to_uint8(x0).numpy()
 
@@ -44,24 +51,25 @@ def generate(
     models_dir: str | Path,
     config: EvalConfig,
     use_gpu: bool = False,
-    references: np.ndarray | None = None,
+    conditions: np.ndarray | None = None,
+    desc: str = "sampling",
 ) -> np.ndarray:
-    """``config.num_samples`` images as uint8 (N, C, H, W) (with ``references``: one per reference
-    image, from its condition), batch b seeded by (seed, b), at most ``config.num_workers`` Ray
-    tasks at once; a progress bar counts finished images."""
+    """``config.num_samples`` images as uint8 (N, C, H, W) (with ``conditions``: one per row, see
+    ``sample_batch``), batch b seeded by (seed, b), at most ``config.num_workers`` Ray tasks at
+    once; a progress bar (``desc``) counts finished images."""
     models_dir = str(Path(models_dir).resolve())
-    total = config.num_samples if references is None else len(references)
+    total = config.num_samples if conditions is None else len(conditions)
     counts = [min(config.batch_size, total - start) for start in range(0, total, config.batch_size)]
     task = ray.remote(num_cpus=1, num_gpus=1 if use_gpu else 0)(sample_batch)
     results: dict[int, np.ndarray] = {}
     pending: dict[ray.ObjectRef, int] = {}
     queue = list(enumerate(counts))
-    with progress_bar(total=total, desc="sampling", unit="img") as bar:
+    with progress_bar(total=total, desc=desc, unit="img") as bar:
         while queue or pending:
             while queue and len(pending) < config.num_workers:
                 batch, count = queue.pop(0)
                 start = batch * config.batch_size
-                chunk = None if references is None else np.array(references[start : start + count])
+                chunk = None if conditions is None else np.array(conditions[start : start + count])
                 pending[task.remote(models_dir, count, config, batch, chunk)] = batch
             (done,), _ = ray.wait(list(pending), num_returns=1)
             batch = pending.pop(done)

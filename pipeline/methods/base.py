@@ -6,7 +6,11 @@ the loop (pipeline.train.worker) seeds torch, builds it, lets it wrap what it tr
 ``state_dict()``. A GAN steps two optimisers inside ``train_step``.
 
 ``GenerativeModel``: a trained ``net`` that samples images in [-1, 1] (the live EMA network during
-training, or the exported one in evaluation, MLflow and the CLI).
+training, or the exported one in evaluation, MLflow and the CLI). ``LatentModel``: one that decodes
+z ~ N(0, I) in one call (the VAE's decoder, the GAN's generator).
+
+A training batch is what the loader yields: images (B, C, H, W) in [-1, 1], or for a family that
+needs labels (pipeline.methods.registry) the pair [images, labels (B,)].
 """
 
 from __future__ import annotations
@@ -20,18 +24,32 @@ from typing import Any, ClassVar
 import numpy as np
 import torch
 from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.config import Params
+from pipeline.methods.registry import Conditioning, family
+
+Batch = torch.Tensor | Sequence[torch.Tensor]  # images, or [images, labels]
+
+
+def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
+    """Labels (count,) int64 cycling 0, 1, .., num_classes - 1: every class equally often (to one),
+    so a grid of ``num_classes`` per row shows one class per column."""
+    return torch.arange(count) % num_classes
 
 
 class GenerativeModel(ABC):
     """A trained network and the params it was trained with, ready to sample."""
 
-    conditional: ClassVar[bool] = False  # whether ``sample`` needs ``cond`` (see ``condition``)
-
     def __init__(self, net: nn.Module, params: Params) -> None:
         self.net, self.params = net, params
+
+    @property
+    def conditioning(self) -> Conditioning:
+        """What ``sample`` needs as ``cond`` (pipeline.methods.registry.Family): None, "image"
+        (``condition(images)``) or "class" (labels (n,) int64)."""
+        return family(self.params.model.family).conditioning
 
     def condition(self, images: torch.Tensor) -> torch.Tensor | None:
         """The ``cond`` a conditional family samples from, derived from real images (N, C, H, W)
@@ -44,6 +62,11 @@ class GenerativeModel(ABC):
         """The picture people look at for ``samples`` (drawn from ``condition(references)`` by a
         conditional family): the images to tile and how many per row (``image_grid``)."""
         return samples, math.ceil(math.sqrt(len(samples)))
+
+    @property
+    def num_classes(self) -> int:
+        """Classes of a class-conditioned family (its labels are 0 .. num_classes - 1); else 0."""
+        return 0
 
     @property
     def device(self) -> torch.device:
@@ -59,11 +82,14 @@ class GenerativeModel(ABC):
         sampler: str = "ddim",
         eta: float = 0.0,
         cond: torch.Tensor | None = None,
+        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """The states (n, C, H, W) from the start (noise) to the sample, one per network call; the
         last one is the sample. ``steps``, ``sampler``, ``eta``: how an iterative family samples
         (one-shot families yield their sample once and ignore them). ``generator`` (on the
-        model's device) fixes every draw; ``cond``: the conditioning of a conditional family."""
+        model's device) fixes every draw; ``cond``: the conditioning of a conditional family;
+        ``guidance``: the classifier-free guidance scale w of a class-conditional family (None:
+        ``eval.guidance_scale``; others ignore it)."""
 
     def sample(self, n: int, **kwargs: Any) -> torch.Tensor:
         """``n`` samples in [-1, 1], (n, C, H, W): the last state of ``sample_progressive``."""
@@ -83,6 +109,51 @@ class GenerativeModel(ABC):
     def input_example(self) -> dict[str, np.ndarray]:
         """A small valid input of ``predict``: MLflow stores it with the model and checks, when
         logging, that the logged model serves it."""
+
+
+class LatentModel(GenerativeModel):
+    """A one-shot generator x = decode(z), z ~ N(0, I) of ``latent_dim`` dimensions.
+    ``predict({"z": (B, latent_dim) float32})`` returns the images (B, C, H, W) in [-1, 1]."""
+
+    @property
+    @abstractmethod
+    def latent_dim(self) -> int: ...
+
+    @abstractmethod
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """Images (B, C, H, W) in [-1, 1] of latents (B, latent_dim)."""
+
+    def latents(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """``n`` draws of z ~ N(0, I) on the model's device."""
+        return torch.randn(n, self.latent_dim, generator=generator, device=self.device)
+
+    def sample_progressive(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        steps: int | None = None,
+        sampler: str = "ddim",
+        eta: float = 0.0,
+        cond: torch.Tensor | None = None,
+        guidance: float | None = None,
+    ) -> Iterator[torch.Tensor]:
+        yield self.decode(self.latents(n, generator))
+
+    def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
+        z = torch.as_tensor(np.asarray(inputs["z"], dtype=np.float32))
+        with torch.no_grad():
+            return self.decode(z.to(self.device)).cpu().numpy()
+
+    def signature(self) -> ModelSignature:
+        inputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.latent_dim), "z")])
+        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, *self.params.data.image_shape))])
+        return ModelSignature(inputs=inputs, outputs=outputs)
+
+    def input_example(self) -> dict[str, np.ndarray]:
+        """One latent draw."""
+        z = np.random.default_rng(0).standard_normal((1, self.latent_dim))
+        return {"z": z.astype(np.float32)}
 
 
 class Method(ABC):
@@ -113,11 +184,17 @@ class Method(ABC):
 
     @abstractmethod
     def train_step(
-        self, micro_batches: Sequence[torch.Tensor], *, lr: float
+        self, micro_batches: Sequence[Batch], *, lr: float, step: int
     ) -> dict[str, torch.Tensor]:
-        """One optimiser step on ``micro_batches`` (each (B, C, H, W) in [-1, 1]; the gradient
-        all-reduce only on the last, with DDP's ``no_sync``); returns detached, rank-local metrics
-        (scalar tensors), ``loss`` among them."""
+        """Optimiser step number ``step`` (from 0) on ``micro_batches`` (each a ``Batch``; the
+        gradient all-reduce only on the last, with DDP's ``no_sync``); returns detached,
+        rank-local metrics (scalar tensors), ``loss`` among them."""
+
+    @classmethod
+    def warnings(cls, params: Params, history: Sequence[Mapping[str, float]]) -> list[str]:
+        """What the training's reported metrics (one row per report) say is wrong beyond a
+        non-finite loss (a GAN's mode collapse): one line each, for the console and MLflow."""
+        return []
 
     @abstractmethod
     def state_dict(self) -> dict[str, Any]:

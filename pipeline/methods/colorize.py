@@ -25,7 +25,6 @@ from torch import nn
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
-from pipeline.methods.step import optimizer_step
 
 AB_CHANNELS, L_CHANNELS = 2, 1
 
@@ -34,8 +33,6 @@ class ColorizerModel(DDPMModel):
     """A trained colorizer: ``sample(n, cond=L)`` colorizes n conditions (n, 1, H, W) =
     ``condition(rgb)``. ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
     network's output."""
-
-    conditional = True
 
     def condition(self, images: torch.Tensor) -> torch.Tensor:
         return lightness(images)
@@ -69,6 +66,7 @@ class ColorizerModel(DDPMModel):
         sampler: str = "ddim",
         eta: float = 0.0,
         cond: torch.Tensor | None = None,
+        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """The colour image after each reverse step: cond's L* with the current ab state x_t."""
         cond = self._check(n, cond)
@@ -118,6 +116,7 @@ class RegressionModel(ColorizerModel):
         sampler: str = "ddim",
         eta: float = 0.0,
         cond: torch.Tensor | None = None,
+        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         cond = self._check(n, cond)
         yield colorized(cond, regress(self.net, cond))
@@ -154,21 +153,10 @@ class RegressionColor(DDPMColor):
     model_class = RegressionModel
 
     def train_step(
-        self, micro_batches: Sequence[torch.Tensor], *, lr: float
+        self, micro_batches: Sequence[torch.Tensor], *, lr: float, step: int
     ) -> dict[str, torch.Tensor]:
         def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
             ab, condition = self.split(batch)
             return {"loss": F.mse_loss(regress(net, condition).float(), ab)}
 
-        result = optimizer_step(
-            self.trained,
-            loss_terms,
-            micro_batches,
-            self.optimizer,
-            self.scaler,
-            lr=lr,
-            grad_clip=self.params.train.grad_clip,
-            precision=self.precision,
-            no_sync=self.no_sync,
-        )
-        return {**result.terms, "grad_norm": result.grad_norm}
+        return self.optimize(loss_terms, micro_batches, lr)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +17,8 @@ from torch import nn
 
 from pipeline.config import DiffusionConfig, Params
 from pipeline.diffusion import GaussianDiffusion, make_betas
-from pipeline.methods.base import GenerativeModel, Method
-from pipeline.methods.step import StepResult, optimizer_step, resolve_precision
+from pipeline.methods.base import Batch, GenerativeModel
+from pipeline.methods.step import OneNetwork, StepResult, optimizer_step
 from pipeline.models import UNet
 
 
@@ -42,14 +41,18 @@ def build_diffusion(config: DiffusionConfig) -> GaussianDiffusion:
     )
 
 
-def build_unet(params: Params, in_channels: int | None = None, cond_channels: int = 0) -> UNet:
+def build_unet(
+    params: Params, in_channels: int | None = None, cond_channels: int = 0, num_classes: int = 0
+) -> UNet:
     """The denoiser of the ``model`` section: ``in_channels`` (default: the data's) noisy channels
-    plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance)."""
+    plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance);
+    ``num_classes``: a class-conditional one."""
     return UNet(
         params.model,
         image_size=params.data.image_size,
         in_channels=params.data.channels if in_channels is None else in_channels,
         cond_channels=cond_channels,
+        num_classes=num_classes,
         learned_variance=params.diffusion.variance_type == "learned_range",
     )
 
@@ -62,7 +65,7 @@ def unconditional(batch: torch.Tensor) -> tuple[torch.Tensor, None]:
 def train_step(
     model: nn.Module,
     diffusion: GaussianDiffusion,
-    micro_batches: Sequence[torch.Tensor],
+    micro_batches: Sequence[Batch],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     *,
@@ -70,13 +73,13 @@ def train_step(
     grad_clip: float,
     precision: str = "fp32",
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
-    split: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor | None]] = unconditional,
+    split: Callable[[Batch], tuple[torch.Tensor, torch.Tensor | None]] = unconditional,
 ) -> StepResult:
     """One optimiser step of the diffusion loss (pipeline.methods.step.optimizer_step); the terms
     are ``loss``, ``loss_simple`` and, with a learned variance, ``loss_vlb``. ``split`` turns a
     batch into (x0, condition)."""
 
-    def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+    def loss_terms(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         x0, cond = split(batch)
         terms = diffusion.training_losses(net, x0, cond)
         out = {"loss": terms.loss, "loss_simple": terms.simple}
@@ -117,13 +120,18 @@ class DDPMModel(GenerativeModel):
         sampler: str = "ddim",
         eta: float = 0.0,
         cond: torch.Tensor | None = None,
+        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """x_t after each reverse step from x_T ~ N(0, I) (GaussianDiffusion.sample_progressive)."""
         shape = (n, *self.params.data.image_shape)
         for step in self.diffusion.sample_progressive(
-            self.net, shape, steps, sampler, eta, cond, generator
+            self.denoiser(guidance), shape, steps, sampler, eta, cond, generator
         ):
             yield step.x
+
+    def denoiser(self, guidance: float | None) -> nn.Module:
+        """The network the reverse process calls (a guided family mixes two of its outputs)."""
+        return self.net
 
     def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
         x_t = torch.as_tensor(np.asarray(inputs["x_t"], dtype=np.float32))
@@ -149,7 +157,7 @@ class DDPMModel(GenerativeModel):
         return {"x_t": x_t.astype(np.float32), "t": t}
 
 
-class DDPM(Method):
+class DDPM(OneNetwork):
     """A UNet and its AdamW optimiser (grad scaler for fp16) on the diffusion loss."""
 
     family = "ddpm"
@@ -157,29 +165,14 @@ class DDPM(Method):
 
     def __init__(self, params: Params, device: torch.device) -> None:
         super().__init__(params, device)
-        train = params.train
-        self.unet = self.build_net(params).to(device)
         self.diffusion = build_diffusion(params.diffusion).to(device)
-        self.precision = resolve_precision(train.precision, device)
-        self.optimizer = torch.optim.AdamW(
-            self.unet.parameters(), lr=train.lr, weight_decay=train.weight_decay
-        )
-        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
-        self.trained: nn.Module = self.unet  # the DDP-wrapped (and compiled) UNet once prepared
-
-    @property
-    def net(self) -> nn.Module:
-        return self.unet
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
         return build_unet(params)
 
-    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.trained = wrap(torch.compile(self.unet) if self.params.train.compile else self.unet)
-
     def train_step(
-        self, micro_batches: Sequence[torch.Tensor], *, lr: float
+        self, micro_batches: Sequence[Batch], *, lr: float, step: int
     ) -> dict[str, torch.Tensor]:
         result = train_step(
             self.trained,
@@ -196,23 +189,6 @@ class DDPM(Method):
         return {**result.terms, "grad_norm": result.grad_norm}
 
     split = staticmethod(unconditional)  # a training batch -> (x0, condition)
-
-    @property
-    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
-        """DDP's gradient-sync pause for all micro-batches but the last (world > 1), else a no-op."""
-        return getattr(self.trained, "no_sync", contextlib.nullcontext)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "model": self.unet.state_dict(),
-            "optimizer": self.optimizer.state_dict(),
-            "scaler": self.scaler.state_dict(),
-        }
-
-    def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.unet.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
 
     def model(self, net: nn.Module) -> DDPMModel:
         return self.model_class(net, self.params, self.diffusion)

@@ -64,3 +64,11 @@ def load_model(models_dir: str | Path, device: torch.device | str = "cpu") -> Ge
             f"{models_dir / CONFIG_FILE} ({first})"
         ) from None
     return method.model_class(net.to(device).eval(), params)
+
+
+def load_on(models_dir: str | Path, device: str) -> GenerativeModel:
+    """``load_model`` for a command's ``--model``/``--device``: ValueError for ``cuda`` without a
+    CUDA device."""
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: no CUDA device is available here (use --device cpu)")
+    return load_model(models_dir, device)

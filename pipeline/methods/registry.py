@@ -1,20 +1,57 @@
-"""The registry of model families: ``model.family`` -> the module and class that implement it.
+"""The registry of model families: ``model.family`` -> the module and class that implement it, and
+what each family needs of the data and of the caller that samples it.
 
-Entries are import paths, not classes, so that ``pipeline.config`` can validate ``model.family``
-without importing the families (which import the config): this module imports nothing of ours.
+Entries are import paths and plain values, not classes, so that ``pipeline.config`` can validate
+``model.family`` and its data needs without importing the families (which import the config): this
+module imports nothing of ours.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Literal
 
-METHODS: dict[str, str] = {
-    "ddpm": "pipeline.methods.ddpm:DDPM",  # denoising diffusion (Ho et al. 2020) on a UNet
-    "ddpm_color": "pipeline.methods.colorize:DDPMColor",  # colorization, P(ab | L*) (Palette)
-    "regression_color": "pipeline.methods.colorize:RegressionColor",  # its L2 regression baseline
+Conditioning = Literal["image", "class"] | None
+
+
+@dataclass(frozen=True)
+class Family:
+    """``path``: "module:Class" of the family's Method. ``conditioning``: what ``sample`` needs
+    besides noise: None (unconditional), "image" (an image per sample, of which the family takes
+    its condition: a colorizer's lightness), "class" (a class label per sample). ``sections``: the
+    params sections (beyond data, model, train) its training reads: part of a run's identity."""
+
+    path: str
+    conditioning: Conditioning = None
+    sections: tuple[str, ...] = ()
+
+    @property
+    def needs_rgb(self) -> bool:
+        """Image-conditioned families colorize: they need RGB data (data.channels: 3)."""
+        return self.conditioning == "image"
+
+    @property
+    def needs_labels(self) -> bool:
+        """Class-conditioned families train on (image, label) pairs."""
+        return self.conditioning == "class"
+
+
+METHODS: dict[str, Family] = {
+    # denoising diffusion (Ho et al. 2020) on a UNet
+    "ddpm": Family("pipeline.methods.ddpm:DDPM", sections=("diffusion",)),
+    # class-conditional DDPM with classifier-free guidance (Ho and Salimans 2022)
+    "ddpm_cfg": Family("pipeline.methods.guided:DDPMGuided", "class", ("diffusion", "cfg")),
+    # variational autoencoder (Kingma and Welling 2014)
+    "vae": Family("pipeline.methods.vae:VAE", sections=("vae",)),
+    # deep convolutional GAN (Radford et al. 2016)
+    "dcgan": Family("pipeline.methods.gan:DCGAN", sections=("gan",)),
+    # colorization, P(ab | L*) (Palette) and its L2 regression baseline
+    "ddpm_color": Family("pipeline.methods.colorize:DDPMColor", "image", ("diffusion",)),
+    "regression_color": Family(
+        "pipeline.methods.colorize:RegressionColor", "image", ("diffusion",)
+    ),
 }
-COLORIZERS = frozenset({"ddpm_color", "regression_color"})  # need RGB data (data.channels: 3)
 
 
 def check_family(name: str) -> None:
@@ -23,14 +60,18 @@ def check_family(name: str) -> None:
         raise ValueError(f"family: unknown value {name!r}; allowed: {', '.join(METHODS)}")
 
 
+def family(name: str) -> Family:
+    """The registry entry of family ``name``."""
+    check_family(name)
+    return METHODS[name]
+
+
 def method_module(name: str) -> str:
     """The module implementing family ``name`` (its source is part of a run's code identity)."""
-    check_family(name)
-    return METHODS[name].partition(":")[0]
+    return family(name).path.partition(":")[0]
 
 
 def method_class(name: str) -> Any:
     """The ``Method`` class of family ``name`` (a subclass of pipeline.methods.base.Method)."""
-    check_family(name)
-    module, _, cls = METHODS[name].partition(":")
+    module, _, cls = family(name).path.partition(":")
     return getattr(importlib.import_module(module), cls)

@@ -1,6 +1,7 @@
 """What every family's optimiser step shares, independent of Ray: the LR schedule, precision,
 gradient accumulation over micro-batches, clipping. A family's ``Method.train_step`` calls
-``optimizer_step`` once per optimiser (a GAN twice)."""
+``optimizer_step`` once per optimiser (a GAN twice); ``OneNetwork`` is the Method of the families
+that train one network with one optimiser."""
 
 from __future__ import annotations
 
@@ -8,11 +9,13 @@ import contextlib
 import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
 
-from pipeline.config import TrainConfig
+from pipeline.config import Params, TrainConfig
+from pipeline.methods.base import Method
 
 AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -47,8 +50,8 @@ class StepResult:
 
 def optimizer_step(
     model: nn.Module,
-    loss_terms: Callable[[nn.Module, torch.Tensor], Mapping[str, torch.Tensor]],
-    micro_batches: Sequence[torch.Tensor],
+    loss_terms: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]],
+    micro_batches: Sequence[Any],
     optimizer: torch.optim.Optimizer,
     scaler: torch.amp.GradScaler,
     *,
@@ -57,7 +60,8 @@ def optimizer_step(
     precision: str = "fp32",
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
 ) -> StepResult:
-    """Accumulate gradients of ``loss_terms(model, batch)["loss"]`` over ``micro_batches``, then step.
+    """Accumulate gradients of ``loss_terms(model, batch)["loss"]`` over ``micro_batches`` (what
+    the loader yields: pipeline.methods.base.Batch), then step.
 
     1) set the LR; 2) per micro-batch: loss / k under autocast (``precision``), backward, with
     gradient all-reduce (``no_sync`` off) only on the last one; 3) unscale, clip the global gradient
@@ -67,7 +71,8 @@ def optimizer_step(
     for group in optimizer.param_groups:
         group["lr"] = lr
     optimizer.zero_grad(set_to_none=True)
-    dtype, device_type = AUTOCAST_DTYPES[precision], micro_batches[0].device.type
+    dtype = AUTOCAST_DTYPES[precision]
+    device_type = next(model.parameters()).device.type
     k = len(micro_batches)
     sums: dict[str, torch.Tensor] = {}
     for i, batch in enumerate(micro_batches):
@@ -85,3 +90,65 @@ def optimizer_step(
     scaler.step(optimizer)
     scaler.update()
     return StepResult(terms=sums, grad_norm=grad_norm.detach())
+
+
+class OneNetwork(Method):
+    """A family that trains one network (``build_net``) with AdamW and a grad scaler (fp16):
+    the DDPM, the colorizers, the VAE. Subclasses define ``build_net``, ``train_step`` (with
+    ``optimize``) and the model class."""
+
+    def __init__(self, params: Params, device: torch.device) -> None:
+        super().__init__(params, device)
+        train = params.train
+        self.network = self.build_net(params).to(device)
+        self.precision = resolve_precision(train.precision, device)
+        self.optimizer = torch.optim.AdamW(
+            self.network.parameters(), lr=train.lr, weight_decay=train.weight_decay
+        )
+        self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
+        self.trained: nn.Module = self.network  # DDP-wrapped (and compiled) once prepared
+
+    @property
+    def net(self) -> nn.Module:
+        return self.network
+
+    def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
+        net = self.network
+        self.trained = wrap(torch.compile(net) if self.params.train.compile else net)
+
+    @property
+    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
+        """DDP's gradient-sync pause for all micro-batches but the last (world > 1), else a no-op."""
+        return getattr(self.trained, "no_sync", contextlib.nullcontext)
+
+    def optimize(
+        self,
+        loss_terms: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]],
+        micro_batches: Sequence[Any],
+        lr: float,
+    ) -> dict[str, torch.Tensor]:
+        """``optimizer_step`` of the trained network: the loss terms and ``grad_norm``."""
+        result = optimizer_step(
+            self.trained,
+            loss_terms,
+            micro_batches,
+            self.optimizer,
+            self.scaler,
+            lr=lr,
+            grad_clip=self.params.train.grad_clip,
+            precision=self.precision,
+            no_sync=self.no_sync,
+        )
+        return {**result.terms, "grad_norm": result.grad_norm}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.network.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scaler": self.scaler.state_dict(),
+        }
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        self.network.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])

@@ -4,7 +4,9 @@ Sinusoidal time embedding -> MLP; residual blocks with GroupNorm whose second no
 the time embedding (scale-shift, improved DDPM / Dhariwal & Nichol 2021); multi-head self-attention
 at chosen feature-map sizes and in the bottleneck; strided-conv down- and nearest up-sampling.
 Image conditioning (colorization: the grayscale image) is concatenated to x_t on the channel axis;
-with a learned variance the output has twice the image channels (improved DDPM section 3.1).
+class conditioning adds a learned class embedding to the time embedding (classifier-free guidance,
+Ho and Salimans 2022: one extra row, index ``num_classes``, is the null class). With a learned
+variance the output has twice the image channels (improved DDPM section 3.1).
 Any H = W works: up-sampling restores the exact size of the matching skip connection (28 -> 14 -> 7
 -> 4 -> 7 -> 14 -> 28).
 """
@@ -143,7 +145,9 @@ class UNet(nn.Module):
         config: the architecture (params.yaml ``model`` section).
         image_size: H = W of the images.
         in_channels: image channels C (1 grayscale, 3 RGB).
-        cond_channels: channels of a conditioning image concatenated to x_t (0: unconditional).
+        cond_channels: channels of a conditioning image concatenated to x_t (0: none).
+        num_classes: classes of a class-conditional UNet (0: none); ``cond`` is then the labels
+            (B,) in [0, num_classes], num_classes being the null class.
         learned_variance: output 2C channels (mean part, variance interpolation part).
     """
 
@@ -154,12 +158,16 @@ class UNet(nn.Module):
         image_size: int,
         in_channels: int,
         cond_channels: int = 0,
+        num_classes: int = 0,
         learned_variance: bool = False,
     ) -> None:
         super().__init__()
         check_attention_resolutions(config, image_size)
+        if cond_channels and num_classes:
+            raise ValueError("a UNet takes an image condition or a class label, not both")
         self.config, self.image_size = config, image_size
         self.in_channels, self.cond_channels = in_channels, cond_channels
+        self.num_classes = num_classes
         self.out_channels = in_channels * (2 if learned_variance else 1)
         base, emb_dim = config.base_channels, 4 * config.base_channels
         sizes = feature_sizes(image_size, len(config.channel_mult))
@@ -171,6 +179,7 @@ class UNet(nn.Module):
         self.time_mlp = nn.Sequential(
             nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
+        self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
         self.conv_in = nn.Conv2d(in_channels + cond_channels, base, 3, padding=1)
 
         # Down path: each level's blocks, then a stride-2 conv; every output is kept as a skip.
@@ -208,16 +217,19 @@ class UNet(nn.Module):
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
-        """x: (B, C, H, W) noisy images; t: (B,) or scalar timesteps; cond: (B, C_cond, H, W)."""
-        if (cond is None) != (self.cond_channels == 0):
+        """x: (B, C, H, W) noisy images; t: (B,) or scalar timesteps; cond: (B, C_cond, H, W) of an
+        image-conditioned UNet, (B,) labels of a class-conditional one."""
+        if (cond is None) != (self.cond_channels == 0 and self.num_classes == 0):
             raise ValueError(
-                f"this UNet takes cond_channels={self.cond_channels}; "
-                f"got cond={'None' if cond is None else tuple(cond.shape)}"
+                f"this UNet takes cond_channels={self.cond_channels}, num_classes="
+                f"{self.num_classes}; got cond={'None' if cond is None else tuple(cond.shape)}"
             )
-        if cond is not None:
+        if self.cond_channels:
             x = torch.cat([x, cond], dim=1)  # (B, C + C_cond, H, W)
         t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))  # (B, 4 base)
+        if self.class_emb is not None:
+            emb = emb + self.class_emb(cond)  # (B, 4 base)
 
         h = self.conv_in(x)
         skips = [h]

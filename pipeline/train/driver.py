@@ -33,7 +33,7 @@ from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
 from pipeline.io import atomic_path
 from pipeline.methods.export import export_model
-from pipeline.methods.registry import method_class, method_module
+from pipeline.methods.registry import family, method_class, method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.grid import save_image
 from pipeline.tracking import (
@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 DIVERGED_FILE = "diverged.json"  # in a run's storage directory, written by rank 0 on a NaN/inf loss
 PROGRESS_FILE = "progress.json"  # beside it: rank 0's step, loss and speed, for the driver's bar
 
-RUN_SECTIONS = ("data", "diffusion", "model", "train")  # what the trained weights depend on
+RUN_SECTIONS = ("data", "model", "train")  # what every family's weights depend on
 
 
 CODE = "pipeline.train.driver"  # the module whose source closure is the training loop
@@ -67,13 +67,19 @@ def training_code(params: Params) -> str:
     return hashlib.sha256("".join(code_digest(m) for m in modules).encode()).hexdigest()
 
 
+def run_sections(params: Params, omit_train: tuple[str, ...] = TRAIN_OPERATIONAL) -> dict[str, Any]:
+    """The params sections the trained weights depend on: data, model, train (less ``omit_train``)
+    and the family's own (pipeline.methods.registry.Family.sections: diffusion, cfg, vae, gan)."""
+    names = RUN_SECTIONS + family(params.model.family).sections
+    sections = {k: v for k, v in to_dict(params).items() if k in names}
+    sections["train"] = {k: v for k, v in sections["train"].items() if k not in omit_train}
+    return sections
+
+
 def run_name(params: Params, processed_dir: Path) -> str:
-    """train-<12 hex>: sha256 of the data/diffusion/model/train params (less TRAIN_OPERATIONAL
-    ones), the data manifest and the training code. Runs with the same name resume each other's
-    checkpoints."""
-    sections = {k: v for k, v in to_dict(params).items() if k in RUN_SECTIONS}
-    sections["train"] = {k: v for k, v in sections["train"].items() if k not in TRAIN_OPERATIONAL}
-    identity = [sections, manifest_digest(processed_dir), training_code(params)]
+    """train-<12 hex>: sha256 of ``run_sections``, the data manifest and the training code. Runs
+    with the same name resume each other's checkpoints."""
+    identity = [run_sections(params), manifest_digest(processed_dir), training_code(params)]
     return "train-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
 
 
@@ -101,6 +107,25 @@ def check_data(
     )
     check_batches(params, manifest)
     return manifest
+
+
+def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
+    """``params`` with ``cfg.num_classes`` set to the data's classes (the manifest's) for a
+    class-conditioned family; ValueError when the data has no labels or other classes."""
+    if not family(params.model.family).needs_labels:
+        return params
+    classes = manifest.get("classes")
+    if not classes:
+        raise ValueError(
+            f"model.family {params.model.family!r} trains on class labels; the preprocessed data "
+            f"(data.source {params.data.source!r}) has none"
+        )
+    if params.cfg.num_classes not in (None, len(classes)):
+        raise ValueError(
+            f"cfg.num_classes {params.cfg.num_classes} differs from the data's {len(classes)} "
+            "classes; set it to null (the data's)"
+        )
+    return params.with_values({"cfg.num_classes": len(classes)})
 
 
 @contextlib.contextmanager
@@ -179,6 +204,7 @@ def fit(
     loop = LoopConfig(
         params=params,
         method=method_class(params.model.family),
+        family=family(params.model.family),
         processed_dir=str(processed_dir),
         diverged_file=str(diverged_file),
         resume_from=str(resume_from) if resume_from else None,
@@ -248,7 +274,7 @@ def train(
     MLflow run. Returns the report. Every path is a keyword: two swapped paths cannot silently
     write to the wrong file."""
     processed_dir = Path(processed_dir).resolve()
-    check_data(params, processed_dir)
+    params = with_data_classes(params, check_data(params, processed_dir))
     name = run_name(params, processed_dir)
     uri = tracking_uri(project_dir)
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
@@ -256,6 +282,7 @@ def train(
     manifest_sha256 = manifest_digest(processed_dir)
     all_tags = {
         **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
+        "accelerator": "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu",
         **(tags or {}),
     }
     run_id = start_run(
@@ -291,6 +318,10 @@ def train(
             mlflow.log_artifact(str(samples_png), "samples")
             mlflow.log_artifact(str(history_csv), "reports")
             last = state.history[-1]
+            warnings = method_class(params.model.family).warnings(params, state.history)
+            for line in warnings:
+                log.warning(line)
+                mlflow.set_tag("warning", line)
             report = {
                 "steps": state.step,
                 **{f"final_{k}": v for k, v in last.items() if k.startswith("loss")},
@@ -302,6 +333,7 @@ def train(
                 "mlflow_model_uri": info.model_uri,
                 "registered_model": params.mlflow.registered_model,
                 "registered_model_version": info.registered_model_version,
+                "warnings": warnings,
             }
             mlflow.log_metric("wall_time_s", report["wall_time_s"])
             with atomic_path(report_path) as tmp:

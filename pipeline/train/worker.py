@@ -37,7 +37,8 @@ from torch.utils.data import DataLoader, DistributedSampler
 from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.io import CorruptFileError, atomic_path
-from pipeline.methods.base import Method
+from pipeline.methods.base import Batch, Method, balanced_labels
+from pipeline.methods.registry import Family
 from pipeline.methods.step import lr_at
 from pipeline.pixels import to_uint8
 from pipeline.reports.grid import image_grid
@@ -75,13 +76,15 @@ class Fault:
 
 @dataclass(frozen=True)
 class LoopConfig:
-    """What every worker trains: ``params`` with ``method`` (the class ``model.family`` names) on
+    """What every worker trains: ``params`` with ``method`` (the class ``model.family`` names, and
+    its registry entry ``family``: what its batches and samples are conditioned on) on
     ``processed_dir``. ``diverged_file``: where rank 0 records a divergence; ``resume_from``: a
     checkpoint directory; ``run_id``/``tracking_uri``: the MLflow run rank 0 logs into;
     ``progress_file``: where rank 0 keeps its step, loss and speed for the driver's progress bar."""
 
     params: Params
     method: type[Method]
+    family: Family
     processed_dir: str
     diverged_file: str
     resume_from: str | None = None
@@ -93,11 +96,14 @@ class LoopConfig:
 
 
 def make_loader(
-    processed_dir: str | Path, train: TrainConfig, rank: int, world: int
+    processed_dir: str | Path, train: TrainConfig, rank: int, world: int, labels: bool = False
 ) -> tuple[DataLoader, DistributedSampler]:
-    """Rank ``rank``'s shard of the training split: micro-batches of ``train.micro_batch_size``, in
-    an order fixed by (train.seed, epoch), dropping the incomplete last batch."""
-    dataset = ProcessedImages(processed_dir, "train")
+    """Rank ``rank``'s shard of the training split: micro-batches of ``train.micro_batch_size``
+    (with ``labels``: [images, labels]), in an order fixed by (train.seed, epoch), dropping the
+    incomplete last batch."""
+    dataset = ProcessedImages(processed_dir, "train", labels=labels)
+    if labels and dataset.labels is None:
+        raise ValueError(f"the train split of {processed_dir} has no labels")
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed, drop_last=True
     )
@@ -107,7 +113,7 @@ def make_loader(
 
 def micro_batch_stream(
     loader: DataLoader, sampler: DistributedSampler, start: int
-) -> Iterator[torch.Tensor]:
+) -> Iterator[Batch]:
     """Endless micro-batches from the ``start``-th on (epoch start // n, then skip start % n), so a
     resumed run sees the same data as the uninterrupted one."""
     epoch, skip = divmod(start, len(loader))
@@ -156,7 +162,7 @@ class Rank0Jobs:
 
     def __init__(self, config: LoopConfig, device: torch.device) -> None:
         self.train, self.probe, self.device = config.params.train, config.probe, device
-        self.run_id = config.run_id
+        self.run_id, self.conditioning = config.run_id, config.family.conditioning
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
         self.score = config.probe.scorer() if config.probe else None
         self.progress_file = config.progress_file
@@ -180,21 +186,21 @@ class Rank0Jobs:
         self, state: TrainState, count: int, steps: int, seed: int, step: int
     ) -> torch.Tensor:
         """``count`` samples in [-1, 1] of the EMA network (DDIM eta 0 for diffusion families),
-        from the draws that ``seed`` fixes; a conditional family samples from the conditions of
-        ``count`` validation images (``references``). The first ``sample_count`` become the run's sample
-        grid (``state.samples``; logged to MLflow as ``samples``)."""
+        from the draws that ``seed`` fixes; an image-conditioned family samples from the
+        conditions of ``count`` validation images (``references``), a class-conditioned one the
+        classes in turn. The first ``sample_count`` become the run's sample grid
+        (``state.samples``; logged to MLflow as ``samples``)."""
         net = state.ema.module
         model = state.method.model(net)
-        references = self.references(count) if model.conditional else None
+        references, cond = None, None
+        if self.conditioning == "image":
+            references = self.references(count)
+            cond = model.condition(references)
+        elif self.conditioning == "class":
+            cond = balanced_labels(count, model.num_classes).to(self.device)
         generator = torch.Generator(self.device).manual_seed(seed)
         net.eval()
-        x0 = model.sample(
-            count,
-            generator=generator,
-            steps=steps,
-            sampler="ddim",
-            cond=None if references is None else model.condition(references),
-        )
+        x0 = model.sample(count, generator=generator, steps=steps, sampler="ddim", cond=cond)
         net.train()
         shown = min(count, self.train.sample_count)
         grid = image_grid(
@@ -290,7 +296,9 @@ def train_fn_per_worker(config: LoopConfig) -> None:
         state.load_state_dict(resumed)
 
     start_step = state.step
-    loader, sampler = make_loader(config.processed_dir, train, rank, world)
+    loader, sampler = make_loader(
+        config.processed_dir, train, rank, world, config.family.needs_labels
+    )
     batches = micro_batch_stream(loader, sampler, start=state.step * train.grad_accum_steps)
     jobs = Rank0Jobs(config, device) if rank == 0 else None
     window = Window()
@@ -299,7 +307,9 @@ def train_fn_per_worker(config: LoopConfig) -> None:
         started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(train.grad_accum_steps)]
         torch.manual_seed(derived_seed(train.seed, rank, state.step))  # after loading: it draws too
-        metrics = state.method.train_step(micro_batches, lr=lr_at(state.step, train))
+        metrics = state.method.train_step(
+            micro_batches, lr=lr_at(state.step, train), step=state.step
+        )
         state.ema.update_parameters(state.method.net)
         if device.type == "cuda":
             torch.cuda.synchronize(device)  # time the step, not just its kernel launches

@@ -34,7 +34,7 @@ from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.probe import probe_metric
 from pipeline.io import atomic_path
-from pipeline.methods.registry import COLORIZERS, method_module
+from pipeline.methods.registry import family, method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import (
@@ -46,7 +46,7 @@ from pipeline.tracking import (
     start_run,
     tracking_uri,
 )
-from pipeline.train.driver import check_data
+from pipeline.train.driver import check_data, run_sections, with_data_classes
 from pipeline.tune.best import write_best_params
 from pipeline.tune.trial import TRIAL_TAG, SweepConfig, run_trial
 
@@ -59,16 +59,10 @@ STATUSES = ("completed", "stopped_early", "failed")
 
 
 def trial_sections(params: Params) -> dict[str, Any]:
-    """What trials depend on besides tune.*: data, diffusion, model and the train keys a trial
-    does not take from its budget (dvc.yaml's tune stage lists exactly these)."""
-    raw = to_dict(params)
-    train = {k: v for k, v in raw["train"].items() if k not in TRIAL_FIXED}
-    return {
-        "data": raw["data"],
-        "diffusion": raw["diffusion"],
-        "model": raw["model"],
-        "train": train,
-    }
+    """What trials depend on besides tune.*: the sections a training run depends on
+    (pipeline.train.driver.run_sections) less the train keys a trial takes from its budget
+    (dvc.yaml's tune stage lists these)."""
+    return run_sections(params, omit_train=TRIAL_FIXED)
 
 
 CODE = "pipeline.tune.trial"  # the module whose source closure is the code a trial runs
@@ -281,13 +275,14 @@ def run_sweep(
     if featurenet_dir is not None:
         featurenet_dir = str(Path(featurenet_dir).resolve())
     specs = search.specs
-    # a colorizer's probe colorizes the first tune.eval_samples validation images
-    needed = search.eval_samples if params.model.family in COLORIZERS else 2
-    check_data(  # with a trial's params: its budget's batch must fit
+    # a colorizer's probe colorizes tune.eval_samples validation images
+    needed = search.eval_samples if family(params.model.family).needs_rgb else 2
+    manifest = check_data(  # with a trial's params: its budget's batch must fit
         params.with_values(search.budget),
         processed_dir,
         min_counts={"val": (needed, f"tune (the milestone {metric} of the validation split)")},
     )
+    params = with_data_classes(params, manifest)
     _, backend = load_extractor(params.eval, featurenet_dir)  # fails early when missing
     features_sha256 = backend["weights_sha256"]
     identity = sweep_identity(params, processed_dir, features_sha256)

@@ -1,0 +1,150 @@
+"""``python -m pipeline sample``: draw images from any family's exported model into a PNG grid.
+
+A class-conditional model (``ddpm_cfg``) draws class ``--class C`` or, without it, every class in
+turn (one class per column), guided by ``--guidance W`` (default: its ``eval.guidance_scale``).
+``--steps`` and ``--sampler`` set a diffusion family's reverse process; ``--each`` also writes one
+PNG per image. The same ``--seed`` gives the same images.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import torch
+
+from pipeline.config import MAX_SAMPLES
+from pipeline.console import progress_bar
+from pipeline.io import atomic_dir
+from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
+from pipeline.methods.export import load_on
+from pipeline.reports.grid import image_grid, save_image
+
+log = logging.getLogger(__name__)
+
+BATCH = 100  # images per network call batch (fixed: the images depend on it through the RNG)
+
+
+def check_args(args: argparse.Namespace, model: GenerativeModel) -> None:
+    """ValueError naming the option for a bad value or one the model's family does not take."""
+    family, kind = model.params.model.family, model.conditioning
+    if not 1 <= args.count <= MAX_SAMPLES:
+        raise ValueError(f"--count must be in [1, {MAX_SAMPLES:,}], got {args.count}")
+    if Path(args.out).suffix.lower() != ".png":
+        raise ValueError(f"--out must be a .png file (the grid), got {args.out}")
+    if kind == "image":
+        raise ValueError(
+            f"--model {args.model} holds the colorizer {family!r}, which colours given photos: "
+            "use `python -m pipeline colorize`"
+        )
+    if kind != "class":
+        for option, value in (("--class", args.cls), ("--guidance", args.guidance)):
+            if value is not None:
+                raise ValueError(
+                    f"{option} applies to class-conditional models (ddpm_cfg); --model "
+                    f"{args.model} holds the unconditional {family!r}"
+                )
+    elif args.cls is not None and not 0 <= args.cls < model.num_classes:
+        raise ValueError(
+            f"--class must be in [0, {model.num_classes - 1}] (the model's classes), got {args.cls}"
+        )
+    if not 0 <= args.eta <= 1:
+        raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
+    if args.guidance is not None and args.guidance < 0:
+        raise ValueError(f"--guidance must be >= 0 (0: unguided), got {args.guidance}")
+    if isinstance(model, LatentModel):
+        for option, value in (("--steps", args.steps), ("--sampler", args.sampler)):
+            if value is not None:
+                raise ValueError(
+                    f"{option} applies to diffusion families; {family!r} samples in one "
+                    "decoder call"
+                )
+    elif args.steps is not None and not 1 <= args.steps <= model.params.diffusion.timesteps:
+        raise ValueError(
+            f"--steps must be in [1, {model.params.diffusion.timesteps}] (diffusion.timesteps), "
+            f"got {args.steps}"
+        )
+
+
+def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor, int]:
+    """``args.count`` images in [-1, 1] (CPU) and the grid's images per row."""
+    labels = None
+    if model.conditioning == "class":
+        labels = (
+            torch.full((args.count,), args.cls)
+            if args.cls is not None
+            else balanced_labels(args.count, model.num_classes)
+        )
+    generator = torch.Generator(model.device).manual_seed(args.seed)
+    batches = []
+    for start in progress_bar(range(0, args.count, BATCH), desc="sample", unit="batch"):
+        n = min(BATCH, args.count - start)
+        cond = None if labels is None else labels[start : start + n].to(model.device)
+        batches.append(
+            model.sample(
+                n,
+                generator=generator,
+                steps=args.steps or model.params.eval.steps,
+                sampler=args.sampler or model.params.eval.sampler,
+                eta=args.eta,
+                cond=cond,
+                guidance=args.guidance,
+            ).cpu()
+        )
+    images = torch.cat(batches)
+    if labels is not None and args.cls is None:
+        return images, min(args.count, model.num_classes)
+    return model.panel(images, None)
+
+
+def run(args: argparse.Namespace) -> None:
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    model = load_on(args.model, device)
+    check_args(args, model)
+    images, nrow = draw(model, args)
+    out = Path(args.out)
+    if args.each:
+        with atomic_dir(out.with_suffix("")) as tmp:
+            for i, image in enumerate(images):
+                save_image(image_grid(image[None], nrow=1, padding=0), tmp / f"{i:05d}.png")
+    save_image(image_grid(images, nrow=nrow), out)
+    each = f" and one PNG per image in {out.with_suffix('')}/" if args.each else ""
+    log.info("sample: %d image(s) of %s in %s%s", len(images), model.params.model.family, out, each)
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "sample",
+        help="draw images from a trained model (any family) into a PNG grid",
+        description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".") + ".",
+    )
+    parser.add_argument("--model", required=True, help="an exported model (e.g. models)")
+    parser.add_argument("--count", type=int, required=True, help="how many images")
+    parser.add_argument("--out", required=True, help="the grid, a .png file")
+    parser.add_argument(
+        "--class",
+        dest="cls",
+        type=int,
+        help="class-conditional models: draw this class (default: every class in turn)",
+    )
+    parser.add_argument(
+        "--guidance",
+        type=float,
+        help="class-conditional models: classifier-free guidance w (default: eval.guidance_scale)",
+    )
+    parser.add_argument("--steps", type=int, help="diffusion: sampler steps (default: eval.steps)")
+    parser.add_argument(
+        "--sampler",
+        choices=("ddim", "ddpm"),
+        help="diffusion: reverse process (default: eval.sampler)",
+    )
+    parser.add_argument(
+        "--eta", type=float, default=0.0, help="diffusion, ddim: noise (0: deterministic)"
+    )
+    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    parser.add_argument(
+        "--each", action="store_true", help="also write one PNG per image into OUT without .png/"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    parser.set_defaults(func=run)

@@ -1,0 +1,126 @@
+"""The class-conditional DDPM with classifier-free guidance (Ho and Salimans 2022): family ``ddpm_cfg``.
+
+Training: DDPM's loss on (image, label) pairs, the UNet told the class by an embedding added to its
+time embedding (pipeline.models.UNet ``num_classes``); each label is replaced by the null class
+(index ``num_classes``) with probability ``cfg.p_uncond``, so one network learns both eps(x_t, c)
+and the unconditional eps(x_t, null).
+
+Sampling mixes the two (Ho and Salimans eq. 6): eps~ = (1 + w) eps(x_t, c) - w eps(x_t, null), with
+guidance scale w (w = 0: the conditional model). Mixing the network's output rather than eps is the
+same for every prediction type: x0 and v are affine in eps with the same x_t term, and the weights
+(1 + w) and -w sum to 1. With a learned variance only the mean part is mixed; the variance is the
+conditional one's. Any schedule, prediction type and sampler applies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import torch
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
+from torch import nn
+
+from pipeline.config import Params
+from pipeline.methods.base import Batch
+from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
+
+
+class Guided(nn.Module):
+    """net(x_t, t, labels) with classifier-free guidance scale ``w`` on its first ``channels``
+    output channels (the mean part); ``null``: the null class's label."""
+
+    def __init__(self, net: nn.Module, w: float, null: int, channels: int) -> None:
+        super().__init__()
+        self.net, self.w, self.null, self.channels = net, w, null, channels
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        if self.w == 0:  # exactly the conditional model, at half the cost
+            return self.net(x, t, labels)
+        t = torch.as_tensor(t, device=x.device).expand(x.shape[0])
+        both = self.net(
+            torch.cat([x, x]),
+            torch.cat([t, t]),
+            torch.cat([labels, torch.full_like(labels, self.null)]),
+        )
+        cond, uncond = both.chunk(2)
+        c = self.channels
+        mean = (1 + self.w) * cond[:, :c] - self.w * uncond[:, :c]
+        return torch.cat([mean, cond[:, c:]], dim=1)
+
+
+class GuidedModel(DDPMModel):
+    """A trained class-conditional DDPM: ``sample(n, cond=labels)`` draws class ``labels[i]``
+    (int64 in [0, num_classes)) for sample i, guided by w (``guidance``, default
+    ``eval.guidance_scale``). ``predict({"x_t", "t", "label"})`` is the network's output; label
+    ``num_classes`` asks for the unconditional one."""
+
+    @property
+    def num_classes(self) -> int:
+        return self.net.num_classes
+
+    def panel(
+        self, samples: torch.Tensor, references: torch.Tensor | None
+    ) -> tuple[torch.Tensor, int]:
+        """One class per column (samples drawn with ``balanced_labels``)."""
+        return samples, min(len(samples), self.num_classes)
+
+    def check_labels(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
+        """``cond`` as n int64 labels in [0, num_classes) on the model's device; ValueError
+        otherwise."""
+        if cond is None or cond.shape != (n,) or cond.dtype.is_floating_point:
+            got = None if cond is None else f"{tuple(cond.shape)} {cond.dtype}"
+            raise ValueError(
+                f"a class-conditional model samples from cond = {n} integer class labels, got {got}"
+            )
+        if len(cond) and not 0 <= int(cond.min()) <= int(cond.max()) < self.num_classes:
+            raise ValueError(
+                f"class labels must be in [0, {self.num_classes - 1}], got "
+                f"{int(cond.min())}..{int(cond.max())}"
+            )
+        return cond.to(self.device, torch.long)
+
+    def sample_progressive(self, n: int, *, cond: torch.Tensor | None = None, **kwargs):
+        yield from super().sample_progressive(n, cond=self.check_labels(n, cond), **kwargs)
+
+    def denoiser(self, guidance: float | None) -> nn.Module:
+        w = self.params.eval.guidance_scale if guidance is None else guidance
+        return Guided(self.net, w, null=self.num_classes, channels=self.params.data.channels)
+
+    def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
+        x_t, t, label = (torch.as_tensor(np.asarray(inputs[k])) for k in ("x_t", "t", "label"))
+        with torch.no_grad():
+            return self.net(x_t.float(), t.long(), label.long()).numpy()
+
+    def signature(self) -> ModelSignature:
+        base = super().signature()
+        inputs = Schema([*base.inputs.inputs, TensorSpec(np.dtype("int64"), (-1,), "label")])
+        return ModelSignature(inputs=inputs, outputs=base.outputs)
+
+    def input_example(self) -> dict[str, np.ndarray]:
+        """One pure-noise image at the last timestep, class 0."""
+        return {**super().input_example(), "label": np.zeros(1, dtype=np.int64)}
+
+
+class DDPMGuided(DDPM):
+    """DDPM's training on (image, label) pairs with the label dropped to the null class with
+    probability ``cfg.p_uncond`` (drawn from the step's seeded RNG)."""
+
+    family = "ddpm_cfg"
+    model_class = GuidedModel
+
+    @classmethod
+    def build_net(cls, params: Params) -> nn.Module:
+        if params.cfg.num_classes is None:
+            raise ValueError(
+                "cfg.num_classes is unresolved: the train stage sets it from the data's classes"
+            )
+        return build_unet(params, num_classes=params.cfg.num_classes)
+
+    def split(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
+        """[images, labels] -> (x0, labels with each replaced by the null class w.p. p_uncond)."""
+        x0, labels = batch
+        null = self.params.cfg.num_classes
+        drop = torch.rand(labels.shape, device=labels.device) < self.params.cfg.p_uncond
+        return x0, torch.where(drop, torch.full_like(labels, null), labels)
