@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 from pathlib import Path
 
 import torch
@@ -92,10 +93,9 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
                 guidance=args.guidance,
             ).cpu()
         )
-    images = torch.cat(batches)
-    if labels is not None and args.cls is None:
-        return images, min(args.count, model.num_classes)
-    return model.panel(images, None)
+    if labels is not None and args.cls is None:  # one class per column
+        return torch.cat(batches), min(args.count, model.num_classes)
+    return torch.cat(batches), math.ceil(math.sqrt(args.count))
 
 
 def run(args: argparse.Namespace) -> None:

@@ -49,8 +49,9 @@ class Params:
     ray: RayConfig = field(default_factory=RayConfig)
 
     def __post_init__(self) -> None:
-        with section("model"):
-            check_attention_resolutions(self.model, self.data.image_size)
+        if family(self.model.family).diffusion:  # the UNet's architecture
+            with section("model"):
+                check_attention_resolutions(self.model, self.data.image_size)
         T = self.diffusion.timesteps
         for key, steps in (
             ("train.sample_steps", self.train.sample_steps),

@@ -150,8 +150,8 @@ class GANConfig:
     width: int = 32  # channels of the discriminator's first stage (then 2x); a multiple of 8
     lr_d: float | None = None  # discriminator learning rate; None: train.lr
     beta1: float = 0.5  # Adam's beta1 for both networks (DCGAN: 0.5)
-    collapse_ratio: float = 0.3  # warn of mode collapse when sample diversity falls below this
-    # fraction of the data's (mean pairwise distance of generated / of real images in a batch)
+    collapse_ratio: float = 0.3  # warn of mode collapse when the samples' spread (mean pairwise
+    # distance in a batch) falls below this fraction of the real images'
 
     def __post_init__(self) -> None:
         with section("gan"):

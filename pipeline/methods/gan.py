@@ -9,8 +9,8 @@ non-saturating losses (Goodfellow et al. 2014, section 3), with sigma the logist
 
 Each step updates D once on a batch of real images and fresh fakes, then G once on fresh fakes; under
 DDP both networks are wrapped. Reported: both losses, the mean D(x) and D(G(z)) (probabilities) and
-the fakes' ``diversity``: their mean pairwise distance over the real batch's, which falls towards 0
-when G collapses onto few modes (``warnings`` flags it below ``gan.collapse_ratio``).
+the ``spread`` (mean pairwise distance) of the fakes and of the real batch: the fakes' falls towards 0
+when G collapses onto few modes (``warnings`` flags it below ``gan.collapse_ratio`` of the data's).
 """
 
 from __future__ import annotations
@@ -63,11 +63,10 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def diversity(fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-    """Mean pairwise L2 distance of the fakes over that of the real images (about 1 when the
-    fakes vary as much as the data, towards 0 when they collapse)."""
-    spread = torch.pdist(fake.detach().float().flatten(1)).mean()
-    return spread / torch.pdist(real.float().flatten(1)).mean().clamp_min(1e-8)
+def spread(images: torch.Tensor) -> torch.Tensor:
+    """Mean pairwise distance of a batch, per pixel: mean_{i<j} ||x_i - x_j|| / sqrt(C H W)."""
+    flat = images.detach().float().flatten(1)
+    return torch.pdist(flat).mean() / flat.shape[1] ** 0.5
 
 
 class GANModel(LatentModel):
@@ -169,7 +168,8 @@ class DCGAN(Method):
             fake = g(torch.randn(len(real), latent, device=real.device))
             return {
                 "loss": generator_loss(self.discriminator(fake)),
-                "diversity": diversity(fake, real),
+                "spread_fake": spread(fake),
+                "spread_real": spread(real),
             }
 
         d = self._step("discriminator", d_terms, micro_batches, lr_d)
@@ -184,20 +184,23 @@ class DCGAN(Method):
             "loss_g": g["loss"],
             "d_real": d["d_real"],
             "d_fake": d["d_fake"],
-            "diversity": g["diversity"],
+            "spread_fake": g["spread_fake"],
+            "spread_real": g["spread_real"],
             "grad_norm_d": d["grad_norm"],
             "grad_norm": g["grad_norm"],
         }
 
     @classmethod
     def warnings(cls, params: Params, history: Sequence[Mapping[str, float]]) -> list[str]:
-        """Mode collapse: the last report's diversity below gan.collapse_ratio."""
-        last = next((row for row in reversed(history) if "diversity" in row), None)
-        if last is None or last["diversity"] >= params.gan.collapse_ratio:
+        """Mode collapse: in the last report, the fakes' spread below gan.collapse_ratio times
+        the real images' (each averaged over the report's steps)."""
+        last = next((row for row in reversed(history) if "spread_fake" in row), None)
+        if last is None or last["spread_fake"] >= params.gan.collapse_ratio * last["spread_real"]:
             return []
+        ratio = last["spread_fake"] / max(last["spread_real"], 1e-12)
         return [
             f"mode collapse suspected: at step {last['step']} the generator's samples vary "
-            f"{last['diversity']:.2f}x as much as the data (below gan.collapse_ratio "
+            f"{ratio:.2f}x as much as the data (below gan.collapse_ratio "
             f"{params.gan.collapse_ratio}); look at the sample grid, lower gan.lr_d or train.lr"
         ]
 

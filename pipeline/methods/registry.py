@@ -32,6 +32,11 @@ class Family:
         return self.conditioning == "image"
 
     @property
+    def diffusion(self) -> bool:
+        """A diffusion family: its network is the UNet of the ``model`` section."""
+        return "diffusion" in self.sections
+
+    @property
     def needs_labels(self) -> bool:
         """Class-conditioned families train on (image, label) pairs."""
         return self.conditioning == "class"
