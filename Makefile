@@ -3,6 +3,8 @@
 #   make test  set up .venv (idempotent) and run the whole test suite
 # and the colorization pipeline (README "Colorization"):
 #   make colorize  dvc repro colorize/dvc.yaml with colorize/params.yaml
+# and the family comparison (README "Model families"):
+#   make families  train and evaluate ddpm, ddpm_cfg, vae, dcgan for the same wall time each
 # CPU machines get torch's local CPU build; on a CUDA machine: make setup TORCH_SPEC='torch==2.13.0'
 # with the index of your CUDA build, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128.
 
@@ -14,7 +16,7 @@ STAMP := $(VENV)/.installed
 # Stage commands and tests call `python`, `dvc`, `ray`: run them from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test colorize lint clean
+.PHONY: setup run test colorize families lint clean
 
 setup: $(STAMP)
 
@@ -33,8 +35,12 @@ test: setup
 colorize: setup
 	dvc repro colorize/dvc.yaml
 
+families: setup
+	dvc repro featurenet
+	python scripts/compare_families.py --budget-s 300
+
 lint: setup
-	ruff check pipeline stages tests benchmarks
+	ruff check pipeline stages tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

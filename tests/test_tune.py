@@ -304,3 +304,27 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
         assert [m.step for m in client.get_metric_history(run.info.run_id, METRIC)][-1] == 16
     done_losses = client.get_metric_history(done.info.run_id, "loss")
     assert [m.step for m in done_losses] == sorted(before) == list(range(2, 17, 2))
+
+
+def test_a_sweep_can_search_across_families_and_their_own_params(ray_cluster, inputs, tmp_path):
+    """A VAE (its beta searched) against the class-conditional DDPM: the same probe FID ranks
+    them, the class count comes from the data, and the winner's family reaches best_params."""
+    processed, featurenet = inputs
+    params = with_tune(
+        BASE,
+        space={"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}},
+        scheduler="fifo",
+    )
+    best = run_sweep(
+        params,
+        processed_dir=processed,
+        featurenet_dir=featurenet,
+        storage_dir=tmp_path / "checkpoints",
+        **sweep_outputs(tmp_path),
+        project_dir=tmp_path,
+    )
+    table = pd.read_csv(tmp_path / "reports/tune_results.csv")
+    assert sorted(table["model.family"]) == ["ddpm_cfg", "vae"]
+    assert set(table["status"]) == {"completed"} and table[METRIC].notna().all()
+    assert best["model.family"] == table["model.family"].iloc[0]  # the lower FID
+    assert best["model.family"] in ("vae", "ddpm_cfg") and best["vae.beta"] == 0.5
