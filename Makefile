@@ -37,7 +37,7 @@ colorize: setup
 
 families: setup
 	dvc repro featurenet
-	python scripts/compare_families.py --budget-s 300
+	python scripts/compare_families.py --budget-s 240
 
 lint: setup
 	ruff check pipeline stages tests benchmarks scripts

@@ -7,7 +7,7 @@ time), then it trains and is evaluated exactly as the train and evaluate stages 
 experiment ``--experiment``. At the end ``python -m pipeline compare``'s table and plot are written
 from that experiment. Needs the default pipeline's data and FeatureNet (``dvc repro featurenet``).
 
-    python scripts/compare_families.py --budget-s 300
+    python scripts/compare_families.py --budget-s 240
 """
 
 from __future__ import annotations

@@ -239,12 +239,25 @@ def test_slerp_keeps_the_norm_and_ends_on_both_latents():
         ({"gan": {"width": 12}}, "gan: width must be a positive multiple of 8, got 12"),
         ({"tune": {"space": {"cfg.num_classes": {"choice": [2, 3]}}}},
          "unknown or untunable key(s) cfg.num_classes"),
+        ({"model": {"family": "vae"}},  # the default search is over diffusion keys
+         "tune: space.diffusion.schedule has no effect on model.family 'vae' (its sections: train, vae)"),
+        ({"tune": {"space": {"gan.beta1": {"choice": [0.5, 0.9]}}}},
+         "tune: space.gan.beta1 has no effect on model.family 'ddpm' (its sections: diffusion, model, train)"),
     ],
 )  # fmt: skip
 def test_family_params_are_checked_before_any_compute(raw, message):
     with pytest.raises(ConfigError) as info:
         from_dict(Params, raw)
     assert message in str(info.value)
+
+
+def test_a_search_over_families_may_search_each_familys_keys():
+    space = {"model.family": {"grid": ["vae", "dcgan"]}, "vae.beta": {"choice": [0.5, 1.0]},
+             "gan.lr_d": {"choice": [1e-4]}}  # fmt: skip
+    params = from_dict(Params, {"model": {"family": "vae"}, "tune": {"space": space}})
+    assert params.families == ("vae", "dcgan")
+    off = from_dict(Params, {"model": {"family": "vae"}, "tune": {"enabled": False}})
+    assert off.families == ("vae",)
 
 
 # ------------------------------------------------------- the real loop: 2 Ray workers, MLflow

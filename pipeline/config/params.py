@@ -97,6 +97,30 @@ class Params:
             )
         if self.tune.space:
             self._check_trials()
+        if self.tune.enabled:
+            self._check_searched_sections()
+
+    def _check_searched_sections(self) -> None:
+        """Every searched key changes what some family of the search trains: a VAE does not read
+        ``diffusion``, a DDPM not ``vae`` (a search over them would train the same model)."""
+        used = {s for name in self.families for s in family(name).sections}
+        if any(family(name).diffusion for name in self.families):
+            used.add("model")  # the UNet's architecture
+        for key in self.tune.specs:
+            if key == "model.family" or key.split(".", 1)[0] in used | {"train"}:
+                continue
+            families = ", ".join(repr(name) for name in self.families)
+            sections = sorted(used | {"train"})
+            raise ConfigError(
+                f"tune: space.{key} has no effect on model.family {families} (its sections: "
+                f"{', '.join(sections)}); search those keys, or set tune.enabled: false"
+            )
+
+    @property
+    def families(self) -> tuple[str, ...]:
+        """``model.family`` and, when an enabled search varies it, every family it may pick."""
+        spec = self.tune.specs.get("model.family") if self.tune.enabled else None
+        return tuple(dict.fromkeys((self.model.family, *(spec.values if spec else ()))))
 
     def with_values(self, values: Mapping[str, Any]) -> Params:
         """These params with each dotted key of ``values`` set, validated: what one trial runs.

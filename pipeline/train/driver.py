@@ -110,9 +110,10 @@ def check_data(
 
 
 def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
-    """``params`` with ``cfg.num_classes`` set to the data's classes (the manifest's) for a
-    class-conditioned family; ValueError when the data has no labels or other classes."""
-    if not family(params.model.family).needs_labels:
+    """``params`` with ``cfg.num_classes`` set to the data's classes (the manifest's) when a
+    class-conditioned family trains (``model.family``, or one a tune search may pick);
+    ValueError when the data has no labels or other classes."""
+    if not any(family(name).needs_labels for name in params.families):
         return params
     classes = manifest.get("classes")
     if not classes:
