@@ -45,6 +45,8 @@ def load_extractor(
             "weights_sha256": sha256
         }
     if featurenet_dir is None:
-        raise ValueError("eval.features featurenet needs the featurenet stage's output (--featurenet)")
+        raise ValueError(
+            "eval.features featurenet needs the featurenet stage's output (--featurenet)"
+        )
     extractor, sha256, meta = featurenet_extractor(featurenet_dir)
     return extractor, {"weights_sha256": sha256, "featurenet_test_accuracy": meta["test_accuracy"]}

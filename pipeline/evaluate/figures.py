@@ -12,9 +12,9 @@ import pandas as pd
 import torch
 
 from pipeline.config import EvalConfig
+from pipeline.evaluate.sampling import cond_of
 from pipeline.io import atomic_path
 from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
-from pipeline.pixels import to_unit
 from pipeline.reports.grid import image_grid
 
 GIF_FRAMES = 25  # frames of a GIF (evenly spaced over the trajectory or the interpolation)
@@ -28,12 +28,12 @@ def trajectory_frames(
     sample (same sampler); an image-conditioned model samples from the first ``trajectory_count``
     ``references`` (a colorizer: the colours settle onto each image's fixed lightness), a
     class-conditioned one the classes in turn."""
-    n, cond = config.trajectory_count, None
+    n, conditions = config.trajectory_count, None
     if model.conditioning == "image":
         n = min(n, len(references))
-        cond = model.condition(to_unit(np.array(references[:n])).to(model.device))
+        conditions = np.array(references[:n])
     elif model.conditioning == "class":
-        cond = balanced_labels(n, model.num_classes).to(model.device)
+        conditions = balanced_labels(n, model.num_classes).numpy()
     generator = torch.Generator(model.device).manual_seed(config.seed)
     with torch.no_grad():
         states = list(
@@ -43,7 +43,7 @@ def trajectory_frames(
                 steps=config.steps,
                 sampler=config.sampler,
                 eta=config.eta,
-                cond=cond,
+                cond=cond_of(model, conditions),
                 guidance=config.guidance_scale,
             )
         )

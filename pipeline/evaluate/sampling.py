@@ -12,9 +12,21 @@ import torch
 
 from pipeline.config import EvalConfig
 from pipeline.console import progress_bar
+from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.seeding import derived_seed
+
+
+def cond_of(model: GenerativeModel, conditions: np.ndarray | None) -> torch.Tensor | None:
+    """``model.sample``'s ``cond`` on the model's device: for an image-conditioned model the
+    condition of reference images (uint8, (N, C, H, W)), for a class-conditioned one labels
+    (int64, (N,)); None for an unconditional one."""
+    if model.conditioning == "image":
+        return model.condition(to_unit(conditions).to(model.device))
+    if model.conditioning == "class":
+        return torch.as_tensor(conditions, dtype=torch.long, device=model.device)
+    return None
 
 
 def sample_batch(
@@ -30,18 +42,13 @@ def sample_batch(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(models_dir, device)
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
-    cond = None
-    if model.conditioning == "image":
-        cond = model.condition(to_unit(conditions).to(device))
-    elif model.conditioning == "class":
-        cond = torch.as_tensor(conditions, dtype=torch.long, device=device)
     x0 = model.sample(
         count,
         generator=generator,
         steps=config.steps,
         sampler=config.sampler,
         eta=config.eta,
-        cond=cond,
+        cond=cond_of(model, conditions),
         guidance=config.guidance_scale,
     )
     return to_uint8(x0).numpy()

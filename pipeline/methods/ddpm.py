@@ -62,6 +62,22 @@ def unconditional(batch: torch.Tensor) -> tuple[torch.Tensor, None]:
     return batch, None
 
 
+def diffusion_terms(
+    diffusion: GaussianDiffusion,
+    split: Callable[[Batch], tuple[torch.Tensor, torch.Tensor | None]] = unconditional,
+) -> Callable[[nn.Module, Batch], dict[str, torch.Tensor]]:
+    """The loss terms of one micro-batch for ``optimizer_step``: ``loss``, ``loss_simple`` and,
+    with a learned variance, ``loss_vlb``. ``split`` turns a batch into (x0, condition)."""
+
+    def loss_terms(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        x0, cond = split(batch)
+        terms = diffusion.training_losses(net, x0, cond)
+        out = {"loss": terms.loss, "loss_simple": terms.simple}
+        return out if terms.vlb is None else {**out, "loss_vlb": terms.vlb}
+
+    return loss_terms
+
+
 def train_step(
     model: nn.Module,
     diffusion: GaussianDiffusion,
@@ -75,19 +91,11 @@ def train_step(
     no_sync: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
     split: Callable[[Batch], tuple[torch.Tensor, torch.Tensor | None]] = unconditional,
 ) -> StepResult:
-    """One optimiser step of the diffusion loss (pipeline.methods.step.optimizer_step); the terms
-    are ``loss``, ``loss_simple`` and, with a learned variance, ``loss_vlb``. ``split`` turns a
-    batch into (x0, condition)."""
-
-    def loss_terms(net: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        x0, cond = split(batch)
-        terms = diffusion.training_losses(net, x0, cond)
-        out = {"loss": terms.loss, "loss_simple": terms.simple}
-        return out if terms.vlb is None else {**out, "loss_vlb": terms.vlb}
-
+    """One optimiser step of the diffusion loss (pipeline.methods.step.optimizer_step) on
+    ``diffusion_terms``, for a bare network and optimiser (tests, benchmarks)."""
     return optimizer_step(
         model,
-        loss_terms,
+        diffusion_terms(diffusion, split),
         micro_batches,
         optimizer,
         scaler,
@@ -174,19 +182,7 @@ class DDPM(OneNetwork):
     def train_step(
         self, micro_batches: Sequence[Batch], *, lr: float, step: int
     ) -> dict[str, torch.Tensor]:
-        result = train_step(
-            self.trained,
-            self.diffusion,
-            micro_batches,
-            self.optimizer,
-            self.scaler,
-            lr=lr,
-            grad_clip=self.params.train.grad_clip,
-            precision=self.precision,
-            no_sync=self.no_sync,
-            split=self.split,
-        )
-        return {**result.terms, "grad_norm": result.grad_norm}
+        return self.optimize(diffusion_terms(self.diffusion, self.split), micro_batches, lr)
 
     split = staticmethod(unconditional)  # a training batch -> (x0, condition)
 

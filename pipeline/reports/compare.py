@@ -102,9 +102,13 @@ def plot_compare(table: pd.DataFrame, path: str | Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for i, (family, runs) in enumerate(table.groupby("family", sort=True)):
         ax.scatter(runs["compute_s"], runs["fid"], color=f"C{i}", label=family, s=40)
+        for row in runs.to_dict("records"):
+            ax.annotate(f"{row['steps']} steps", (row["compute_s"], row["fid"]), fontsize=7,
+                        textcoords="offset points", xytext=(5, 4))  # fmt: skip
     units = " + ".join(f"{a.upper()}-seconds" for a in sorted(set(table["accelerator"])))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
+    for values, scale in ((table["compute_s"], ax.set_xscale), (table["fid"], ax.set_yscale)):
+        if values.max() > 10 * values.min():  # several orders of magnitude: log
+            scale("log")
     ax.set_xlabel(f"training compute ({units}: wall time x workers)")
     ax.set_ylabel(f"fid_{table['features'].iloc[0]} (lower is better)")
     ax.set_title("which model for this budget: one point per training run")
