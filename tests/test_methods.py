@@ -113,6 +113,7 @@ def mean_params() -> Params:
     return dataclasses.replace(
         params,
         model=dataclasses.replace(params.model, family="mean"),
+        tune=dataclasses.replace(params.tune, enabled=False),  # its sections: train only
         mlflow=MlflowConfig(registered_model=None),
     )
 
