@@ -15,7 +15,6 @@ when G collapses onto few modes (``warnings`` flags it below ``gan.collapse_rati
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -25,7 +24,7 @@ from torch import nn
 
 from pipeline.config import Params
 from pipeline.methods.base import Batch, LatentModel, Method
-from pipeline.methods.step import optimizer_step, resolve_precision
+from pipeline.methods.step import network_step, resolve_precision
 from pipeline.models.convnets import ConvDecoder, ConvEncoder, dcgan_init
 
 
@@ -132,19 +131,12 @@ class DCGAN(Method):
         micro_batches: Sequence[torch.Tensor],
         lr: float,
     ) -> dict[str, torch.Tensor]:
-        trained = self.trained[name]
-        result = optimizer_step(
-            trained,
-            loss_terms,
-            micro_batches,
-            self.optimizers[name],
-            self.scalers[name],
-            lr=lr,
-            grad_clip=self.params.train.grad_clip,
+        """``network_step`` of network ``name`` with its optimiser and scaler."""
+        return network_step(
+            self.trained[name], loss_terms, micro_batches, self.optimizers[name],
+            self.scalers[name], lr=lr, grad_clip=self.params.train.grad_clip,
             precision=self.precision,
-            no_sync=getattr(trained, "no_sync", contextlib.nullcontext),
-        )
-        return {**result.terms, "grad_norm": result.grad_norm}
+        )  # fmt: skip
 
     def train_step(
         self, micro_batches: Sequence[Batch], *, lr: float, step: int

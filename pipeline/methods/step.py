@@ -92,6 +92,34 @@ def optimizer_step(
     return StepResult(terms=sums, grad_norm=grad_norm.detach())
 
 
+def network_step(
+    trained: nn.Module,
+    loss_terms: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]],
+    micro_batches: Sequence[Any],
+    optimizer: torch.optim.Optimizer,
+    scaler: torch.amp.GradScaler,
+    *,
+    lr: float,
+    grad_clip: float,
+    precision: str,
+) -> dict[str, torch.Tensor]:
+    """``optimizer_step`` of a network as a family trains it (DDP-wrapped when world > 1, whose
+    ``no_sync`` pauses the all-reduce on all micro-batches but the last): the loss terms and
+    ``grad_norm``, what ``Method.train_step`` reports."""
+    result = optimizer_step(
+        trained,
+        loss_terms,
+        micro_batches,
+        optimizer,
+        scaler,
+        lr=lr,
+        grad_clip=grad_clip,
+        precision=precision,
+        no_sync=getattr(trained, "no_sync", contextlib.nullcontext),
+    )
+    return {**result.terms, "grad_norm": result.grad_norm}
+
+
 class OneNetwork(Method):
     """A family that trains one network (``build_net``) with AdamW and a grad scaler (fp16):
     the DDPM, the colorizers, the VAE. Subclasses define ``build_net``, ``train_step`` (with
@@ -116,30 +144,17 @@ class OneNetwork(Method):
         net = self.network
         self.trained = wrap(torch.compile(net) if self.params.train.compile else net)
 
-    @property
-    def no_sync(self) -> Callable[[], contextlib.AbstractContextManager]:
-        """DDP's gradient-sync pause for all micro-batches but the last (world > 1), else a no-op."""
-        return getattr(self.trained, "no_sync", contextlib.nullcontext)
-
     def optimize(
         self,
         loss_terms: Callable[[nn.Module, Any], Mapping[str, torch.Tensor]],
         micro_batches: Sequence[Any],
         lr: float,
     ) -> dict[str, torch.Tensor]:
-        """``optimizer_step`` of the trained network: the loss terms and ``grad_norm``."""
-        result = optimizer_step(
-            self.trained,
-            loss_terms,
-            micro_batches,
-            self.optimizer,
-            self.scaler,
-            lr=lr,
-            grad_clip=self.params.train.grad_clip,
-            precision=self.precision,
-            no_sync=self.no_sync,
-        )
-        return {**result.terms, "grad_norm": result.grad_norm}
+        """``network_step`` of the trained network with its optimiser and scaler."""
+        return network_step(
+            self.trained, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
+            grad_clip=self.params.train.grad_clip, precision=self.precision,
+        )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {
