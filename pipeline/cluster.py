@@ -1,14 +1,22 @@
-"""The Ray cluster a stage runs on: join or start it, refuse setups that would lose results, and
-whether its workers get GPUs. Shared by training, tuning and evaluation."""
+"""The Ray cluster a stage runs on: join or start it, refuse setups that would lose results, put
+what workers read where every node reaches it, and whether its workers get GPUs. Shared by training,
+tuning and evaluation."""
 
 from __future__ import annotations
 
+import hashlib
 import os
+import shutil
 import socket
+import uuid
+from pathlib import Path
 
 import ray
 
 from pipeline.config import Params
+from pipeline.config.sections import check_shared_dir
+
+SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRESS does ray.address
 
 
 def resolve_use_gpu(setting: str | bool) -> bool:
@@ -46,6 +54,13 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
     machine would log into a file on its own disk. Connection errors name the address."""
     address = os.environ.get("RAY_ADDRESS") or params.ray.address
     where = "RAY_ADDRESS" if os.environ.get("RAY_ADDRESS") else "ray.address"
+    if address and address.startswith("ray://"):
+        raise ValueError(
+            f"{where} {address!r}: Ray Client (ray://) does not support Ray Train and Tune; give "
+            "the cluster's GCS address (head:6379) on the head node, or submit the pipeline as a "
+            "Ray job (infra/README.md)"
+        )
+    storage = shared_dir(params)  # checked before connecting
     local_store = bool(tracking) and tracking.startswith("sqlite:")
 
     def refuse(why: str) -> None:
@@ -65,7 +80,68 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
             raise ConnectionError(
                 f"cannot connect to the Ray cluster at {where} {address!r}: {first}"
             ) from None
-    if local_store:
-        nodes = [node for node in ray.nodes() if node.get("Alive")]
-        if len(nodes) > 1:
-            refuse(f"the Ray cluster has {len(nodes)} nodes")
+    nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
+    if nodes > 1 and local_store:
+        refuse(f"the Ray cluster has {nodes} nodes")
+    if nodes > 1 and storage is None:
+        raise ValueError(
+            f"the Ray cluster has {nodes} nodes, but ray.shared_dir is null: workers on other "
+            "nodes cannot read this machine's data and models or write checkpoints to its disk. "
+            f"Set ray.shared_dir (or ${SHARED_DIR_ENV}) to a directory every node mounts (NFS, a "
+            "Kubernetes PVC)"
+        )
+
+
+def shared_dir(params: Params) -> Path | None:
+    """``$PIPELINE_SHARED_DIR``, else ``ray.shared_dir``: a directory every node mounts; None when
+    neither is set (a one-node cluster)."""
+    value = os.environ.get(SHARED_DIR_ENV)
+    if value:
+        check_shared_dir(SHARED_DIR_ENV, value)
+        return Path(value)
+    return Path(params.ray.shared_dir) if params.ray.shared_dir else None
+
+
+def tree_digest(directory: Path) -> str:
+    """sha256 over a directory's files: each one's relative path and the sha256 of its bytes."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in directory.rglob("*") if p.is_file()):
+        with path.open("rb") as f:
+            content = hashlib.file_digest(f, "sha256").hexdigest()
+        digest.update(f"{path.relative_to(directory).as_posix()}\0{content}\n".encode())
+    return digest.hexdigest()
+
+
+def for_workers(params: Params, directory: str | Path) -> Path:
+    """A path of ``directory`` (data, a model, FeatureNet) that every node's workers can read:
+    itself without a shared dir, else its copy ``<shared_dir>/inputs/<name>-<sha256[:16]>`` of the
+    same content, made once (into a temporary name, then renamed) and checked on every reuse: a
+    copy whose content no longer matches its name is an error, never read."""
+    directory = Path(directory).resolve()
+    storage = shared_dir(params)
+    if storage is None:
+        return directory
+    digest = tree_digest(directory)
+    target = storage / "inputs" / f"{directory.name}-{digest[:16]}"
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        shutil.copytree(directory, partial)
+        try:
+            partial.rename(target)
+        except OSError:  # another stage put the same content there first
+            shutil.rmtree(partial)
+    if tree_digest(target) != digest:
+        raise ValueError(
+            f"the shared copy {target} of {directory} differs from it (a corrupt or edited copy); "
+            "delete it and re-run"
+        )
+    return target
+
+
+def checkpoints_for_workers(params: Params, checkpoints_dir: str | Path) -> Path:
+    """Where Ray keeps a run's checkpoints: ``<shared_dir>/checkpoints`` when there is a shared dir
+    (run names are content hashes, so runs of different pipelines do not collide), else
+    ``checkpoints_dir``."""
+    storage = shared_dir(params)
+    return (storage / "checkpoints") if storage else Path(checkpoints_dir).resolve()

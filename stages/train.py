@@ -31,7 +31,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--samples", required=True, help="final sample grid, PNG")
     parser.add_argument("--best", help="the tune stage's best_params.yaml (with tune.enabled)")
     parser.add_argument(
-        "--family", help="train this model family instead of model.family (a baseline; not registered)"
+        "--family",
+        help="train this model family instead of model.family (a baseline; not registered)",
     )
     args = parser.parse_args(argv)
     params = load_params(args.params)
@@ -51,7 +52,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     say(
         f"train: {report['steps']} steps, final loss {report['final_loss']:.4f}, "
-        f"{report['images_per_s']:.0f} img/s, {report['wall_time_s']:.0f} s; model in "
+        f"{report['images_per_s']:.0f} img/s on {len(set(report['worker_nodes']))} node(s), "
+        f"{report['wall_time_s']:.0f} s; model in "
         f"{args.models}/, samples in {args.samples}"
     )
     for line in report["warnings"]:

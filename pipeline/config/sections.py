@@ -418,6 +418,29 @@ class MlflowConfig:
 
 @dataclass(frozen=True)
 class RayConfig:
-    """Which Ray cluster runs the workers."""
+    """Which Ray cluster runs the workers, and the storage its nodes share."""
 
     address: str | None = None  # None: $RAY_ADDRESS if set, else a local cluster started on demand
+    # a directory every node mounts (NFS, a PVC): inputs are copied there and checkpoints written
+    # there, for workers on other nodes; None: $PIPELINE_SHARED_DIR if set, else this machine's disk
+    shared_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        with section("ray"):
+            if self.address is not None and self.address.startswith("ray://"):
+                raise ValueError(
+                    f"address {self.address!r}: Ray Client (ray://) does not support Ray Train and "
+                    "Tune; give the cluster's GCS address (head:6379) on the head node, or submit "
+                    "the pipeline as a Ray job (infra/README.md)"
+                )
+            if self.shared_dir is not None:
+                check_shared_dir("shared_dir", self.shared_dir)
+
+
+def check_shared_dir(name: str, value: str) -> None:
+    """A shared directory is an absolute filesystem path: every node must resolve it alike."""
+    if "://" in value or not Path(value).is_absolute():
+        raise ValueError(
+            f"{name} must be an absolute path that every node of the cluster mounts "
+            f"(NFS, a Kubernetes PVC), got {value!r}"
+        )

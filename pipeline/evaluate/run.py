@@ -18,7 +18,7 @@ import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.tracking import MlflowClient
 
-from pipeline.cluster import init_ray, resolve_use_gpu
+from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
 from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.data.manifest import verify_processed
@@ -209,12 +209,14 @@ def evaluate(
     started = time.perf_counter()
     init_ray(params)
     use_gpu = resolve_use_gpu(model.params.train.use_gpu)
+    sampled_from = for_workers(params, models_dir)  # what Ray's sampling tasks load
+    baseline = baseline_dir and for_workers(params, baseline_dir)
     conditions = None
     if colorizes:  # num_samples test images spread over the split (every test photo)
         conditions = np.array(real_images[spread(len(real_images), ec.num_samples)])
     elif kind == "class":  # every class equally often
         conditions = balanced_labels(ec.num_samples, model.num_classes).numpy()
-    fake_images = generate(models_dir, ec, use_gpu, conditions)
+    fake_images = generate(sampled_from, ec, use_gpu, conditions)
     real = cached_features(
         extractor, real_images, params.download.resolved_cache_dir() / "fid-stats"
     )
@@ -228,7 +230,7 @@ def evaluate(
     trajectory = None
     if colorizes:
         extra, samples, shown = colorization_scores(
-            models_dir, baseline_dir, conditions, fake_images, score, ec, use_gpu
+            sampled_from, baseline, conditions, fake_images, score, ec, use_gpu
         )
         results |= extra
         flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
@@ -239,7 +241,7 @@ def evaluate(
         results |= class_accuracy(classifier, fake_images, conditions)
         if ec.guidance_sweep:
             guidance = guidance_sweep(
-                Path(models_dir), ec, use_gpu, conditions, score, classifier,
+                sampled_from, ec, use_gpu, conditions, score, classifier,
                 {ec.guidance_scale: results},
             )  # fmt: skip
             pictures["guidance_strip.png"] = guidance_strip(model, ec)

@@ -27,7 +27,7 @@ import torch
 from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
-from pipeline.cluster import init_ray, resolve_use_gpu
+from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, resolve_use_gpu
 from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
@@ -48,7 +48,13 @@ from pipeline.tracking import (
 from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
 from pipeline.train.mlflow_model import log_model
 from pipeline.train.state import TrainState
-from pipeline.train.worker import Fault, LoopConfig, ProbeConfig, train_fn_per_worker
+from pipeline.train.worker import (
+    WORKER_NODES_TAG,
+    Fault,
+    LoopConfig,
+    ProbeConfig,
+    train_fn_per_worker,
+)
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +285,7 @@ def train(
     name = run_name(params, processed_dir)
     uri = tracking_uri(project_dir)
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
+    checkpoints_dir = checkpoints_for_workers(params, checkpoints_dir)
     client = MlflowClient(uri)
     manifest_sha256 = manifest_digest(processed_dir)
     all_tags = {
@@ -294,7 +301,7 @@ def train(
     with recorded(client, run_id):
         result = fit(
             params,
-            processed_dir=processed_dir,
+            processed_dir=for_workers(params, processed_dir),
             storage_dir=checkpoints_dir,
             name=name,  # computed above: the code and manifest digests are not redone
             run_id=run_id,
@@ -304,7 +311,7 @@ def train(
         )
         # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
         final = result.checkpoint.path if result.checkpoint else None
-        final = final or latest_checkpoint_dir(Path(checkpoints_dir).resolve() / name)
+        final = final or latest_checkpoint_dir(checkpoints_dir / name)
         state = final_state(params, final) if final else None
         if state is None or state.step != params.train.steps:
             raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
@@ -329,6 +336,8 @@ def train(
                 "images_per_s": statistics.median(h["images_per_s"] for h in state.history),
                 "wall_time_s": round(wall_time, 2),
                 "num_workers": params.train.num_workers,
+                # the Ray node of each rank: a multi-node run shows more than one id
+                "worker_nodes": client.get_run(run_id).data.tags[WORKER_NODES_TAG].split(","),
                 "run_name": name,
                 "mlflow_run_id": run_id,
                 "mlflow_model_uri": info.model_uri,

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import ray
 import ray.train
 import ray.train.torch
 import torch
@@ -158,6 +159,9 @@ class Window:
         return metrics
 
 
+WORKER_NODES_TAG = "worker_nodes"  # the MLflow tag: the Ray node id of each rank
+
+
 class Rank0Jobs:
     """Rank 0's side jobs after a step: the probe, sample grids, MLflow metrics, the history the
     checkpoint carries, and the progress the driver shows."""
@@ -231,6 +235,11 @@ class Rank0Jobs:
             Path(tmp).write_text(json.dumps({**self.last, "step": step}))
             os.replace(tmp, self.progress_file)
 
+    def record_nodes(self, nodes: list[str]) -> None:
+        """The Ray node each rank runs on, as the run's ``worker_nodes`` tag (rank order)."""
+        if self.client:
+            self.client.set_tag(self.run_id, WORKER_NODES_TAG, ",".join(nodes))
+
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.last = {k: v for k, v in metrics.items() if isinstance(v, float)}
         if self.client:
@@ -239,6 +248,16 @@ class Rank0Jobs:
                 self.run_id,
                 metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
             )
+
+
+def worker_nodes(world: int) -> list[str]:
+    """The Ray node id of every rank, in rank order (gathered over the process group)."""
+    node = ray.get_runtime_context().get_node_id()
+    if world == 1 or not dist.is_initialized():
+        return [node]
+    nodes: list[Any] = [None] * world
+    dist.all_gather_object(nodes, node)
+    return nodes
 
 
 def write_diverged(path: str, metrics: dict[str, float]) -> None:
@@ -303,6 +322,9 @@ def train_fn_per_worker(config: LoopConfig) -> None:
     )
     batches = micro_batch_stream(loader, sampler, start=state.step * train.grad_accum_steps)
     jobs = Rank0Jobs(config, device) if rank == 0 else None
+    nodes = worker_nodes(world)
+    if jobs:
+        jobs.record_nodes(nodes)
     window = Window()
     while state.step < train.steps:
         maybe_fail(config.fault, rank, state.step)

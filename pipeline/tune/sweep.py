@@ -27,7 +27,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipeline.cluster import init_ray, resolve_use_gpu
+from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest
@@ -289,6 +289,7 @@ def run_sweep(
     name = sweep_name(identity)
     uri = tracking_uri(project_dir)
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
+    storage_dir = checkpoints_for_workers(params, storage_dir)
 
     client = MlflowClient(uri)
     experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
@@ -312,9 +313,9 @@ def run_sweep(
         name=name,
         parent_run_id=parent_id,
         tracking_uri=uri,
-        processed_dir=str(processed_dir),
+        processed_dir=str(for_workers(params, processed_dir)),
         data_manifest_sha256=identity["data_manifest_sha256"],
-        featurenet_dir=featurenet_dir,
+        featurenet_dir=featurenet_dir and str(for_workers(params, featurenet_dir)),
         storage_dir=str(storage_dir / f"{name}-trials"),
     )
     trainable = ray.tune.with_resources(
