@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 BIN = Path(sys.executable).parent  # the venv's `ray`, `mlflow`
@@ -76,6 +76,7 @@ class RayCluster:
     dashboard: str
     env: dict[str, str]
     root: Path
+    nodes: list[str] = field(default_factory=list)  # the node ids, head first
 
 
 def node_args(head_address: str | None, temp_dir: Path, cpus: int) -> list[str]:
@@ -128,10 +129,11 @@ def ray_cluster(root: Path, nodes: int = 2, cpus: int = 1) -> Iterator[RayCluste
             args = node_args(address, root / f"n{i}", cpus)
             processes.append(start(args, root / f"node{i}.log", env))
             wait_for(lambda i=i: len(node_ids(cluster)) > i, f"Ray node {i}", 90, processes[-1])
+        cluster.nodes = node_ids(cluster)
         yield cluster
     finally:
         for process in reversed(processes):
-            stop(process)
+            stop(process, timeout=5)  # the head's `ray start --block` can take 30 s to exit
 
 
 def node_ids(cluster: RayCluster) -> list[str]:

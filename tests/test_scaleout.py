@@ -19,7 +19,7 @@ import pytest
 import torch
 
 from tests.conftest import ROOT, project_files
-from tests.loopback import BIN, mlflow_server, node_ids, pg_bindir, postgres, ray_cluster
+from tests.loopback import BIN, mlflow_server, pg_bindir, postgres, ray_cluster
 from tests.test_dvc_pipeline import TINY_TRAINING, set_param
 
 pytestmark = pytest.mark.slow
@@ -135,7 +135,7 @@ def pulled(job, tmp_path_factory):
 
 def test_the_job_trains_on_two_nodes_and_logs_every_point_to_the_server(pulled, cluster, server):
     report = pulled["train"]
-    assert set(report["worker_nodes"]) == set(node_ids(cluster))  # rank 0 and 1 on either node
+    assert set(report["worker_nodes"]) == set(cluster.nodes)  # rank 0 and 1 on either node
     run = api(server, f"/api/2.0/mlflow/runs/get?run_id={report['mlflow_run_id']}")["run"]
     assert run["info"]["status"] == "FINISHED"
     tags = {t["key"]: t["value"] for t in run["data"]["tags"]}
@@ -156,7 +156,7 @@ def test_the_job_trains_on_two_nodes_and_logs_every_point_to_the_server(pulled, 
     assert len(trials) == 2 and {t["info"]["status"] for t in trials} == {"FINISHED"}
     for trial in trials:
         trial_tags = {t["key"]: t["value"] for t in trial["data"]["tags"]}
-        assert set(trial_tags["worker_nodes"].split(",")) <= set(node_ids(cluster))
+        assert set(trial_tags["worker_nodes"].split(",")) <= set(cluster.nodes)
         for key in ("loss", "fid_featurenet"):
             path = f"/api/2.0/mlflow/metrics/get-history?run_id={trial['info']['run_id']}"
             assert [p["step"] for p in api(server, f"{path}&metric_key={key}")["metrics"]] == [2]
