@@ -157,10 +157,18 @@ class Postgres:
 
 
 def pg_bindir() -> Path | None:
-    """PostgreSQL's binaries (`pg_config --bindir`), None where it is not installed."""
+    """PostgreSQL's binaries (`pg_config --bindir`), None where it is not installed or cannot run:
+    as root without a `postgres` account to run it as."""
     pg_config = shutil.which("pg_config")
     if pg_config is None:
         return None
+    if os.geteuid() == 0:
+        import pwd
+
+        try:
+            pwd.getpwnam("postgres")
+        except KeyError:
+            return None
     result = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
     bindir = Path(result.stdout.strip())
     return bindir if (bindir / "initdb").is_file() and (bindir / "postgres").is_file() else None

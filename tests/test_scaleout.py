@@ -61,7 +61,10 @@ def cluster(tmp_path_factory):
 def server(tmp_path_factory):
     bindir = pg_bindir()
     if bindir is None:
-        pytest.skip("PostgreSQL is not installed here (pg_config --bindir has no initdb)")
+        pytest.skip(
+            "PostgreSQL cannot run here: pg_config --bindir has no initdb, or this is root "
+            "without a 'postgres' account to run it as"
+        )
     with postgres(bindir) as database:
         root = Path(tmp_path_factory.mktemp("mlflow"))
         with mlflow_server(root, database.uri, ROOT / "infra/mlflow/serve.sh") as running:
