@@ -133,7 +133,7 @@ def ray_cluster(root: Path, nodes: int = 2, cpus: int = 1) -> Iterator[RayCluste
         yield cluster
     finally:
         for process in reversed(processes):
-            stop(process, timeout=5)  # the head's `ray start --block` can take 30 s to exit
+            stop(process, timeout=3)  # the head's `ray start --block` can take 30 s to exit
 
 
 def node_ids(cluster: RayCluster) -> list[str]:
