@@ -56,7 +56,9 @@ def cifar_sized(directory: Path) -> Path:
     rng = np.random.default_rng(0)
     splits = {}
     for split, count in (("train", 45_000), ("val", 5_000), ("test", 10_000)):
-        np.save(directory / f"{split}_images.npy", rng.integers(0, 256, (count, 3, 32, 32), np.uint8))
+        np.save(
+            directory / f"{split}_images.npy", rng.integers(0, 256, (count, 3, 32, 32), np.uint8)
+        )
         np.save(directory / f"{split}_labels.npy", rng.integers(0, 10, count).astype(np.int64))
         splits[split] = {
             "count": count,
@@ -77,7 +79,10 @@ def main() -> None:
         cifar_sized(tmp / "cifar")
         print("| data | verify_processed | read every array once | ratio |")
         print("|---|---|---|---|")
-        for name, directory in (("mnist-5k (default)", tmp / "mnist"), ("CIFAR-10 size", tmp / "cifar")):
+        for name, directory in (
+            ("mnist-5k (default)", tmp / "mnist"),
+            ("CIFAR-10 size", tmp / "cifar"),
+        ):
             verify = best_of(lambda d=directory: verify_processed(d))
             read = best_of(lambda d=directory: read_all(d))
             print(f"| {name} | {verify:.3f} s | {read:.3f} s | {verify / read:.2f} |")

@@ -100,7 +100,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}."))
-    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes 0700; the result should look like any other directory
+    # mkdtemp makes 0700: the result should look like any other directory
+    tmp.chmod(0o777 & ~_umask())
     try:
         yield tmp
         _fsync_tree(tmp)

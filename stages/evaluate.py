@@ -19,7 +19,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--models", required=True, help="the train stage's exported model")
-    parser.add_argument("--featurenet", help="the featurenet stage's output (eval.features featurenet)")
+    parser.add_argument(
+        "--featurenet", help="the featurenet stage's output (eval.features featurenet)"
+    )
     parser.add_argument("--data", required=True, help="the preprocess stage's output")
     parser.add_argument("--train-report", required=True, help="holds the MLflow run id")
     parser.add_argument("--metrics", required=True, help="scores, JSON (DVC metrics)")

@@ -295,7 +295,8 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     assert "gray_colourfulness_truth" not in scores  # the truth's is reported once
     assert scores["diversity_ab"] > 0 and scores["psnr"] < 100
     assert scores["gray_fid_colour"] > 0 and scores["colourfulness"] > 0
-    with Image.open(repo / "colorize/reports/triptychs.png") as grid:  # gray|2 samples|truth, twice in a row
+    # gray | 2 samples | truth, twice in a row
+    with Image.open(repo / "colorize/reports/triptychs.png") as grid:
         assert grid.size == (2 + 8 * 18, 2 + 18)
 
     report = json.loads((repo / "colorize/reports/train.json").read_text())

@@ -164,6 +164,8 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
 def test_an_unknown_family_is_refused_with_the_registered_names():
     raw = to_dict(Params())
     raw["model"]["family"] = "diffusion"
-    with pytest.raises(ConfigError, match="model: family: unknown value 'diffusion'; allowed: ddpm"):
+    with pytest.raises(
+        ConfigError, match="model: family: unknown value 'diffusion'; allowed: ddpm"
+    ):
         from_dict(Params, raw)
     assert ModelConfig().family == "ddpm"

@@ -423,7 +423,9 @@ def test_dvc_deps_cover_the_code_each_result_comes_from(pipeline, stage, script)
     stages = yaml.safe_load((ROOT / pipeline).read_text())["stages"]
     deps = stages[stage]["deps"]
     modules = {
-        n for n in imports_of(ROOT / "stages" / f"{script}.py", f"stages.{script}") if n.startswith("pipeline")
+        n
+        for n in imports_of(ROOT / "stages" / f"{script}.py", f"stages.{script}")
+        if n.startswith("pipeline")
     }
     if script in ("tune", "train", "evaluate"):
         modules |= {method_module(family) for family in METHODS}
