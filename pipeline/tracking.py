@@ -18,7 +18,7 @@ from typing import Any
 import mlflow
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
-from mlflow.entities import DatasetInput, InputTag, Param, RunStatus
+from mlflow.entities import DatasetInput, InputTag, Param, Run, RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
     MLFLOW_DATASET_CONTEXT,
@@ -100,6 +100,17 @@ def experiment_id(client: MlflowClient, name: str, project_dir: str | Path = "."
     return client.create_experiment(name, artifact_location=location)
 
 
+def find_run(client: MlflowClient, exp_id: str, run_name: str) -> Run | None:
+    """The newest run of experiment ``exp_id`` tagged ``run_name``, None when there is none."""
+    found = client.search_runs(
+        [exp_id],
+        filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
+        order_by=["attributes.start_time DESC"],
+        max_results=1,
+    )
+    return found[0] if found else None
+
+
 def start_run(
     client: MlflowClient,
     experiment: str,
@@ -111,14 +122,9 @@ def start_run(
     """The id of the RUNNING run named ``run_name``: the existing one (a resumed training) or a new
     one with ``params`` (flattened) and ``tags``."""
     exp_id = experiment_id(client, experiment, project_dir)
-    found = client.search_runs(
-        [exp_id],
-        filter_string=f"tags.`{RUN_NAME_TAG}` = '{run_name}'",
-        order_by=["attributes.start_time DESC"],
-        max_results=1,
-    )
+    found = find_run(client, exp_id, run_name)
     if found:
-        run_id = found[0].info.run_id
+        run_id = found.info.run_id
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     else:
         run = client.create_run(exp_id, run_name=run_name, tags={RUN_NAME_TAG: run_name})

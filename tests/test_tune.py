@@ -2,6 +2,7 @@
 
 import dataclasses
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -25,10 +26,12 @@ from pipeline.config import (
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.methods.export import load_model
-from pipeline.tracking import experiment_id
+from pipeline.tracking import experiment_id, start_run
 from pipeline.tune.best import apply_best_params, read_best_params
 from pipeline.tune.sweep import run_sweep
+from pipeline.tune.trial import SweepConfig, ended, trial_params
 from tests.conftest import ROOT
+from tests.test_reliability import write_checkpoint
 from tests.test_train import TINY
 
 METRIC = "fid_featurenet"  # the default pipeline's milestone metric (probe_metric of eval.features)
@@ -304,6 +307,24 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
         assert [m.step for m in client.get_metric_history(run.info.run_id, METRIC)][-1] == 16
     done_losses = client.get_metric_history(done.info.run_id, "loss")
     assert [m.step for m in done_losses] == sorted(before) == list(range(2, 17, 2))
+
+
+def test_a_trial_counts_as_ended_only_with_its_run_finished_and_its_final_checkpoint(tmp_path):
+    """A sweep stopped between a trial's end and Tune's record of it re-runs that trial: it must
+    then leave its child run as it ended (status, end time), and only then."""
+    params = trial_params(BASE, {})
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    storage = tmp_path / "storage"
+    sweep = SweepConfig(BASE, "sweep", "", client.tracking_uri, "", "", None, str(storage))
+    run_id = start_run(client, params.mlflow.experiment, "sweep-t1", {}, {}, tmp_path)
+    write_checkpoint(storage / "t1", "final", params.train.steps)
+    assert not ended(client, sweep, params, "t1")  # its run is still RUNNING
+    client.set_terminated(run_id, "FINISHED")
+    assert ended(client, sweep, params, "t1")
+    assert not ended(client, sweep, params, "t2")  # no run
+    shutil.rmtree(storage / "t1")
+    write_checkpoint(storage / "t1", "milestone", params.train.steps - 1)
+    assert not ended(client, sweep, params, "t1")  # no final checkpoint: it resumes training
 
 
 def test_a_sweep_can_search_across_families_and_their_own_params(ray_cluster, inputs, tmp_path):

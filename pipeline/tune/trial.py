@@ -12,16 +12,26 @@ from __future__ import annotations
 import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray.tune
+from mlflow.entities import RunStatus
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 from ray.tune.integration.ray_train import TuneReportCallback
 
 from pipeline.config import Params
 from pipeline.evaluate.probe import FIDProbe, probe_metric
-from pipeline.tracking import log_dataset, logged_params, recorded, start_run
+from pipeline.tracking import (
+    experiment_id,
+    find_run,
+    log_dataset,
+    logged_params,
+    recorded,
+    start_run,
+)
+from pipeline.train.checkpoint import latest_checkpoint_dir, read_state
 from pipeline.train.driver import fit
 from pipeline.train.worker import ProbeConfig
 
@@ -77,12 +87,39 @@ def milestone_probe(sweep: SweepConfig) -> ProbeConfig:
     )
 
 
+def ended(client: MlflowClient, sweep: SweepConfig, params: Params, trial_id: str) -> bool:
+    """Whether the trial's training ended already: its child run FINISHED and its final checkpoint
+    on the sweep's storage. Tune re-runs such a trial when the sweep stopped between the trial's
+    end and Tune's record of it."""
+    run = find_run(
+        client, experiment_id(client, params.mlflow.experiment), f"{sweep.name}-{trial_id}"
+    )
+    if run is None or run.info.status != RunStatus.to_string(RunStatus.FINISHED):
+        return False
+    final = latest_checkpoint_dir(Path(sweep.storage_dir) / trial_id)
+    return final is not None and read_state(final, check=False)["step"] == params.train.steps
+
+
 def run_trial(config: dict[str, Any], *, sweep: SweepConfig) -> None:
     """Tune's trainable. Re-running a trial (Tuner.restore) resumes its training from its last
-    milestone checkpoint and logs into the same child run."""
+    milestone checkpoint and logs into the same child run; a trial that had ended reports its
+    final result to Tune again and leaves its run as it ended."""
     trial_id = ray.tune.get_context().get_trial_id()
     params = trial_params(sweep.params, config)
     client = MlflowClient(sweep.tracking_uri)
+    train = functools.partial(
+        fit,
+        params,
+        processed_dir=sweep.processed_dir,
+        storage_dir=sweep.storage_dir,
+        name=trial_id,
+        mlflow_uri=sweep.tracking_uri,
+        probe=milestone_probe(sweep),
+        callbacks=[MilestoneReport(probe_metric(params.eval))],
+    )
+    if ended(client, sweep, params, trial_id):
+        train()  # resumes at the final checkpoint: trains nothing, logs nothing
+        return
     tags = {MLFLOW_PARENT_RUN_ID: sweep.parent_run_id, TRIAL_TAG: trial_id}
     tags.update({f"tune.value.{key}": str(value) for key, value in config.items()})
     run_id = start_run(
@@ -91,13 +128,4 @@ def run_trial(config: dict[str, Any], *, sweep: SweepConfig) -> None:
     dataset = f"{params.data.source}-processed"
     log_dataset(client, run_id, sweep.processed_dir, dataset, sweep.data_manifest_sha256)
     with recorded(client, run_id):
-        fit(
-            params,
-            processed_dir=sweep.processed_dir,
-            storage_dir=sweep.storage_dir,
-            name=trial_id,
-            run_id=run_id,
-            mlflow_uri=sweep.tracking_uri,
-            probe=milestone_probe(sweep),
-            callbacks=[MilestoneReport(probe_metric(params.eval))],
-        )
+        train(run_id=run_id)
