@@ -129,6 +129,7 @@ def for_workers(params: Params, directory: str | Path) -> Path:
         shutil.copytree(directory, partial)
         try:
             partial.rename(target)
+            return target  # copied from the bytes just hashed: no second read
         except OSError:  # another stage put the same content there first
             shutil.rmtree(partial)
     if tree_digest(target) != digest:
