@@ -261,8 +261,8 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
         )
 
 
-def test_interrupted_training_resumes_into_the_same_mlflow_run(
-    ray_cluster, processed, trained, tmp_path, monkeypatch
+def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reused(
+    ray_cluster, processed, trained, tmp_path, monkeypatch, caplog
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = with_train(TINY, max_failures=0)  # no restart: the first attempt fails for good
@@ -297,6 +297,20 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run(
         torch.testing.assert_close(
             state["method"]["model"][name], value, rtol=0, atol=1e-6, msg=name
         )
+
+    # `dvc repro -f` with nothing changed: the finished run is reused, not trained again
+    weights = torch.load(tmp_path / "models/ema.pt", weights_only=True)
+    caplog.set_level(logging.INFO, logger="pipeline.train.driver")
+    again = run_train(tmp_path, params, processed)
+    assert f"reusing the finished run {report['run_name']}" in caplog.text
+    assert again["mlflow_run_id"] == report["mlflow_run_id"] and again["steps"] == 4
+    assert client.get_run(report["mlflow_run_id"]).info.status == "FINISHED"
+    assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == sorted(
+        steps
+    )  # no step trained (or logged) again
+    exported = torch.load(tmp_path / "models/ema.pt", weights_only=True)
+    assert exported.keys() == weights.keys()
+    assert all(torch.equal(exported[k], weights[k]) for k in weights)  # the same final weights
 
 
 def test_run_name_changes_with_what_shapes_the_weights_only(processed):
