@@ -18,6 +18,19 @@ from pipeline.config.sections import check_shared_dir
 
 SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRESS does ray.address
 
+# Ray settings for a cluster this machine starts for itself (its processes inherit them): its one
+# node is never drained or preempted, so Ray Train's preemption watcher (one more actor process per
+# training run, contending for the cores the run is starting on; it only watches for drains) is off.
+# A value the user set wins; a cluster the pipeline joins keeps its own.
+LOCAL_CLUSTER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
+
+def local_cluster_env() -> None:
+    """Put ``LOCAL_CLUSTER_ENV`` into this process's environment where the user has not set it;
+    call before a local ``ray.init`` (its processes inherit it, and Ray Train hands it on)."""
+    for key, value in LOCAL_CLUSTER_ENV.items():
+        os.environ.setdefault(key, value)
+
 
 def resolve_use_gpu(setting: str | bool) -> bool:
     """``auto``: use GPUs when the Ray cluster has any."""
@@ -73,6 +86,8 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
     if local_store and is_remote(address):
         refuse(f"{where} {address!r} is a remote Ray cluster")
     if not ray.is_initialized():
+        if address in (None, "", "local"):
+            local_cluster_env()
         try:  # with the dashboard: Ray Train's cleanup uses its state API
             ray.init(address=address)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:

@@ -5,7 +5,13 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.cluster import local_cluster_env
+
 ROOT = Path(__file__).resolve().parent.parent
+
+# Every Ray cluster the tests start runs on this machine, as the pipeline's own local one does: the
+# same settings (the tests' subprocesses and the clusters they start inherit them)
+local_cluster_env()
 
 
 @pytest.fixture

@@ -3,13 +3,17 @@ directory's copies, their checks, and the settings that are refused before conne
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 from pipeline.cluster import (
+    LOCAL_CLUSTER_ENV,
     SHARED_DIR_ENV,
     checkpoints_for_workers,
     for_workers,
     init_ray,
+    local_cluster_env,
     shared_dir,
     tree_digest,
 )
@@ -86,3 +90,13 @@ def test_a_ray_client_address_in_the_environment_is_refused_before_connecting(mo
     monkeypatch.setenv("RAY_ADDRESS", "ray://head:10001")
     with pytest.raises(ValueError, match="RAY_ADDRESS 'ray://head:10001': Ray Client"):
         init_ray(Params(), "http://tracking:5000")
+
+
+def test_a_local_cluster_runs_without_the_preemption_watcher_unless_the_user_set_it(monkeypatch):
+    (key,) = LOCAL_CLUSTER_ENV
+    monkeypatch.delenv(key, raising=False)
+    local_cluster_env()
+    assert os.environ[key] == "0"
+    monkeypatch.setenv(key, "1")
+    local_cluster_env()
+    assert os.environ[key] == "1"
