@@ -59,7 +59,7 @@ SWEEP = dataclasses.replace(
         steps=4,
         eval_every=2,
         batch_size=None,
-        max_concurrent_trials=1,
+        max_concurrent_trials=None,  # side by side (1 CPU each): fifo, each trial seeded alone
         eval_samples=16,
         eval_steps=3,
     ),

@@ -335,6 +335,7 @@ def test_a_sweep_can_search_across_families_and_their_own_params(ray_cluster, in
         BASE,
         space={"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}},
         scheduler="fifo",
+        max_concurrent_trials=None,  # side by side: without ASHA the order decides nothing
     )
     best = run_sweep(
         params,
