@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from pipeline.cluster import local_cluster_env
 
@@ -88,3 +89,10 @@ def http_server(tmp_path):
     server = LocalServer(root)
     yield server
     server.close()
+
+
+def assert_same_tensors(a: dict, b: dict) -> None:
+    """Two flat state dicts hold the same keys and bit-identical tensors (a failure names the key)."""
+    assert a.keys() == b.keys()
+    for key, value in a.items():
+        assert torch.equal(value, b[key]), key

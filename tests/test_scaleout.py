@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.conftest import ROOT, project_files
+from tests.conftest import ROOT, assert_same_tensors, project_files
 from tests.loopback import BIN, mlflow_server, pg_bindir, postgres, ray_cluster
 from tests.test_dvc_pipeline import TINY_TRAINING, set_param
 
@@ -200,9 +200,7 @@ def test_the_one_node_run_of_the_same_config_gives_the_same_weights(pulled):
     assert len(set(single["worker_nodes"])) == 1 and single["num_workers"] == 2
     assert single["run_name"] == multi["run_name"]  # the same params, data and code
     after = torch.load(pulled / "models/ema.pt", map_location="cpu", weights_only=True)
-    assert before.keys() == after.keys()
-    for key in before:
-        assert torch.equal(before[key], after[key]), key
+    assert_same_tensors(before, after)
 
 
 def test_a_submission_without_the_token_is_refused(cluster, tmp_path):

@@ -33,6 +33,7 @@ from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, re
 from pipeline.train.driver import fit, run_name, train
 from pipeline.train.mlflow_model import load_logged_model
 from pipeline.train.worker import Fault
+from tests.conftest import assert_same_tensors
 
 
 @pytest.fixture(scope="module")
@@ -309,8 +310,7 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reuse
         steps
     )  # no step trained (or logged) again
     exported = torch.load(tmp_path / "models/ema.pt", weights_only=True)
-    assert exported.keys() == weights.keys()
-    assert all(torch.equal(exported[k], weights[k]) for k in weights)  # the same final weights
+    assert_same_tensors(exported, weights)  # the same final weights
 
 
 def test_run_name_changes_with_what_shapes_the_weights_only(processed):
