@@ -15,6 +15,7 @@ import ray
 
 from pipeline.config import Params
 from pipeline.config.sections import check_shared_dir
+from pipeline.io import first_line
 
 SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRESS does ray.address
 
@@ -91,9 +92,8 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
         try:  # with the dashboard: Ray Train's cleanup uses its state API
             ray.init(address=address)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ConnectionError(
-                f"cannot connect to the Ray cluster at {where} {address!r}: {first}"
+                f"cannot connect to the Ray cluster at {where} {address!r}: {first_line(exc)}"
             ) from None
     nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
     if nodes > 1 and local_store:

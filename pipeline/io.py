@@ -1,12 +1,15 @@
 """Files the pipeline writes and reads back: never half-written, never silently corrupt.
 
 - ``atomic_path`` / ``atomic_dir``: write to a temporary sibling, fsync, then rename into place;
-  one complete version of the target exists at every moment.
+  one complete version of the target exists at every moment. ``atomic_path(overwrite=False)``
+  publishes only if nothing has taken the name (a hard link, which fails on an existing name).
 - ``save_verified`` / ``load_verified``: torch files with a ``<name>.sha256`` sidecar recorded when
   written (``sha256sum -c`` format) and checked when read. torch does not check its zip CRCs, so
   flipped tensor bytes would otherwise load as wrong numbers. Loading is ``weights_only=True``:
   tensors and plain containers, never code.
-- ``read_json``: a JSON object with its required keys, or one error line naming the file.
+- ``write_json`` / ``read_json``: a JSON object written atomically (with ``verified=True``, with a
+  sha256 sidecar like the torch files) and read back with its required keys (and, when
+  ``verified``, its sidecar checked first), or one error line naming the file.
 """
 
 from __future__ import annotations
@@ -30,6 +33,12 @@ CHUNK = 1 << 20  # bytes read per iteration when hashing (1 MiB)
 
 class CorruptFileError(ValueError):
     """A file is unreadable, or its bytes differ from the sha256 recorded when it was written."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as one line (its first), or its type's name when it has none."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
@@ -65,13 +74,36 @@ def _fsync_tree(root: Path) -> None:
         _fsync_dir(directory)
 
 
+class OutputExistsError(FileExistsError):
+    """A command would replace a file it was not told to replace."""
+
+
+def _publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Move the finished ``tmp`` to ``path``: a rename, or without ``overwrite`` a hard link, which
+    fails when the name exists (no check-then-write race), then the temporary name removed."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise OutputExistsError(
+            f"{path} exists (it appeared while this command ran); it was left as it was"
+        ) from None
+    except OSError:  # a file system without hard links: the check and the rename are two steps
+        if path.exists() or path.is_symlink():
+            raise OutputExistsError(f"{path} exists; it was left as it was") from None
+        os.replace(tmp, path)
+
+
 @contextlib.contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     """Yield a temporary path in ``path``'s directory; on success fsync it and rename it to ``path``.
 
     On an exception the temporary file is removed and ``path`` is left as it was. The suffix is kept
     so that writers which infer the format from it (matplotlib, PIL) still work. The result has the
-    usual mode (0666 less the umask), not mkstemp's 0600.
+    usual mode (0666 less the umask), not mkstemp's 0600. ``overwrite=False``: OutputExistsError,
+    and ``path`` untouched, when ``path`` exists by the time the file is published.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +115,7 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         tmp.chmod(0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _publish(tmp, path, overwrite)
         _fsync_dir(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
@@ -169,10 +201,13 @@ def verify_checksum(path: str | Path) -> str:
 
 
 def save_verified(obj: Any, path: str | Path) -> str:
-    """``torch.save(obj)`` to ``path`` atomically, with its sha256 sidecar; returns the digest."""
+    """``torch.save(obj)`` to ``path`` atomically, with its sha256 sidecar; returns the digest.
+    The same tensors give the same bytes: torch names a zip archive's root after the file it is
+    given by name (here a random temporary name), but "archive" when given an open file."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
         digest = write_checksum(tmp, name=path.name)
     return digest
 
@@ -197,16 +232,36 @@ def load_verified(
         ValueError,
         OSError,
     ) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise CorruptFileError(f"{path}: cannot be loaded as a tensor file ({first})") from None
+        raise CorruptFileError(
+            f"{path}: cannot be loaded as a tensor file ({first_line(exc)})"
+        ) from None
 
 
 # --------------------------------------------------------------------------------- JSON
-def read_json(path: str | Path, required: Iterable[str] = (), *, made_by: str = "") -> dict:
+def write_json(path: str | Path, data: dict, *, verified: bool = False) -> Path:
+    """``data`` as indented JSON with sorted keys, atomically; ``verified``: with its sha256
+    sidecar, for a file that is later read back as a trusted input (``read_json(verified=True)``)."""
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+        if verified:
+            write_checksum(tmp, name=path.name)
+    return path
+
+
+def read_json(
+    path: str | Path, required: Iterable[str] = (), *, made_by: str = "", verified: bool = False
+) -> dict:
     """The JSON object in ``path``, holding every key of ``required``; else ValueError naming the
-    file (and ``made_by``, the stage that writes it, so the message says what to re-run)."""
+    file (and ``made_by``, the stage that writes it, so the message says what to re-run).
+    ``verified``: the file's sha256 is first checked against its sidecar (``write_json``)."""
     path = Path(path)
     hint = f"; re-run {made_by}" if made_by else ""
+    if verified:
+        try:
+            verify_checksum(path)
+        except CorruptFileError as exc:
+            raise CorruptFileError(f"{exc}{hint}") from None
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:

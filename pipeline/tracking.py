@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import socket
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import mlflow
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Param, Run, RunStatus
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
     MLFLOW_DATASET_CONTEXT,
@@ -26,12 +29,72 @@ from mlflow.utils.mlflow_tags import (
     MLFLOW_SOURCE_NAME,
     MLFLOW_SOURCE_TYPE,
 )
+from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.config import Params, flatten, to_dict
+from pipeline.io import CorruptFileError, first_line
 
 RUN_NAME_TAG = "pipeline.run_name"
 # not logged as a run's params: evaluate records eval settings as tags, tune has its own runs
 UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
+
+
+PROBE_TIMEOUT_S = 10.0  # how long a tracking server may take to answer the first request
+
+
+def redacted(uri: str) -> str:
+    """``uri`` without a password (``scheme://user:***@host``): what may be logged or printed."""
+    parts = urlsplit(uri)
+    if parts.password is None:
+        return uri
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
+
+
+@contextlib.contextmanager
+def _patient_once(timeout_s: float) -> Iterator[None]:
+    """MLflow's HTTP requests in the block: no retries, ``timeout_s`` each (its defaults retry
+    with backoff for minutes before saying anything)."""
+    keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
+    before = {k: os.environ.get(k) for k in keys}
+    os.environ.update(keys)
+    try:
+        yield
+    finally:
+        for key, value in before.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def connect(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> MlflowClient:
+    """A client of the tracking store ``uri`` once it has answered one request: ConnectionError
+    naming a server that does not answer within ``timeout_s``, CorruptFileError naming a SQLite
+    file that is not a readable MLflow database (instead of a SQLAlchemy traceback)."""
+    shown = redacted(uri)
+    parts = urlsplit(uri)
+    if parts.scheme in ("http", "https"):
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        try:
+            socket.create_connection((parts.hostname, port), timeout=timeout_s).close()
+        except OSError as exc:
+            raise ConnectionError(
+                f"MLflow tracking server {shown} does not answer ({first_line(exc)}); check "
+                "MLFLOW_TRACKING_URI and that the server runs"
+            ) from None
+    try:
+        with _patient_once(timeout_s):
+            client = MlflowClient(uri)
+            client.search_experiments(max_results=1)
+    except (MlflowException, SQLAlchemyError) as exc:
+        if parts.scheme == "sqlite":
+            raise CorruptFileError(
+                f"{parts.path}: not a readable MLflow database ({first_line(exc)}); move it "
+                "aside and re-run, or set MLFLOW_TRACKING_URI"
+            ) from None
+        raise ConnectionError(f"MLflow tracking store {shown}: {first_line(exc)}") from None
+    return client
 
 
 def tracking_uri(project_dir: str | Path = ".") -> str:
@@ -119,11 +182,13 @@ def start_run(
     tags: Mapping[str, str],
     project_dir: str | Path = ".",
 ) -> str:
-    """The id of the RUNNING run named ``run_name``: the existing one (a resumed training) or a new
-    one with ``params`` (flattened) and ``tags``."""
+    """The id of the RUNNING run named ``run_name``: the existing unfinished one (a resumed
+    training) or a new one with ``params`` (flattened) and ``tags``. A FINISHED run is never
+    reopened: it stays as it finished (status, end time, tags), and whatever runs again under its
+    name is recorded as a new run."""
     exp_id = experiment_id(client, experiment, project_dir)
     found = find_run(client, exp_id, run_name)
-    if found:
+    if found and found.info.status != RunStatus.to_string(RunStatus.FINISHED):
         run_id = found.info.run_id
         client.update_run(run_id, status=RunStatus.to_string(RunStatus.RUNNING))
     else:
@@ -133,6 +198,13 @@ def start_run(
     for key, value in tags.items():
         client.set_tag(run_id, key, value)
     return run_id
+
+
+def finished_run(client: MlflowClient, experiment: str, run_name: str) -> Run | None:
+    """The newest run named ``run_name`` in ``experiment`` when it FINISHED, else None."""
+    found = client.get_experiment_by_name(experiment)
+    run = found and find_run(client, found.experiment_id, run_name)
+    return run if run and run.info.status == RunStatus.to_string(RunStatus.FINISHED) else None
 
 
 def logged_params(params: Params) -> dict[str, Any]:

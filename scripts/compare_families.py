@@ -18,12 +18,10 @@ import shutil
 import time
 from pathlib import Path
 
-from mlflow.tracking import MlflowClient
-
 from pipeline.config import Params, load_params
 from pipeline.evaluate.run import evaluate
 from pipeline.reports.compare import compare_table, write_compare
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import connect, tracking_uri
 from pipeline.train.driver import train
 
 FAMILIES = ("ddpm", "ddpm_cfg", "vae", "dcgan")
@@ -103,7 +101,7 @@ def main() -> None:
         )
         print(json.dumps(rows[-1]), flush=True)
     (work / "families.json").write_text(json.dumps(rows, indent=2) + "\n")
-    table = compare_table(MlflowClient(tracking_uri()), args.experiment)
+    table = compare_table(connect(tracking_uri()), args.experiment)
     write_compare(table, work / "compare.csv", work / "compare.png")
     print(table.to_string())
 

@@ -11,7 +11,7 @@ from pipeline.cli import entry_point
 from pipeline.config import load_params
 from pipeline.console import say
 from pipeline.evaluate.run import evaluate
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import redacted, tracking_uri
 
 
 @entry_point
@@ -75,7 +75,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{metrics['colourfulness_truth']:.1f})"
                 )
         say(f"  diversity_ab {metrics['diversity_ab']:.2f} (mean pairwise ab distance of samples)")
-    say(f"compare runs: mlflow ui --backend-store-uri {tracking_uri()}")
+    uri = tracking_uri()
+    if uri.startswith(("http://", "https://")):  # a server: its URI may carry a password
+        say(f"compare runs: open {redacted(uri)} in a browser")
+    else:
+        say(f"compare runs: mlflow ui --backend-store-uri {uri}")
 
 
 if __name__ == "__main__":

@@ -130,7 +130,9 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
         )
     first = (out / "kite.png").read_bytes()
     assert first != (out / "kite_2.png").read_bytes()  # two samples differ
-    assert run_python(*args).returncode == 0
+    again = run_python(*args)  # the outputs exist: refused before any work, left as they were
+    assert again.returncode == 2 and "kite.png exists; pass --overwrite" in again.stderr
+    assert run_python(*args, "--overwrite").returncode == 0
     assert (out / "kite.png").read_bytes() == first  # the same seed gives the same colours
 
 
@@ -144,7 +146,7 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
     result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"), str(broken),
                         "--model", str(models), "--out", str(out))  # fmt: skip
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert "1 of 2 input(s) could not be read and were skipped" in result.stderr
+    assert "1 of 2 input(s) could not be colorized and were skipped" in result.stderr
     assert str(broken) in result.stderr
     assert [p.name for p in out.iterdir()] == ["kite.png"]  # the readable one was colorized
 

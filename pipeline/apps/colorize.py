@@ -1,24 +1,34 @@
 """``python -m pipeline colorize``: colorize a user's grayscale (or colour) photos with a trained
 colorizer (model.family ddpm_color or regression_color).
 
-Per input file: decode it (any size and mode, as the photos source does), take its CIE L* at full
-resolution, and make the condition the way training made it: the image resized (bicubic, as
-preprocessing resizes) so its shorter side is ``scale`` times the model's crop size, then
-``pipeline.color.lightness``. The model, a convolutional UNet, samples ab at that size; ab is
-upsampled (bilinear) to the input's size and joined with the input's own full-resolution L*, with
-the chroma of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the
-output has the input's exact size and lightness (within uint8 rounding).
+Per input file: decode it (any size and mode, as the photos source does, turned upright by its EXIF
+orientation), take its CIE L* at full resolution, and make the condition the way training made it:
+the image resized (bicubic, as preprocessing resizes) so its shorter side is ``scale`` times the
+model's crop size, then ``pipeline.color.lightness``. The model, a convolutional UNet, samples ab at
+that size; ab is upsampled (bilinear) to the input's size and joined with the input's own
+full-resolution L*, with the chroma of out-of-gamut pixels reduced at constant L*
+(``pipeline.color.join_lab``). So the output has the input's exact size and lightness (within uint8
+rounding).
+
+Bounded work, whatever the input (README "Colorization", benchmarks/README.md for the measured
+peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
+are refused; the model sees at most WORK_PIXELS pixels (larger working sizes shrink to fit), one
+sample at a time; the full-resolution join runs in strips of STRIP_PIXELS.
 
 Outputs: ``OUT/<name>.png`` per input (the first sample) and, with ``--samples K``, also
 ``OUT/<name>_2.png`` ... ``OUT/<name>_K.png``; files found in a folder keep their path relative to
-it. Unreadable files are skipped and listed at the end, and the command exits 2; bad arguments (a
-model that is not a colorizer, two inputs with one output name) stop it before any work, exit 2.
+it. Outputs follow pipeline.apps.outputs: checked before any work, they never replace an input, a
+file inside an input folder, each other, or (without ``--overwrite``) any file that exists. An input
+that cannot be read or is too large is skipped and listed at the end with one line each, the others
+are colorized, and the command exits 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import logging
+import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +37,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.outputs import check_outputs
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
 from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
+from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on
 from pipeline.methods.registry import METHODS
@@ -39,6 +52,14 @@ from pipeline.reports.grid import save_image
 log = logging.getLogger(__name__)
 
 DEFAULT_SCALE = 4.0  # shorter side / crop size: the middle of the photos' tile_scales (2 ... 8)
+SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
+MAX_SAMPLES = 16  # --samples: colorizations per input
+MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
+DEFAULT_MEGAPIXELS = 50.0  # --max-megapixels: a 50 MP photo peaks at about 1.5 GB (benchmarks)
+MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
+MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
+WORK_PIXELS = 256 * 256  # the most the model sees per sample: attention is quadratic (1.1 GB there)
+STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
 
 
 class UnreadableImages(OSError):
@@ -80,12 +101,54 @@ def find_inputs(inputs: list[str]) -> list[Job]:
     return jobs
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3): gray repeated, transparency composited on white."""
+def output_names(job: Job, samples: int) -> list[Path]:
+    """The outputs of one input, relative to --out: NAME.png, NAME_2.png ... NAME_K.png."""
+    name = job.name
+    return [
+        name.parent / f"{name.name}{'' if k == 1 else f'_{k}'}.png" for k in range(1, samples + 1)
+    ]
+
+
+def read_rgb(path: Path, max_pixels: int) -> np.ndarray:
+    """An image file as uint8 RGB (H, W, 3), upright by its EXIF orientation: gray repeated,
+    transparency composited on white. ValueError, before decoding, for more than ``max_pixels``
+    pixels or a side longer than MAX_ASPECT times the other."""
     with Image.open(path) as img:
+        w, h = img.size
+        if w * h > max_pixels:
+            raise ValueError(
+                f"{w}x{h} is {w * h / 1e6:.1f} megapixels, above --max-megapixels "
+                f"{max_pixels / 1e6:g}"
+            )
+        if max(w, h) > MAX_ASPECT * min(w, h):
+            raise ValueError(f"{w}x{h} is longer than {MAX_ASPECT} times its width; not a photo")
         img.load()
         pixels = decode_image(img)
     return np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
+
+
+def working_size(h: int, w: int, crop: int, scale: float) -> tuple[int, int]:
+    """(height, width) the model sees: shorter side ``scale`` x ``crop``, aspect kept, shrunk to
+    at most WORK_PIXELS pixels."""
+    short = max(8, round(scale * crop))
+    ratio = short / min(h, w)
+    ratio *= min(1.0, math.sqrt(WORK_PIXELS / (h * ratio * w * ratio)))
+    return max(1, min(round(h * ratio), WORK_PIXELS)), max(1, min(round(w * ratio), WORK_PIXELS))
+
+
+def bilinear_rows(small: torch.Tensor, size: tuple[int, int], rows: range) -> torch.Tensor:
+    """Rows ``rows`` of ``F.interpolate(small, size, mode="bilinear", align_corners=False)``,
+    from the rows of ``small`` they need: (N, C, h, w) -> (N, C, len(rows), W). Source row
+    y = (row + 0.5) h / H - 0.5, clamped at 0, as torch computes it."""
+    h, (H, W) = small.shape[-2], size
+    y = ((torch.arange(rows.start, rows.stop, dtype=torch.float64) + 0.5) * (h / H) - 0.5).clamp(
+        min=0
+    )
+    y0 = y.floor().long().clamp(max=h - 1)
+    y1 = (y0 + 1).clamp(max=h - 1)
+    weight = (y - y0).to(small.dtype)[:, None]  # (S, 1)
+    mixed = small[..., y0, :] * (1 - weight) + small[..., y1, :] * weight  # (N, C, S, w)
+    return F.interpolate(mixed, size=(len(rows), W), mode="bilinear", align_corners=False)
 
 
 def colorize_image(
@@ -96,22 +159,26 @@ def colorize_image(
     steps: int,
     scale: float,
     generator: torch.Generator,
-) -> np.ndarray:
-    """``samples`` colorizations (uint8 (K, H, W, 3)) of a uint8 RGB image (H, W, 3) (module
-    docstring: condition at ``scale`` x the crop size, ab upsampled onto the full-size L*)."""
+) -> Iterator[np.ndarray]:
+    """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
+    time (module docstring: condition at ``scale`` x the crop size, ab upsampled onto the full-size
+    L* strip by strip)."""
     h, w = rgb.shape[:2]
-    short = max(8, round(scale * model.params.data.image_size))
-    size = (max(1, round(w * short / min(h, w))), max(1, round(h * short / min(h, w))))
-    small = np.asarray(Image.fromarray(rgb).resize(size, Image.Resampling.BICUBIC))
-    x = to_unit(small.transpose(2, 0, 1)[None].copy())
-    cond = lightness(x).expand(samples, -1, -1, -1).to(model.device)
-    out = model.sample(samples, generator=generator, steps=steps, cond=cond)  # (K, 3, h', w')
-    ab = split_lab(out.cpu())[1].double() * AB_SCALE
-    ab = F.interpolate(ab, size=(h, w), mode="bilinear", align_corners=False)
-    full = torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255
-    L = rgb_to_lab(full)[:, :1].expand(samples, -1, -1, -1)
-    colour = join_lab(L, ab)  # (K, 3, H, W) in [0, 1]
-    return to_uint8(colour * 2 - 1).permute(0, 2, 3, 1).numpy()
+    size = working_size(h, w, model.params.data.image_size, scale)
+    small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
+    cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
+    rows_per_strip = max(1, STRIP_PIXELS // w)
+    for _ in range(samples):
+        out = model.sample(1, generator=generator, steps=steps, cond=cond)  # (1, 3, h', w')
+        ab = split_lab(out.cpu())[1].double() * AB_SCALE  # (1, 2, h', w')
+        colour = np.empty_like(rgb)
+        for top in range(0, h, rows_per_strip):
+            rows = range(top, min(h, top + rows_per_strip))
+            strip = torch.from_numpy(rgb[rows.start : rows.stop].transpose(2, 0, 1)[None].copy())
+            L = rgb_to_lab(strip.double() / 255)[:, :1]  # (1, 1, S, W)
+            joined = join_lab(L, bilinear_rows(ab, (h, w), rows))  # (1, 3, S, W) in [0, 1]
+            colour[rows.start : rows.stop] = to_uint8(joined * 2 - 1)[0].permute(1, 2, 0).numpy()
+        yield colour
 
 
 def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
@@ -127,44 +194,44 @@ def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
 
 
 def run(args: argparse.Namespace) -> None:
-    """The command: colorize every input, then report the unreadable ones (UnreadableImages)."""
-    if args.samples < 1:
-        raise ValueError(f"--samples must be >= 1, got {args.samples}")
-    if args.steps is not None and args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.scale <= 0:
-        raise ValueError(f"--scale must be > 0, got {args.scale}")
+    """The command: check every output, colorize every input, then report the inputs that were
+    skipped (UnreadableImages)."""
     jobs = find_inputs(args.inputs)
+    out_dir = Path(args.out)
+    targets = iter(
+        check_outputs(
+            [out_dir / name for job in jobs for name in output_names(job, args.samples)],
+            [*args.inputs, args.model],
+            overwrite=args.overwrite,
+        )
+    )
+    outputs = {job: [next(targets) for _ in range(args.samples)] for job in jobs}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_colorizer(args.model, device)
-    out_dir = Path(args.out)
+    steps = args.steps or model.params.eval.steps
+    if steps > model.params.diffusion.timesteps:
+        raise ValueError(
+            f"--steps must be at most {model.params.diffusion.timesteps} (the model's "
+            f"diffusion.timesteps), got {steps}"
+        )
     failed: list[str] = []
     written = 0
     for job in progress_bar(jobs, desc="colorize", unit="img", disable=len(jobs) < 2):
-        try:
-            rgb = read_rgb(job.path)
-        except (OSError, ValueError, Image.DecompressionBombError) as exc:
-            failed.append(f"{job.path}: {exc}")
-            continue
         generator = torch.Generator(model.device).manual_seed(args.seed)
-        images = colorize_image(
-            model,
-            rgb,
-            samples=args.samples,
-            steps=args.steps or model.params.eval.steps,
-            scale=args.scale,
-            generator=generator,
-        )
-        for k, image in enumerate(images, start=1):
-            suffix = "" if k == 1 else f"_{k}"
-            target = out_dir / job.name.parent / f"{job.name.name}{suffix}.png"
-            target.parent.mkdir(parents=True, exist_ok=True)
-            save_image(image, target)
-            written += 1
+        try:
+            rgb = read_rgb(job.path, round(args.max_megapixels * 1e6))
+            images = colorize_image(
+                model, rgb, samples=args.samples, steps=steps, scale=args.scale, generator=generator
+            )
+            for image, target in zip(images, outputs[job], strict=True):
+                save_image(image, target, overwrite=args.overwrite)
+                written += 1
+        except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as exc:
+            failed.append(f"{job.path}: {first_line(exc)}")
     log.info("colorize: wrote %d image(s) to %s", written, out_dir)
     if failed:
         raise UnreadableImages(
-            f"{len(failed)} of {len(jobs)} input(s) could not be read and were skipped:\n  "
+            f"{len(failed)} of {len(jobs)} input(s) could not be colorized and were skipped:\n  "
             + "\n  ".join(failed)
         )
 
@@ -182,20 +249,31 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", required=True, help="folder for the colorized PNGs")
     parser.add_argument(
-        "--steps", type=int, help="sampler steps (default: the model's eval.steps); more is slower"
+        "--steps",
+        type=int_in(1, MAX_STEPS),
+        help="sampler steps (default: the model's eval.steps); more is slower",
     )
     parser.add_argument(
         "--samples",
-        type=int,
+        type=int_in(1, MAX_SAMPLES),
         default=1,
         help="K colorizations per input: NAME.png, NAME_2.png, ...",
     )
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same colours")
+    parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same colours")
     parser.add_argument(
         "--scale",
-        type=float,
+        type=float_in(*SCALES),
         default=DEFAULT_SCALE,
-        help="shorter side the model sees, in crop sizes (default %(default)s: as in training)",
+        help="shorter side the model sees, in crop sizes (default %(default)s: as in training; "
+        f"the model sees at most {WORK_PIXELS:,} pixels)",
+    )
+    parser.add_argument(
+        "--max-megapixels",
+        type=float_in(*MEGAPIXELS),
+        default=DEFAULT_MEGAPIXELS,
+        help="larger inputs are skipped (default %(default)s; memory grows about 30 MB per "
+        "megapixel, see the README)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_overwrite(parser)
     parser.set_defaults(func=run)

@@ -5,20 +5,24 @@ from __future__ import annotations
 
 import argparse
 import logging
+from urllib.parse import urlsplit
 
-from mlflow.tracking import MlflowClient
-
+from pipeline.apps.args import add_overwrite
+from pipeline.apps.outputs import check_outputs
 from pipeline.config import load_params
 from pipeline.reports.compare import compare_table, write_compare
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import connect, tracking_uri
 
 log = logging.getLogger(__name__)
 
 
 def run(args: argparse.Namespace) -> None:
+    uri = tracking_uri()
+    store = [urlsplit(uri).path] if uri.startswith("sqlite:") else []
+    check_outputs([args.out, args.plot], [args.params, *store], overwrite=args.overwrite)
     experiment = args.experiment or load_params(args.params).mlflow.experiment
-    table = compare_table(MlflowClient(tracking_uri()), experiment, args.features)
-    write_compare(table, args.out, args.plot)
+    table = compare_table(connect(uri), experiment, args.features)
+    write_compare(table, args.out, args.plot, overwrite=args.overwrite)
     best = table.iloc[0]
     log.info(
         "compare: %d run(s) scored in fid_%s; best %s (%s) fid %.3f after %.0f %s-seconds; "
@@ -48,4 +52,5 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--out", default="reports/compare.csv", help="the table, CSV")
     parser.add_argument("--plot", default="reports/plots/compare.png", help="the picture, PNG")
+    add_overwrite(parser)
     parser.set_defaults(func=run)

@@ -3,7 +3,9 @@
 A class-conditional model (``ddpm_cfg``) draws class ``--class C`` or, without it, every class in
 turn (one class per column), guided by ``--guidance W`` (default: its ``eval.guidance_scale``).
 ``--steps`` and ``--sampler`` set a diffusion family's reverse process; ``--each`` also writes one
-PNG per image. The same ``--seed`` gives the same images.
+PNG per image into the folder OUT without ``.png`` (created if missing; never emptied or replaced).
+The same ``--seed`` gives the same images. Outputs follow pipeline.apps.outputs: none replaces a
+file that exists unless ``--overwrite``, none lands in the model's folder.
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from pathlib import Path
 
 import torch
 
+from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.outputs import check_outputs
 from pipeline.config import MAX_SAMPLES
 from pipeline.console import progress_bar
-from pipeline.io import atomic_dir
 from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
 from pipeline.methods.export import load_on
 from pipeline.reports.grid import image_grid, save_image
@@ -25,15 +28,23 @@ from pipeline.reports.grid import image_grid, save_image
 log = logging.getLogger(__name__)
 
 BATCH = 100  # images per network call batch (fixed: the images depend on it through the RNG)
+MAX_GUIDANCE = 100.0  # classifier-free guidance w; papers use 0-10, beyond 100 images saturate
+MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
+
+
+def output_paths(args: argparse.Namespace) -> list[Path]:
+    """The grid, then with ``--each`` one PNG per image in OUT without .png; ValueError naming
+    --out unless it is a .png file name."""
+    out = Path(args.out)
+    if out.suffix.lower() != ".png" or out.stem.strip(".") == "":
+        raise ValueError(f"--out must name a .png file such as grid.png, got {args.out}")
+    each = [out.with_suffix("") / f"{i:05d}.png" for i in range(args.count)] if args.each else []
+    return [out, *each]
 
 
 def check_args(args: argparse.Namespace, model: GenerativeModel) -> None:
     """ValueError naming the option for a bad value or one the model's family does not take."""
     family, kind = model.params.model.family, model.conditioning
-    if not 1 <= args.count <= MAX_SAMPLES:
-        raise ValueError(f"--count must be in [1, {MAX_SAMPLES:,}], got {args.count}")
-    if Path(args.out).suffix.lower() != ".png":
-        raise ValueError(f"--out must be a .png file (the grid), got {args.out}")
     if kind == "image":
         raise ValueError(
             f"--model {args.model} holds the colorizer {family!r}, which colours given photos: "
@@ -50,10 +61,6 @@ def check_args(args: argparse.Namespace, model: GenerativeModel) -> None:
         raise ValueError(
             f"--class must be in [0, {model.num_classes - 1}] (the model's classes), got {args.cls}"
         )
-    if not 0 <= args.eta <= 1:
-        raise ValueError(f"--eta must be in [0, 1], got {args.eta}")
-    if args.guidance is not None and args.guidance < 0:
-        raise ValueError(f"--guidance must be >= 0 (0: unguided), got {args.guidance}")
     if isinstance(model, LatentModel):
         for option, value in (("--steps", args.steps), ("--sampler", args.sampler)):
             if value is not None:
@@ -93,22 +100,26 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
                 guidance=args.guidance,
             ).cpu()
         )
+    images = torch.cat(batches)
+    if not torch.isfinite(images).all():
+        raise ValueError(
+            f"--model {args.model} produced non-finite pixels (a diverged model?); nothing written"
+        )
     if labels is not None and args.cls is None:  # one class per column
-        return torch.cat(batches), min(args.count, model.num_classes)
-    return torch.cat(batches), math.ceil(math.sqrt(args.count))
+        return images, min(args.count, model.num_classes)
+    return images, math.ceil(math.sqrt(args.count))
 
 
 def run(args: argparse.Namespace) -> None:
+    targets = check_outputs(output_paths(args), [args.model], overwrite=args.overwrite)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_on(args.model, device)
     check_args(args, model)
     images, nrow = draw(model, args)
-    out = Path(args.out)
-    if args.each:
-        with atomic_dir(out.with_suffix("")) as tmp:
-            for i, image in enumerate(images):
-                save_image(image_grid(image[None], nrow=1, padding=0), tmp / f"{i:05d}.png")
-    save_image(image_grid(images, nrow=nrow), out)
+    out, each = targets[0], targets[1:]
+    for image, path in zip(images, each, strict=True):
+        save_image(image_grid(image[None], nrow=1, padding=0), path, overwrite=args.overwrite)
+    save_image(image_grid(images, nrow=nrow), out, overwrite=args.overwrite)
     each = f" and one PNG per image in {out.with_suffix('')}/" if args.each else ""
     log.info("sample: %d image(s) of %s in %s%s", len(images), model.params.model.family, out, each)
 
@@ -120,7 +131,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".") + ".",
     )
     parser.add_argument("--model", required=True, help="an exported model (e.g. models)")
-    parser.add_argument("--count", type=int, required=True, help="how many images")
+    parser.add_argument(
+        "--count", type=int_in(1, MAX_SAMPLES), required=True, help="how many images"
+    )
     parser.add_argument("--out", required=True, help="the grid, a .png file")
     parser.add_argument(
         "--class",
@@ -130,21 +143,24 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--guidance",
-        type=float,
+        type=float_in(0, MAX_GUIDANCE),
         help="class-conditional models: classifier-free guidance w (default: eval.guidance_scale)",
     )
-    parser.add_argument("--steps", type=int, help="diffusion: sampler steps (default: eval.steps)")
+    parser.add_argument(
+        "--steps", type=int_in(1, MAX_STEPS), help="diffusion: sampler steps (default: eval.steps)"
+    )
     parser.add_argument(
         "--sampler",
         choices=("ddim", "ddpm"),
         help="diffusion: reverse process (default: eval.sampler)",
     )
     parser.add_argument(
-        "--eta", type=float, default=0.0, help="diffusion, ddim: noise (0: deterministic)"
+        "--eta", type=float_in(0, 1), default=0.0, help="diffusion, ddim: noise (0: deterministic)"
     )
-    parser.add_argument("--seed", type=int, default=0, help="the same seed gives the same images")
+    parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same images")
     parser.add_argument(
         "--each", action="store_true", help="also write one PNG per image into OUT without .png/"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_overwrite(parser)
     parser.set_defaults(func=run)

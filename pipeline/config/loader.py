@@ -2,8 +2,10 @@
 
 ``from_dict(cls, raw)`` builds a dataclass from a mapping, checking each value against the field's
 type hint (int, float, bool, str, Literal, tuple[int, ...], X | None, nested dataclasses) and
-rejecting unknown keys; ``load_yaml`` reads YAML strictly (no duplicate or non-string keys). Errors
-are ``ConfigError`` naming the key, the value and what is allowed.
+rejecting unknown keys; ``load_yaml`` reads YAML strictly (no duplicate or non-string keys) and
+within bounds: a file of at most MAX_YAML_BYTES whose nodes, counted with every alias expanded,
+number at most MAX_YAML_NODES (a 300-byte "billion laughs" of nested aliases expands to billions).
+Errors are ``ConfigError`` naming the key, the value and what is allowed.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class ConfigError(ValueError):
 
 
 MAX_INT = 2**63 - 1  # any integer param: torch and numpy hold 64-bit signed integers
+MAX_YAML_BYTES = 1 << 20  # a params file (params.yaml is about 12 kB)
+MAX_YAML_NODES = 100_000  # scalars, lists and mappings with aliases expanded (params.yaml: ~500)
 
 
 @contextlib.contextmanager
@@ -40,14 +44,14 @@ def section(name: str) -> Iterator[None]:
 
 def check_positive(name: str, value: int, maximum: int | None = None) -> None:
     if value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        raise ValueError(f"{name} must be an integer >= 1, got {shown(value)}")
     if maximum is not None and value > maximum:
         raise ValueError(f"{name} must be at most {maximum:,}, got {value:,}")
 
 
 def check_seed(name: str, value: int) -> None:
     if not 0 <= value <= MAX_INT:
-        raise ValueError(f"{name} must be an integer in [0, 2^63 - 1], got {value!r}")
+        raise ValueError(f"{name} must be an integer in [0, 2^63 - 1], got {shown(value)}")
 
 
 def optional_inner(hint: Any) -> Any:
@@ -64,7 +68,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     if dataclasses.is_dataclass(hint):
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping of {fields_of(hint)}, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping of {fields_of(hint)}, got {shown(value)}")
         return from_dict(hint, value, key)
     if origin in (typing.Union, types.UnionType):
         if value is None and type(None) in args:
@@ -74,35 +78,35 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(map(str, args))
-            raise ConfigError(f"{key}: unknown value {value!r}; allowed: {allowed}")
+            raise ConfigError(f"{key}: unknown value {shown(value)}; allowed: {allowed}")
         return value
     if origin is dict:
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{key} must be a mapping, got {value!r}")
+            raise ConfigError(f"{key} must be a mapping, got {shown(value)}")
         return dict(value)
     if origin is tuple:
         if not isinstance(value, list | tuple):
-            raise ConfigError(f"{key} must be a list, got {value!r}")
+            raise ConfigError(f"{key} must be a list, got {shown(value)}")
         return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"{key} must be true or false, got {value!r}")
+            raise ConfigError(f"{key} must be true or false, got {shown(value)}")
         return value
     if hint is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"{key} must be an integer, got {_shown(value)}{_string_hint(value)}")
+            raise ConfigError(f"{key} must be an integer, got {shown(value)}{_string_hint(value)}")
         if abs(value) > MAX_INT:
-            raise ConfigError(f"{key} must be an integer of at most 2^63 - 1, got {_shown(value)}")
+            raise ConfigError(f"{key} must be an integer of at most 2^63 - 1, got {shown(value)}")
         return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, int | float) or not _finite(value):
             raise ConfigError(
-                f"{key} must be a finite number, got {_shown(value)}{_string_hint(value)}"
+                f"{key} must be a finite number, got {shown(value)}{_string_hint(value)}"
             )
         return float(value)
     if hint is str:
         if not isinstance(value, str):
-            raise ConfigError(f"{key} must be a string, got {value!r}")
+            raise ConfigError(f"{key} must be a string, got {shown(value)}")
         return value
     raise TypeError(f"unsupported type hint {hint!r} for {key}")  # a bug in this module
 
@@ -114,7 +118,7 @@ def _finite(value: int | float) -> bool:
         return False
 
 
-def _shown(value: Any) -> str:
+def shown(value: Any) -> str:
     """repr of a value, shortened (a 400-digit number is not worth printing whole)."""
     text = repr(value)
     return text if len(text) <= 40 else f"{text[:20]}...({len(text)} characters)"
@@ -189,12 +193,59 @@ class _StrictLoader(yaml.SafeLoader):
             seen[key] = line
         return super().construct_mapping(node, deep)
 
+    def construct_document(self, node: yaml.Node) -> Any:
+        """Refuse a document that is too large once its aliases are expanded, before building it."""
+        count = expanded_size(node)
+        if count > MAX_YAML_NODES:
+            raise ConfigError(
+                f"{count:,} values with aliases expanded (more than {MAX_YAML_NODES:,}); params "
+                "are small, so this is an alias bomb or not a params file"
+            )
+        return super().construct_document(node)
+
+
+def expanded_size(root: yaml.Node) -> int:
+    """The number of nodes of a composed YAML document with every alias expanded, counted without
+    expanding (an alias is the same node object again: its size is computed once); ConfigError
+    for an alias that contains itself."""
+    sizes: dict[int, int] = {}
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    open_nodes: set[int] = set()
+    while stack:
+        node, children_done = stack.pop()
+        if id(node) in sizes:
+            continue
+        children = (
+            [n for pair in node.value for n in pair]
+            if isinstance(node, yaml.MappingNode)
+            else node.value
+            if isinstance(node, yaml.SequenceNode)
+            else []
+        )
+        if children_done:
+            open_nodes.discard(id(node))
+            sizes[id(node)] = min(1 + sum(sizes[id(c)] for c in children), MAX_INT)
+            continue
+        if id(node) in open_nodes:
+            line = node.start_mark.line + 1
+            raise ConfigError(f"line {line}: an alias that contains itself (a recursive structure)")
+        open_nodes.add(id(node))
+        stack.append((node, True))
+        stack.extend((c, False) for c in children if id(c) not in sizes)
+    return sizes[id(root)]
+
 
 def load_yaml(path: str | Path) -> Any:
     """The YAML document in ``path`` (None when empty); ConfigError naming the file and the line
-    for a syntax error, a duplicate key or a key that is not a string."""
+    for a syntax error, a duplicate key or a key that is not a string, and naming the file for one
+    too large (MAX_YAML_BYTES, MAX_YAML_NODES)."""
     path = Path(path)
     try:
+        size = path.stat().st_size
+        if size > MAX_YAML_BYTES:
+            raise ConfigError(
+                f"{size:,} bytes, more than the {MAX_YAML_BYTES:,} a params file may have"
+            )
         return yaml.load(path.read_text(), Loader=_StrictLoader)  # noqa: S506 (a SafeLoader)
     except FileNotFoundError:
         raise ConfigError(f"{path} does not exist") from None
@@ -208,6 +259,8 @@ def load_yaml(path: str | Path) -> Any:
         ) from None
     except (yaml.YAMLError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a params file") from None
 
 
 def to_dict(config: Any) -> dict[str, Any]:

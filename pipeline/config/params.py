@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.config.keys import override
-from pipeline.config.loader import ConfigError, fields_of, from_dict, load_yaml, section, to_dict
+from pipeline.config.loader import (
+    ConfigError,
+    fields_of,
+    from_dict,
+    load_yaml,
+    section,
+    shown,
+    to_dict,
+)
 from pipeline.config.search import SearchConfig
 from pipeline.config.sections import (
     DataConfig,
@@ -151,12 +159,12 @@ class Params:
         for key, value in cases:
             exc = error(key, value, alone)
             if exc is not None and error(key, value, first) is not None:
-                raise ConfigError(f"tune: space.{key} value {value!r}: {exc}")
+                raise ConfigError(f"tune: space.{key} value {shown(value)}: {exc}")
         for key, value in cases:
             exc = error(key, value, first)
             if exc is not None:
                 raise ConfigError(
-                    f"tune: space.{key} value {value!r} with the other keys' first values: {exc}"
+                    f"tune: space.{key} value {shown(value)} with the other keys' first values: {exc}"
                 )
 
 

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 
 from pipeline.color import lab_to_rgb
 from pipeline.data.archive import extract_tar
@@ -264,9 +264,11 @@ def list_images(folder: Path) -> list[Path]:
 
 def decode_image(img: Image.Image) -> np.ndarray:
     """A decoded PIL image as uint8 (H, W) gray or (H, W, 3) RGB, preserving what it shows:
+    turned upright by its EXIF orientation (a camera's portrait photo is stored sideways),
     16-bit and 32-bit gray are scaled to 0-255 (x * 255 / 65535, not clipped at 255), and
     transparency is composited onto ALPHA_BACKGROUND (white) instead of dropped (which turns
     transparent pixels black)."""
+    ImageOps.exif_transpose(img, in_place=True)
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         wide = np.asarray(img, dtype=np.float64)
         return np.clip(np.round(wide * 255.0 / 65535.0), 0, 255).astype(np.uint8)

@@ -8,7 +8,6 @@ weights (their sha256 is recorded with every score), never with Inception FID.
 from __future__ import annotations
 
 import dataclasses
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +21,14 @@ from pipeline.config import FeatureNetConfig, from_dict, to_dict
 from pipeline.console import progress_bar
 from pipeline.data.dataset import ProcessedImages
 from pipeline.data.manifest import verify_processed
-from pipeline.io import atomic_dir, load_verified, read_json, recorded_digest, save_verified
+from pipeline.io import (
+    atomic_dir,
+    load_verified,
+    read_json,
+    recorded_digest,
+    save_verified,
+    write_json,
+)
 from pipeline.pixels import to_unit
 
 WEIGHTS_FILE, CONFIG_FILE = "weights.pt", "config.json"
@@ -131,8 +137,8 @@ def train_featurenet(
 def save_featurenet(
     net: FeatureNet, config: FeatureNetConfig, result: FeatureNetResult, out_dir: str | Path
 ) -> Path:
-    """``weights.pt`` (state_dict, + sha256) and ``config.json`` (architecture, test accuracy),
-    atomically."""
+    """``weights.pt`` and ``config.json`` (architecture, test accuracy), each with its sha256
+    sidecar, atomically."""
     with atomic_dir(out_dir) as tmp:
         save_verified(net.state_dict(), tmp / WEIGHTS_FILE)
         meta = {
@@ -141,7 +147,7 @@ def save_featurenet(
             "num_classes": net.head.out_features,
             **dataclasses.asdict(result),
         }
-        (tmp / CONFIG_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(tmp / CONFIG_FILE, meta, verified=True)
     return Path(out_dir)
 
 
@@ -153,7 +159,10 @@ def load_featurenet(directory: str | Path) -> tuple[FeatureNet, str, dict]:
         raise FileNotFoundError(f"no FeatureNet in {directory}: run the featurenet stage first")
     made_by = "the featurenet stage (dvc repro featurenet)"
     meta = read_json(
-        directory / CONFIG_FILE, ("in_channels", "num_classes", "config"), made_by=made_by
+        directory / CONFIG_FILE,
+        ("in_channels", "num_classes", "config"),
+        made_by=made_by,
+        verified=True,
     )
     try:
         config = from_dict(FeatureNetConfig, meta["config"], "featurenet")

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.entities import Metric, RunTag
-from mlflow.tracking import MlflowClient
 
 from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
@@ -38,7 +37,7 @@ from pipeline.methods.base import LatentModel, balanced_labels
 from pipeline.methods.export import load_model
 from pipeline.pixels import to_unit
 from pipeline.reports.grid import image_grid, save_gif, save_image
-from pipeline.tracking import tracking_uri
+from pipeline.tracking import connect, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -304,7 +303,7 @@ def log_to_run(
     ``evaluation/``; the scores and their backend as tags of the registered model version, when
     there is one."""
     run_id = report["mlflow_run_id"]
-    client = MlflowClient(tracking_uri(project_dir))
+    client = connect(tracking_uri(project_dir))
     now = int(time.time() * 1000)
     logged = {k: metrics[k] for k in scored}
     if "featurenet_test_accuracy" in metrics:

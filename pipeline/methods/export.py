@@ -2,19 +2,30 @@
 
 ``ema.pt``: the EMA weights of the family's network as a state_dict, with ``ema.pt.sha256``.
 ``config.json``: ``{"step": N, "weights_sha256": ..., "params": {...}}``, the full params the model
-was trained with, from which ``model.family``'s Method rebuilds the network. Loading checks the
-weights' sha256 and reads them with ``weights_only=True``: no code is ever loaded from these files.
+was trained with, from which ``model.family``'s Method rebuilds the network, with
+``config.json.sha256``. Loading checks both files against their sidecars before reading anything
+from them (an edited config would silently change what the model does, or allocate a network of
+any size), checks that ``weights_sha256`` names the weights beside it, and reads the weights with
+``weights_only=True``: no code is ever loaded from these files.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import torch
 
 from pipeline.config import ConfigError, Params, from_dict, to_dict
-from pipeline.io import CorruptFileError, atomic_dir, load_verified, read_json, save_verified
+from pipeline.io import (
+    CorruptFileError,
+    atomic_dir,
+    first_line,
+    load_verified,
+    read_json,
+    recorded_digest,
+    save_verified,
+    write_json,
+)
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.registry import method_class
 
@@ -29,20 +40,26 @@ def export_model(
     with atomic_dir(out_dir) as tmp:
         digest = save_verified(weights, tmp / WEIGHTS_FILE)
         config = {"step": step, "weights_sha256": digest, "params": to_dict(params)}
-        (tmp / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+        write_json(tmp / CONFIG_FILE, config, verified=True)
     return Path(out_dir)
 
 
-def load_params_of(models_dir: str | Path) -> Params:
-    """The params in ``models_dir/config.json``; errors name that file."""
+def read_config(models_dir: str | Path) -> dict:
+    """``models_dir/config.json``, checked against its sidecar; errors name the file."""
     path = Path(models_dir) / CONFIG_FILE
     if not path.is_file():
         raise FileNotFoundError(f"no trained model in {models_dir}: {CONFIG_FILE} is missing")
-    config = read_json(path, ("params", "weights_sha256"), made_by=MADE_BY)
+    return read_json(path, ("params", "weights_sha256"), made_by=MADE_BY, verified=True)
+
+
+def load_params_of(models_dir: str | Path, config: dict | None = None) -> Params:
+    """The params in ``models_dir/config.json`` (``config``: that file, already read); errors
+    name the file."""
+    config = config or read_config(models_dir)
     try:
         return from_dict(Params, config["params"])
     except ConfigError as exc:
-        raise ConfigError(f"{path}: params: {exc}") from None
+        raise ConfigError(f"{Path(models_dir) / CONFIG_FILE}: params: {exc}") from None
 
 
 def load_model(models_dir: str | Path, device: torch.device | str = "cpu") -> GenerativeModel:
@@ -50,18 +67,23 @@ def load_model(models_dir: str | Path, device: torch.device | str = "cpu") -> Ge
     ``.params``, ``.sample``). Raises ValueError naming the file for a bad config.json, or
     weights that are corrupted or do not fit."""
     models_dir = Path(models_dir)
-    params = load_params_of(models_dir)
+    config = read_config(models_dir)
+    params = load_params_of(models_dir, config)
     weights = models_dir / WEIGHTS_FILE
     state = load_verified(weights, device)
+    if config["weights_sha256"] != recorded_digest(weights):
+        raise CorruptFileError(
+            f"{models_dir / CONFIG_FILE}: weights_sha256 {config['weights_sha256']} is not the "
+            f"sha256 of {weights} (files of two exports mixed); re-export the model"
+        )
     method = method_class(params.model.family)
     net = method.build_net(params)
     try:
         net.load_state_dict(state)
     except (RuntimeError, TypeError, AttributeError) as exc:
-        first = str(exc).strip().splitlines()[0]
         raise CorruptFileError(
             f"{weights}: does not fit the {params.model.family} network of "
-            f"{models_dir / CONFIG_FILE} ({first})"
+            f"{models_dir / CONFIG_FILE} ({first_line(exc)})"
         ) from None
     return method.model_class(net.to(device).eval(), params)
 

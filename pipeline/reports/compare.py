@@ -92,7 +92,7 @@ def compare_table(
     return table[same].sort_values("fid").reset_index(drop=True)
 
 
-def plot_compare(table: pd.DataFrame, path: str | Path) -> None:
+def plot_compare(table: pd.DataFrame, path: str | Path, *, overwrite: bool = True) -> None:
     """FID (log) against training compute (log), one point per run, coloured by family."""
     import matplotlib
 
@@ -115,12 +115,15 @@ def plot_compare(table: pd.DataFrame, path: str | Path) -> None:
     ax.legend(title="model.family", fontsize=8)
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=110)
     plt.close(fig)
 
 
-def write_compare(table: pd.DataFrame, csv_path: str | Path, png_path: str | Path) -> None:
-    with atomic_path(csv_path) as tmp:
+def write_compare(
+    table: pd.DataFrame, csv_path: str | Path, png_path: str | Path, *, overwrite: bool = True
+) -> None:
+    """The table as CSV and its picture; without ``overwrite``, never over files that exist."""
+    with atomic_path(csv_path, overwrite=overwrite) as tmp:
         table.to_csv(tmp, index=False)
-    plot_compare(table, png_path)
+    plot_compare(table, png_path, overwrite=overwrite)

@@ -34,10 +34,11 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
     return grid
 
 
-def save_image(array: np.ndarray, path: str | Path) -> Path:
-    """Write an (H, W, C) uint8 array as PNG (C = 1 becomes grayscale), atomically."""
+def save_image(array: np.ndarray, path: str | Path, *, overwrite: bool = True) -> Path:
+    """Write an (H, W, C) uint8 array as PNG (C = 1 becomes grayscale), atomically; without
+    ``overwrite``, never over a file that exists (pipeline.io.OutputExistsError)."""
     mode_array = array[..., 0] if array.shape[-1] == 1 else array
-    with atomic_path(path) as tmp:
+    with atomic_path(path, overwrite=overwrite) as tmp:
         Image.fromarray(mode_array).save(tmp)
     return Path(path)
 

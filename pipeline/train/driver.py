@@ -13,6 +13,7 @@ import hashlib
 import json
 import logging
 import statistics
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +25,7 @@ import pandas as pd
 import ray
 import ray.train
 import torch
+from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
@@ -31,12 +33,14 @@ from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, res
 from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, read_json, write_json
 from pipeline.methods.export import export_model
 from pipeline.methods.registry import family, method_class, method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.grid import save_image
 from pipeline.tracking import (
+    connect,
+    finished_run,
     fluent_store,
     log_dataset,
     logged_params,
@@ -203,9 +207,7 @@ def fit(
     if resume_from:
         step = read_state(resume_from, check=False)["step"]
         if step == train.steps:
-            log.info(
-                "reusing the finished run %s (same params, data and code): %s", name, resume_from
-            )
+            log.info("%s is at its final step already (%s): nothing to train", name, resume_from)
         else:
             log.info("resuming %s from step %d (%s)", name, step, resume_from)
     loop = LoopConfig(
@@ -263,6 +265,35 @@ def final_state(params: Params, checkpoint_dir: str | Path) -> TrainState:
     return state
 
 
+def finished_outputs(
+    client: MlflowClient, params: Params, name: str, checkpoints_dir: Path, report_name: str
+) -> tuple[dict[str, Any], TrainState] | None:
+    """The report ``reports/<report_name>`` logged by the FINISHED MLflow run ``name`` and its
+    final state, when both exist (the checkpoint at ``train.steps`` under ``checkpoints_dir``):
+    what a re-run with nothing changed re-exports without training, or logging, again."""
+    run = finished_run(client, params.mlflow.experiment, name)
+    final = latest_checkpoint_dir(checkpoints_dir / name)
+    if run is None or final is None or read_state(final, check=False)["step"] != params.train.steps:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        try:
+            logged = client.download_artifacts(run.info.run_id, f"reports/{report_name}", tmp)
+        except (MlflowException, OSError):  # finished without its report: train it anew
+            return None
+        report = read_json(logged, ("run_name", "mlflow_run_id"))
+    log.info("reusing the finished run %s (same params, data and code): %s", name, final)
+    return report, final_state(params, final)
+
+
+def write_outputs(
+    params: Params, state: TrainState, *, models_dir: Path, history_csv: Path, samples_png: Path
+) -> None:
+    """The final state as the stage's outputs: the exported model, the loss history, the grid."""
+    export_model(state.ema_weights(), step=state.step, params=params, out_dir=models_dir)
+    write_history(state.history, history_csv)
+    save_image(state.samples.numpy(), samples_png)
+
+
 def train(
     params: Params,
     *,
@@ -286,13 +317,20 @@ def train(
     uri = tracking_uri(project_dir)
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
     checkpoints_dir = checkpoints_for_workers(params, checkpoints_dir)
-    client = MlflowClient(uri)
+    client = connect(uri)
     manifest_sha256 = manifest_digest(processed_dir)
     all_tags = {
         **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
         "accelerator": "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu",
         **(tags or {}),
     }
+    outputs = {"models_dir": models_dir, "history_csv": history_csv, "samples_png": samples_png}
+    reused = finished_outputs(client, params, name, checkpoints_dir, Path(report_path).name)
+    if reused:  # the finished run stays as it finished: nothing is logged to it again
+        report, state = reused
+        write_outputs(params, state, **outputs)
+        write_json(report_path, report)
+        return report
     run_id = start_run(
         client, params.mlflow.experiment, name, logged_params(params), all_tags, project_dir
     )
@@ -316,9 +354,7 @@ def train(
         if state is None or state.step != params.train.steps:
             raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
         wall_time = time.perf_counter() - started
-        export_model(state.ema_weights(), step=state.step, params=params, out_dir=models_dir)
-        write_history(state.history, history_csv)
-        save_image(state.samples.numpy(), samples_png)
+        write_outputs(params, state, **outputs)
         with fluent_store(uri), mlflow.start_run(run_id=run_id):
             mlflow.log_artifacts(str(models_dir), "model_files")
             mlflow.log_artifact(str(Path(final) / CHECKPOINT_FILE), "checkpoint")
@@ -346,7 +382,6 @@ def train(
                 "warnings": warnings,
             }
             mlflow.log_metric("wall_time_s", report["wall_time_s"])
-            with atomic_path(report_path) as tmp:
-                tmp.write_text(json.dumps(report, indent=2) + "\n")
+            write_json(report_path, report)
             mlflow.log_artifact(str(report_path), "reports")
     return report

@@ -38,6 +38,7 @@ from pipeline.methods.registry import family, method_module
 from pipeline.provenance import code_digest
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import (
+    connect,
     experiment_id,
     log_dataset,
     logged_params,
@@ -291,7 +292,7 @@ def run_sweep(
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
     storage_dir = checkpoints_for_workers(params, storage_dir)
 
-    client = MlflowClient(uri)
+    client = connect(uri)
     experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
     tags = {
         **provenance_tags(project_dir, "stages/tune.py", identity["data_manifest_sha256"]),
