@@ -6,6 +6,8 @@
 # and the family comparison (README "Model families"):
 #   make families  train and evaluate ddpm, ddpm_cfg, vae, dcgan for the same wall time each
 # CPU machines get torch's local CPU build; on a CUDA machine: make setup TORCH_SPEC='torch==2.13.0'
+# The project's dependencies install at the versions a cluster runs (infra/constraints.txt), so the
+# tests run what ships; a new release elsewhere changes nothing until the pins move.
 # with the index of your CUDA build, e.g. PIP_EXTRA_INDEX_URL=https://download.pytorch.org/whl/cu128.
 
 PYTHON ?= python3
@@ -20,10 +22,10 @@ export PATH := $(BIN):$(PATH)
 
 setup: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml infra/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet "$(TORCH_SPEC)"
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -c infra/constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 run: setup

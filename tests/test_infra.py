@@ -246,3 +246,191 @@ def test_the_mlflow_server_script_names_what_it_misses_and_keeps_no_secret(tmp_p
     for doc in kustomize("cluster"):  # secrets come from Secrets, by reference
         assert doc["kind"] != "Secret"
         assert "password" not in json.dumps(doc.get("data", {})).lower()
+
+
+# ------------------------------------------------ Pod Security Standards, "restricted" profile
+# https://kubernetes.io/docs/concepts/security/pod-security-standards/ (v1.32): the checks the
+# admission controller runs with `pod-security.kubernetes.io/enforce: restricted`, over every pod
+# template the manifests hold. Chosen over kube-linter/kubesec (Go binaries, not on the package
+# registries here): these rules are what a hardened namespace enforces at admission.
+ALLOWED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral",
+                   "persistentVolumeClaim", "projected", "secret"}  # fmt: skip
+
+
+def pod_templates(doc: dict) -> list[tuple[str, dict]]:
+    """(where, pod spec) of every pod a manifest makes."""
+    spec, kind = doc.get("spec", {}), doc["kind"]
+    if kind in ("Deployment", "StatefulSet", "DaemonSet", "Job"):
+        return [(kind, spec["template"]["spec"])]
+    if kind == "RayCluster":
+        groups = [("head", spec["headGroupSpec"])] + [
+            (g["groupName"], g) for g in spec.get("workerGroupSpecs", [])
+        ]
+        return [(f"RayCluster {name}", g["template"]["spec"]) for name, g in groups]
+    if kind == "RayJob":
+        assert "submitterPodTemplate" in spec, "RayJob: its submitter pod needs a template too"
+        return [("RayJob submitter", spec["submitterPodTemplate"]["spec"])]
+    return []
+
+
+def restricted_violations(pod: dict) -> list[str]:
+    """What the "restricted" profile refuses in a pod spec, one line each (empty: admitted)."""
+    found = []
+    context = pod.get("securityContext", {})
+    for field in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(field):
+            found.append(f"{field}: true")
+    for volume in pod.get("volumes", []):
+        kinds = set(volume) - {"name"}
+        if not kinds <= ALLOWED_VOLUMES:
+            found.append(f"volume {volume['name']}: type {sorted(kinds)}")
+    if context.get("seccompProfile", {}).get("type") not in ("RuntimeDefault", "Localhost", None):
+        found.append("pod seccompProfile must be RuntimeDefault or Localhost")
+    if context.get("runAsUser") == 0:
+        found.append("pod runAsUser 0")
+    containers = pod.get("containers", []) + pod.get("initContainers", [])
+    for c in containers:
+        sc, name = c.get("securityContext", {}), c["name"]
+        if sc.get("privileged"):
+            found.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            found.append(f"{name}: allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities", {})
+        if "ALL" not in caps.get("drop", []):
+            found.append(f"{name}: capabilities must drop ALL")
+        if set(caps.get("add", [])) - {"NET_BIND_SERVICE"}:
+            found.append(f"{name}: adds capabilities {caps['add']}")
+        if not sc.get("runAsNonRoot", context.get("runAsNonRoot")):
+            found.append(f"{name}: runAsNonRoot must be true (pod or container)")
+        if sc.get("runAsUser") == 0:
+            found.append(f"{name}: runAsUser 0")
+        seccomp = sc.get("seccompProfile", context.get("seccompProfile", {})).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            found.append(f"{name}: seccompProfile RuntimeDefault or Localhost (pod or container)")
+        if any(p.get("hostPort") for p in c.get("ports", [])):
+            found.append(f"{name}: hostPort")
+    return found
+
+
+@pytest.mark.parametrize("overlay", ["cluster", "job"])
+def test_every_pod_passes_the_restricted_pod_security_profile(overlay):
+    pods = [pod for doc in kustomize(overlay) for pod in pod_templates(doc)]
+    assert len(pods) == (4 if overlay == "cluster" else 1)  # mlflow, postgres, head, workers
+    for where, spec in pods:
+        assert restricted_violations(spec) == [], where
+        for volume in spec.get("volumes", []):  # memory-backed volumes are bounded
+            if volume.get("emptyDir", {}).get("medium") == "Memory":
+                assert volume["emptyDir"].get("sizeLimit"), f"{where}: {volume['name']}"
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation"),
+        (lambda p: p["containers"][0]["securityContext"].update(capabilities={"add": ["SYS_ADMIN"]}), "capabilities must drop ALL"),
+        (lambda p: p["securityContext"].pop("seccompProfile"), "seccompProfile"),
+        (lambda p: p["securityContext"].update(runAsNonRoot=False), "runAsNonRoot"),
+        (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "volume h"),
+        (lambda p: p.update(hostNetwork=True), "hostNetwork"),
+    ],
+)
+def test_the_pod_security_check_fails_on_each_weakening(edit, message):
+    doc = next(d for d in kustomize("cluster") if d["kind"] == "Deployment")
+    (_, pod), = pod_templates(doc)
+    edit(pod)
+    assert any(message in line for line in restricted_violations(pod))
+
+
+def test_network_policies_deny_by_default_and_open_only_what_is_used():
+    policies = {d["metadata"]["name"]: d["spec"] for d in kustomize("cluster")
+                if d["kind"] == "NetworkPolicy"}  # fmt: skip
+    assert policies["default-deny-ingress"] == {"podSelector": {}, "policyTypes": ["Ingress"]}
+    postgres = policies["postgres-from-mlflow"]
+    assert postgres["ingress"][0]["from"] == [
+        {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "mlflow"}}}
+    ]
+
+
+# ----------------------------------------------------------- secrets stay off command lines
+def fake_command(folder: Path, name: str, body: str = "") -> None:
+    """An executable ``name`` that records its argv and environment in ``folder`` (one file each)."""
+    path = folder / name
+    path.write_text(
+        "#!/usr/bin/env bash\n"
+        f'printf "%s\\n" "$@" > "{folder}/{name}.argv"\n'
+        f'env > "{folder}/{name}.env"\n'
+        f'cp "${{MLFLOW_AUTH_CONFIG_PATH:-/dev/null}}" "{folder}/{name}.ini" 2>/dev/null || true\n'
+        + body
+    )
+    path.chmod(0o755)
+
+
+def test_the_mlflow_server_gets_its_database_password_from_the_environment_only(tmp_path):
+    fake_command(tmp_path, "mlflow")
+    password = "p%40ss%w0rd"
+    uri = f"postgresql://mlflow:{password}@db:5432/mlflow"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+           "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_BACKEND_STORE_URI": uri, "MLFLOW_ARTIFACTS_DESTINATION": "/shared/a",
+           "MLFLOW_AUTH_ADMIN_PASSWORD": "admin-secret", "MLFLOW_ALLOWED_HOSTS": "mlflow",
+           "MLFLOW_FLASK_SERVER_SECRET_KEY": "flask-secret"}  # fmt: skip
+    result = subprocess.run(["bash", str(INFRA / "mlflow/serve.sh")], env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "mlflow.argv").read_text()
+    for secret in (password, "admin-secret", "flask-secret", "/shared/a"):
+        assert secret not in argv  # `ps` shows argv to every user
+    assert f"MLFLOW_BACKEND_STORE_URI={uri}" in (tmp_path / "mlflow.env").read_text()
+    import configparser  # what MLflow's auth app reads the file with (interpolation on)
+
+    config = configparser.ConfigParser()
+    config.read(tmp_path / "mlflow.ini")
+    assert config["mlflow"]["database_uri"] == uri  # the % survives
+
+
+def submit(tmp_path: Path, **env: str) -> subprocess.CompletedProcess:
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for args in (["init", "-q"], ["commit", "-q", "--allow-empty", "-m", "x"]):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
+                       check=True)  # fmt: skip
+    fake_command(tmp_path, "ray")
+    full = {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
+            "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}", **env}  # fmt: skip
+    return subprocess.run(["bash", str(INFRA / "ray/submit.sh"), "--results", "/r"], cwd=repo,
+                          env=full, capture_output=True, text=True, timeout=60)  # fmt: skip
+
+
+def test_submit_never_puts_tracking_credentials_in_the_job(tmp_path):
+    result = submit(tmp_path, MLFLOW_TRACKING_URI="http://mlflow:5000",
+                    MLFLOW_TRACKING_USERNAME="alice", MLFLOW_TRACKING_PASSWORD="s3cret")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    argv = (tmp_path / "ray.argv").read_text()
+    assert "http://mlflow:5000" in argv and "s3cret" not in argv and "alice" not in argv
+    assert "MLFLOW_TRACKING_PASSWORD is not sent with the job" in result.stderr
+    (tmp_path / "repo").rename(tmp_path / "first")
+    result = submit(tmp_path, MLFLOW_TRACKING_URI="http://alice:s3cret@mlflow:5000")
+    assert result.returncode == 2 and "MLFLOW_TRACKING_URI carries a password" in result.stderr
+
+
+def test_the_job_stops_when_dvc_pull_fails(tmp_path):
+    fake_command(tmp_path, "dvc", 'if [[ "$1" == remote ]]; then echo shared; exit 0; fi\n'
+                                  'if [[ "$1" == pull ]]; then exit 1; fi\n')  # fmt: skip
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q",
+                    "--allow-empty", "-m", "x"], cwd=repo, check=True)  # fmt: skip
+    env = {**os.environ, "PATH": f"{tmp_path}{os.pathsep}{os.environ['PATH']}",
+           "MLFLOW_TRACKING_URI": "http://mlflow:5000"}  # fmt: skip
+    result = subprocess.run(["bash", str(INFRA / "ray/job.sh")], cwd=repo, env=env,
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
+    assert "pull" in (tmp_path / "dvc.argv").read_text()  # dvc repro never ran after it
+
+
+def test_each_rayjob_clones_into_a_directory_of_its_own():
+    (job,) = kustomize("job")
+    entrypoint = job["spec"]["entrypoint"]
+    assert "/tmp/pipeline " not in entrypoint and "mktemp -d" in entrypoint
+    assert 'rm -rf \\"$work\\"' in entrypoint  # removed when the job ends

@@ -120,9 +120,15 @@ FILE_CASES = [
     ("flipped array byte", lambda r: flip(r / "processed/train_images.npy"), "train_images.npy: sha256"),
     ("truncated manifest", lambda r: truncate(r / "processed/manifest.json"), "manifest.json is not valid JSON"),
     ("manifest dtype lie", lambda r: _edit_json(r / "processed/manifest.json", ["splits", "val", "images", "dtype"], "float32"), "val_images.npy: dtype float32, expected uint8"),
-    ("garbage config.json", lambda r: (r / "models/config.json").write_text("garbage"), "models/config.json is not valid JSON"),
-    ("config.json without params", lambda r: _edit_json(r / "models/config.json", ["params"], None), "models/config.json lacks key(s) params"),
-    ("invalid params in config.json", lambda r: _edit_json(r / "models/config.json", ["params", "diffusion", "schedule"], "quadratic"), "models/config.json: params: diffusion: unknown beta schedule 'quadratic'"),
+    ("garbage config.json", lambda r: (r / "models/config.json").write_text("garbage"), "models/config.json: sha256"),
+    ("garbage config.json, checksum re-recorded", lambda r: _resummed(r / "models/config.json", lambda p: p.write_text("garbage")), "models/config.json is not valid JSON"),
+    ("config.json without params", lambda r: _edit_json(r / "models/config.json", ["params"], None, resum=True), "models/config.json lacks key(s) params"),
+    ("invalid params in config.json", lambda r: _edit_json(r / "models/config.json", ["params", "diffusion", "schedule"], "quadratic", resum=True), "models/config.json: params: diffusion: unknown beta schedule 'quadratic'"),
+    ("edited params in config.json", lambda r: _edit_json(r / "models/config.json", ["params", "eval", "steps"], 7), "models/config.json: sha256"),
+    ("a huge network in config.json", lambda r: _edit_json(r / "models/config.json", ["params", "model", "base_channels"], 4096), "models/config.json: sha256"),
+    ("config.json without its checksum", lambda r: sidecar(r / "models/config.json").unlink(), "config.json: no readable config.json.sha256"),
+    ("config.json naming other weights", lambda r: _edit_json(r / "models/config.json", ["weights_sha256"], "0" * 64, resum=True), "models/config.json: weights_sha256 0000000000000000000000000000000000000000000000000000000000000000 is not the sha256 of"),
+    ("edited featurenet config.json", lambda r: _edit_json(r / "fn/config.json", ["num_classes"], 11), "fn/config.json: sha256"),
     ("train.json without mlflow_run_id", lambda r: (r / "reports/train.json").write_text("{}"), "train.json lacks key(s) mlflow_run_id"),
     ("truncated ema.pt", lambda r: truncate(r / "models/ema.pt"), "models/ema.pt: sha256"),
     ("truncated ema.pt, checksum re-recorded", lambda r: (truncate(r / "models/ema.pt"), write_checksum(r / "models/ema.pt")), "models/ema.pt: cannot be loaded as a tensor file"),
@@ -133,7 +139,14 @@ FILE_CASES = [
 ]  # fmt: skip
 
 
-def _edit_json(path, keys, value):
+def _resummed(path, edit):
+    edit(path)
+    write_checksum(path)  # as if written so: the content itself must be refused
+
+
+def _edit_json(path, keys, value, *, resum=False):
+    if resum:
+        return _resummed(path, lambda p: _edit_json(p, keys, value))
     data = json.loads(path.read_text())
     node = data
     for key in keys[:-1]:
@@ -163,6 +176,10 @@ def test_bad_files_fail_the_evaluate_stage_naming_the_file(work, caplog, name, c
 
 
 # ------------------------------------------------------------------- bad params, one table
+# "billion laughs": 9 levels of 9 aliases, 9^9 = 387 million strings from 300 bytes
+ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
+) + "{key}: *a8\n"
 PARAMS_CASES = [
     ("train:\n  1: 3\n", "line 2: key '1' is read as int 1"),
     ("tune:\n  space:\n    on: 3\n", "line 3: key 'on' is read as bool True"),
@@ -183,6 +200,12 @@ PARAMS_CASES = [
     ("eval:\n  seed: -1\n", "eval: seed must be an integer in [0, 2^63 - 1], got -1"),
     ("eval:\n  kid_subset_size: 1\n", "eval: kid_subset_size must be an integer >= 2"),
     ("tune:\n  space:\n    diffusion.schedule: {grid: [linear, cosine]}\n    diffusion.loss.min_snr_gamma: {uniform: [0, 5]}\n", "tune: space.diffusion.loss.min_snr_gamma value 0: "),
+    (ALIAS_BOMB.format(key="train:\n  lr"), "values with aliases expanded (more than 100,000)"),
+    (ALIAS_BOMB.format(key="tune:\n  space:\n    train.lr"), "values with aliases expanded (more than 100,000)"),
+    ("a: &a [*a]\n", "line 1: an alias that contains itself"),
+    ("train:\n  lr: [" + "0, " * 150_000 + "0]\n", "values with aliases expanded (more than 100,000)"),
+    ("data:\n  folder: " + "x" * (1 << 20) + "\n", "bytes, more than the 1,048,576 a params file may have"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "nested too deeply to be a params file"),
 ]  # fmt: skip
 
 

@@ -4,6 +4,8 @@ commands (`python -m pipeline sample|colorize|compare`)."""
 
 import os
 import struct
+import subprocess
+import sys
 import tempfile
 import zlib
 from pathlib import Path
@@ -292,3 +294,74 @@ def test_working_size_and_strip_upsampling_are_bounded_and_exact():
             bilinear_rows(small, (50, 31), rows), full[..., rows.start : rows.stop, :],
             rtol=0, atol=1e-12,
         )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- MLflow (29)
+def test_a_finished_run_is_never_reopened(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import recorded, start_run
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    first = start_run(client, "e", "train-abc", {"a": 1}, {"t": "first"}, tmp_path)
+    with recorded(client, first):
+        pass
+    finished = client.get_run(first).info
+    again = start_run(client, "e", "train-abc", {"a": 1}, {"t": "second"}, tmp_path)
+    with pytest.raises(OSError):  # a re-run that fails (a read-only shared dir, say)
+        with recorded(client, again):
+            raise OSError("read-only file system")
+    assert again != first and client.get_run(again).info.status == "FAILED"
+    run = client.get_run(first)
+    assert run.info.status == "FINISHED" and run.info.end_time == finished.end_time
+    assert run.data.tags["t"] == "first"  # its tags as they were
+    resumed = start_run(client, "e", "train-abc", {"a": 1}, {}, tmp_path)
+    assert resumed == again  # the unfinished (failed) one is the one resumed
+
+
+def compare(tmp_path, uri, *args):
+    env = {**os.environ, "MLFLOW_TRACKING_URI": uri}
+    return subprocess.run(
+        [sys.executable, "-m", "pipeline", "compare", "--experiment", "e",
+         "--out", str(tmp_path / "c.csv"), "--plot", str(tmp_path / "c.png"), *args],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+
+
+def test_compare_names_a_corrupt_store_or_a_silent_server_in_one_line(tmp_path):
+    import socket
+    import time
+
+    db = tmp_path / "mlflow.db"
+    db.write_bytes(os.urandom(4096))
+    result = compare(tmp_path, f"sqlite:///{db}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"{db}: not a readable MLflow database" in result.stderr
+    with socket.socket() as s:  # a port on which nothing listens
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    started = time.monotonic()
+    result = compare(tmp_path, f"http://user:s3cret@127.0.0.1:{port}")
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"MLflow tracking server http://user:***@127.0.0.1:{port} does not answer" in result.stderr
+    assert "s3cret" not in result.stderr and time.monotonic() - started < 60  # not minutes
+    assert not list(tmp_path.glob("c.*"))
+
+
+def test_redacted_uris_keep_everything_but_the_password():
+    from pipeline.tracking import redacted
+
+    assert redacted("http://u:p%40ss@host:5000/x") == "http://u:***@host:5000/x"
+    assert redacted("postgresql://u:pw@db/mlflow") == "postgresql://u:***@db/mlflow"
+    assert redacted("http://host:5000") == "http://host:5000"
+    assert redacted("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+
+
+def test_weights_saved_twice_have_the_same_bytes(tmp_path):
+    from pipeline.io import save_verified
+
+    state = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.zeros(3)}
+    one = save_verified(state, tmp_path / "a" / "ema.pt")
+    two = save_verified(state, tmp_path / "b" / "ema.pt")
+    assert one == two  # so DVC sees an unchanged output after a forced re-run
+    assert (tmp_path / "a/ema.pt").read_bytes() == (tmp_path / "b/ema.pt").read_bytes()

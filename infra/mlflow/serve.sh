@@ -27,16 +27,19 @@ here="$(cd "$(dirname "$0")" && pwd)"
 config="$(mktemp "${TMPDIR:-/tmp}/mlflow-auth.XXXXXX.ini")"  # mode 600: it holds the DB password
 trap 'rm -f "$config"' EXIT
 auth_db="${MLFLOW_AUTH_DATABASE_URI:-$MLFLOW_BACKEND_STORE_URI}"
+# configparser reads the file with interpolation: a % in the password is written as %%
 while IFS= read -r line; do
-  if [[ "$line" == database_uri\ =* ]]; then line="database_uri = $auth_db"; fi
+  if [[ "$line" == database_uri\ =* ]]; then line="database_uri = ${auth_db//%/%%}"; fi
   printf '%s\n' "$line"
 done < "$here/basic_auth.ini" > "$config"
 export MLFLOW_AUTH_CONFIG_PATH="$config"
 
+# The store URI (with its password) and the artifacts destination reach `mlflow server` through
+# the environment (its --backend-store-uri and --artifacts-destination read these variables), never
+# through its command line, which every user of the machine can read in `ps`.
+export MLFLOW_BACKEND_STORE_URI MLFLOW_ARTIFACTS_DESTINATION
 mlflow server \
   --app-name basic-auth \
-  --backend-store-uri "$MLFLOW_BACKEND_STORE_URI" \
-  --artifacts-destination "$MLFLOW_ARTIFACTS_DESTINATION" \
   --serve-artifacts \
   --allowed-hosts "$MLFLOW_ALLOWED_HOSTS" \
   --host "${MLFLOW_HOST:-0.0.0.0}" \

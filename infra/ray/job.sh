@@ -13,7 +13,8 @@
 #
 # The cluster needs MLFLOW_TRACKING_URI (a tracking server; a sqlite file is refused on more than one
 # node) and PIPELINE_SHARED_DIR (a directory every node mounts), from the nodes' environment or the
-# job's runtime_env env_vars (infra/README.md).
+# job's runtime_env env_vars, and the tracking server's credentials from the nodes' own
+# ~/.mlflow/credentials or environment, never from the job (infra/README.md).
 set -euo pipefail
 
 results=""
@@ -41,7 +42,9 @@ if [[ -n "$results" ]]; then mkdir -p "$results"; fi
 
 base="$(git rev-parse HEAD)"
 echo "job.sh: $(git log -1 --format='%h %s') on $(hostname), DVC remote '$remote'"
-dvc pull --allow-missing || echo "job.sh: nothing to pull for some outputs; dvc repro makes them"
+# --allow-missing: outputs no earlier job pushed are made by dvc repro; any other failure (the
+# remote unreachable, a corrupt object) stops the job here
+dvc pull --allow-missing
 dvc repro "$@"
 dvc push
 
