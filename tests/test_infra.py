@@ -326,8 +326,16 @@ def test_every_pod_passes_the_restricted_pod_security_profile(overlay):
 @pytest.mark.parametrize(
     "edit, message",
     [
-        (lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"), "allowPrivilegeEscalation"),
-        (lambda p: p["containers"][0]["securityContext"].update(capabilities={"add": ["SYS_ADMIN"]}), "capabilities must drop ALL"),
+        (
+            lambda p: p["containers"][0]["securityContext"].pop("allowPrivilegeEscalation"),
+            "allowPrivilegeEscalation",
+        ),
+        (
+            lambda p: p["containers"][0]["securityContext"].update(
+                capabilities={"add": ["SYS_ADMIN"]}
+            ),
+            "capabilities must drop ALL",
+        ),
         (lambda p: p["securityContext"].pop("seccompProfile"), "seccompProfile"),
         (lambda p: p["securityContext"].update(runAsNonRoot=False), "runAsNonRoot"),
         (lambda p: p["volumes"].append({"name": "h", "hostPath": {"path": "/"}}), "volume h"),
@@ -336,7 +344,7 @@ def test_every_pod_passes_the_restricted_pod_security_profile(overlay):
 )
 def test_the_pod_security_check_fails_on_each_weakening(edit, message):
     doc = next(d for d in kustomize("cluster") if d["kind"] == "Deployment")
-    (_, pod), = pod_templates(doc)
+    ((_, pod),) = pod_templates(doc)
     edit(pod)
     assert any(message in line for line in restricted_violations(pod))
 

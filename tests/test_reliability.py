@@ -177,9 +177,11 @@ def test_bad_files_fail_the_evaluate_stage_naming_the_file(work, caplog, name, c
 
 # ------------------------------------------------------------------- bad params, one table
 # "billion laughs": 9 levels of 9 aliases, 9^9 = 387 million strings from 300 bytes
-ALIAS_BOMB = "a0: &a0 [x, x, x, x, x, x, x, x, x]\n" + "".join(
-    f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9)
-) + "{key}: *a8\n"
+ALIAS_BOMB = (
+    "a0: &a0 [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 9))
+    + "{key}: *a8\n"
+)
 PARAMS_CASES = [
     ("train:\n  1: 3\n", "line 2: key '1' is read as int 1"),
     ("tune:\n  space:\n    on: 3\n", "line 3: key 'on' is read as bool True"),

@@ -164,7 +164,11 @@ def test_sample_each_never_deletes_the_model_or_a_folder(run_python, ddpm_model,
         ("--guidance", "inf", "argument --guidance: must be a finite number"),
         ("--guidance", "1e308", "argument --guidance: must be a finite number"),
         ("--eta", "nan", "argument --eta: must be a finite number in [0, 1]"),
-        ("--seed", str(2**64), "argument --seed: must be an integer in [0, 9,223,372,036,854,775,807]"),
+        (
+            "--seed",
+            str(2**64),
+            "argument --seed: must be an integer in [0, 9,223,372,036,854,775,807]",
+        ),
         ("--seed", "-1", "argument --seed: must be an integer in"),
         ("--count", "0", "argument --count: must be an integer in [1, 200,000], got 0"),
     ],
@@ -255,8 +259,14 @@ def test_colorize_skips_huge_and_strip_inputs_with_one_line_each_and_finishes_th
 
 @pytest.mark.parametrize(
     "option, value",
-    [("--scale", "1e6"), ("--scale", "inf"), ("--scale", "nan"), ("--samples", "1000000"),
-     ("--steps", "0"), ("--seed", str(2**63))],  # fmt: skip
+    [
+        ("--scale", "1e6"),
+        ("--scale", "inf"),
+        ("--scale", "nan"),
+        ("--samples", "1000000"),
+        ("--steps", "0"),
+        ("--seed", str(2**63)),
+    ],  # fmt: skip
 )
 def test_colorize_refuses_unbounded_options_naming_them(capsys, colorizer, tmp_path, option, value):
     folder = photos(tmp_path / "in", "a.png")
@@ -343,7 +353,9 @@ def test_compare_names_a_corrupt_store_or_a_silent_server_in_one_line(tmp_path):
     started = time.monotonic()
     result = compare(tmp_path, f"http://user:s3cret@127.0.0.1:{port}")
     assert result.returncode == 2 and "Traceback" not in result.stderr
-    assert f"MLflow tracking server http://user:***@127.0.0.1:{port} does not answer" in result.stderr
+    assert (
+        f"MLflow tracking server http://user:***@127.0.0.1:{port} does not answer" in result.stderr
+    )
     assert "s3cret" not in result.stderr and time.monotonic() - started < 60  # not minutes
     assert not list(tmp_path.glob("c.*"))
 
