@@ -39,7 +39,7 @@ RUN_NAME_TAG = "pipeline.run_name"
 UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
-PROBE_TIMEOUT_S = 10.0  # how long a tracking server may take to answer the first request
+PROBE_TIMEOUT_S = 10  # seconds: how long a tracking server may take to answer the first request
 
 
 def redacted(uri: str) -> str:
@@ -52,7 +52,7 @@ def redacted(uri: str) -> str:
 
 
 @contextlib.contextmanager
-def _patient_once(timeout_s: float) -> Iterator[None]:
+def _patient_once(timeout_s: int) -> Iterator[None]:
     """MLflow's HTTP requests in the block: no retries, ``timeout_s`` each (its defaults retry
     with backoff for minutes before saying anything)."""
     keys = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": str(timeout_s)}
@@ -68,7 +68,7 @@ def _patient_once(timeout_s: float) -> Iterator[None]:
                 os.environ[key] = value
 
 
-def connect(uri: str, timeout_s: float = PROBE_TIMEOUT_S) -> MlflowClient:
+def connect(uri: str, timeout_s: int = PROBE_TIMEOUT_S) -> MlflowClient:
     """A client of the tracking store ``uri`` once it has answered one request: ConnectionError
     naming a server that does not answer within ``timeout_s``, CorruptFileError naming a SQLite
     file that is not a readable MLflow database (instead of a SQLAlchemy traceback)."""

@@ -100,9 +100,13 @@ def node_args(head_address: str | None, temp_dir: Path, cpus: int) -> list[str]:
 
 
 @contextlib.contextmanager
-def ray_cluster(root: Path, nodes: int = 2, cpus: int = 1) -> Iterator[RayCluster]:
+def ray_cluster(
+    root: Path, nodes: int = 2, cpus: int = 1, node_env: dict[str, str] | None = None
+) -> Iterator[RayCluster]:
     """``nodes`` Ray nodes of ``cpus`` CPUs each on 127.0.0.1, token auth on (a token of its own,
-    in a file under ``root``), each node with its own temp dir. Stopped on exit."""
+    in a file under ``root``), each node with its own temp dir and ``node_env`` (what a real
+    cluster's nodes hold themselves, such as the tracking server's credentials). Stopped on
+    exit."""
     root.mkdir(parents=True, exist_ok=True)
     token = root / "auth_token"
     token.write_text(os.urandom(24).hex())
@@ -116,18 +120,19 @@ def ray_cluster(root: Path, nodes: int = 2, cpus: int = 1) -> Iterator[RayCluste
     }
     for key in ("RAY_ADDRESS", "RAY_AUTH_TOKEN"):
         env.pop(key, None)
+    node_env = {**env, **(node_env or {})}
     gcs, dashboard = free_port(), free_port()
     address = f"127.0.0.1:{gcs}"
     head = [*node_args(None, root / "n0", cpus), "--head", "--port", str(gcs)]
     head += ["--dashboard-host", "127.0.0.1", "--dashboard-port", str(dashboard)]
     head += ["--ray-client-server-port", str(free_port())]
-    processes = [start(head, root / "node0.log", env)]
+    processes = [start(head, root / "node0.log", node_env)]
     cluster = RayCluster(address, f"http://127.0.0.1:{dashboard}", env, root)
     try:
         wait_for(lambda: len(node_ids(cluster)) >= 1, "the Ray head", 90, processes[0])
         for i in range(1, nodes):
             args = node_args(address, root / f"n{i}", cpus)
-            processes.append(start(args, root / f"node{i}.log", env))
+            processes.append(start(args, root / f"node{i}.log", node_env))
             wait_for(lambda i=i: len(node_ids(cluster)) > i, f"Ray node {i}", 90, processes[-1])
         cluster.nodes = node_ids(cluster)
         yield cluster

@@ -52,8 +52,15 @@ def local_env(**extra: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def cluster(tmp_path_factory):
-    with ray_cluster(Path(tmp_path_factory.mktemp("ray")), nodes=2, cpus=1) as running:
+def cluster(tmp_path_factory, server):
+    # the nodes hold the tracking server's credentials (a real cluster: ~/.mlflow/credentials or a
+    # Secret); submit.sh never sends them with a job
+    credentials = {
+        "MLFLOW_TRACKING_USERNAME": server.username,
+        "MLFLOW_TRACKING_PASSWORD": server.password,
+    }
+    root = Path(tmp_path_factory.mktemp("ray"))
+    with ray_cluster(root, nodes=2, cpus=1, node_env=credentials) as running:
         yield running
 
 
@@ -114,6 +121,9 @@ def job(cluster, server, tmp_path_factory):
         ["bash", "infra/ray/submit.sh", "--results", str(results)], repo, env, check=False
     )
     assert submitted.returncode == 0, submitted.stdout[-6000:] + submitted.stderr[-3000:]
+    assert "MLFLOW_TRACKING_PASSWORD is not sent with the job" in submitted.stderr
+    jobs = run([str(BIN / "ray"), "job", "list", "--address", cluster.dashboard], repo, cluster.env)
+    assert server.url in jobs.stdout and server.password not in jobs.stdout  # the job's metadata
     outputs = [p for d in ("data/processed", "models") for p in sorted((repo / d).rglob("*"))]
     assert not outputs  # made by the job, on the cluster, not here
     return {"repo": repo, "shared": shared, "results": results, "log": submitted.stdout}

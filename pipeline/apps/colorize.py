@@ -55,7 +55,9 @@ DEFAULT_SCALE = 4.0  # shorter side / crop size: the middle of the photos' tile_
 SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
 MAX_SAMPLES = 16  # --samples: colorizations per input
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
-DEFAULT_MEGAPIXELS = 50.0  # --max-megapixels: a 50 MP photo peaks at about 1.5 GB (benchmarks)
+DEFAULT_MEGAPIXELS = (
+    50.0  # --max-megapixels: 50 MP peaks at 1.25 GiB (benchmarks/colorize_memory.py)
+)
 MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
 MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
 WORK_PIXELS = 256 * 256  # the most the model sees per sample: attention is quadratic (1.1 GB there)
@@ -76,8 +78,8 @@ class Job:
 
 def find_inputs(inputs: list[str]) -> list[Job]:
     """Files as given (any suffix: unreadable ones are reported later), folders searched for
-    png/jpg files recursively; ValueError for a missing input, an empty folder or two inputs that
-    would write the same output."""
+    png/jpg files recursively; ValueError for a missing input or an empty folder (two inputs with
+    one output name are refused with the other outputs' checks, pipeline.apps.outputs)."""
     jobs = []
     for given in inputs:
         path = Path(given).expanduser()
@@ -90,14 +92,6 @@ def find_inputs(inputs: list[str]) -> list[Job]:
             jobs.append(Job(path, Path(path.stem)))
         else:
             raise ValueError(f"{given}: no such file or folder")
-    seen: dict[Path, Path] = {}
-    for job in jobs:
-        if job.name in seen:
-            raise ValueError(
-                f"{seen[job.name]} and {job.path} would both be written as {job.name}.png; "
-                "colorize them into different --out folders"
-            )
-        seen[job.name] = job.path
     return jobs
 
 
@@ -271,7 +265,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--max-megapixels",
         type=float_in(*MEGAPIXELS),
         default=DEFAULT_MEGAPIXELS,
-        help="larger inputs are skipped (default %(default)s; memory grows about 30 MB per "
+        help="larger inputs are skipped (default %(default)s; peak memory grows about 7 MB per "
         "megapixel, see the README)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
