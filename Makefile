@@ -1,6 +1,7 @@
 # The two commands of the README:
 #   make run   set up .venv (idempotent) and run the pipeline: dvc repro with params.yaml
 #   make test  set up .venv (idempotent) and run the whole test suite
+#   (make test-fast: the tier without the slow end-to-end runs, for iterating)
 # and the colorization pipeline (README "Colorization"):
 #   make colorize  dvc repro colorize/dvc.yaml with colorize/params.yaml
 # and the family comparison (README "Model families"):
@@ -18,7 +19,7 @@ STAMP := $(VENV)/.installed
 # Stage commands and tests call `python`, `dvc`, `ray`: run them from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test colorize families lint clean
+.PHONY: setup run test test-fast colorize families lint clean
 
 setup: $(STAMP)
 
@@ -33,6 +34,11 @@ run: setup
 
 test: setup
 	python -m pytest
+
+# everything but the end-to-end runs marked slow (DVC, Ray Tune and Train, the two-node cluster):
+# under 5 minutes on 2 cores, for iterating; `make test` runs them all
+test-fast: setup
+	python -m pytest -m "not slow"
 
 colorize: setup
 	dvc repro colorize/dvc.yaml

@@ -35,6 +35,8 @@ from pipeline.seeding import derived_seed
 from pipeline.train.driver import train
 from tests.conftest import assert_same_tensors
 
+pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
+
 SHAPES = ("a_square", "b_cross")  # class folders: labels 0, 1
 
 

@@ -35,6 +35,8 @@ from pipeline.train.mlflow_model import load_logged_model
 from pipeline.train.worker import Fault
 from tests.conftest import assert_same_tensors
 
+pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
+
 
 @pytest.fixture(scope="module")
 def ray_cluster():

@@ -34,6 +34,8 @@ from tests.conftest import ROOT
 from tests.test_reliability import write_checkpoint
 from tests.test_train import TINY
 
+pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
+
 METRIC = "fid_featurenet"  # the default pipeline's milestone metric (probe_metric of eval.features)
 
 SCHEDULES = ("linear", "cosine")

@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> None:
     check_args(args, model)
     images, nrow = draw(model, args)
     out, each = targets[0], targets[1:]
-    for image, path in zip(images, each, strict=True):
+    for image, path in zip(images, each, strict=False):  # each: none, or one per image
         save_image(image_grid(image[None], nrow=1, padding=0), path, overwrite=args.overwrite)
     save_image(image_grid(images, nrow=nrow), out, overwrite=args.overwrite)
     each = f" and one PNG per image in {out.with_suffix('')}/" if args.each else ""
