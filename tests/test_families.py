@@ -377,15 +377,18 @@ def test_the_sample_command_draws_any_family_reproducibly(project, run_python, t
     assert grid.shape == (2 + 2 * 30, 2 + 3 * 30)  # 6 images: 2 rows of 3, 28 px + 2 padding
     for family in STEPS:
         models = str(trained(project, family)[0] / "models")
-        for name in ("x.png", "y.png"):
-            assert (
-                cli(["sample", "--model", models, "--count", "5", "--out", str(tmp_path / name)])
-                == 0
-            )
-        assert (tmp_path / "x.png").read_bytes() == (tmp_path / "y.png").read_bytes()  # same seed
+        x, y = tmp_path / f"{family}-x.png", tmp_path / f"{family}-y.png"
+        for out in (x, y):
+            assert cli(["sample", "--model", models, "--count", "5", "--out", str(out)]) == 0
+        assert x.read_bytes() == y.read_bytes()  # same seed
+        # the same output again: refused, the file kept; with --overwrite, replaced
+        assert (
+            cli(["sample", "--model", models, "--count", "5", "--out", str(y), "--seed", "1"]) == 2
+        )
+        assert y.read_bytes() == x.read_bytes()
     assert cli(["sample", "--model", models, "--count", "5", "--seed", "1",
-                "--out", str(tmp_path / "z.png")]) == 0  # fmt: skip
-    assert (tmp_path / "z.png").read_bytes() != (tmp_path / "y.png").read_bytes()
+                "--out", str(y), "--overwrite"]) == 0  # fmt: skip
+    assert y.read_bytes() != x.read_bytes()
 
 
 @pytest.mark.parametrize(

@@ -303,11 +303,14 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reuse
 
     # `dvc repro -f` with nothing changed: the finished run is reused, not trained again
     weights = torch.load(tmp_path / "models/ema.pt", weights_only=True)
+    finished = client.get_run(report["mlflow_run_id"])
     caplog.set_level(logging.INFO, logger="pipeline.train.driver")
     again = run_train(tmp_path, params, processed)
     assert f"reusing the finished run {report['run_name']}" in caplog.text
-    assert again["mlflow_run_id"] == report["mlflow_run_id"] and again["steps"] == 4
-    assert client.get_run(report["mlflow_run_id"]).info.status == "FINISHED"
+    assert again == report  # the report the finished run logged, as it was
+    reused = client.get_run(report["mlflow_run_id"])  # the run stays as it finished
+    assert reused.info.status == "FINISHED" and reused.info.end_time == finished.info.end_time
+    assert reused.data.tags == finished.data.tags
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == sorted(
         steps
     )  # no step trained (or logged) again
