@@ -237,3 +237,72 @@ def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
 
     two = np.stack([flat(50, 0, 0), flat(50, 30, 40)], 1)  # ab distance 50 (up to uint8 rounding)
     assert ab_diversity(two) == pytest.approx(50, abs=1.0)
+
+
+# ------------------------------------------- the command against the crops' path (issue 25, step 1)
+def test_the_command_and_evaluate_colour_a_crop_at_the_training_scale_alike(tmp_path):
+    from pipeline.apps.colorize import colorize_image
+    from pipeline.config import EvalConfig
+    from pipeline.evaluate.sampling import sample_batch
+    from pipeline.methods.export import load_model
+    from pipeline.seeding import derived_seed
+
+    models = export(tmp_path, "ddpm_color")  # crops of 8 px
+    crop = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    config = EvalConfig(steps=5, seed=11)
+    evaluated = sample_batch(str(models), 1, config, 0, crop.transpose(2, 0, 1)[None].copy())[0]
+    seed = derived_seed("sample", config.seed, 0)  # the same noise as evaluate's batch 0
+    (commanded,) = colorize_image(load_model(models), crop, samples=1, steps=5, scale=1.0,
+                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+    # one L*a*b* -> RGB -> L*a*b* round trip apart (the command re-joins ab onto the input's L*)
+    diff = np.abs(commanded.astype(int) - evaluated.transpose(1, 2, 0).astype(int))
+    assert diff.max() <= 2, diff.max()
+
+
+def rule_lab(L):
+    """A colour per lightness, (N, 1, H, W) L* -> (N, 3, H, W) L*a*b*: bright (L* > 50) orange,
+    dark blue."""
+    bright = (L > 50).double()
+    return torch.cat([L, 30 * bright + 10 * (1 - bright), 95 * bright - 45], dim=1)
+
+
+def smooth_lightness(n, h, w, generator):
+    """(n, 1, h, w) L* in [5, 95]: bicubic upsampling of 3 x 3 random values."""
+    base = torch.rand(n, 1, 3, 3, generator=generator, dtype=torch.float64) * 80 + 10
+    up = torch.nn.functional.interpolate(base, size=(h, w), mode="bicubic", align_corners=False)
+    return up.clamp(5, 95)
+
+
+def test_a_learned_colour_survives_the_command_on_a_larger_photo():
+    """A colorizer with attention that learned bright -> orange, dark -> blue on 8 px crops
+    colours a 96 x 128 photo through the command's path (working sizes up to 64 px, attention over
+    16x as many positions as in training) as it colours crops: the command adds no cast."""
+    from pipeline.apps.colorize import colorize_image
+    from pipeline.color import lab_to_rgb, rgb_to_lab
+
+    model_config = {**TINY["model"], "family": "regression_color", "attention_resolutions": [4],
+                    "mid_attention": True, "num_heads": 2}  # fmt: skip
+    p = from_dict(Params, {**TINY, "model": model_config})
+    torch.manual_seed(0)
+    method = method_class("regression_color")(p, torch.device("cpu"))
+    method.prepare(lambda net: net)
+    generator = torch.Generator().manual_seed(0)
+    for step in range(300):
+        crops = lab_to_rgb(rule_lab(smooth_lightness(32, 8, 8, generator))) * 2 - 1
+        method.train_step([crops.float()], lr=2e-3, step=step)
+    model = method.model(method.net)
+    truth_lab = rule_lab(smooth_lightness(1, 96, 128, torch.Generator().manual_seed(5)))
+    photo = (lab_to_rgb(truth_lab)[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    truth_lab = rgb_to_lab(torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 255)
+    for scale in (1.0, 4.0, 8.0):
+        (out,) = colorize_image(model, photo, samples=1, steps=5, scale=scale,
+                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+        lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None].double() / 255)
+        hue_error = torch.atan2(lab[:, 2], lab[:, 1]) - torch.atan2(
+            truth_lab[:, 2], truth_lab[:, 1]
+        )
+        hue_error = torch.remainder(hue_error + torch.pi, 2 * torch.pi) - torch.pi
+        right_hue = (hue_error.abs() < torch.pi / 4).double().mean()
+        chroma, truth_chroma = lab[:, 1:].norm(dim=1).mean(), truth_lab[:, 1:].norm(dim=1).mean()
+        assert right_hue > 0.9, (scale, right_hue)
+        assert chroma > 0.8 * truth_chroma, (scale, chroma, truth_chroma)
