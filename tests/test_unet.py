@@ -120,3 +120,24 @@ def test_architecture_errors(config, message):
     with pytest.raises(ValueError) as info:
         UNet(config, image_size=28, in_channels=1)
     assert message in str(info.value)
+
+
+def test_tiles_cover_a_side_and_the_tiled_net_blends_them_exactly():
+    from pipeline.models.tiled import TiledNet, tile_starts
+
+    assert tile_starts(10, 4, 2) == [0, 2, 4, 6]
+    assert tile_starts(11, 4, 2) == [0, 2, 4, 6, 7]  # the last tile flush with the end
+    assert tile_starts(4, 4, 2) == [0]
+    torch.manual_seed(0)
+    pointwise = torch.nn.Conv2d(3, 2, 1)  # sees one pixel: tiles must not change its output
+    net = lambda x, t, cond: pointwise(torch.cat([x, cond], 1)) * (1 + t[:, None, None, None])  # noqa: E731
+    x, cond, t = torch.randn(2, 2, 13, 21), torch.randn(2, 1, 13, 21), torch.tensor([1.0, 2.0])
+    tiled = TiledNet(net, tile=8, stride=4)
+    torch.testing.assert_close(tiled(x, t, cond), net(x, t, cond), rtol=0, atol=1e-6)
+    small, small_cond = torch.randn(1, 2, 6, 30), torch.randn(1, 1, 6, 30)  # narrower than a tile
+    torch.testing.assert_close(tiled(small, t[:1], small_cond), net(small, t[:1], small_cond))
+    # a network that looks at its whole input (x minus its mean) sees one tile's worth of context
+    centred = TiledNet(lambda x, t, cond: x - x.mean((-2, -1), keepdim=True), tile=8, stride=8)
+    blocks = torch.zeros(1, 1, 8, 16)
+    blocks[..., 8:] = 1.0  # two tiles, each constant: each minus its own mean is zero
+    assert centred(blocks, t[:1]).abs().max() == 0

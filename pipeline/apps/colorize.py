@@ -4,11 +4,12 @@ colorizer (model.family ddpm_color or regression_color).
 Per input file: decode it (any size and mode, as the photos source does, turned upright by its EXIF
 orientation), take its CIE L* at full resolution, and make the condition the way training made it:
 the image resized (bicubic, as preprocessing resizes) so its shorter side is ``scale`` times the
-model's crop size, then ``pipeline.color.lightness``. The model, a convolutional UNet, samples ab at
-that size; ab is upsampled (bilinear) to the input's size and joined with the input's own
-full-resolution L*, with the chroma of out-of-gamut pixels reduced at constant L*
-(``pipeline.color.join_lab``). So the output has the input's exact size and lightness (within uint8
-rounding).
+model's crop size, then ``pipeline.color.lightness``. The model samples ab at that size, its
+network run on overlapping tiles of its training crop size (half a crop apart, blended:
+pipeline.models.tiled), so that its attention sees the context it was trained on; ab is upsampled
+(bilinear) to the input's size and joined with the input's own full-resolution L*, with the chroma
+of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the output has the
+input's exact size and lightness (within uint8 rounding).
 
 Bounded work, whatever the input (README "Colorization", benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
@@ -46,6 +47,7 @@ from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on
 from pipeline.methods.registry import METHODS
+from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
@@ -60,7 +62,7 @@ DEFAULT_MEGAPIXELS = (
 )
 MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
 MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
-WORK_PIXELS = 256 * 256  # the most the model sees per sample: attention is quadratic (1.1 GB there)
+WORK_PIXELS = 256 * 256  # the most the model sees per sample (as tiles of its crop size)
 STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
 
 
@@ -155,15 +157,17 @@ def colorize_image(
     generator: torch.Generator,
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
-    time (module docstring: condition at ``scale`` x the crop size, ab upsampled onto the full-size
-    L* strip by strip)."""
+    time (module docstring: condition at ``scale`` x the crop size, the network run on overlapping
+    tiles of its crop size, ab upsampled onto the full-size L* strip by strip)."""
     h, w = rgb.shape[:2]
-    size = working_size(h, w, model.params.data.image_size, scale)
+    crop = model.params.data.image_size
+    size = working_size(h, w, crop, scale)
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
+    tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
     rows_per_strip = max(1, STRIP_PIXELS // w)
     for _ in range(samples):
-        out = model.sample(1, generator=generator, steps=steps, cond=cond)  # (1, 3, h', w')
+        out = tiled.sample(1, generator=generator, steps=steps, cond=cond)  # (1, 3, h', w')
         ab = split_lab(out.cpu())[1].double() * AB_SCALE  # (1, 2, h', w')
         colour = np.empty_like(rgb)
         for top in range(0, h, rows_per_strip):

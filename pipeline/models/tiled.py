@@ -1,0 +1,70 @@
+"""A convolutional network run on overlapping tiles of the size it was trained on, its outputs
+blended where tiles overlap (MultiDiffusion, Bar-Tal et al. 2023, eq. 3-5: at every denoising step
+the predictions on overlapping crops are averaged, so one global x_t stays consistent).
+
+Why: a UNet with self-attention trained on 32 px crops attends over 8 x 8 positions; run on a
+whole photo it attends over hundreds, a context it never saw. On the colorizer's test photos the
+whole-photo output was nearly gray with no right hue, while the same model run crop by crop gave
+twice the chroma and 13-33% right hue (README "Colorization").
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TILE_BATCH = 64  # tiles per network call: bounds activation memory whatever the image size
+
+
+def tile_starts(size: int, tile: int, stride: int) -> list[int]:
+    """Offsets of tiles of ``tile`` every ``stride`` along a side of ``size`` >= ``tile``, the last
+    one flush with the end."""
+    starts = list(range(0, size - tile + 1, stride))
+    return starts if starts[-1] == size - tile else [*starts, size - tile]
+
+
+def blend_window(tile: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """(tile, tile) weights, highest in the middle and positive at the border (a tent), so that
+    overlapping tiles fade into each other without seams."""
+    ramp = torch.minimum(torch.arange(1, tile + 1), torch.arange(tile, 0, -1)).to(dtype)
+    return (ramp[:, None] * ramp[None, :]).to(device)
+
+
+def crops(z: torch.Tensor, spots: list[tuple[int, int]], tile: int) -> torch.Tensor:
+    """(B, C, H, W) -> (len(spots) * B, C, tile, tile): the tiles at ``spots``, spot-major."""
+    return torch.cat([z[..., i : i + tile, j : j + tile] for i, j in spots])
+
+
+class TiledNet(nn.Module):
+    """``net(x, t, cond)`` on (B, C, H, W) inputs as tiles of ``tile`` px every ``stride`` px,
+    outputs blended by ``blend_window``; an input smaller than one tile goes through whole."""
+
+    def __init__(self, net: nn.Module, tile: int, stride: int) -> None:
+        super().__init__()
+        self.net, self.tile, self.stride = net, tile, stride
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        h, w, tile = x.shape[-2], x.shape[-1], self.tile
+        if h < tile or w < tile:
+            return self.net(x, t, cond)
+        spots = [(i, j) for i in tile_starts(h, tile, self.stride)
+                 for j in tile_starts(w, tile, self.stride)]  # fmt: skip
+        window = blend_window(tile, x.dtype, x.device)
+        out, total = None, torch.zeros(h, w, dtype=x.dtype, device=x.device)
+        for first in range(0, len(spots), TILE_BATCH):
+            chunk = spots[first : first + TILE_BATCH]
+            y = self.net(
+                crops(x, chunk, tile),
+                t.repeat(len(chunk)),
+                None if cond is None else crops(cond, chunk, tile),
+            )
+            if out is None:
+                out = x.new_zeros(x.shape[0], y.shape[1], h, w)
+            for k, (i, j) in enumerate(chunk):  # y: (len(chunk) * B, C', tile, tile)
+                out[..., i : i + tile, j : j + tile] += (
+                    y[k * x.shape[0] : (k + 1) * x.shape[0]] * window
+                )
+                total[i : i + tile, j : j + tile] += window
+        return out / total
