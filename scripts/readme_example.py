@@ -13,7 +13,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.apps.colorize import DEFAULT_SCALE, colorize_image, load_colorizer, read_rgb
+from pipeline.apps.colorize import (
+    DEFAULT_MEGAPIXELS,
+    DEFAULT_SCALE,
+    colorize_image,
+    load_colorizer,
+    read_rgb,
+)
 from pipeline.color import grayed
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
@@ -37,7 +43,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     model = load_colorizer(args.model, "cpu")
-    rgb = read_rgb(Path(args.photo))
+    rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
     colours = colorize_image(
         model,
         rgb,
