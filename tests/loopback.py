@@ -28,10 +28,20 @@ from pathlib import Path
 BIN = Path(sys.executable).parent  # the venv's `ray`, `mlflow`
 
 
+_HANDED_OUT: set[int] = set()  # ports given to this test run's servers so far
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A port nothing listens on now and that no earlier call returned: the kernel may hand a port
+    just released to the next bind, and one node given the same port twice fails to start (seen:
+    the head's dashboard agent and Ray Client server both on one port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _HANDED_OUT:
+            _HANDED_OUT.add(port)
+            return port
 
 
 def wait_for(ready: Callable[[], bool], what: str, timeout: float, process: subprocess.Popen):
