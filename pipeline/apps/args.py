@@ -1,5 +1,5 @@
 """Command-line option types that refuse a bad value with one line naming the option (argparse
-prints ``argument --scale: must be a finite number in [0.25, 16], got inf`` and exits 2): NaN,
+prints ``argument --scale: must be a finite number in [0.5, 8], got inf`` and exits 2): NaN,
 infinities, numbers beyond a float and integers beyond 64 bits never reach the model."""
 
 from __future__ import annotations

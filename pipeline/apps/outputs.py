@@ -66,9 +66,9 @@ def check_outputs(
                 )
             if parent.exists() and not parent.is_dir():
                 raise ValueError(f"{target}: {parent} is a file, not a folder")
+        if _identity(path) in input_files or any(path == source for _, source in sources):
+            raise ValueError(f"{target} is an input of this command; it would be overwritten")
         for source_given, source in sources:
-            if path == source or _identity(path) in input_files:
-                raise ValueError(f"{target} is an input of this command; it would be overwritten")
             if path.is_relative_to(source) and source_given.is_dir():
                 raise ValueError(
                     f"{target} lies inside the input folder {source_given}: write outputs "

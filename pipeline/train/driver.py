@@ -318,12 +318,6 @@ def train(
     init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
     checkpoints_dir = checkpoints_for_workers(params, checkpoints_dir)
     client = connect(uri)
-    manifest_sha256 = manifest_digest(processed_dir)
-    all_tags = {
-        **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
-        "accelerator": "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu",
-        **(tags or {}),
-    }
     outputs = {"models_dir": models_dir, "history_csv": history_csv, "samples_png": samples_png}
     reused = finished_outputs(client, params, name, checkpoints_dir, Path(report_path).name)
     if reused:  # the finished run stays as it finished: nothing is logged to it again
@@ -331,6 +325,12 @@ def train(
         write_outputs(params, state, **outputs)
         write_json(report_path, report)
         return report
+    manifest_sha256 = manifest_digest(processed_dir)
+    all_tags = {
+        **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
+        "accelerator": "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu",
+        **(tags or {}),
+    }
     run_id = start_run(
         client, params.mlflow.experiment, name, logged_params(params), all_tags, project_dir
     )
