@@ -1,6 +1,7 @@
 """Every source format fetched from a local server (or the installed package) and preprocessed:
 exact pixels and labels, splits, the manifest, determinism and the documented bad cases."""
 
+import csv
 import dataclasses
 import json
 import re
@@ -283,22 +284,28 @@ def test_cifar_batches_cannot_run_code(tmp_path):
     assert not (tmp_path / "pwned").exists()
 
 
-def test_photos_ship_offline_split_by_photo_with_at_least_5000_training_crops(tmp_path):
+def test_photos_ship_offline_ten_times_the_first_set_split_by_group(tmp_path):
     config = DataConfig(source="photos", image_size=32, channels=3, fit="tiles")
     download_source(config, quick_download(tmp_path), tmp_path / "raw")
     manifest = preprocess(config, tmp_path / "raw", tmp_path / "processed", progress=False)
     counts = {s: manifest["splits"][s]["count"] for s in ("train", "val", "test")}
-    assert counts["train"] >= 5000 and counts["val"] > 500 and counts["test"] > 500
+    assert counts["train"] >= 40_000 and counts["val"] > 3000 and counts["test"] > 3000
     assert manifest["params"]["tile_scales"] == [2.0, 3.0, 4.0, 6.0, 8.0]
-    index = (tmp_path / "raw" / "index.csv").read_text().splitlines()[1:]
-    photos = {s: {row.split(",")[0] for row in index if row.split(",")[1] == s} for s in counts}
-    assert len(photos["test"]) == len(photos["val"]) == 5 and len(photos["train"]) >= 30
-    assert not (photos["train"] & photos["test"]) and not (photos["train"] & photos["val"])
+    with open(tmp_path / "raw" / "index.csv", newline="") as f:
+        index = list(csv.DictReader(f))
+    assert len(index) >= 420 and all(row["licence"] and row["author"] for row in index)
+    photos = {s: [row["file"] for row in index if row["split"] == s] for s in counts}
+    assert len(photos["test"]) >= 30 and len(photos["val"]) >= 30 and len(photos["train"]) >= 350
+    # near-duplicates (one group) never straddle splits, and the first 42 keep their splits
+    split_of_group = {}
+    for row in index:
+        assert split_of_group.setdefault(row["group"], row["split"]) == row["split"], row["file"]
+    assert {"fig.jpg", "freshflower.jpg", "coldripple.jpg"} <= set(photos["test"])
     # every crop comes from its split's photos: re-tile each test photo and find the test crops
     test = np.load(tmp_path / "processed" / "test_images.npy")
     retiled = [
         tile
-        for name in sorted(photos["test"], key=[r.split(",")[0] for r in index].index)
+        for name in photos["test"]
         for tile in tile_image(
             np.asarray(Image.open(tmp_path / "raw" / name).convert("RGB")),
             32,
