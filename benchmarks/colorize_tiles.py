@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.colorize import colorize_image, read_rgb, working_size  # noqa: E402
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab  # noqa: E402
+from pipeline.evaluate.colour import hue_accuracy  # noqa: E402
 from pipeline.methods.export import load_model  # noqa: E402
 from pipeline.pixels import to_uint8, to_unit  # noqa: E402
 
@@ -39,15 +40,12 @@ SCALE, STEPS, SEED = 4.0, 20, 0
 
 
 def scores(out: np.ndarray, truth: np.ndarray) -> tuple[float, float, float]:
-    """(mean chroma, the truth's, right-hue share of coloured pixels)."""
+    """(mean chroma, the truth's, right-hue share of coloured pixels: the evaluate stage's
+    hue_accuracy)."""
     lab_o, lab_t = (rgb_to_lab(torch.from_numpy(a.copy()).permute(2, 0, 1)[None].double() / 255)
                     for a in (out, truth))  # fmt: skip
     chroma, truth_chroma = lab_o[:, 1:].norm(dim=1), lab_t[:, 1:].norm(dim=1)
-    error = torch.atan2(lab_o[:, 2], lab_o[:, 1]) - torch.atan2(lab_t[:, 2], lab_t[:, 1])
-    error = torch.remainder(error + torch.pi, 2 * torch.pi) - torch.pi
-    coloured = truth_chroma > 15
-    right = ((error.abs() < torch.pi / 4) & (chroma > 10))[coloured].double().mean()
-    return float(chroma.mean()), float(truth_chroma.mean()), float(right) if coloured.any() else 0.0
+    return float(chroma.mean()), float(truth_chroma.mean()), hue_accuracy(lab_o, lab_t)
 
 
 def onto_photo(small_rgb: torch.Tensor, rgb: np.ndarray) -> np.ndarray:

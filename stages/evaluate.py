@@ -70,7 +70,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                 say(
                     f"  {label:<10} fid_{name} {metrics[f'{prefix}fid_{name}']:7.3f}  psnr "
                     f"{metrics[f'{prefix}psnr']:5.2f}  ssim {metrics[f'{prefix}ssim']:.3f}  "
-                    f"ciede2000 {metrics[f'{prefix}ciede2000']:5.2f}  colourfulness "
+                    f"ciede2000 {metrics[f'{prefix}ciede2000']:5.2f} "
+                    f"({metrics[f'{prefix}ciede2000_relative']:.2f} of gray's)  right hue "
+                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  colourfulness "
                     f"{metrics[f'{prefix}colourfulness']:5.1f} (truth "
                     f"{metrics['colourfulness_truth']:.1f})"
                 )

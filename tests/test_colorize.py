@@ -214,6 +214,12 @@ def test_colour_fid_orders_real_desaturated_hue_rotated_gray(photo_test_split):
     assert values[2] > 4 * values[1] and values[3] > 1.2 * values[2], fid
 
 
+def to_lab_of(images):
+    from pipeline.color import rgb_to_lab
+
+    return rgb_to_lab(torch.from_numpy(images).double() / 255).numpy()
+
+
 def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
     from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
 
@@ -228,6 +234,20 @@ def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
     assert fidelity(shifted, truth)["psnr"] == pytest.approx(expected_psnr, rel=1e-6)
     gray = fidelity(gray_images(truth), truth)
     assert gray["colourfulness"] < 0.5 and gray["ciede2000"] > 3
+    assert same["hue_accuracy"] == 1 and gray["hue_accuracy"] == 0
+    assert same["ciede2000_relative"] == 0 and gray["ciede2000_relative"] == pytest.approx(1, abs=0.02)
+    assert same["colourfulness_gap"] == 0
+    assert gray["colourfulness_gap"] == pytest.approx(same["colourfulness"] - gray["colourfulness"])
+    # hue: rotating every colour by 30 degrees keeps it right, by 60 degrees makes it wrong;
+    # a fifth of the chroma keeps the hue but not the pixels whose chroma falls to 10 or below
+    assert fidelity(recolour(truth, hue_degrees=30), truth)["hue_accuracy"] > 0.99
+    assert fidelity(recolour(truth, hue_degrees=60), truth)["hue_accuracy"] < 0.01
+    lab = to_lab_of(truth)
+    chroma = np.hypot(lab[:, 1], lab[:, 2])
+    coloured = chroma > 15
+    expected = (chroma[coloured] / 5 > 10).mean()
+    third = fidelity(recolour(truth, chroma=1 / 5), truth)["hue_accuracy"]
+    assert third == pytest.approx(expected, abs=0.03) and 0.05 < third < 0.95
     assert ab_diversity(np.stack([truth, truth], 1)) == 0
     from pipeline.color import lab_to_rgb
 

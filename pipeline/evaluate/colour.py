@@ -20,7 +20,13 @@ Fidelity (per image against its ground truth, then averaged): PSNR of the RGB im
 match scores 10 log10(12 * 255^2) = 58.9 dB instead of infinity), SSIM (torchmetrics, Gaussian
 window), mean CIEDE2000 colour difference (Sharma et al. 2005, ``skimage.color.deltaE_ciede2000``),
 and colourfulness (Hasler and Suesstrunk 2003) of outputs and
-of the truth. Diversity: the mean over inputs of the mean pairwise per-pixel ab distance between K
+of the truth. Three read the colours as a user sees them: ``hue_accuracy``, the share of truly
+coloured pixels (the truth's chroma C*ab > COLOURED_CHROMA) that the output colours with chroma
+above MIN_HUE_CHROMA and a hue angle h_ab = atan2(b*, a*) within HUE_TOLERANCE degrees of the
+truth's, pooled over all pixels; ``colourfulness_gap``, the truth's mean colourfulness minus the
+output's (positive: duller than the truth); ``ciede2000_relative``, mean CIEDE2000 over the gray
+image's (the truth's L* with a* = b* = 0): below 1, the colours are closer to the truth than no
+colour at all. Diversity: the mean over inputs of the mean pairwise per-pixel ab distance between K
 samples of one input (0 for a deterministic model).
 """
 
@@ -42,6 +48,7 @@ LIGHTNESS_BANDS = 3
 GRID = 2
 AB_UNIT = 20.0
 MSE_FLOOR = 1 / 12  # uint8 rounding noise: PSNR at most 58.9 dB
+COLOURED_CHROMA, MIN_HUE_CHROMA, HUE_TOLERANCE = 15.0, 10.0, 45.0
 
 
 def to_lab(images: torch.Tensor) -> torch.Tensor:
@@ -93,9 +100,22 @@ def gray_images(images: np.ndarray) -> np.ndarray:
     return to_uint8(grayed(to_unit(np.asarray(images)))).numpy()
 
 
+def hue_accuracy(lab: torch.Tensor, truth: torch.Tensor) -> float:
+    """The share of truly coloured pixels of ``truth`` whose hue ``lab`` gets right (module
+    docstring); both L*a*b* (N, 3, H, W). NaN when the truth has no coloured pixel."""
+    chroma, truth_chroma = lab[:, 1:].norm(dim=1), truth[:, 1:].norm(dim=1)
+    error = torch.atan2(lab[:, 2], lab[:, 1]) - torch.atan2(truth[:, 2], truth[:, 1])
+    error = torch.remainder(error + torch.pi, 2 * torch.pi) - torch.pi  # (-pi, pi]
+    right = (error.abs() <= np.radians(HUE_TOLERANCE)) & (chroma > MIN_HUE_CHROMA)
+    coloured = truth_chroma > COLOURED_CHROMA
+    return float(right[coloured].double().mean()) if coloured.any() else float("nan")
+
+
 def fidelity(outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     """Mean per-image PSNR (dB), SSIM, CIEDE2000 and colourfulness of ``outputs`` against ``truth``
-    (both uint8 RGB (N, 3, H, W), image i against image i), and the truth's colourfulness."""
+    (both uint8 RGB (N, 3, H, W), image i against image i), the truth's colourfulness, and the
+    scores read as a user sees them: hue accuracy, colourfulness gap, CIEDE2000 relative to the
+    gray image's (module docstring)."""
     if outputs.shape != truth.shape:
         raise ValueError(f"outputs {outputs.shape} and truth {truth.shape} differ in shape")
     fake, real = torch.from_numpy(np.asarray(outputs)), torch.from_numpy(np.asarray(truth))
@@ -104,15 +124,23 @@ def fidelity(outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     ssim = structural_similarity_index_measure(
         fake.double() / 255, real.double() / 255, data_range=1.0, reduction="none"
     )
-    delta_e = deltaE_ciede2000(
-        to_lab(fake).movedim(1, -1).numpy(), to_lab(real).movedim(1, -1).numpy(), channel_axis=-1
+    lab, truth_lab = to_lab(fake), to_lab(real)
+    gray_lab = truth_lab * torch.tensor([1.0, 0.0, 0.0], dtype=truth_lab.dtype).reshape(1, 3, 1, 1)
+    delta_e, gray_delta_e = (
+        deltaE_ciede2000(x.movedim(1, -1).numpy(), truth_lab.movedim(1, -1).numpy(), channel_axis=-1)
+        for x in (lab, gray_lab)
     )
+    colourful = float(colourfulness(fake.double() / 255).mean())
+    colourful_truth = float(colourfulness(real.double() / 255).mean())
     return {
         "psnr": float(psnr.mean()),
         "ssim": float(ssim.mean()),
         "ciede2000": float(delta_e.mean()),
-        "colourfulness": float(colourfulness(fake.double() / 255).mean()),
-        "colourfulness_truth": float(colourfulness(real.double() / 255).mean()),
+        "ciede2000_relative": float(delta_e.mean() / max(gray_delta_e.mean(), 1e-12)),
+        "hue_accuracy": hue_accuracy(lab, truth_lab),
+        "colourfulness": colourful,
+        "colourfulness_truth": colourful_truth,
+        "colourfulness_gap": colourful_truth - colourful,
     }
 
 
