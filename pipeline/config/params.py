@@ -75,6 +75,11 @@ class Params:
                 f"model.family {self.model.family!r} colorizes RGB images: data.channels must be "
                 f"3, got {self.data.channels}"
             )
+        if self.train.min_colourfulness > 0 and self.data.channels != 3:
+            raise ConfigError(
+                f"train.min_colourfulness {self.train.min_colourfulness:g} measures colour: "
+                f"data.channels must be 3, got {self.data.channels}"
+            )
         if needs.needs_labels and source.classes is None and not source.needs_folder:
             raise ConfigError(
                 f"model.family {self.model.family!r} trains on class labels: data.source "

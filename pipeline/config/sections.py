@@ -280,6 +280,7 @@ class TrainConfig:
     sample_every: int = 200  # steps between sample grids logged to MLflow; 0: only at the end
     sample_count: int = 16  # images in each grid (EMA model, DDIM eta=0, seeded)
     sample_steps: int = 50  # DDIM steps for the grids
+    min_colourfulness: float = 0.0  # RGB: train only on crops at least this colourful (0: all)
 
     def __post_init__(self) -> None:
         with section("train"):
@@ -314,6 +315,10 @@ class TrainConfig:
                 )
             if not 0 <= self.ema_decay < 1:
                 raise ValueError(f"ema_decay must be in [0, 1), got {self.ema_decay!r}")
+            if not (math.isfinite(self.min_colourfulness) and 0 <= self.min_colourfulness <= 100):
+                raise ValueError(
+                    f"min_colourfulness must be in [0, 100], got {self.min_colourfulness!r}"
+                )
 
     @property
     def micro_batch_size(self) -> int:

@@ -8,8 +8,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from pipeline.color import colourfulness
 from pipeline.data.manifest import load_array, read_manifest
 from pipeline.pixels import to_unit
+
+CHUNK = 4096  # crops per colourfulness pass (bounded memory over a memory-mapped split)
 
 
 def spread(total: int, count: int) -> np.ndarray:
@@ -18,6 +21,17 @@ def spread(total: int, count: int) -> np.ndarray:
     if count >= total:
         return np.arange(total)
     return np.linspace(0, total - 1, count).round().astype(np.int64)
+
+
+def colourful(images: np.ndarray, minimum: float) -> np.ndarray:
+    """Indices of the uint8 RGB images (N, 3, H, W) whose colourfulness M (Hasler and Suesstrunk
+    2003, eq. 3) is at least ``minimum``: BigColor (Kim et al. 2022) trains without the least
+    colourful images, so that gray skies and walls do not teach the model to leave colour out."""
+    scores = [
+        colourfulness(torch.from_numpy(np.array(images[i : i + CHUNK])).double() / 255)
+        for i in range(0, len(images), CHUNK)
+    ]
+    return np.flatnonzero(torch.cat(scores).numpy() >= minimum)
 
 
 class ProcessedImages(Dataset):

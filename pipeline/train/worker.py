@@ -35,10 +35,10 @@ import torch
 import torch.distributed as dist
 from mlflow.entities import Metric
 from mlflow.tracking import MlflowClient
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pipeline.config import Params, TrainConfig
-from pipeline.data.dataset import ProcessedImages, spread
+from pipeline.data.dataset import ProcessedImages, colourful, spread
 from pipeline.io import CorruptFileError, atomic_path
 from pipeline.methods.base import Batch, Method, balanced_labels
 from pipeline.methods.registry import Family
@@ -107,6 +107,14 @@ def make_loader(
     dataset = ProcessedImages(processed_dir, "train", labels=labels)
     if labels and dataset.labels is None:
         raise ValueError(f"the train split of {processed_dir} has no labels")
+    if train.min_colourfulness > 0:
+        kept = colourful(dataset.images, train.min_colourfulness)
+        if len(kept) < train.batch_size:
+            raise ValueError(
+                f"train.min_colourfulness {train.min_colourfulness:g} leaves {len(kept)} of "
+                f"{len(dataset)} train crops, fewer than train.batch_size {train.batch_size}"
+            )
+        dataset = Subset(dataset, kept.tolist())
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed, drop_last=True
     )
