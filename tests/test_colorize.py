@@ -162,8 +162,8 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
 
 # --------------------------------------------------------------------- colorization scores
 @pytest.fixture(scope="module")
-def photo_test_split(tmp_path_factory):
-    """The photos source's test split at 32 px: 906 real colour crops of 5 held-out photos."""
+def photos_processed(tmp_path_factory):
+    """The photos source preprocessed at 32 px (pipeline.data.preprocess)."""
     from pipeline.config import DownloadConfig
     from pipeline.data import download_source, preprocess
 
@@ -171,7 +171,13 @@ def photo_test_split(tmp_path_factory):
     config = DataConfig(source="photos", image_size=32, channels=3, fit="tiles")
     download_source(config, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
     preprocess(config, root / "raw", root / "processed", progress=False)
-    return np.load(root / "processed" / "test_images.npy")
+    return root / "processed"
+
+
+@pytest.fixture(scope="module")
+def photo_test_split(photos_processed):
+    """The photos source's test split at 32 px: 4,200 real colour crops of 35 held-out photos."""
+    return np.load(photos_processed / "test_images.npy")
 
 
 def recolour(images, chroma=1.0, hue_degrees=0.0):
@@ -326,3 +332,30 @@ def test_a_learned_colour_survives_the_command_on_a_larger_photo():
         chroma, truth_chroma = lab[:, 1:].norm(dim=1).mean(), truth_lab[:, 1:].norm(dim=1).mean()
         assert right_hue > 0.9, (scale, right_hue)
         assert chroma > 0.8 * truth_chroma, (scale, chroma, truth_chroma)
+
+
+# ------------------------------------------------ training on the colourful crops (issue 25, step 4)
+def test_min_colourfulness_trains_on_the_colourful_crops_only(photos_processed, photo_test_split):
+    from pipeline.color import colourfulness
+    from pipeline.config import TrainConfig
+    from pipeline.data.dataset import colourful
+    from pipeline.evaluate.colour import gray_images
+    from pipeline.train.worker import train_split
+
+    crops = photo_test_split[:300]
+    scores = colourfulness(torch.from_numpy(crops).double() / 255).numpy()
+    kept = colourful(crops, 15)
+    np.testing.assert_array_equal(kept, np.flatnonzero(scores >= 15))
+    assert 0 < len(kept) < len(crops)  # real crops fall on both sides of BigColor's cut
+    assert len(colourful(gray_images(crops), 15)) == 0 and len(colourful(crops, 0)) == len(crops)
+
+    everything = train_split(photos_processed, TrainConfig(batch_size=8))
+    train = np.load(photos_processed / "train_images.npy", mmap_mode="r")
+    assert len(everything) == len(train)
+    filtered = train_split(photos_processed, TrainConfig(batch_size=8, min_colourfulness=15))
+    expected = colourful(train, 15)
+    assert len(filtered) == len(expected) and 0.5 * len(train) < len(expected) < 0.9 * len(train)
+    np.testing.assert_array_equal(filtered[7].numpy(), everything[int(expected[7])].numpy())
+    too_few = f"min_colourfulness 15 leaves {len(expected)} of {len(train)} train crops, fewer"
+    with pytest.raises(ValueError, match=too_few):
+        train_split(photos_processed, TrainConfig(batch_size=40_000, min_colourfulness=15))

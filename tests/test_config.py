@@ -96,6 +96,14 @@ def test_values_are_converted(tmp_path):
             "model: attention_resolutions contains 16, but at image_size 28",
         ),
         ({"data": {"channels": 2}}, "data: channels must be 1 or 3, got 2"),
+        (
+            {"train": {"min_colourfulness": 101}},
+            "train: min_colourfulness must be in [0, 100], got 101",
+        ),
+        (
+            {"train": {"min_colourfulness": 15}},
+            "train.min_colourfulness 15 measures colour: data.channels must be 3, got 1",
+        ),
     ],
 )
 def test_bad_params_raise_config_error_naming_key_and_value(tmp_path, data, message):

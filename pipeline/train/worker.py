@@ -98,23 +98,32 @@ class LoopConfig:
     progress_file: str | None = None
 
 
-def make_loader(
-    processed_dir: str | Path, train: TrainConfig, rank: int, world: int, labels: bool = False
-) -> tuple[DataLoader, DistributedSampler]:
-    """Rank ``rank``'s shard of the training split: micro-batches of ``train.micro_batch_size``
-    (with ``labels``: [images, labels]), in an order fixed by (train.seed, epoch), dropping the
-    incomplete last batch."""
+def train_split(
+    processed_dir: str | Path, train: TrainConfig, labels: bool = False
+) -> ProcessedImages | Subset:
+    """The training split (with ``labels``: [image, label] items), without the crops less colourful
+    than ``train.min_colourfulness`` when it is above 0."""
     dataset = ProcessedImages(processed_dir, "train", labels=labels)
     if labels and dataset.labels is None:
         raise ValueError(f"the train split of {processed_dir} has no labels")
-    if train.min_colourfulness > 0:
-        kept = colourful(dataset.images, train.min_colourfulness)
-        if len(kept) < train.batch_size:
-            raise ValueError(
-                f"train.min_colourfulness {train.min_colourfulness:g} leaves {len(kept)} of "
-                f"{len(dataset)} train crops, fewer than train.batch_size {train.batch_size}"
-            )
-        dataset = Subset(dataset, kept.tolist())
+    if train.min_colourfulness == 0:
+        return dataset
+    kept = colourful(dataset.images, train.min_colourfulness)
+    if len(kept) < train.batch_size:
+        raise ValueError(
+            f"train.min_colourfulness {train.min_colourfulness:g} leaves {len(kept)} of "
+            f"{len(dataset)} train crops, fewer than train.batch_size {train.batch_size}"
+        )
+    return Subset(dataset, kept.tolist())
+
+
+def make_loader(
+    processed_dir: str | Path, train: TrainConfig, rank: int, world: int, labels: bool = False
+) -> tuple[DataLoader, DistributedSampler]:
+    """Rank ``rank``'s shard of the training split (``train_split``): micro-batches of
+    ``train.micro_batch_size`` (with ``labels``: [images, labels]), in an order fixed by
+    (train.seed, epoch), dropping the incomplete last batch."""
+    dataset = train_split(processed_dir, train, labels)
     sampler = DistributedSampler(
         dataset, num_replicas=world, rank=rank, shuffle=True, seed=train.seed, drop_last=True
     )
