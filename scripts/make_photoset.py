@@ -180,7 +180,9 @@ def extract(debs: Path, into: Path) -> None:
             raise SystemExit(f"{debs}: no {package}_*.deb (apt-get download {package})")
         actual = hashlib.sha256(found[-1].read_bytes()).hexdigest()
         if actual != digest:
-            raise SystemExit(f"{found[-1]}: sha256 {actual}, expected {digest} ({package} {version})")
+            raise SystemExit(
+                f"{found[-1]}: sha256 {actual}, expected {digest} ({package} {version})"
+            )
         subprocess.run(["dpkg-deb", "-x", str(found[-1]), str(into)], check=True)
 
 
@@ -397,7 +399,10 @@ def groups(photos: list[Photo]) -> list[int]:
     first_seen: dict[str, int] = {}
     hashes = [average_hash(p.image) for p in photos]
     for i, photo in enumerate(photos):
-        for key in (f"url:{photo.source_url}" if photo.source_url else "", f"stem:{photo.stem.lower()}"):
+        for key in (
+            f"url:{photo.source_url}" if photo.source_url else "",
+            f"stem:{photo.stem.lower()}",
+        ):
             if key:
                 parent[root(i)] = root(first_seen.setdefault(key, i))
         for j in range(i):
@@ -415,7 +420,10 @@ def splits(photos: list[Photo], group: list[int]) -> list[str]:
     split = {name: split.get(name, "train") for name in first}
     fixed: dict[int, str] = {}
     for i, photo in enumerate(photos):
-        if photo.name in split and fixed.setdefault(group[i], split[photo.name]) != split[photo.name]:
+        if (
+            photo.name in split
+            and fixed.setdefault(group[i], split[photo.name]) != split[photo.name]
+        ):
             raise SystemExit(f"{photo.name}: grouped with a photograph of another split")
     added = sorted({g for g in group if g not in fixed})
     random.Random(SEED).shuffle(added)

@@ -241,7 +241,9 @@ def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
     gray = fidelity(gray_images(truth), truth)
     assert gray["colourfulness"] < 0.5 and gray["ciede2000"] > 3
     assert same["hue_accuracy"] == 1 and gray["hue_accuracy"] == 0
-    assert same["ciede2000_relative"] == 0 and gray["ciede2000_relative"] == pytest.approx(1, abs=0.02)
+    assert same["ciede2000_relative"] == 0 and gray["ciede2000_relative"] == pytest.approx(
+        1, abs=0.02
+    )
     assert same["colourfulness_gap"] == 0
     assert gray["colourfulness_gap"] == pytest.approx(same["colourfulness"] - gray["colourfulness"])
     # hue: rotating every colour by 30 degrees keeps it right, by 60 degrees makes it wrong;
@@ -359,3 +361,51 @@ def test_min_colourfulness_trains_on_the_colourful_crops_only(photos_processed, 
     too_few = f"min_colourfulness 15 leaves {len(expected)} of {len(train)} train crops, fewer"
     with pytest.raises(ValueError, match=too_few):
         train_split(photos_processed, TrainConfig(batch_size=40_000, min_colourfulness=15))
+
+
+# ------------------------------------------------------------ the colorizer that ships (issue 25, 3)
+def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypatch):
+    import json
+
+    from pipeline.apps import shipped
+    from pipeline.io import CorruptFileError
+    from pipeline.methods.export import load_model
+
+    models = export(tmp_path, "ddpm_color")
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"num_samples": 12, "fid_colour": 3.5, "hue_accuracy": 0.4}))
+    params_file = tmp_path / "params.yaml"
+    params_file.write_text("train:\n  steps: 7\n")
+    report = {"mlflow_run_id": "abc", "run_name": "train-1", "wall_time_s": 9.0}
+    tags = {"git_commit": "f" * 40, "data_manifest_sha256": "d" * 64}
+
+    def ship(models_dir, out):
+        return shipped.ship(models_dir, out, params_file=params_file, train_report=report,
+                            run_tags=tags, metrics=metrics)  # fmt: skip
+
+    provenance = ship(models, tmp_path / "shipped")
+    assert shipped.shipped_colorizer(tmp_path / "shipped") == tmp_path / "shipped"
+    assert shipped.read_provenance(tmp_path / "shipped") == provenance
+    assert provenance["git_commit"] == "f" * 40 and provenance["metrics"]["fid_colour"] == 3.5
+    assert provenance["data_manifest_sha256"] == "d" * 64 and provenance["step"] == 0
+    assert (
+        provenance["params_sha256"]
+        == __import__("hashlib").sha256(b"train:\n  steps: 7\n").hexdigest()
+    )
+    reloaded, original = load_model(tmp_path / "shipped").net, load_model(models).net
+    for a, b in zip(reloaded.state_dict().values(), original.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    # an edited provenance is refused on read; a folder without a model names what to do
+    path = tmp_path / "shipped" / shipped.PROVENANCE_FILE
+    path.write_text(path.read_text().replace('"fid_colour": 3.5', '"fid_colour": 1.5'))
+    with pytest.raises(CorruptFileError, match="provenance.json"):
+        shipped.read_provenance(tmp_path / "shipped")
+    with pytest.raises(FileNotFoundError, match="no colorizer ships with this install.*--model"):
+        shipped.shipped_colorizer(tmp_path / "none")
+    # only a ddpm_color colorizer within the size budget ships, and nothing is written otherwise
+    with pytest.raises(ValueError, match="model.family 'regression_color'; the shipped"):
+        ship(export(tmp_path, "regression_color"), tmp_path / "regression")
+    monkeypatch.setattr(shipped, "MAX_SHIPPED_BYTES", 1000)
+    with pytest.raises(ValueError, match="MiB, above the 0 MiB a shipped colorizer may take"):
+        ship(models, tmp_path / "large")
+    assert not (tmp_path / "regression").exists() and not (tmp_path / "large").exists()

@@ -283,8 +283,17 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     assert load_model(repo / "colorize/models_regression").params.model.family == "regression_color"
 
     scores = json.loads((repo / "colorize/reports/metrics.json").read_text())
-    per_model = ["fid_colour", "kid_colour", "psnr", "ssim", "ciede2000", "ciede2000_relative",
-                 "hue_accuracy", "colourfulness", "colourfulness_gap"]
+    per_model = [
+        "fid_colour",
+        "kid_colour",
+        "psnr",
+        "ssim",
+        "ciede2000",
+        "ciede2000_relative",
+        "hue_accuracy",
+        "colourfulness",
+        "colourfulness_gap",
+    ]
     for prefix in ("", "gray_", "regression_"):
         for key in per_model:
             assert math.isfinite(scores[f"{prefix}{key}"]), (prefix, key)

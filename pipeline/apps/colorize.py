@@ -40,6 +40,7 @@ from PIL import Image
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
 from pipeline.apps.outputs import check_outputs
+from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
 from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
@@ -196,16 +197,17 @@ def run(args: argparse.Namespace) -> None:
     skipped (UnreadableImages)."""
     jobs = find_inputs(args.inputs)
     out_dir = Path(args.out)
+    models_dir = args.model or str(shipped_colorizer())
     targets = iter(
         check_outputs(
             [out_dir / name for job in jobs for name in output_names(job, args.samples)],
-            [*args.inputs, args.model],
+            [*args.inputs, models_dir],
             overwrite=args.overwrite,
         )
     )
     outputs = {job: [next(targets) for _ in range(args.samples)] for job in jobs}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_colorizer(args.model, device)
+    model = load_colorizer(models_dir, device)
     steps = args.steps or model.params.eval.steps
     if steps > model.params.diffusion.timesteps:
         raise ValueError(
@@ -243,7 +245,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument(
-        "--model", required=True, help="an exported colorizer (e.g. colorize/models)"
+        "--model",
+        help="an exported colorizer (e.g. colorize/models); default: the one that ships with the "
+        "project (pipeline/colorizer, trained by colorize/shipped/dvc.yaml)",
     )
     parser.add_argument("--out", required=True, help="folder for the colorized PNGs")
     parser.add_argument(

@@ -127,7 +127,9 @@ def fidelity(outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
     lab, truth_lab = to_lab(fake), to_lab(real)
     gray_lab = truth_lab * torch.tensor([1.0, 0.0, 0.0], dtype=truth_lab.dtype).reshape(1, 3, 1, 1)
     delta_e, gray_delta_e = (
-        deltaE_ciede2000(x.movedim(1, -1).numpy(), truth_lab.movedim(1, -1).numpy(), channel_axis=-1)
+        deltaE_ciede2000(
+            x.movedim(1, -1).numpy(), truth_lab.movedim(1, -1).numpy(), channel_axis=-1
+        )
         for x in (lab, gray_lab)
     )
     colourful = float(colourfulness(fake.double() / 255).mean())
