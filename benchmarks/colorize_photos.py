@@ -1,0 +1,99 @@
+"""The colorize command on whole photos, as a user runs it (issue 25's "done when"): the held-out
+test photos of the shipped set and photos outside all of the project's data, at the command's
+defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4, the model's eval.steps, seed 0).
+
+Per model: seconds per photo, and over the photos' pixels CIEDE2000 relative to the gray image's
+(below 1: better than no colour), mean chroma C*ab relative to the truth's, and the share of truly
+coloured pixels with the right hue (pipeline.evaluate.colour.fidelity, the evaluate stage's
+scores, on each whole photo). Photos outside the data: docs/kite.jpg (Plasma's "Kite", kept out of
+the set on purpose) and scikit-image's motorcycle_left.png (Middlebury 2014 stereo; in no source).
+
+    .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import skimage
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from pipeline.apps.colorize import (  # noqa: E402
+    DEFAULT_MEGAPIXELS,
+    DEFAULT_SCALE,
+    colorize_image,
+    load_colorizer,
+    read_rgb,
+)
+from pipeline.apps.shipped import shipped_colorizer  # noqa: E402
+from pipeline.color import rgb_to_lab  # noqa: E402
+from pipeline.evaluate.colour import fidelity  # noqa: E402
+
+PHOTOS = ROOT / "pipeline/data/photos"
+OUTSIDE = [ROOT / "docs/kite.jpg", Path(skimage.__file__).parent / "data/motorcycle_left.png"]
+
+
+def test_photos() -> list[Path]:
+    with open(PHOTOS / "index.csv", newline="") as f:
+        return [PHOTOS / row["file"] for row in csv.DictReader(f) if row["split"] == "test"]
+
+
+def chroma(rgb: np.ndarray) -> float:
+    lab = rgb_to_lab(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255)
+    return float(lab[:, 1:].norm(dim=1).mean())
+
+
+def colour(model, photo: Path) -> tuple[dict[str, float], float]:
+    rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
+    start = time.perf_counter()
+    (out,) = colorize_image(
+        model,
+        rgb,
+        samples=1,
+        steps=model.params.eval.steps,
+        scale=DEFAULT_SCALE,
+        generator=torch.Generator(model.device).manual_seed(0),
+    )
+    seconds = time.perf_counter() - start
+    scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
+    return {**scores, "chroma": chroma(out), "chroma_truth": chroma(rgb)}, seconds
+
+
+def summary(rows: list[tuple[dict[str, float], float]]) -> str:
+    scores = {k: np.mean([r[k] for r, _ in rows]) for k in rows[0][0]}
+    hue = np.nanmean([r["hue_accuracy"] for r, _ in rows])
+    return (
+        f"{np.mean([s for _, s in rows]):6.1f} s/photo  CIEDE2000 {scores['ciede2000']:5.2f} "
+        f"({scores['ciede2000_relative']:.2f} of gray's)  chroma {scores['chroma']:5.1f} "
+        f"(truth {scores['chroma_truth']:.1f}, {scores['chroma'] / scores['chroma_truth']:.2f})  "
+        f"right hue {100 * hue:4.1f}%  colourfulness gap {scores['colourfulness_gap']:5.1f}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="shipped,colorize/models")
+    parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    for name in args.models.split(","):
+        model = load_colorizer(str(shipped_colorizer() if name == "shipped" else name), "cpu")
+        print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
+        for group, photos in (("test photos", test_photos()), ("outside the data", OUTSIDE)):
+            rows = [colour(model, photo) for photo in photos]
+            if args.per_photo:
+                for photo, row in zip(photos, rows, strict=True):
+                    print(f"    {photo.name:<40} {summary([row])}")
+            print(f"  {group:<17} ({len(photos):>2}) {summary(rows)}")
+
+
+if __name__ == "__main__":
+    main()
