@@ -1,8 +1,11 @@
-"""The README's before/after picture: a photo the model never saw (``docs/kite.jpg``) as the gray
-input the colorizer receives, K colorizations by ``python -m pipeline colorize``'s own code, and the
-original, side by side in ``docs/kite_colorized.png``.
+"""The README's before/after pictures: a photo the model never saw (``docs/kite.jpg``; scikit-image's
+``motorcycle_left.png``) as the gray input the colorizer receives, K colorizations by ``python -m
+pipeline colorize``'s own code with the colorizer that ships (or ``--model``), and the original,
+side by side in ``docs/kite_colorized.png``.
 
-    python scripts/readme_example.py --model colorize/models --samples 3
+    python scripts/readme_example.py --samples 3
+    python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/motorcycle_left.png \
+        --out docs/motorcycle_colorized.jpg
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pipeline.apps.colorize import (
     load_colorizer,
     read_rgb,
 )
+from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import grayed
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
@@ -36,13 +40,13 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", default="colorize/models")
+    parser.add_argument("--model", help="default: the colorizer that ships (pipeline/colorizer)")
     parser.add_argument("--photo", default="docs/kite.jpg")
     parser.add_argument("--out", default="docs/kite_colorized.png")
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model = load_colorizer(args.model, "cpu")
+    model = load_colorizer(args.model or str(shipped_colorizer()), "cpu")
     rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
     colours = colorize_image(
         model,

@@ -409,3 +409,35 @@ def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypat
     with pytest.raises(ValueError, match="MiB, above the 0 MiB a shipped colorizer may take"):
         ship(models, tmp_path / "large")
     assert not (tmp_path / "regression").exists() and not (tmp_path / "large").exists()
+
+
+def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where_it_came_from(
+    run_python, tmp_path
+):
+    import json
+    import re
+
+    from PIL import Image
+
+    from pipeline.apps.shipped import MAX_SHIPPED_BYTES, SHIPPED_DIR, read_provenance
+    from tests.conftest import ROOT
+
+    kite = ROOT / "docs/kite.jpg"
+
+    provenance = read_provenance()  # checked against its sidecar
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.iterdir()) <= MAX_SHIPPED_BYTES
+    assert re.fullmatch(r"[0-9a-f]{40}", provenance["git_commit"])
+    assert re.fullmatch(r"[0-9a-f]{64}", provenance["data_manifest_sha256"])
+    # what ships is what the shipped pipeline last scored: no stale number in the provenance
+    scored = json.loads((ROOT / "colorize/shipped/reports/metrics.json").read_text())
+    assert provenance["metrics"] == scored and scored["num_samples"] == 500
+    result = run_python(
+        "-m", "pipeline", "colorize", str(kite), "--out", str(tmp_path), "--steps", "3"
+    )
+    assert result.returncode == 0, result.stderr
+    out = tmp_path / "kite.png"
+    with Image.open(kite) as original, Image.open(out) as colour:
+        assert colour.size == original.size
+    assert np.abs(lightness_of(out) - lightness_of(kite)).max() < 1.0
+    rgb = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
+    assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 2  # colours, not a gray copy
