@@ -1,6 +1,7 @@
 """The colorize command on whole photos, as a user runs it (issue 25's "done when"): the held-out
 test photos of the shipped set and photos outside all of the project's data, at the command's
-defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4, the model's eval.steps, seed 0).
+defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4, the model's eval.steps, seed 0),
+with one draw per output and with the default --draws, side by side.
 
 Per model: seconds per photo, CIEDE2000 relative to the gray image's (below 1: better than no
 colour), mean chroma C*ab relative to the truth's, and the share of truly coloured pixels with the
@@ -8,7 +9,7 @@ right hue (pipeline.evaluate.colour.fidelity, the evaluate stage's scores, on ea
 pooled over the photos as ``summary`` says). Photos outside the data: docs/kite.jpg (Plasma's "Kite", kept out of
 the set on purpose) and scikit-image's motorcycle_left.png (Middlebury 2014 stereo; in no source).
 
-    .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models]
+    .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models] [--draws 1,4]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.colorize import (  # noqa: E402
+    DEFAULT_DRAWS,
     DEFAULT_MEGAPIXELS,
     DEFAULT_SCALE,
     colorize_image,
@@ -51,7 +53,7 @@ def chroma(rgb: np.ndarray) -> float:
     return float(lab[:, 1:].norm(dim=1).mean())
 
 
-def colour(model, photo: Path) -> tuple[dict[str, float], float]:
+def colour(model, photo: Path, draws: int) -> tuple[dict[str, float], float]:
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
     start = time.perf_counter()
     (out,) = colorize_image(
@@ -61,6 +63,7 @@ def colour(model, photo: Path) -> tuple[dict[str, float], float]:
         steps=model.params.eval.steps,
         scale=DEFAULT_SCALE,
         generator=torch.Generator(model.device).manual_seed(0),
+        draws=draws,
     )
     seconds = time.perf_counter() - start
     scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
@@ -88,6 +91,7 @@ def summary(rows: list[tuple[dict[str, float], float]]) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="shipped,colorize/models")
+    parser.add_argument("--draws", default=f"1,{DEFAULT_DRAWS}", help="--draws values to compare")
     parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
     args = parser.parse_args()
     torch.set_num_threads(2)
@@ -95,11 +99,12 @@ def main() -> None:
         model = load_colorizer(str(shipped_colorizer() if name == "shipped" else name), "cpu")
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (("test photos", test_photos()), ("outside the data", OUTSIDE)):
-            rows = [colour(model, photo) for photo in photos]
-            if args.per_photo:
-                for photo, row in zip(photos, rows, strict=True):
-                    print(f"    {photo.name:<40} {summary([row])}")
-            print(f"  {group:<17} ({len(photos):>2}) {summary(rows)}")
+            for draws in map(int, args.draws.split(",")):
+                rows = [colour(model, photo, draws) for photo in photos]
+                if args.per_photo:
+                    for photo, row in zip(photos, rows, strict=True):
+                        print(f"    {photo.name:<40} {summary([row])}")
+                print(f"  {group:<17} ({len(photos):>2}) --draws {draws:<2} {summary(rows)}")
 
 
 if __name__ == "__main__":

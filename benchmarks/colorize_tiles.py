@@ -96,7 +96,7 @@ def main() -> None:
             rgb = read_rgb(photos / row["file"], 10**9)
             generator = torch.Generator().manual_seed(SEED)
             (tiled,) = colorize_image(model, rgb, samples=1, steps=STEPS, scale=SCALE,
-                                      generator=generator)  # fmt: skip
+                                      generator=generator, draws=1)  # fmt: skip
             results = [scores(out, rgb) for out in (whole(model, rgb), tiled,
                                                     tiles_alone(model, rgb))]  # fmt: skip
             cells = " | ".join(f"{c:>8.1f} {100 * hue:>4.0f}%" for c, _, hue in results)

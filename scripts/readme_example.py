@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from pipeline.apps.colorize import (
+    DEFAULT_DRAWS,
     DEFAULT_MEGAPIXELS,
     DEFAULT_SCALE,
     colorize_image,
@@ -55,6 +56,7 @@ def main() -> None:
         steps=model.params.eval.steps,
         scale=DEFAULT_SCALE,
         generator=torch.Generator().manual_seed(args.seed),
+        draws=DEFAULT_DRAWS,
     )
     panels = [gray_of(rgb), *colours, rgb]
     gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)

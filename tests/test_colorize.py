@@ -134,6 +134,40 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
     assert again.returncode == 2 and "kite.png exists; pass --overwrite" in again.stderr
     assert run_python(*args, "--overwrite").returncode == 0
     assert (out / "kite.png").read_bytes() == first  # the same seed gives the same colours
+    one = run_python(*args, "--overwrite", "--draws", "1")
+    assert one.returncode == 0, one.stderr
+    assert (out / "kite.png").read_bytes() != first  # the default combines several draws
+    bad = run_python(*args, "--draws", "0")
+    assert bad.returncode == 2 and "--draws" in bad.stderr and "0" in bad.stderr
+
+
+def polar(chroma, degrees):
+    """ab (1, 2, 1, 1) of a chroma and a hue angle (degrees)."""
+    angle = np.radians(degrees)
+    return torch.tensor([chroma * np.cos(angle), chroma * np.sin(angle)]).reshape(1, 2, 1, 1)
+
+
+def hue_chroma(ab):
+    return float(np.degrees(torch.atan2(ab[1], ab[0]))), float(ab.norm())
+
+
+@pytest.mark.parametrize(
+    "draws, hue, chroma",
+    [
+        ([(40, 10)], 10, 40),  # one draw: itself
+        ([(40, 30), (40, -30)], 0, 40),  # mean's hue, the draws' chroma (plain mean: 34.6)
+        ([(20, 100), (40, 100)], 100, 30),  # one hue: the mean chroma
+        ([(30, 0), (30, 90), (30, 180)], 90, 30),  # the hue most of the chroma points to
+    ],
+)
+def test_consensus_keeps_the_mean_hue_at_the_draws_chroma(draws, hue, chroma):
+    from pipeline.apps.colorize import consensus
+
+    out = consensus(torch.cat([polar(c, h) for c, h in draws]).double())
+    assert out.shape == (1, 2, 1, 1)
+    assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((hue, chroma), abs=1e-9)
+    cancel = consensus(torch.tensor([[30.0, 0.0], [-30.0, 0.0]]).reshape(2, 2, 1, 1))
+    assert cancel.abs().max() == 0  # draws that cancel exactly: gray, not NaN
 
 
 def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_python, tmp_path):
@@ -281,7 +315,7 @@ def test_the_command_and_evaluate_colour_a_crop_at_the_training_scale_alike(tmp_
     evaluated = sample_batch(str(models), 1, config, 0, crop.transpose(2, 0, 1)[None].copy())[0]
     seed = derived_seed("sample", config.seed, 0)  # the same noise as evaluate's batch 0
     (commanded,) = colorize_image(load_model(models), crop, samples=1, steps=5, scale=1.0,
-                                  generator=torch.Generator().manual_seed(seed))  # fmt: skip
+                                  generator=torch.Generator().manual_seed(seed), draws=1)  # fmt: skip
     # one L*a*b* -> RGB -> L*a*b* round trip apart (the command re-joins ab onto the input's L*)
     diff = np.abs(commanded.astype(int) - evaluated.transpose(1, 2, 0).astype(int))
     assert diff.max() <= 2, diff.max()
@@ -324,7 +358,7 @@ def test_a_learned_colour_survives_the_command_on_a_larger_photo():
     truth_lab = rgb_to_lab(torch.from_numpy(photo).permute(2, 0, 1)[None].double() / 255)
     for scale in (1.0, 4.0, 8.0):
         (out,) = colorize_image(model, photo, samples=1, steps=5, scale=scale,
-                                generator=torch.Generator().manual_seed(0))  # fmt: skip
+                                generator=torch.Generator().manual_seed(0), draws=1)  # fmt: skip
         lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None].double() / 255)
         hue_error = torch.atan2(lab[:, 2], lab[:, 1]) - torch.atan2(
             truth_lab[:, 2], truth_lab[:, 1]

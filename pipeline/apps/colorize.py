@@ -11,6 +11,13 @@ pipeline.models.tiled), so that its attention sees the context it was trained on
 of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the output has the
 input's exact size and lightness (within uint8 rounding).
 
+Each output combines ``--draws`` N samples of ab (``consensus``): per pixel the hue of their mean
+and the mean of their chroma. Where the draws agree on a hue it is kept at their vividness; where
+they disagree, the mean's hue is the one most of their chroma points to. On 500 validation crops
+(benchmarks/colorize_draws.py) 4 draws raise the share of pixels with the right hue from 37% to 48%
+and lower CIEDE2000 by 6% at the same colourfulness, for 4x the time; plain averaging (the posterior
+mean's estimate) would halve the colourfulness instead.
+
 Bounded work, whatever the input (README "Colorization", benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
 are refused; the model sees at most WORK_PIXELS pixels (larger working sizes shrink to fit), one
@@ -57,6 +64,8 @@ log = logging.getLogger(__name__)
 DEFAULT_SCALE = 4.0  # shorter side / crop size: the middle of the photos' tile_scales (2 ... 8)
 SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
 MAX_SAMPLES = 16  # --samples: colorizations per input
+DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)
+MAX_DRAWS = 16
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
 DEFAULT_MEGAPIXELS = (
     50.0  # --max-megapixels: 50 MP peaks at 1.25 GiB (benchmarks/colorize_memory.py)
@@ -148,6 +157,22 @@ def bilinear_rows(small: torch.Tensor, size: tuple[int, int], rows: range) -> to
     return F.interpolate(mixed, size=(len(rows), W), mode="bilinear", align_corners=False)
 
 
+def consensus(ab: torch.Tensor) -> torch.Tensor:
+    """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the mean m = (1/N) sum_k ab_k
+    rescaled to the draws' mean chroma, m * ((1/N) sum_k |ab_k|) / |m| (0 where m = 0). The hue is
+    the chroma-weighted circular mean of the draws' hues; the chroma is that of one draw on
+    average, where plain averaging shrinks it wherever the draws disagree. (Zhang, Isola and Efros
+    2016, eq. 5, interpolate between the mean and the mode of a predicted distribution for the same
+    reason: the mean is desaturated, a mode can be a wrong, isolated guess.) One draw is returned
+    unchanged."""
+    if len(ab) == 1:
+        return ab
+    mean = ab.mean(0, keepdim=True)
+    norm = mean.norm(dim=1, keepdim=True)
+    chroma = ab.norm(dim=1, keepdim=True).mean(0, keepdim=True)
+    return torch.where(norm > 0, mean * chroma / norm.clamp(min=torch.finfo(ab.dtype).tiny), 0.0)
+
+
 def colorize_image(
     model: GenerativeModel,
     rgb: np.ndarray,
@@ -156,10 +181,12 @@ def colorize_image(
     steps: int,
     scale: float,
     generator: torch.Generator,
+    draws: int,
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
-    time (module docstring: condition at ``scale`` x the crop size, the network run on overlapping
-    tiles of its crop size, ab upsampled onto the full-size L* strip by strip)."""
+    time, each the ``consensus`` of ``draws`` samples (module docstring: condition at ``scale`` x
+    the crop size, the network run on overlapping tiles of its crop size, ab upsampled onto the
+    full-size L* strip by strip)."""
     h, w = rgb.shape[:2]
     crop = model.params.data.image_size
     size = working_size(h, w, crop, scale)
@@ -168,8 +195,8 @@ def colorize_image(
     tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
     rows_per_strip = max(1, STRIP_PIXELS // w)
     for _ in range(samples):
-        out = tiled.sample(1, generator=generator, steps=steps, cond=cond)  # (1, 3, h', w')
-        ab = split_lab(out.cpu())[1].double() * AB_SCALE  # (1, 2, h', w')
+        outs = [tiled.sample(1, generator=generator, steps=steps, cond=cond) for _ in range(draws)]
+        ab = consensus(split_lab(torch.cat(outs).cpu())[1]).double() * AB_SCALE  # (1, 2, h', w')
         colour = np.empty_like(rgb)
         for top in range(0, h, rows_per_strip):
             rows = range(top, min(h, top + rows_per_strip))
@@ -221,7 +248,13 @@ def run(args: argparse.Namespace) -> None:
         try:
             rgb = read_rgb(job.path, round(args.max_megapixels * 1e6))
             images = colorize_image(
-                model, rgb, samples=args.samples, steps=steps, scale=args.scale, generator=generator
+                model,
+                rgb,
+                samples=args.samples,
+                steps=steps,
+                scale=args.scale,
+                generator=generator,
+                draws=args.draws,
             )
             for image, target in zip(images, outputs[job], strict=True):
                 save_image(image, target, overwrite=args.overwrite)
@@ -260,6 +293,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         type=int_in(1, MAX_SAMPLES),
         default=1,
         help="K colorizations per input: NAME.png, NAME_2.png, ...",
+    )
+    parser.add_argument(
+        "--draws",
+        type=int_in(1, MAX_DRAWS),
+        default=DEFAULT_DRAWS,
+        help="samples combined into each output: the hue of their mean at their mean chroma "
+        "(default %(default)s; 1 is one plain sample, %(default)s times faster)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same colours")
     parser.add_argument(
