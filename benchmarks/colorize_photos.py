@@ -29,12 +29,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.colorize import (  # noqa: E402
     DEFAULT_DRAWS,
-    DEFAULT_MEGAPIXELS,
     DEFAULT_SCALE,
     colorize_image,
     load_colorizer,
-    read_rgb,
 )
+from pipeline.apps.inputs import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
 from pipeline.apps.shipped import shipped_colorizer  # noqa: E402
 from pipeline.color import rgb_to_lab  # noqa: E402
 from pipeline.evaluate.colour import fidelity  # noqa: E402

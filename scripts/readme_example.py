@@ -18,12 +18,11 @@ import torch
 
 from pipeline.apps.colorize import (
     DEFAULT_DRAWS,
-    DEFAULT_MEGAPIXELS,
     DEFAULT_SCALE,
     colorize_image,
     load_colorizer,
-    read_rgb,
 )
+from pipeline.apps.inputs import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import grayed
 from pipeline.pixels import to_uint8, to_unit

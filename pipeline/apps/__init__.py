@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from pipeline.apps import colorize, compare, sample
+from pipeline.apps import colorize, compare, sample, stylize
 from pipeline.cli import entry_point
 from pipeline.config import load_params, to_dict
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("params", nargs="?", default="params.yaml", help="(default: params.yaml)")
     validate.set_defaults(func=_validate)
     colorize.add_command(commands)
+    stylize.add_command(commands)
     sample.add_command(commands)
     compare.add_command(commands)
     return parser

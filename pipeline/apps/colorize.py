@@ -37,7 +37,6 @@ import argparse
 import logging
 import math
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -46,11 +45,11 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, read_rgb
 from pipeline.apps.outputs import check_outputs
 from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
-from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
 from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on
@@ -67,11 +66,6 @@ MAX_SAMPLES = 16  # --samples: colorizations per input
 DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)
 MAX_DRAWS = 16
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
-DEFAULT_MEGAPIXELS = (
-    50.0  # --max-megapixels: 50 MP peaks at 1.25 GiB (benchmarks/colorize_memory.py)
-)
-MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
-MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
 WORK_PIXELS = 256 * 256  # the most the model sees per sample (as tiles of its crop size)
 STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
 
@@ -80,57 +74,12 @@ class UnreadableImages(OSError):
     """Some inputs could not be decoded; the others were colorized (exit status 2)."""
 
 
-@dataclass(frozen=True)
-class Job:
-    """One input file and the name of its outputs (without suffix) relative to the output folder."""
-
-    path: Path
-    name: Path
-
-
-def find_inputs(inputs: list[str]) -> list[Job]:
-    """Files as given (any suffix: unreadable ones are reported later), folders searched for
-    png/jpg files recursively; ValueError for a missing input or an empty folder (two inputs with
-    one output name are refused with the other outputs' checks, pipeline.apps.outputs)."""
-    jobs = []
-    for given in inputs:
-        path = Path(given).expanduser()
-        if path.is_dir():
-            found = list_images(path)
-            if not found:
-                raise ValueError(f"{given}: no {'/'.join(IMAGE_SUFFIXES)} files in this folder")
-            jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
-        elif path.is_file():
-            jobs.append(Job(path, Path(path.stem)))
-        else:
-            raise ValueError(f"{given}: no such file or folder")
-    return jobs
-
-
 def output_names(job: Job, samples: int) -> list[Path]:
     """The outputs of one input, relative to --out: NAME.png, NAME_2.png ... NAME_K.png."""
     name = job.name
     return [
         name.parent / f"{name.name}{'' if k == 1 else f'_{k}'}.png" for k in range(1, samples + 1)
     ]
-
-
-def read_rgb(path: Path, max_pixels: int) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3), upright by its EXIF orientation: gray repeated,
-    transparency composited on white. ValueError, before decoding, for more than ``max_pixels``
-    pixels or a side longer than MAX_ASPECT times the other."""
-    with Image.open(path) as img:
-        w, h = img.size
-        if w * h > max_pixels:
-            raise ValueError(
-                f"{w}x{h} is {w * h / 1e6:.1f} megapixels, above --max-megapixels "
-                f"{max_pixels / 1e6:g}"
-            )
-        if max(w, h) > MAX_ASPECT * min(w, h):
-            raise ValueError(f"{w}x{h} is longer than {MAX_ASPECT} times its width; not a photo")
-        img.load()
-        pixels = decode_image(img)
-    return np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
 
 
 def working_size(h: int, w: int, crop: int, scale: float) -> tuple[int, int]:
@@ -309,13 +258,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="shorter side the model sees, in crop sizes (default %(default)s: as in training; "
         f"the model sees at most {WORK_PIXELS:,} pixels)",
     )
-    parser.add_argument(
-        "--max-megapixels",
-        type=float_in(*MEGAPIXELS),
-        default=DEFAULT_MEGAPIXELS,
-        help="larger inputs are skipped (default %(default)s; peak memory grows about 7 MB per "
-        "megapixel, see the README)",
-    )
+    add_max_megapixels(parser, "peak memory grows about 7 MB per megapixel, see the README")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     add_overwrite(parser)
     parser.set_defaults(func=run)

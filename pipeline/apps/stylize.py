@@ -1,0 +1,152 @@
+"""``python -m pipeline stylize``: paint photos in the style of a painting (neural style transfer,
+pipeline.style).
+
+Per content file: decode it (pipeline.apps.inputs), optimise an image at the working size
+(``--size``, its longer side) coarse to fine so that its features keep the photo's layout while their
+Gram matrices match the style's (pipeline.style.transfer), and resize the result (bicubic) to the
+content's own size. ``--out`` is the output file when one content file is given and OUT ends in
+.png/.jpg/.jpeg, else a folder that receives ``<name>.png`` per content (files found in a folder
+keep their path relative to it). Outputs follow pipeline.apps.outputs: all checked before any
+work, never an input, nothing half-written. A content file that cannot be read is skipped and
+listed at the end (exit 2); an unreadable style stops the command before any work.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, read_rgb
+from pipeline.apps.outputs import check_outputs
+from pipeline.console import progress_bar
+from pipeline.io import first_line
+from pipeline.reports.grid import save_image
+from pipeline.style.features import RandomFeatures
+from pipeline.style.transfer import StyleOptions, pass_sizes, stylize
+
+log = logging.getLogger(__name__)
+
+FILE_SUFFIXES = (".png", ".jpg", ".jpeg")  # --out names a file with one of these
+WEIGHTS = (0.0, 1e9)  # --content-weight and --style-weight
+STEPS = (1, 100_000)
+SIZES = (64, 4096)  # --size: the coarsest pass (size / 4) must still hold the features' pyramid
+DEFAULTS = StyleOptions()
+
+
+class UnreadableImages(OSError):
+    """Some content files could not be read; the others were stylized (exit status 2)."""
+
+
+def to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
+    """uint8 (H, W, 3) -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float().div(255).to(device)
+
+
+def to_uint8(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
+    """(1, 3, h, w) in [0, 1] resized (bicubic) to ``size`` -> uint8 (H, W, 3)."""
+    if tuple(image.shape[-2:]) != size:
+        image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+    pixels = image.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return pixels[0].permute(1, 2, 0).cpu().numpy()
+
+
+def targets_of(jobs: list[Job], out: Path) -> list[Path]:
+    """One output per job: ``out`` itself for a single content file when it names an image file,
+    else ``out/<name>.png``."""
+    if len(jobs) == 1 and out.suffix.lower() in FILE_SUFFIXES:
+        return [out]
+    return [out / job.name.with_suffix(".png") for job in jobs]
+
+
+def run(args: argparse.Namespace) -> None:
+    """The command: check every output, read the style, stylize every content file, then report
+    the files that were skipped (UnreadableImages)."""
+    if args.content_weight == 0 and args.style_weight == 0:
+        raise ValueError("--content-weight and --style-weight are both 0: nothing to optimise")
+    jobs = find_inputs(args.inputs)
+    inputs = [*args.inputs, args.style]
+    targets = check_outputs(targets_of(jobs, Path(args.out)), inputs, overwrite=args.overwrite)
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    max_pixels = round(args.max_megapixels * 1e6)
+    try:
+        style = to_tensor(read_rgb(Path(args.style), max_pixels), device)
+    except (OSError, ValueError) as exc:
+        raise ValueError(f"--style {args.style}: {first_line(exc)}") from None
+    options = StyleOptions(
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        steps=args.steps,
+        size=args.size,
+    )
+    features = RandomFeatures(seed=args.seed).to(device)
+    failed: list[str] = []
+    total = options.steps * len(pass_sizes(options)) * len(jobs)
+    with progress_bar(total=total, desc="stylize", unit="eval") as bar:
+        for job, target in zip(jobs, targets, strict=True):
+            try:
+                rgb = read_rgb(job.path, max_pixels)
+            except (OSError, ValueError) as exc:
+                failed.append(f"{job.path}: {first_line(exc)}")
+                bar.total -= options.steps * len(pass_sizes(options))
+                continue
+            image, _ = stylize(to_tensor(rgb, device), style, features, options, on_step=bar.update)
+            save_image(to_uint8(image, rgb.shape[:2]), target, overwrite=args.overwrite)
+    log.info("stylize: wrote %d image(s) to %s", len(jobs) - len(failed), args.out)
+    if failed:
+        raise UnreadableImages(
+            f"{len(failed)} of {len(jobs)} content file(s) could not be read and were skipped:\n  "
+            + "\n  ".join(failed)
+        )
+
+
+def add_command(commands: argparse._SubParsersAction) -> None:
+    parser = commands.add_parser(
+        "stylize",
+        help="paint photos in the style of a painting (neural style transfer)",
+        description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".")
+        + ". The output has the content's size; see the README.",
+    )
+    parser.add_argument("inputs", nargs="+", metavar="CONTENT", help="photo files or folders")
+    parser.add_argument("--style", required=True, help="the painting (an image file)")
+    parser.add_argument(
+        "--out", required=True, help="output file (one CONTENT, .png/.jpg) or folder"
+    )
+    parser.add_argument(
+        "--content-weight",
+        type=float_in(*WEIGHTS),
+        default=DEFAULTS.content_weight,
+        help="lambda_content: how closely the photo's layout is kept (default %(default)s)",
+    )
+    parser.add_argument(
+        "--style-weight",
+        type=float_in(*WEIGHTS),
+        default=DEFAULTS.style_weight,
+        help="lambda_style: how closely the painting's Gram matrices are matched "
+        "(default %(default)s)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int_in(*STEPS),
+        default=DEFAULTS.steps,
+        help="loss evaluations per pass (default %(default)s; each pass doubles the size)",
+    )
+    parser.add_argument(
+        "--size",
+        type=int_in(*SIZES),
+        default=DEFAULTS.size,
+        help="longer side of the working image in px (default %(default)s); the output is "
+        "resized to the content's size",
+    )
+    parser.add_argument(
+        "--seed", type=seed, default=0, help="the random features' filters (default %(default)s)"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_max_megapixels(parser, "the photo is decoded whole before it is resized")
+    add_overwrite(parser)
+    parser.set_defaults(func=run)

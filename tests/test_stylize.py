@@ -1,0 +1,196 @@
+"""Style transfer (pipeline.style, ``python -m pipeline stylize``): the Gram matrix and losses
+against closed forms, the features' invariances, the colour-transfer baseline's statistics, the
+scores' fixed points, that the optimisation moves a synthetic photo toward a synthetic painting's
+texture while keeping its edges, and the command's files and errors."""
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from pipeline.style.baseline import colour_transfer
+from pipeline.style.features import RandomFeatures
+from pipeline.style.gram import content_loss, gram, relative_error, style_loss
+from pipeline.style.scores import colour_distance, edge_agreement, moved, style_distance
+from pipeline.style.transfer import StyleOptions, pass_sizes, resize_longer, stylize
+
+
+# ----------------------------------------------------------------------------- Gram and losses
+def test_gram_is_the_mean_outer_product_of_the_features():
+    x = torch.tensor([[1.0, 2.0], [3.0, 4.0]]).reshape(1, 1, 2, 2).repeat(1, 2, 1, 1)
+    x[0, 1] *= -1  # channel 1 = -channel 0
+    g = gram(x)  # (1, 2, 2): mean of squares 30 / 4, products -30 / 4
+    torch.testing.assert_close(g, torch.tensor([[[7.5, -7.5], [-7.5, 7.5]]]))
+
+
+def test_a_gram_matrix_does_not_depend_on_where_or_how_large_the_texture_is():
+    tile = torch.randn(1, 4, 5, 5, generator=torch.Generator().manual_seed(0))
+    shifted = torch.roll(tile, (2, 3), (2, 3))
+    larger = tile.repeat(1, 1, 3, 2)  # the same texture over 6 times the area
+    torch.testing.assert_close(gram(shifted), gram(tile))
+    torch.testing.assert_close(gram(larger), gram(tile))
+
+
+def test_losses_are_relative_errors_summed_over_layers():
+    a, b = torch.ones(1, 2, 3, 3), torch.full((1, 2, 3, 3), 3.0)
+    assert float(relative_error(a, b)) == pytest.approx(4 / 9)
+    assert float(relative_error(torch.zeros(1, 5), b.flatten(1)[:, :5])) == pytest.approx(1.0)
+    assert float(content_loss([a, a], [b, a])) == pytest.approx(4 / 9)
+    assert float(style_loss([b], [gram(b)])) == 0.0
+    assert float(style_loss([a], [gram(b)])) == pytest.approx((9 - 1) ** 2 / 81)
+
+
+# -------------------------------------------------------------------------------------- features
+def test_content_layers_see_the_pattern_of_light_not_its_level_contrast_or_colour():
+    """The content layers take luminance standardised per image: an affine change of the light
+    (the painting's tonal range) and any change at constant luminance leave them as they were;
+    the style layers see both."""
+    features = RandomFeatures(seed=3, channels=8)
+    gray = torch.rand(1, 1, 32, 40, generator=torch.Generator().manual_seed(1)) * 0.5 + 0.25
+    photo = gray.repeat(1, 3, 1, 1)
+    darker = (photo * 0.6 + 0.1).clamp(0, 1)
+    for a, b in zip(features(photo).content, features(darker).content, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-4, rtol=1e-4)
+    assert style_loss(features(darker).style, [gram(f) for f in features(photo).style]) > 0.01
+
+
+def test_random_features_are_fixed_by_their_seed():
+    x = torch.rand(1, 3, 24, 24, generator=torch.Generator().manual_seed(0))
+    same = [torch.equal(a, b) for a, b in zip(RandomFeatures(seed=5)(x).style,
+                                               RandomFeatures(seed=5)(x).style, strict=True)]  # fmt: skip
+    other = RandomFeatures(seed=6)(x).style[0]
+    assert all(same) and not torch.equal(RandomFeatures(seed=5)(x).style[0], other)
+    with pytest.raises(ValueError, match="content_levels"):
+        RandomFeatures(levels=3, content_levels=(3,))
+
+
+# -------------------------------------------------------------------------------------- baseline
+def test_colour_transfer_gives_the_content_the_styles_lab_mean_and_deviation():
+    from pipeline.color import rgb_to_lab
+
+    g = torch.Generator().manual_seed(0)
+    content = (
+        torch.rand(1, 3, 20, 30, generator=g) * 0.4 + 0.3
+    )  # mid tones: nothing leaves the gamut
+    style = torch.rand(1, 3, 16, 16, generator=g) * 0.3 + torch.tensor([0.4, 0.35, 0.3]).reshape(
+        1, 3, 1, 1
+    )
+    out = colour_transfer(content, style)
+    assert out.shape == content.shape
+    lab, target = rgb_to_lab(out.double()), rgb_to_lab(style.double())
+    torch.testing.assert_close(lab.mean((2, 3)), target.mean((2, 3)), atol=0.05, rtol=0)
+    torch.testing.assert_close(lab.std((2, 3)), target.std((2, 3)), atol=0.05, rtol=0)
+    assert edge_agreement(out, content) > 0.95  # the colours move, the edges stay
+
+
+# ---------------------------------------------------------------------------------------- scores
+def test_scores_fixed_points():
+    g = torch.Generator().manual_seed(0)
+    image, other = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
+    assert style_distance(image, image) == pytest.approx(0.0, abs=1e-9)
+    assert colour_distance(image, image) == pytest.approx(0.0, abs=1e-6)
+    assert edge_agreement(image, image) == pytest.approx(1.0)
+    assert abs(edge_agreement(image, other)) < 0.3  # independent noise: unrelated edges
+    assert moved(4.0, 1.0) == 0.75 and moved(0.0, 1.0) == 0.0
+
+
+# ------------------------------------------------------------------------------------ the transfer
+def stripes_photo(h=48, w=64):
+    """A 'photo': a bright disc on a dark ground with a soft gray gradient, (1, 3, h, w)."""
+    y, x = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+    disc = ((x**2 + y**2) < 0.35).float()
+    gray = 0.2 + 0.6 * disc + 0.1 * x
+    return gray.clamp(0, 1).expand(1, 3, h, w).clone()
+
+
+def checker_painting(n=48, cell=4):
+    """A 'painting': a red and blue checkerboard of ``cell`` px squares, (1, 3, n, n)."""
+    i = torch.arange(n) // cell
+    board = ((i[:, None] + i[None, :]) % 2).float()
+    red, blue = torch.tensor([0.9, 0.2, 0.1]), torch.tensor([0.1, 0.2, 0.8])
+    return (board[..., None] * red + (1 - board[..., None]) * blue).permute(2, 0, 1)[None]
+
+
+def test_stylize_moves_a_photo_toward_the_paintings_texture_and_keeps_its_edges():
+    photo, painting = stripes_photo(), checker_painting()
+    options = StyleOptions(size=64, steps=60, passes=2, style_weight=10.0)
+    steps = []
+    out, history = stylize(photo, painting, RandomFeatures(channels=32), options,
+                           on_step=steps.append)  # fmt: skip
+    assert out.shape == (1, 3, 48, 64) and 0 <= out.min() and out.max() <= 1
+    assert history.sizes == [(24, 32), (48, 64)] and pass_sizes(options) == [32, 64]
+    assert sum(steps) == 2 * options.steps  # the progress bar's total, exactly
+    assert history.style[-1] < 0.2 * history.style[0]  # the optimised loss fell
+    before, after = style_distance(photo, painting), style_distance(out, painting)
+    baseline = style_distance(colour_transfer(photo, painting), painting)
+    assert moved(before, after) > 0.5, (before, after)  # in held-out features too
+    assert after < baseline, (after, baseline)  # texture, not only colour
+    assert moved(colour_distance(photo, painting), colour_distance(out, painting)) > 0.5
+    assert edge_agreement(out, photo) > 0.5  # the disc is still where it was
+
+
+def test_resize_longer_keeps_the_aspect():
+    assert resize_longer(torch.rand(1, 3, 300, 200), 150).shape == (1, 3, 150, 100)
+    assert resize_longer(torch.rand(1, 3, 10, 41), 82).shape == (1, 3, 20, 82)
+
+
+# ------------------------------------------------------------------------------------ the command
+def write_png(path, array):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(array).save(path)
+
+
+def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_ones(
+    run_python, tmp_path
+):
+    from tests.conftest import ROOT
+
+    style = ROOT / "pipeline/style/paintings/van_gogh_village_street.jpg"
+    fast = ("--size", "64", "--steps", "4")
+    one = tmp_path / "one.jpg"
+    result = run_python("-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--style",
+                        str(style), "--out", str(one), *fast)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    with Image.open(one) as img, Image.open(ROOT / "docs/kite.jpg") as kite:
+        assert img.size == kite.size and img.format == "JPEG"
+
+    photos = tmp_path / "photos"
+    rng = np.random.default_rng(0)
+    write_png(photos / "a.png", rng.integers(0, 256, (40, 70, 3), dtype=np.uint8))
+    write_png(photos / "sub/b.png", rng.integers(0, 256, (33, 21), dtype=np.uint8))  # gray
+    (photos / "broken.png").write_bytes(b"not a png")
+    out = tmp_path / "out"
+    args = ("-m", "pipeline", "stylize", str(photos), "--style", str(style), "--out", str(out))
+    result = run_python(*args, *fast)
+    assert result.returncode == 2 and "broken.png" in result.stderr
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
+    with Image.open(out / "sub/b.png") as b:
+        assert b.size == (21, 33) and b.mode == "RGB"
+    again = run_python(*args, *fast)  # the outputs exist: refused before any work
+    assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (("--style", "missing.jpg"), "--style missing.jpg"),
+        (("--steps", "0"), "--steps"),
+        (("--size", "32"), "--size"),
+        (("--style-weight", "nan"), "--style-weight"),
+        (("--content-weight", "0", "--style-weight", "0"), "both 0"),
+    ],
+)
+def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
+    run_python, tmp_path, extra, message
+):
+    from tests.conftest import ROOT
+
+    style = ROOT / "pipeline/style/paintings/hokusai_great_wave.jpg"
+    out = tmp_path / "out"
+    args = ["-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--out", str(out)]
+    if "--style" not in extra:
+        args += ["--style", str(style)]
+    result = run_python(*args, *extra)
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
+    assert not out.exists()
