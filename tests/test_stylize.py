@@ -3,6 +3,8 @@ against closed forms, the features' invariances, the colour-transfer baseline's 
 scores' fixed points, that the optimisation moves a synthetic photo toward a synthetic painting's
 texture while keeping its edges, and the command's files and errors."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -92,6 +94,22 @@ def test_scores_fixed_points():
     assert edge_agreement(image, image) == pytest.approx(1.0)
     assert abs(edge_agreement(image, other)) < 0.3  # independent noise: unrelated edges
     assert moved(4.0, 1.0) == 0.75 and moved(0.0, 1.0) == 0.0
+
+
+def test_the_search_score_is_the_style_distance_left_plus_a_penalty_for_lost_edges():
+    from pipeline.style.runs import EDGE_FLOOR, EDGE_PENALTY, pair_scores
+
+    photo, painting = stripes_photo(), checker_painting()
+    unchanged = pair_scores(photo, photo, painting)
+    assert unchanged["style_moved"] == pytest.approx(0.0)
+    assert unchanged["edge_agreement"] == pytest.approx(1.0)
+    assert unchanged["score"] == pytest.approx(1.0)  # all of the distance left, edges intact
+    noise = torch.rand(photo.shape, generator=torch.Generator().manual_seed(0))
+    lost = pair_scores(noise, photo, painting)
+    assert lost["edge_agreement"] < EDGE_FLOOR
+    left = lost["style_distance"] / lost["style_distance_before"]
+    penalty = EDGE_PENALTY * (EDGE_FLOOR - lost["edge_agreement"])
+    assert lost["score"] == pytest.approx(left + penalty)
 
 
 # ------------------------------------------------------------------------------------ the transfer
@@ -194,3 +212,154 @@ def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
+
+
+# ------------------------------------------------------------------- the pipeline: DVC and MLflow
+@pytest.mark.slow
+def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_change(dvc_repo):
+    """`dvc repro stylize/dvc.yaml` in a fresh git + DVC copy of the project, with small settings:
+    one output per pair at the content's size, the panels, metrics per pair and their means, one
+    FINISHED MLflow run per pair with its loss curves, scores and pictures; a second repro does
+    nothing, a changed style weight re-runs."""
+    import json
+
+    import yaml
+    from mlflow.tracking import MlflowClient
+
+    repo = dvc_repo.repo
+    params_file = repo / "stylize/params.yaml"
+    params = yaml.safe_load(params_file.read_text())
+    params["stylize"].update(size=64, steps=6, passes=2)
+    params["pairs"]["styles"] = params["pairs"]["styles"][:1]
+    params_file.write_text(yaml.safe_dump(params))
+    dvc_repo("dvc", "repro", "stylize/dvc.yaml")
+
+    contents, style = params["pairs"]["contents"], params["pairs"]["styles"][0]
+    names = [f"{Path(c).stem}__{Path(style).stem}" for c in contents]
+    outputs = repo / "stylize/outputs"
+    assert sorted(p.name for p in outputs.iterdir()) == sorted(f"{n}.png" for n in names)
+    for content, name in zip(contents, names, strict=True):
+        with Image.open(repo / content) as photo, Image.open(outputs / f"{name}.png") as out:
+            assert out.size == photo.size
+    metrics = json.loads((repo / "stylize/reports/metrics.json").read_text())
+    assert sorted(metrics["pairs"]) == sorted(names)
+    assert metrics["style_moved"] == pytest.approx(
+        np.mean([p["style_moved"] for p in metrics["pairs"].values()])
+    )
+    assert metrics["style_moved"] > metrics["baseline_style_moved"]  # texture, not only colour
+    with Image.open(repo / "stylize/reports/panels.png") as panels:
+        assert panels.height > 2 * 192
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("diffusion-pipeline-stylize")
+    runs = client.search_runs([experiment.experiment_id])
+    assert sorted(r.info.run_name for r in runs) == sorted(f"stylize-{n}" for n in names)
+    for run in runs:
+        pair = metrics["pairs"][run.info.run_name.removeprefix("stylize-")]
+        assert run.info.status == "FINISHED" and pair["mlflow_run_id"] == run.info.run_id
+        assert run.data.metrics["style_moved"] == pytest.approx(pair["style_moved"])
+        assert run.data.params["stylize.style_weight"] == "10.0"
+        assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2 * 6
+        artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+        assert {"panel.png", "stylized.png"} <= artifacts
+        assert run.data.tags["git_commit"] != "unknown"
+
+    again = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
+    assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
+    params["stylize"]["style_weight"] = 3.0
+    params_file.write_text(yaml.safe_dump(params))
+    rerun = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
+    assert "Running stage 'stylize/dvc.yaml:stylize'" in rerun.stdout
+    assert len(client.search_runs([experiment.experiment_id])) == 2 * len(names)
+
+
+# ------------------------------------------------------------------------- VGG-19 from a user file
+def write_safetensors(path, tensors, *, dtype="F32"):
+    """A safetensors file written by hand (the format, not the package): 8-byte header length,
+    JSON header, raw little-endian bytes."""
+    import json
+    import struct
+
+    header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
+    for name, tensor in tensors.items():
+        blob = tensor.contiguous().numpy().astype("<f4").tobytes()
+        header[name] = {"dtype": dtype, "shape": list(tensor.shape),
+                        "data_offsets": [offset, offset + len(blob)]}  # fmt: skip
+        blobs.append(blob)
+        offset += len(blob)
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + b"".join(blobs))
+
+
+def test_safetensors_are_read_without_pickle_and_checked(tmp_path):
+    from pipeline.style.vgg import WeightsError, read_safetensors
+
+    tensors = {"a": torch.arange(6.0).reshape(2, 3), "b": torch.tensor([-1.5])}
+    good = tmp_path / "good.safetensors"
+    write_safetensors(good, tensors)
+    read = read_safetensors(good)
+    assert read.keys() == tensors.keys()
+    for name, tensor in tensors.items():
+        assert torch.equal(read[name], tensor)
+    data = good.read_bytes()
+    for i, (broken, message) in enumerate(
+        [
+            (data[:5], "5 bytes, not a safetensors file"),
+            ((10**9).to_bytes(8, "little") + data[8:], "header length 1000000000 does not fit"),
+            (data[:-4], "tensor 'b' has a bad dtype, shape or byte range"),  # bytes past the end
+            (b"\x80\x04\x95" + data[3:], "does not fit the file; not safetensors"),  # a pickle
+            (data[:9] + b"X" + data[10:], "unreadable safetensors header"),
+        ]
+    ):
+        (tmp_path / f"case{i}").write_bytes(broken)
+        with pytest.raises(WeightsError, match=message):
+            read_safetensors(tmp_path / f"case{i}")
+
+
+def vgg19_file(tmp_path):
+    """Random VGG-19 weights (up to conv5_1) under torchvision's names, and their sha256."""
+    import hashlib
+
+    from pipeline.style.vgg import CONVS
+
+    g = torch.Generator().manual_seed(0)
+    tensors = {}
+    for _, index, c_in, c_out in CONVS:
+        tensors[f"features.{index}.weight"] = torch.randn(c_out, c_in, 3, 3, generator=g) * 0.05
+        tensors[f"features.{index}.bias"] = torch.zeros(c_out)
+    path = tmp_path / "vgg19.safetensors"
+    write_safetensors(path, tensors)
+    return path, hashlib.sha256(path.read_bytes()).hexdigest(), tensors
+
+
+def test_vgg19_loads_checked_weights_and_gives_gatys_layers(tmp_path, run_python):
+    from pipeline.style.vgg import STYLE_LAYERS, WeightsError, load_vgg19
+
+    path, digest, tensors = vgg19_file(tmp_path)
+    model = load_vgg19(path, digest)
+    assert torch.equal(model.convs[9].weight, tensors["features.21.weight"])  # conv4_2
+    layers = model(torch.rand(1, 3, 32, 48))
+    assert [f.shape[1] for f in layers.style] == [64, 128, 256, 512, 512]
+    assert [f.shape[-2:] for f in layers.style] == [(32, 48), (16, 24), (8, 12), (4, 6), (2, 3)]
+    assert len(STYLE_LAYERS) == 5 and layers.content[0].shape == (1, 512, 4, 6)
+    with pytest.raises(WeightsError, match="sha256"):
+        load_vgg19(path, "0" * 64)
+    del tensors["features.28.weight"]
+    write_safetensors(tmp_path / "partial.safetensors", tensors)
+    import hashlib
+
+    partial = hashlib.sha256((tmp_path / "partial.safetensors").read_bytes()).hexdigest()
+    with pytest.raises(WeightsError, match=r"features\.28\.weight \(conv5_1\).*missing"):
+        load_vgg19(tmp_path / "partial.safetensors", partial)
+
+    from tests.conftest import ROOT
+
+    out = tmp_path / "vgg.png"
+    args = ["-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--style",
+            str(ROOT / "pipeline/style/paintings/kandinsky_composition_viii.jpg"), "--out",
+            str(out), "--size", "64", "--steps", "3", "--vgg19", str(path)]  # fmt: skip
+    alone = run_python(*args)
+    assert alone.returncode == 2 and "--vgg19-sha256" in alone.stderr and not out.exists()
+    result = run_python(*args, "--vgg19-sha256", digest)
+    assert result.returncode == 0, result.stderr
+    assert out.is_file()

@@ -45,11 +45,12 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
-from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, read_rgb
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs
 from pipeline.apps.outputs import check_outputs
 from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
+from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on

@@ -1,7 +1,5 @@
-"""The images a command reads (colorize, stylize): files and folders as the user names them, each
-decoded the way the photos source decodes (any size and mode, upright by its EXIF orientation),
-bounded before decoding: larger than ``--max-megapixels`` or longer than MAX_ASPECT times its
-width is refused with one line."""
+"""The images a command reads (colorize, stylize): files and folders as the user names them
+(``find_inputs``), each read by ``pipeline.imagefile.read_rgb`` within ``--max-megapixels``."""
 
 from __future__ import annotations
 
@@ -9,15 +7,11 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 from pipeline.apps.args import float_in
-from pipeline.data.sources import IMAGE_SUFFIXES, decode_image, list_images
+from pipeline.data.sources import IMAGE_SUFFIXES, list_images
+from pipeline.imagefile import DEFAULT_MEGAPIXELS
 
-DEFAULT_MEGAPIXELS = 50.0  # --max-megapixels: colorize peaks at 1.25 GiB for 50 MP (benchmarks/)
 MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
-MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
 
 
 @dataclass(frozen=True)
@@ -45,24 +39,6 @@ def find_inputs(inputs: list[str]) -> list[Job]:
         else:
             raise ValueError(f"{given}: no such file or folder")
     return jobs
-
-
-def read_rgb(path: Path, max_pixels: int) -> np.ndarray:
-    """An image file as uint8 RGB (H, W, 3), upright by its EXIF orientation: gray repeated,
-    transparency composited on white. ValueError, before decoding, for more than ``max_pixels``
-    pixels or a side longer than MAX_ASPECT times the other."""
-    with Image.open(path) as img:
-        w, h = img.size
-        if w * h > max_pixels:
-            raise ValueError(
-                f"{w}x{h} is {w * h / 1e6:.1f} megapixels, above --max-megapixels "
-                f"{max_pixels / 1e6:g}"
-            )
-        if max(w, h) > MAX_ASPECT * min(w, h):
-            raise ValueError(f"{w}x{h} is longer than {MAX_ASPECT} times its width; not a photo")
-        img.load()
-        pixels = decode_image(img)
-    return np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels
 
 
 def add_max_megapixels(parser: argparse.ArgumentParser, peak: str) -> None:

@@ -22,20 +22,25 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
-from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, read_rgb
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs
 from pipeline.apps.outputs import check_outputs
 from pipeline.console import progress_bar
+from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
 from pipeline.reports.grid import save_image
 from pipeline.style.features import RandomFeatures
-from pipeline.style.transfer import StyleOptions, pass_sizes, stylize
+from pipeline.style.transfer import (
+    MAX_STEPS,
+    MAX_WEIGHT,
+    SIZES,
+    StyleOptions,
+    stylize,
+)
+from pipeline.style.vgg import load_vgg19
 
 log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg")  # --out names a file with one of these
-WEIGHTS = (0.0, 1e9)  # --content-weight and --style-weight
-STEPS = (1, 100_000)
-SIZES = (64, 4096)  # --size: the coarsest pass (size / 4) must still hold the features' pyramid
 DEFAULTS = StyleOptions()
 
 
@@ -67,8 +72,14 @@ def targets_of(jobs: list[Job], out: Path) -> list[Path]:
 def run(args: argparse.Namespace) -> None:
     """The command: check every output, read the style, stylize every content file, then report
     the files that were skipped (UnreadableImages)."""
-    if args.content_weight == 0 and args.style_weight == 0:
-        raise ValueError("--content-weight and --style-weight are both 0: nothing to optimise")
+    options = StyleOptions(
+        content_weight=args.content_weight,
+        style_weight=args.style_weight,
+        steps=args.steps,
+        size=args.size,
+        passes=DEFAULTS.passes,
+        seed=args.seed,
+    )
     jobs = find_inputs(args.inputs)
     inputs = [*args.inputs, args.style]
     targets = check_outputs(targets_of(jobs, Path(args.out)), inputs, overwrite=args.overwrite)
@@ -78,22 +89,21 @@ def run(args: argparse.Namespace) -> None:
         style = to_tensor(read_rgb(Path(args.style), max_pixels), device)
     except (OSError, ValueError) as exc:
         raise ValueError(f"--style {args.style}: {first_line(exc)}") from None
-    options = StyleOptions(
-        content_weight=args.content_weight,
-        style_weight=args.style_weight,
-        steps=args.steps,
-        size=args.size,
-    )
-    features = RandomFeatures(seed=args.seed).to(device)
+    if (args.vgg19 is None) != (args.vgg19_sha256 is None):
+        raise ValueError("--vgg19 and --vgg19-sha256 go together: the weights file and its sha256")
+    if args.vgg19:
+        features = load_vgg19(args.vgg19, args.vgg19_sha256).to(device)
+    else:
+        features = RandomFeatures(seed=options.seed).to(device)
     failed: list[str] = []
-    total = options.steps * len(pass_sizes(options)) * len(jobs)
+    total = options.steps * options.passes * len(jobs)
     with progress_bar(total=total, desc="stylize", unit="eval") as bar:
         for job, target in zip(jobs, targets, strict=True):
             try:
                 rgb = read_rgb(job.path, max_pixels)
             except (OSError, ValueError) as exc:
                 failed.append(f"{job.path}: {first_line(exc)}")
-                bar.total -= options.steps * len(pass_sizes(options))
+                bar.total -= options.steps * options.passes
                 continue
             image, _ = stylize(to_tensor(rgb, device), style, features, options, on_step=bar.update)
             save_image(to_uint8(image, rgb.shape[:2]), target, overwrite=args.overwrite)
@@ -119,20 +129,20 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--content-weight",
-        type=float_in(*WEIGHTS),
+        type=float_in(0.0, MAX_WEIGHT),
         default=DEFAULTS.content_weight,
         help="lambda_content: how closely the photo's layout is kept (default %(default)s)",
     )
     parser.add_argument(
         "--style-weight",
-        type=float_in(*WEIGHTS),
+        type=float_in(0.0, MAX_WEIGHT),
         default=DEFAULTS.style_weight,
         help="lambda_style: how closely the painting's Gram matrices are matched "
         "(default %(default)s)",
     )
     parser.add_argument(
         "--steps",
-        type=int_in(*STEPS),
+        type=int_in(1, MAX_STEPS),
         default=DEFAULTS.steps,
         help="loss evaluations per pass (default %(default)s; each pass doubles the size)",
     )
@@ -146,6 +156,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--seed", type=seed, default=0, help="the random features' filters (default %(default)s)"
     )
+    parser.add_argument(
+        "--vgg19",
+        metavar="FILE",
+        help="VGG-19 weights (safetensors, torchvision's names) for Gatys et al.'s features "
+        "instead of the random ones; never downloaded",
+    )
+    parser.add_argument("--vgg19-sha256", metavar="HEX", help="the sha256 --vgg19 must have")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     add_max_megapixels(parser, "the photo is decoded whole before it is resized")
     add_overwrite(parser)

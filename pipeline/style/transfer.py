@@ -15,6 +15,7 @@ NaN), and clamped once at the end.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -22,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.config.loader import check_positive, check_seed, section
 from pipeline.style.gram import content_loss, gram, style_loss
 
 LBFGS_HISTORY = 50  # pairs of past gradients L-BFGS keeps (100 in the reference implementations)
@@ -29,15 +31,46 @@ EVALS_PER_STEP = 10  # loss evaluations in one L-BFGS step at most (a progress b
 RANGE_WEIGHT = 10.0  # the [0, 1] penalty: pixels end within about 0.01 of the range
 
 
+MAX_WEIGHT = 1e9  # content_weight, style_weight
+MAX_STEPS = 100_000  # steps
+SIZES = (64, 4096)  # size: the coarsest pass (size / 2^(passes - 1)) must hold the pyramid
+MAX_PASSES = 5
+
+
 @dataclass(frozen=True)
 class StyleOptions:
-    """The knobs of one stylization (params.yaml ``stylize``: their ranges and defaults)."""
+    """The knobs of one stylization: the command's defaults and stylize/params.yaml's ``stylize``
+    section (validated on construction; a ValueError names the key)."""
 
     content_weight: float = 1.0  # lambda_content
     style_weight: float = 10.0  # lambda_style
-    steps: int = 200  # loss evaluations at the working size; each coarser pass gets as many
+    steps: int = 200  # loss evaluations per pass
     size: int = 512  # longer side of the working image, px
     passes: int = 3  # coarse to fine: size / 4, size / 2, size
+    seed: int = 0  # the random features' filters
+
+    def __post_init__(self) -> None:
+        with section("stylize"):
+            for name in ("content_weight", "style_weight"):
+                value = getattr(self, name)
+                if not (math.isfinite(value) and 0 <= value <= MAX_WEIGHT):
+                    raise ValueError(
+                        f"{name} must be a number in [0, {MAX_WEIGHT:g}], got {value!r}"
+                    )
+            if self.content_weight == 0 and self.style_weight == 0:
+                raise ValueError("content_weight and style_weight are both 0: nothing to optimise")
+            check_positive("steps", self.steps, MAX_STEPS)
+            check_positive("passes", self.passes, MAX_PASSES)
+            if not SIZES[0] <= self.size <= SIZES[1]:
+                raise ValueError(
+                    f"size must be an integer in [{SIZES[0]}, {SIZES[1]}], got {self.size!r}"
+                )
+            if self.size >> (self.passes - 1) < 16:
+                raise ValueError(
+                    f"size {self.size} with {self.passes} passes starts at "
+                    f"{self.size >> (self.passes - 1)} px; the first pass needs at least 16"
+                )
+            check_seed("seed", self.seed)
 
 
 @dataclass
@@ -60,9 +93,11 @@ def resize_longer(image: torch.Tensor, longer: int) -> torch.Tensor:
     return out.clamp(0, 1)
 
 
-def pass_sizes(options: StyleOptions) -> list[int]:
-    """The longer side of each pass, coarse to fine."""
-    return [max(1, options.size >> k) for k in reversed(range(options.passes))]
+def pass_sizes(options: StyleOptions, longest: int | None = None) -> list[int]:
+    """The longer side of each pass, coarse to fine: up to ``options.size``, or to ``longest`` (the
+    content's longer side) when that is smaller: a photo is not enlarged to be painted."""
+    size = min(options.size, longest or options.size)
+    return [max(1, size >> k) for k in reversed(range(options.passes))]
 
 
 def loss(
@@ -139,13 +174,14 @@ def stylize(
     *,
     on_step: Callable[[int], None] | None = None,
 ) -> tuple[torch.Tensor, History]:
-    """The stylized image at the working size (longer side ``options.size``), (1, 3, h, w) in
+    """The stylized image at the working size (longer side ``options.size``, or the content's when
+    that is smaller), (1, 3, h, w) in
     [0, 1], and its loss history. ``content`` and ``style`` (1, 3, H, W) in [0, 1]; ``features``
     returns ``Layers`` (pipeline.style.features); ``on_step(evaluations)`` after each L-BFGS step
     (a progress bar)."""
     history = History()
     x = None
-    for longer in pass_sizes(options):
+    for longer in pass_sizes(options, max(content.shape[-2:])):
         c = resize_longer(content, longer)
         x = c if x is None else F.interpolate(x, size=c.shape[-2:], mode="bilinear")
         history.sizes.append(tuple(c.shape[-2:]))

@@ -1,0 +1,167 @@
+"""The style-transfer pipeline's work (stylize/dvc.yaml, ``stages/stylize.py``): every content photo
+painted in every style at the params' settings, each pair an MLflow run with its pictures, loss
+curves and scores, next to the colour-transfer baseline.
+
+Per pair (content c, style s), at the working size: the stylization x (pipeline.style.transfer)
+and the baseline b (pipeline.style.baseline); scores (pipeline.style.scores) of both: the style
+distance before (c) and after, the share of it and of the colour distance covered ("moved"), and the
+edge agreement with the photo; and ``score``, the number a search would minimise:
+
+    score = style_distance(x, s) / style_distance(c, s) + EDGE_PENALTY * max(0, EDGE_FLOOR - edges)
+
+the share of the style distance left, at a bounded loss of the photo's structure: below an edge
+agreement of EDGE_FLOOR each 0.1 lost costs as much as the whole style distance, so that the best
+settings are the most painterly ones that still show the photo's shapes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mlflow.entities import Metric
+
+from pipeline.console import progress_bar
+from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
+from pipeline.io import atomic_dir, file_digest, write_json
+from pipeline.reports.grid import save_image
+from pipeline.style.baseline import colour_transfer
+from pipeline.style.features import RandomFeatures
+from pipeline.style.params import StyleParams
+from pipeline.style.scores import colour_distance, edge_agreement, moved, style_distance
+from pipeline.style.transfer import History, resize_longer, stylize
+from pipeline.tracking import connect, provenance_tags, recorded, start_run, tracking_uri
+
+log = logging.getLogger(__name__)
+
+EDGE_FLOOR = 0.5  # edge agreement below which a stylization loses the photo (scores docstring)
+EDGE_PENALTY = 10.0
+PANEL_HEIGHT = 192  # px of each image in reports/panels.png
+GAP = 4  # white px between panels
+
+
+def read_image(path: str) -> torch.Tensor:
+    """An image file as (1, 3, H, W) float32 in [0, 1] (pipeline.imagefile.read_rgb)."""
+    rgb = read_rgb(Path(path), round(DEFAULT_MEGAPIXELS * 1e6))
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float() / 255
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
+    return image.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+def pair_scores(out: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
+    """The scores of an image ``out`` at the working size (module docstring)."""
+    before, after = style_distance(content, style), style_distance(out, style)
+    edges = edge_agreement(out, content)
+    return {
+        "style_distance_before": before,
+        "style_distance": after,
+        "style_moved": moved(before, after),
+        "colour_moved": moved(colour_distance(content, style), colour_distance(out, style)),
+        "edge_agreement": edges,
+        "score": after / before + EDGE_PENALTY * max(0.0, EDGE_FLOOR - edges),
+    }
+
+
+def panel(images: list[torch.Tensor]) -> np.ndarray:
+    """Images (1, 3, h, w) side by side at PANEL_HEIGHT, white gaps: uint8 (H, W, 3)."""
+    rows = []
+    for image in images:
+        h, w = image.shape[-2:]
+        size = (PANEL_HEIGHT, max(1, round(w * PANEL_HEIGHT / h)))
+        rows += [to_uint8(F.interpolate(image, size=size, mode="bilinear", antialias=True))]
+        rows += [np.full((PANEL_HEIGHT, GAP, 3), 255, np.uint8)]
+    return np.concatenate(rows[:-1], axis=1)
+
+
+def stack(panels: list[np.ndarray]) -> np.ndarray:
+    """Panels one under the other, left-aligned on white."""
+    width = max(p.shape[1] for p in panels)
+    out = []
+    for p in panels:
+        out += [np.pad(p, ((0, 0), (0, width - p.shape[1]), (0, 0)), constant_values=255)]
+        out += [np.full((GAP, width, 3), 255, np.uint8)]
+    return np.concatenate(out[:-1], axis=0)
+
+
+def log_pair(
+    run_id: str, history: History, scores: dict, baseline: dict, seconds: float, folder: Path
+) -> None:
+    """The run's metrics (loss curves by evaluation) and pictures."""
+    client = connect(tracking_uri())
+    now = int(time.time() * 1000)
+    curves = [
+        Metric(key, value, now, step)
+        for key, values in (
+            ("loss", history.total),
+            ("loss_content", history.content),
+            ("loss_style", history.style),
+        )  # fmt: skip
+        for step, value in enumerate(values)
+    ]
+    final = {**scores, **{f"baseline_{k}": v for k, v in baseline.items()}, "seconds": seconds}
+    for start in range(0, len(curves), 1000):  # MLflow takes at most 1000 metrics a batch
+        client.log_batch(run_id, metrics=curves[start : start + 1000])
+    client.log_batch(run_id, metrics=[Metric(k, v, now, 0) for k, v in final.items()])
+    for file in sorted(folder.iterdir()):
+        client.log_artifact(run_id, str(file))
+
+
+def stylize_pairs(
+    params: StyleParams, *, params_file: str, out_dir: str, metrics_path: str, panels_png: str
+) -> dict:
+    """Paint every content in every style (module docstring); write the outputs (a folder of
+    ``<content>__<style>.png`` at the content's size), the panels (content | style | stylized |
+    colour transfer, one row per pair) and the metrics (per pair and their means); one MLflow run
+    per pair. Returns the metrics."""
+    options = params.stylize
+    contents = {Path(f).stem: read_image(f) for f in params.pairs.contents}  # all read first
+    styles = {Path(f).stem: read_image(f) for f in params.pairs.styles}
+    digest = hashlib.sha256(
+        "".join(file_digest(f) for f in (*params.pairs.contents, *params.pairs.styles)).encode()
+    ).hexdigest()
+    tags = provenance_tags(".", "stages/stylize.py", digest)
+    features = RandomFeatures(seed=options.seed)
+    client = connect(tracking_uri())
+    pairs, panels = {}, []
+    total = options.steps * options.passes * len(contents) * len(styles)
+    with atomic_dir(out_dir) as tmp, progress_bar(total=total, desc="stylize", unit="eval") as bar:
+        for c_name, content in contents.items():
+            for s_name, style in styles.items():
+                name = f"{c_name}__{s_name}"
+                run_id = start_run(client, params.mlflow.experiment, f"stylize-{name}",
+                                   {"stylize": asdict(options), "content": c_name, "style": s_name,
+                                    "params_file": params_file}, tags)  # fmt: skip
+                with recorded(client, run_id):
+                    start = time.perf_counter()
+                    out, history = stylize(content, style, features, options, on_step=bar.update)
+                    seconds = time.perf_counter() - start
+                    small = resize_longer(content, max(out.shape[-2:]))
+                    base = colour_transfer(small, style)
+                    scores = pair_scores(out, small, style)
+                    baseline = pair_scores(base, small, style)
+                    full = F.interpolate(out, size=content.shape[-2:], mode="bicubic")
+                    save_image(to_uint8(full), tmp / f"{name}.png")
+                    row = panel([small, style, out, base])
+                    panels.append(row)
+                    with tempfile.TemporaryDirectory() as pictures:
+                        save_image(row, Path(pictures) / "panel.png")
+                        save_image(to_uint8(out), Path(pictures) / "stylized.png")
+                        log_pair(run_id, history, scores, baseline, seconds, Path(pictures))
+                pairs[name] = {**scores, **{f"baseline_{k}": v for k, v in baseline.items()},
+                               "seconds": seconds, "mlflow_run_id": run_id}  # fmt: skip
+    means = {k: float(np.mean([p[k] for p in pairs.values()]))
+             for k in next(iter(pairs.values())) if k != "mlflow_run_id"}  # fmt: skip
+    metrics = {**means, "pairs": pairs, "stylize": asdict(options)}
+    save_image(stack(panels), panels_png)
+    write_json(metrics_path, metrics)
+    return metrics
