@@ -3,18 +3,25 @@ paintings in none of the project's data (issue 28's "done when").
 
 For each content x style pair: the command's own path (pipeline.apps.stylize: the working size,
 L-BFGS coarse to fine, the default weights and steps) and the baseline (Reinhard colour transfer,
-pipeline.style.baseline), scored by pipeline.style.scores at the working size: the share of the
-style (Gram) distance in held-out features and of the colour distance covered ("moved", 1 - after
-/ before), and the edge agreement with the photo (1: its edges where they were). Seconds are the
+pipeline.style.baseline), scored at the working size (pipeline.style.runs.pair_scores, the scores
+of pipeline.style.scores): the share of the style (Gram) distance in held-out features, of the
+texture distance (luminance alone) and of the colour distance covered ("moved", 1 - after /
+before), and the edge agreement with the photo (1: its edges where they were). Seconds are the
 wall time of the stylization on 2 CPU threads.
 
-Contents: docs/kite.jpg (kept out of the photo set on purpose), scikit-image's motorcycle_left.png
-and coffee.png. Styles: any paintings given with --styles; the default pair is not shipped with the
-project and comes from the same package as the shipped ones (Hiroshige's Benzaiten Shrine in Snow
-and Duerer's Lion):
+Contents: scikit-image's motorcycle_left.png (Middlebury 2014 stereo) and coffee.png (Rachel
+Michetti, CC0), in none of the project's data. Styles: any paintings given with --styles; the pair
+measured is not shipped with the project and comes from the same package as the shipped ones
+(Hiroshige's Benzaiten Shrine in Snow and Duerer's Lion):
 
     python scripts/make_paintings.py gcompris-qt-data_3.1-2_all.deb --boards 8,16 --out held_out
     .venv/bin/python benchmarks/stylize_scores.py --styles held_out/board8.jpg,held_out/board16.jpg
+
+How the default lambda_style was chosen, on the pairs of stylize/params.yaml (shipped test photos and
+paintings, not the pairs above), at a working size of 256 px:
+
+    .venv/bin/python benchmarks/stylize_scores.py --pairs stylize/params.yaml --size 256 \
+        --style-weights 10,100,1000
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import skimage
@@ -34,54 +42,64 @@ from pipeline.apps.stylize import DEFAULTS, to_tensor  # noqa: E402
 from pipeline.imagefile import read_rgb  # noqa: E402
 from pipeline.style.baseline import colour_transfer  # noqa: E402
 from pipeline.style.features import RandomFeatures  # noqa: E402
-from pipeline.style.scores import (  # noqa: E402
-    colour_distance,
-    edge_agreement,
-    moved,
-    style_distance,
-)
-from pipeline.style.transfer import resize_longer, stylize  # noqa: E402
+from pipeline.style.params import load_style_params  # noqa: E402
+from pipeline.style.runs import pair_scores  # noqa: E402
+from pipeline.style.transfer import StyleOptions, resize_longer, stylize  # noqa: E402
 
 DATA = Path(skimage.__file__).parent / "data"
-CONTENTS = [ROOT / "docs/kite.jpg", DATA / "motorcycle_left.png", DATA / "coffee.png"]
+CONTENTS = [DATA / "motorcycle_left.png", DATA / "coffee.png"]
 
 
 def scores(image: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> tuple[float, ...]:
-    """(style moved, colour moved, edge agreement) of ``image`` at the working size."""
-    return (
-        moved(style_distance(content, style), style_distance(image, style)),
-        moved(colour_distance(content, style), colour_distance(image, style)),
-        edge_agreement(image, content),
-    )
+    """(style, texture and colour distance covered, edge agreement, score) of ``image``."""
+    s = pair_scores(image, content, style)
+    return s["style_moved"], s["texture_moved"], s["colour_moved"], s["edge_agreement"], s["score"]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--styles", required=True, help="comma-separated painting files")
+    parser.add_argument("--styles", help="comma-separated painting files")
+    parser.add_argument("--pairs", help="a params file whose pairs (contents, styles) to use")
+    parser.add_argument("--style-weights", help="comma-separated lambda_style values to compare")
+    parser.add_argument("--size", type=int, default=DEFAULTS.size)
     args = parser.parse_args()
     torch.set_num_threads(2)
     features = RandomFeatures(seed=0)
-    print(f"defaults: {DEFAULTS}")
-    print(f"{'content':<20} {'style':<14} {'s':>5} | {'style moved':>11} {'colour':>6} "
-          f"{'edges':>5} | baseline {'style':>5} {'colour':>6} {'edges':>5}")  # fmt: skip
-    rows = []
-    for style_path in args.styles.split(","):
-        style = to_tensor(read_rgb(Path(style_path), 10**8), "cpu")
-        for content_path in CONTENTS:
-            content = to_tensor(read_rgb(content_path, 10**8), "cpu")
-            start = time.perf_counter()
-            out, _ = stylize(content, style, features, DEFAULTS)
-            seconds = time.perf_counter() - start
-            small = resize_longer(content, max(out.shape[-2:]))  # the working size
-            ours = scores(out, small, style)
-            base = scores(colour_transfer(small, style), small, style)
-            rows.append((seconds, ours, base))
-            print(f"{content_path.name:<20} {Path(style_path).name:<14} {seconds:5.0f} | "
-                  f"{ours[0]:11.2f} {ours[1]:6.2f} {ours[2]:5.2f} | "
-                  f"{'':8} {base[0]:5.2f} {base[1]:6.2f} {base[2]:5.2f}")  # fmt: skip
-    mean = [sum(r[i][k] for r in rows) / len(rows) for i in (1, 2) for k in range(3)]
-    print(f"{'mean':<35} {max(r[0] for r in rows):5.0f} max | {mean[0]:11.2f} {mean[1]:6.2f} "
-          f"{mean[2]:5.2f} | {'':8} {mean[3]:5.2f} {mean[4]:6.2f} {mean[5]:5.2f}")  # fmt: skip
+    if args.pairs:
+        pairs = load_style_params(args.pairs).pairs
+        contents, styles = [Path(c) for c in pairs.contents], [Path(s) for s in pairs.styles]
+    elif args.styles:
+        contents, styles = CONTENTS, [Path(s) for s in args.styles.split(",")]
+    else:
+        parser.error("give --styles or --pairs")
+    weights = [float(w) for w in args.style_weights.split(",")] if args.style_weights else [None]
+    print(f"{'content':<24} {'style':<16} {'weight':>6} {'s':>4} | moved: {'style':>5} "
+          f"{'texture':>7} {'colour':>6} edges  score | baseline: {'style':>5} {'texture':>7} "
+          f"{'colour':>6} edges")  # fmt: skip
+    for weight in weights:
+        options = replace(DEFAULTS, size=args.size, style_weight=weight or DEFAULTS.style_weight)
+        rows = []
+        for style_path in styles:
+            style = to_tensor(read_rgb(style_path, 10**8), "cpu")
+            for content_path in contents:
+                content = to_tensor(read_rgb(content_path, 10**8), "cpu")
+                start = time.perf_counter()
+                out, _ = stylize(content, style, features, options)
+                seconds = time.perf_counter() - start
+                small = resize_longer(content, max(out.shape[-2:]))  # the working size
+                rows.append((seconds, scores(out, small, style),
+                             scores(colour_transfer(small, style), small, style)))  # fmt: skip
+                print(line(content_path.name, style_path.name, options, *rows[-1]))
+        mean = [[sum(r[i][k] for r in rows) / len(rows) for k in range(5)] for i in (1, 2)]
+        print(line("mean (s: the longest)", "", options, max(r[0] for r in rows), *mean))
+
+
+def line(content: str, style: str, options: StyleOptions, seconds: float, ours, base) -> str:
+    return (
+        f"{content:<24} {style:<16} {options.style_weight:6g} {seconds:4.0f} | {'':6} "
+        f"{ours[0]:5.2f} {ours[1]:7.2f} {ours[2]:6.2f} {ours[3]:5.2f} {ours[4]:6.3f} | {'':9} "
+        f"{base[0]:5.2f} {base[1]:7.2f} {base[2]:6.2f} {base[3]:5.2f}"
+    )
 
 
 if __name__ == "__main__":

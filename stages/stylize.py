@@ -32,12 +32,13 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics_path=args.metrics,
         panels_png=args.panels,
     )
+    share = {k: f"{100 * metrics[k]:.0f}% ({100 * metrics[f'baseline_{k}']:.0f}%)"
+             for k in ("style_moved", "texture_moved", "colour_moved")}  # fmt: skip
     say(
-        f"stylize: {len(metrics['pairs'])} pair(s); style distance covered "
-        f"{100 * metrics['style_moved']:.0f}% (colour transfer: "
-        f"{100 * metrics['baseline_style_moved']:.0f}%), colour distance "
-        f"{100 * metrics['colour_moved']:.0f}% ({100 * metrics['baseline_colour_moved']:.0f}%), "
-        f"edge agreement {metrics['edge_agreement']:.2f}; {metrics['seconds']:.0f} s per pair"
+        f"stylize: {len(metrics['pairs'])} pair(s), {metrics['seconds']:.0f} s each; distance to "
+        f"the painting covered (colour transfer's): style {share['style_moved']}, texture "
+        f"{share['texture_moved']}, colour {share['colour_moved']}; edge agreement with the "
+        f"photo {metrics['edge_agreement']:.2f} ({metrics['baseline_edge_agreement']:.2f})"
     )
     say(f"  pictures: {args.panels} (content | style | stylized | colour transfer), {args.out}/")
     uri = tracking_uri()

@@ -13,7 +13,13 @@ from PIL import Image
 from pipeline.style.baseline import colour_transfer
 from pipeline.style.features import RandomFeatures
 from pipeline.style.gram import content_loss, gram, relative_error, style_loss
-from pipeline.style.scores import colour_distance, edge_agreement, moved, style_distance
+from pipeline.style.scores import (
+    colour_distance,
+    edge_agreement,
+    moved,
+    style_distance,
+    texture_distance,
+)
 from pipeline.style.transfer import StyleOptions, pass_sizes, resize_longer, stylize
 
 
@@ -83,6 +89,9 @@ def test_colour_transfer_gives_the_content_the_styles_lab_mean_and_deviation():
     torch.testing.assert_close(lab.mean((2, 3)), target.mean((2, 3)), atol=0.05, rtol=0)
     torch.testing.assert_close(lab.std((2, 3)), target.std((2, 3)), atol=0.05, rtol=0)
     assert edge_agreement(out, content) > 0.95  # the colours move, the edges stay
+    colour_moved = moved(style_distance(content, style), style_distance(out, style))
+    texture_moved = moved(texture_distance(content, style), texture_distance(out, style))
+    assert colour_moved > 0.8 and abs(texture_moved) < 0.05  # the texture score sees no colour
 
 
 # ---------------------------------------------------------------------------------------- scores
@@ -90,6 +99,7 @@ def test_scores_fixed_points():
     g = torch.Generator().manual_seed(0)
     image, other = torch.rand(1, 3, 64, 64, generator=g), torch.rand(1, 3, 64, 64, generator=g)
     assert style_distance(image, image) == pytest.approx(0.0, abs=1e-9)
+    assert texture_distance(image, image) == pytest.approx(0.0, abs=1e-9)
     assert colour_distance(image, image) == pytest.approx(0.0, abs=1e-6)
     assert edge_agreement(image, image) == pytest.approx(1.0)
     assert abs(edge_agreement(image, other)) < 0.3  # independent noise: unrelated edges
@@ -143,6 +153,10 @@ def test_stylize_moves_a_photo_toward_the_paintings_texture_and_keeps_its_edges(
     baseline = style_distance(colour_transfer(photo, painting), painting)
     assert moved(before, after) > 0.5, (before, after)  # in held-out features too
     assert after < baseline, (after, baseline)  # texture, not only colour
+    texture = moved(texture_distance(photo, painting), texture_distance(out, painting))
+    texture_baseline = moved(texture_distance(photo, painting),
+                             texture_distance(colour_transfer(photo, painting), painting))  # fmt: skip
+    assert texture > 0.1 and texture_baseline < 0.0, (texture, texture_baseline)
     assert moved(colour_distance(photo, painting), colour_distance(out, painting)) > 0.5
     assert edge_agreement(out, photo) > 0.5  # the disc is still where it was
 
@@ -258,7 +272,7 @@ def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_
         pair = metrics["pairs"][run.info.run_name.removeprefix("stylize-")]
         assert run.info.status == "FINISHED" and pair["mlflow_run_id"] == run.info.run_id
         assert run.data.metrics["style_moved"] == pytest.approx(pair["style_moved"])
-        assert run.data.params["stylize.style_weight"] == "10.0"
+        assert run.data.params["stylize.style_weight"] == "100.0"
         assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2 * 6
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"panel.png", "stylized.png"} <= artifacts

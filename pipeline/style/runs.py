@@ -35,7 +35,13 @@ from pipeline.reports.grid import save_image
 from pipeline.style.baseline import colour_transfer
 from pipeline.style.features import RandomFeatures
 from pipeline.style.params import StyleParams
-from pipeline.style.scores import colour_distance, edge_agreement, moved, style_distance
+from pipeline.style.scores import (
+    colour_distance,
+    edge_agreement,
+    moved,
+    style_distance,
+    texture_distance,
+)
 from pipeline.style.transfer import History, resize_longer, stylize
 from pipeline.tracking import connect, provenance_tags, recorded, start_run, tracking_uri
 
@@ -66,6 +72,7 @@ def pair_scores(out: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -
         "style_distance_before": before,
         "style_distance": after,
         "style_moved": moved(before, after),
+        "texture_moved": moved(texture_distance(content, style), texture_distance(out, style)),
         "colour_moved": moved(colour_distance(content, style), colour_distance(out, style)),
         "edge_agreement": edges,
         "score": after / before + EDGE_PENALTY * max(0.0, EDGE_FLOOR - edges),

@@ -8,6 +8,9 @@ same longer side.
   cannot score well by fitting the particular filters it was optimised against: it has to take on
   the style's texture statistics. 0 is the style's own statistics; 1 is as far as features that
   are all zero.
+- ``texture_distance``: the same in JUDGE's luminance features at every level (each image's luminance
+  standardised first, pipeline.style.features): the texture alone, blind to colour and to the level
+  and contrast of the light, so that colour transfer, which changes only those, hardly moves it.
 - ``colour_distance``: the Frechet distance between Gaussian fits of the two images' L*a*b*
   pixels (squared Lab units; pipeline.evaluate.frechet), the colours alone.
 - ``edge_agreement``: the correlation between the gradient magnitudes (Sobel) of the image's and
@@ -30,20 +33,27 @@ from pipeline.style.gram import gram, style_loss
 from pipeline.style.transfer import resize_longer
 
 JUDGE = {"seed": 1_000_003, "kernel": 7}  # held-out features: not the optimised seed and size
+JUDGE_LEVELS = 4
 EDGE_LEVEL = 2  # a quarter of the working size
 SOBEL = torch.tensor([[-1.0, 0.0, 1.0], [-2.0, 0.0, 2.0], [-1.0, 0.0, 1.0]])
 
 
-def _judge() -> RandomFeatures:
-    return RandomFeatures(**JUDGE)
+def _judge_distance(image: torch.Tensor, style: torch.Tensor, layers: str) -> float:
+    """L_style of image (1, 3, h, w) against style (1, 3, H, W) in JUDGE's ``layers``."""
+    judge = RandomFeatures(**JUDGE, content_levels=tuple(range(JUDGE_LEVELS)), levels=JUDGE_LEVELS)
+    with torch.no_grad():
+        target = getattr(judge(resize_longer(style, max(image.shape[-2:]))), layers)
+        return float(style_loss(getattr(judge(image), layers), [gram(f) for f in target]).sum())
 
 
 def style_distance(image: torch.Tensor, style: torch.Tensor) -> float:
-    """L_style of image (1, 3, h, w) against style (1, 3, H, W) in JUDGE features."""
-    judge = _judge()
-    with torch.no_grad():
-        grams = [gram(f) for f in judge(resize_longer(style, max(image.shape[-2:]))).style]
-        return float(style_loss(judge(image).style, grams).sum())
+    """L_style of image against style in JUDGE's colour features."""
+    return _judge_distance(image, style, "style")
+
+
+def texture_distance(image: torch.Tensor, style: torch.Tensor) -> float:
+    """L_style of image against style in JUDGE's standardised-luminance features."""
+    return _judge_distance(image, style, "content")
 
 
 def colour_distance(image: torch.Tensor, style: torch.Tensor) -> float:
