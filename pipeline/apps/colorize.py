@@ -45,7 +45,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
-from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
 from pipeline.apps.outputs import check_outputs
 from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
@@ -69,10 +69,6 @@ MAX_DRAWS = 16
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
 WORK_PIXELS = 256 * 256  # the most the model sees per sample (as tiles of its crop size)
 STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
-
-
-class UnreadableImages(OSError):
-    """Some inputs could not be decoded; the others were colorized (exit status 2)."""
 
 
 def output_names(job: Job, samples: int) -> list[Path]:
@@ -212,11 +208,7 @@ def run(args: argparse.Namespace) -> None:
         except (OSError, ValueError, MemoryError, Image.DecompressionBombError) as exc:
             failed.append(f"{job.path}: {first_line(exc)}")
     log.info("colorize: wrote %d image(s) to %s", written, out_dir)
-    if failed:
-        raise UnreadableImages(
-            f"{len(failed)} of {len(jobs)} input(s) could not be colorized and were skipped:\n  "
-            + "\n  ".join(failed)
-        )
+    raise_for_skipped(failed, len(jobs), "colorized")
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:

@@ -14,6 +14,20 @@ from pipeline.imagefile import DEFAULT_MEGAPIXELS
 MEGAPIXELS = (0.01, 400.0)  # --max-megapixels' range
 
 
+class UnreadableImages(OSError):
+    """Some inputs could not be used; the others were done (exit status 2)."""
+
+
+def raise_for_skipped(failed: list[str], total: int, what: str) -> None:
+    """UnreadableImages listing the ``failed`` inputs (one line each: path and reason) of ``total``,
+    which could not be ``what`` ("colorized"); nothing when none failed."""
+    if failed:
+        raise UnreadableImages(
+            f"{len(failed)} of {total} input(s) could not be {what} and were skipped:\n  "
+            + "\n  ".join(failed)
+        )
+
+
 @dataclass(frozen=True)
 class Job:
     """One input file and the name of its outputs (without suffix) relative to the output folder."""

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
-from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs
+from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
 from pipeline.apps.outputs import check_outputs
 from pipeline.console import progress_bar
 from pipeline.imagefile import read_rgb
@@ -42,10 +42,6 @@ log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg")  # --out names a file with one of these
 DEFAULTS = StyleOptions()
-
-
-class UnreadableImages(OSError):
-    """Some content files could not be read; the others were stylized (exit status 2)."""
 
 
 def to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
@@ -108,11 +104,7 @@ def run(args: argparse.Namespace) -> None:
             image, _ = stylize(to_tensor(rgb, device), style, features, options, on_step=bar.update)
             save_image(to_uint8(image, rgb.shape[:2]), target, overwrite=args.overwrite)
     log.info("stylize: wrote %d image(s) to %s", len(jobs) - len(failed), args.out)
-    if failed:
-        raise UnreadableImages(
-            f"{len(failed)} of {len(jobs)} content file(s) could not be read and were skipped:\n  "
-            + "\n  ".join(failed)
-        )
+    raise_for_skipped(failed, len(jobs), "stylized")
 
 
 def add_command(commands: argparse._SubParsersAction) -> None:
