@@ -222,6 +222,26 @@ def test_colorize_never_writes_over_its_inputs_or_mixes_outputs(run_python, colo
     assert snapshot(folder) == before
 
 
+def test_stylize_never_writes_over_its_photos_or_its_painting(run_python, tmp_path):
+    """--out as the painting, as the photo, or inside the photos' folder: refused before any work,
+    with --overwrite too, and every file left as it was."""
+    folder = photos(tmp_path / "in", "a.png", "b.png")
+    painting = photos(tmp_path / "style", "painting.png") / "painting.png"
+    before = snapshot(tmp_path)
+    fast = ("--size", "64", "--steps", "2", "--overwrite")
+
+    def stylize(*args):
+        return run_python("-m", "pipeline", "stylize", *map(str, args), *fast)
+
+    result = stylize(folder / "a.png", "--style", painting, "--out", painting)
+    assert result.returncode == 2 and "is an input of this command" in result.stderr
+    result = stylize(folder / "a.png", "--style", painting, "--out", folder / "a.png")
+    assert result.returncode == 2 and "is an input of this command" in result.stderr
+    result = stylize(folder, "--style", painting, "--out", folder / "painted")
+    assert result.returncode == 2 and "inside the input folder" in result.stderr
+    assert snapshot(tmp_path) == before
+
+
 def header_only_png(path: Path, width: int, height: int) -> Path:
     """A PNG whose header claims ``width`` x ``height`` (its data is one tiny row): the command
     must refuse it from the header, before decoding."""
