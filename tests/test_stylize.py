@@ -172,6 +172,7 @@ def write_png(path, array):
     Image.fromarray(array).save(path)
 
 
+@pytest.mark.slow  # several command runs: keeps make test-fast under 5 minutes
 def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_ones(
     run_python, tmp_path
 ):
@@ -346,6 +347,7 @@ def vgg19_file(tmp_path):
     return path, hashlib.sha256(path.read_bytes()).hexdigest(), tensors
 
 
+@pytest.mark.slow  # several command runs: keeps make test-fast under 5 minutes
 def test_vgg19_loads_checked_weights_and_gives_gatys_layers(tmp_path, run_python):
     from pipeline.style.vgg import STYLE_LAYERS, WeightsError, load_vgg19
 
