@@ -38,13 +38,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.apps.stylize import DEFAULTS, to_tensor  # noqa: E402
+from pipeline.apps.stylize import DEFAULTS  # noqa: E402
 from pipeline.imagefile import read_rgb  # noqa: E402
 from pipeline.style.baseline import colour_transfer  # noqa: E402
 from pipeline.style.features import RandomFeatures  # noqa: E402
 from pipeline.style.params import load_style_params  # noqa: E402
 from pipeline.style.runs import pair_scores  # noqa: E402
-from pipeline.style.transfer import StyleOptions, resize_longer, stylize  # noqa: E402
+from pipeline.style.transfer import (  # noqa: E402
+    StyleOptions,
+    resize_longer,
+    stylize,
+    to_tensor,
+)
 
 DATA = Path(skimage.__file__).parent / "data"
 CONTENTS = [DATA / "motorcycle_left.png", DATA / "coffee.png"]

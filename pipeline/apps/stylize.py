@@ -17,9 +17,7 @@ import argparse
 import logging
 from pathlib import Path
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
 from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
@@ -35,6 +33,8 @@ from pipeline.style.transfer import (
     SIZES,
     StyleOptions,
     stylize,
+    to_tensor,
+    to_uint8,
 )
 from pipeline.style.vgg import load_vgg19
 
@@ -42,19 +42,6 @@ log = logging.getLogger(__name__)
 
 FILE_SUFFIXES = (".png", ".jpg", ".jpeg")  # --out names a file with one of these
 DEFAULTS = StyleOptions()
-
-
-def to_tensor(rgb: np.ndarray, device: str) -> torch.Tensor:
-    """uint8 (H, W, 3) -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float().div(255).to(device)
-
-
-def to_uint8(image: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-    """(1, 3, h, w) in [0, 1] resized (bicubic) to ``size`` -> uint8 (H, W, 3)."""
-    if tuple(image.shape[-2:]) != size:
-        image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
-    pixels = image.clamp(0, 1).mul(255).round().to(torch.uint8)
-    return pixels[0].permute(1, 2, 0).cpu().numpy()
 
 
 def targets_of(jobs: list[Job], out: Path) -> list[Path]:

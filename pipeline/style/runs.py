@@ -27,6 +27,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from mlflow.entities import Metric
+from mlflow.tracking import MlflowClient
 
 from pipeline.console import progress_bar
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
@@ -42,7 +43,7 @@ from pipeline.style.scores import (
     style_distance,
     texture_distance,
 )
-from pipeline.style.transfer import History, resize_longer, stylize
+from pipeline.style.transfer import History, resize_longer, stylize, to_tensor, to_uint8
 from pipeline.tracking import connect, provenance_tags, recorded, start_run, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -55,13 +56,7 @@ GAP = 4  # white px between panels
 
 def read_image(path: str) -> torch.Tensor:
     """An image file as (1, 3, H, W) float32 in [0, 1] (pipeline.imagefile.read_rgb)."""
-    rgb = read_rgb(Path(path), round(DEFAULT_MEGAPIXELS * 1e6))
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float() / 255
-
-
-def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) in [0, 1] -> uint8 (H, W, 3)."""
-    return image.clamp(0, 1).mul(255).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+    return to_tensor(read_rgb(Path(path), round(DEFAULT_MEGAPIXELS * 1e6)))
 
 
 def pair_scores(out: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
@@ -101,10 +96,15 @@ def stack(panels: list[np.ndarray]) -> np.ndarray:
 
 
 def log_pair(
-    run_id: str, history: History, scores: dict, baseline: dict, seconds: float, folder: Path
+    client: MlflowClient,
+    run_id: str,
+    history: History,
+    scores: dict,
+    baseline: dict,
+    seconds: float,
+    folder: Path,
 ) -> None:
     """The run's metrics (loss curves by evaluation) and pictures."""
-    client = connect(tracking_uri())
     now = int(time.time() * 1000)
     curves = [
         Metric(key, value, now, step)
@@ -156,14 +156,13 @@ def stylize_pairs(
                     base = colour_transfer(small, style)
                     scores = pair_scores(out, small, style)
                     baseline = pair_scores(base, small, style)
-                    full = F.interpolate(out, size=content.shape[-2:], mode="bicubic")
-                    save_image(to_uint8(full), tmp / f"{name}.png")
+                    save_image(to_uint8(out, content.shape[-2:]), tmp / f"{name}.png")
                     row = panel([small, style, out, base])
                     panels.append(row)
                     with tempfile.TemporaryDirectory() as pictures:
                         save_image(row, Path(pictures) / "panel.png")
                         save_image(to_uint8(out), Path(pictures) / "stylized.png")
-                        log_pair(run_id, history, scores, baseline, seconds, Path(pictures))
+                        log_pair(client, run_id, history, scores, baseline, seconds, Path(pictures))
                 pairs[name] = {**scores, **{f"baseline_{k}": v for k, v in baseline.items()},
                                "seconds": seconds, "mlflow_run_id": run_id}  # fmt: skip
     means = {k: float(np.mean([p[k] for p in pairs.values()]))

@@ -19,6 +19,7 @@ import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -91,6 +92,19 @@ def resize_longer(image: torch.Tensor, longer: int) -> torch.Tensor:
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
     out = F.interpolate(image, size=size, mode="bicubic", align_corners=False, antialias=True)
     return out.clamp(0, 1)
+
+
+def to_tensor(rgb: np.ndarray, device: str = "cpu") -> torch.Tensor:
+    """uint8 (H, W, 3) -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
+    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float().div(255).to(device)
+
+
+def to_uint8(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
+    """(1, 3, h, w) in [0, 1], resized (bicubic) to ``size`` when given -> uint8 (H, W, 3)."""
+    if size is not None and tuple(image.shape[-2:]) != tuple(size):
+        image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
+    pixels = image.clamp(0, 1).mul(255).round().to(torch.uint8)
+    return pixels[0].permute(1, 2, 0).cpu().numpy()
 
 
 def pass_sizes(options: StyleOptions, longest: int | None = None) -> list[int]:
