@@ -440,6 +440,7 @@ def test_tune_state_is_restored_only_for_the_same_sweep_identity(tmp_path, caplo
         ("colorize/dvc.yaml", "baseline", "train"),
         ("colorize/dvc.yaml", "evaluate", "evaluate"),
         ("stylize/dvc.yaml", "stylize", "stylize"),
+        ("stylize/dvc.yaml", "tune", "stylize_tune"),
     ],
 )
 def test_dvc_deps_cover_the_code_each_result_comes_from(pipeline, stage, script):

@@ -3,6 +3,7 @@ against closed forms, the features' invariances, the colour-transfer baseline's 
 scores' fixed points, that the optimisation moves a synthetic photo toward a synthetic painting's
 texture while keeping its edges, and the command's files and errors."""
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -230,14 +231,87 @@ def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
 
 
 # ------------------------------------------------------------------- the pipeline: DVC and MLflow
+# ----------------------------------------------------------------------- the weights' search
+def style_params_file(tmp_path, **sections):
+    """stylize/params.yaml with absolute image paths and ``sections`` merged over its own."""
+    import yaml
+
+    from tests.conftest import ROOT
+
+    raw = yaml.safe_load((ROOT / "stylize/params.yaml").read_text())
+    for name in ("contents", "styles"):
+        raw["pairs"][name] = [str(ROOT / f) for f in raw["pairs"][name]]
+    for name, values in sections.items():
+        raw[name] = {**raw.get(name, {}), **values}
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path
+
+
+def test_stylize_params_yaml_documents_the_defaults(tmp_path):
+    from pipeline.config import RayConfig
+    from pipeline.style.params import StyleSearch, load_style_params
+
+    params = load_style_params(style_params_file(tmp_path))
+    assert params.stylize == StyleOptions() and params.tune == StyleSearch()
+    assert params.ray == RayConfig()
+    assert params.trial_options({"stylize.style_weight": 30.0}) == StyleOptions(
+        style_weight=30.0, size=256, steps=100
+    )
+
+
+@pytest.mark.parametrize(
+    "tune, message",
+    [
+        ({"space": {"stylize.size": {"choice": [128]}}}, "tune: space: unknown or untunable key"),
+        ({"space": {"stylize.passes": {"uniform": [1, 3]}}}, "use randint or choice"),
+        ({"space": {"stylize.passes": {"choice": [2, 5]}}, "size": 64}, "stylize.passes 5"),
+        ({"space": {"stylize.style_weight": {"grid": [1.0]}}, "search": "optuna"}, "needs search"),
+        ({"space": {}}, "space is empty but enabled is true"),
+        ({"num_samples": 0}, "tune: num_samples must be an integer >= 1, got 0"),
+        ({"space": {"stylize.style_weight": {"loguniform": [1.0, 1e12]}}}, "style_weight"),
+    ],
+)
+def test_bad_search_params_are_refused_naming_the_key(tmp_path, tune, message):
+    from pipeline.config import ConfigError
+    from pipeline.style.params import load_style_params
+
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        load_style_params(style_params_file(tmp_path, tune=tune))
+
+
+def test_tuned_values_apply_only_within_the_searched_space(tmp_path):
+    from pipeline.config import ConfigError
+    from pipeline.style.params import load_style_params
+    from pipeline.style.sweep import apply_best
+
+    params = load_style_params(style_params_file(tmp_path))
+    best = tmp_path / "best.yaml"
+    best.write_text("stylize:\n  style_weight: 42.5\n")
+    assert apply_best(params, best).stylize == StyleOptions(style_weight=42.5)
+    for body, message in [
+        ("{}\n", "holds no tuned values"),
+        ("stylize:\n  steps: 3\n", "stylize.steps is not in tune.space"),
+        ("stylize:\n  style_weight: 5000.0\n", "outside tune.space's loguniform"),
+    ]:
+        best.write_text(body)
+        with pytest.raises(ConfigError, match=message):
+            apply_best(params, best)
+    off = load_style_params(style_params_file(tmp_path, tune={"enabled": False}))
+    assert apply_best(off, best) == off  # tuning off: the file is not read
+
+
 @pytest.mark.slow
-def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_change(dvc_repo):
+def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on_change(dvc_repo):
     """`dvc repro stylize/dvc.yaml` in a fresh git + DVC copy of the project, with small settings:
-    one output per pair at the content's size, the panels, metrics per pair and their means, one
-    FINISHED MLflow run per pair with its loss curves, scores and pictures; a second repro does
-    nothing, a changed style weight re-runs."""
+    the tune stage runs a Ray Tune trial per grid value, each an MLflow child run of the sweep, and
+    writes the lowest mean score's value, which the stylize stage paints with; one output per pair
+    at the content's size, the panels, metrics per pair and their means, one FINISHED MLflow run
+    per pair with its loss curves, scores and pictures; a second repro does nothing, a changed
+    search re-runs both stages."""
     import json
 
+    import pandas as pd
     import yaml
     from mlflow.tracking import MlflowClient
 
@@ -245,9 +319,18 @@ def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_
     params_file = repo / "stylize/params.yaml"
     params = yaml.safe_load(params_file.read_text())
     params["stylize"].update(size=64, steps=6, passes=2)
+    params["tune"].update(size=64, steps=4, num_samples=1,
+                          space={"stylize.style_weight": {"grid": [3.0, 300.0]}})  # fmt: skip
     params["pairs"]["styles"] = params["pairs"]["styles"][:1]
     params_file.write_text(yaml.safe_dump(params))
     dvc_repo("dvc", "repro", "stylize/dvc.yaml")
+
+    trials = pd.read_csv(repo / "stylize/reports/tune_results.csv")
+    assert sorted(trials["stylize.style_weight"]) == [3.0, 300.0]
+    assert (trials["status"] == "completed").all() and trials["score"].is_monotonic_increasing
+    best = yaml.safe_load((repo / "stylize/reports/best_params.yaml").read_text())
+    assert best == {"stylize": {"style_weight": trials["stylize.style_weight"].iloc[0]}}
+    assert (repo / "stylize/reports/tune_score.png").stat().st_size > 10_000
 
     contents, style = params["pairs"]["contents"], params["pairs"]["styles"][0]
     names = [f"{Path(c).stem}__{Path(style).stem}" for c in contents]
@@ -257,6 +340,7 @@ def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_
         with Image.open(repo / content) as photo, Image.open(outputs / f"{name}.png") as out:
             assert out.size == photo.size
     metrics = json.loads((repo / "stylize/reports/metrics.json").read_text())
+    assert metrics["stylize"]["style_weight"] == best["stylize"]["style_weight"]  # tuned
     assert sorted(metrics["pairs"]) == sorted(names)
     assert metrics["style_moved"] == pytest.approx(
         np.mean([p["style_moved"] for p in metrics["pairs"].values()])
@@ -268,12 +352,25 @@ def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("diffusion-pipeline-stylize")
     runs = client.search_runs([experiment.experiment_id])
-    assert sorted(r.info.run_name for r in runs) == sorted(f"stylize-{n}" for n in names)
-    for run in runs:
+    (sweep,) = [r for r in runs if r.info.run_name.startswith("stylize-tune-")
+                and "mlflow.parentRunId" not in r.data.tags]  # fmt: skip
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == sweep.info.run_id]
+    assert sweep.info.status == "FINISHED" and len(children) == 2
+    assert sweep.data.metrics["best_score"] == pytest.approx(trials["score"].iloc[0])
+    for child in children:
+        row = trials[trials["trial_id"] == child.data.tags["tune.trial_id"]].iloc[0]
+        assert child.info.status == "FINISHED"
+        assert child.data.metrics["score"] == pytest.approx(row["score"])
+        assert float(child.data.params["stylize.style_weight"]) == row["stylize.style_weight"]
+        assert child.data.params["stylize.size"] == "64"  # the trial budget
+    pair_runs = [r for r in runs if r.info.run_name.startswith("stylize-") and r not in children
+                 and r.info.run_id != sweep.info.run_id]  # fmt: skip
+    assert sorted(r.info.run_name for r in pair_runs) == sorted(f"stylize-{n}" for n in names)
+    for run in pair_runs:
         pair = metrics["pairs"][run.info.run_name.removeprefix("stylize-")]
         assert run.info.status == "FINISHED" and pair["mlflow_run_id"] == run.info.run_id
         assert run.data.metrics["style_moved"] == pytest.approx(pair["style_moved"])
-        assert run.data.params["stylize.style_weight"] == "100.0"
+        assert float(run.data.params["stylize.style_weight"]) == best["stylize"]["style_weight"]
         assert len(client.get_metric_history(run.info.run_id, "loss")) >= 2 * 6
         artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
         assert {"panel.png", "stylized.png"} <= artifacts
@@ -281,11 +378,13 @@ def test_stylize_pipeline_records_each_pair_as_an_mlflow_run_and_reruns_only_on_
 
     again = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
-    params["stylize"]["style_weight"] = 3.0
+    params["tune"]["space"] = {"stylize.style_weight": 30.0}  # a fixed value: one trial
     params_file.write_text(yaml.safe_dump(params))
     rerun = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
+    assert "Running stage 'stylize/dvc.yaml:tune'" in rerun.stdout
     assert "Running stage 'stylize/dvc.yaml:stylize'" in rerun.stdout
-    assert len(client.search_runs([experiment.experiment_id])) == 2 * len(names)
+    metrics = json.loads((repo / "stylize/reports/metrics.json").read_text())
+    assert metrics["stylize"]["style_weight"] == 30.0
 
 
 # ------------------------------------------------------------------------- VGG-19 from a user file

@@ -20,6 +20,7 @@ import hashlib
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
 
@@ -43,7 +44,14 @@ from pipeline.style.scores import (
     style_distance,
     texture_distance,
 )
-from pipeline.style.transfer import History, resize_longer, stylize, to_tensor, to_uint8
+from pipeline.style.transfer import (
+    History,
+    StyleOptions,
+    resize_longer,
+    stylize,
+    to_tensor,
+    to_uint8,
+)
 from pipeline.tracking import connect, provenance_tags, recorded, start_run, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -59,6 +67,12 @@ def read_image(path: str) -> torch.Tensor:
     return to_tensor(read_rgb(Path(path), round(DEFAULT_MEGAPIXELS * 1e6)))
 
 
+def images_digest(params: StyleParams) -> str:
+    """sha256 over the sha256 of every content and style file, in the params' order."""
+    files = (*params.pairs.contents, *params.pairs.styles)
+    return hashlib.sha256("".join(file_digest(f) for f in files).encode()).hexdigest()
+
+
 def pair_scores(out: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -> dict[str, float]:
     """The scores of an image ``out`` at the working size (module docstring)."""
     before, after = style_distance(content, style), style_distance(out, style)
@@ -72,6 +86,22 @@ def pair_scores(out: torch.Tensor, content: torch.Tensor, style: torch.Tensor) -
         "edge_agreement": edges,
         "score": after / before + EDGE_PENALTY * max(0.0, EDGE_FLOOR - edges),
     }
+
+
+def paint(
+    content: torch.Tensor,
+    style: torch.Tensor,
+    features: torch.nn.Module,
+    options: StyleOptions,
+    on_step: Callable[[int], object] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, History, dict[str, float]]:
+    """One stylization and its scores: the image at the working size, the content at that size,
+    the loss history, and ``pair_scores`` with the ``seconds`` it took."""
+    start = time.perf_counter()
+    out, history = stylize(content, style, features, options, on_step=on_step)
+    seconds = time.perf_counter() - start
+    small = resize_longer(content, max(out.shape[-2:]))
+    return out, small, history, {**pair_scores(out, small, style), "seconds": seconds}
 
 
 def panel(images: list[torch.Tensor]) -> np.ndarray:
@@ -133,10 +163,7 @@ def stylize_pairs(
     options = params.stylize
     contents = {Path(f).stem: read_image(f) for f in params.pairs.contents}  # all read first
     styles = {Path(f).stem: read_image(f) for f in params.pairs.styles}
-    digest = hashlib.sha256(
-        "".join(file_digest(f) for f in (*params.pairs.contents, *params.pairs.styles)).encode()
-    ).hexdigest()
-    tags = provenance_tags(".", "stages/stylize.py", digest)
+    tags = provenance_tags(".", "stages/stylize.py", images_digest(params))
     features = RandomFeatures(seed=options.seed)
     client = connect(tracking_uri())
     pairs, panels = {}, []
@@ -149,13 +176,12 @@ def stylize_pairs(
                                    {"stylize": asdict(options), "content": c_name, "style": s_name,
                                     "params_file": params_file}, tags)  # fmt: skip
                 with recorded(client, run_id):
-                    start = time.perf_counter()
-                    out, history = stylize(content, style, features, options, on_step=bar.update)
-                    seconds = time.perf_counter() - start
-                    small = resize_longer(content, max(out.shape[-2:]))
+                    out, small, history, scores = paint(
+                        content, style, features, options, bar.update
+                    )
                     base = colour_transfer(small, style)
-                    scores = pair_scores(out, small, style)
                     baseline = pair_scores(base, small, style)
+                    seconds = scores.pop("seconds")
                     save_image(to_uint8(out, content.shape[-2:]), tmp / f"{name}.png")
                     row = panel([small, style, out, base])
                     panels.append(row)

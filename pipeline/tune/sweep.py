@@ -28,8 +28,7 @@ from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, resolve_use_gpu
-from pipeline.config import TRIAL_FIXED, Params, SearchConfig, Spec, to_dict
-from pipeline.console import progress_bar
+from pipeline.config import TRIAL_FIXED, Params, SearchConfig, to_dict
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.probe import probe_metric
@@ -49,7 +48,8 @@ from pipeline.tracking import (
 )
 from pipeline.train.driver import check_data, run_sections, with_data_classes
 from pipeline.tune.best import write_best_params
-from pipeline.tune.trial import TRIAL_TAG, SweepConfig, run_trial
+from pipeline.tune.search import TRIAL_TAG, SweepProgress, param_space
+from pipeline.tune.trial import SweepConfig, run_trial
 
 log = logging.getLogger(__name__)
 
@@ -112,48 +112,6 @@ def restorable(path: Path, identity: dict[str, Any]) -> bool:
         )
         return False
     return True
-
-
-def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
-    """Tune's param_space, keyed by the dotted params keys."""
-    domains = {
-        "fixed": lambda v: v[0],
-        "choice": lambda v: ray.tune.choice(list(v)),
-        "grid": lambda v: ray.tune.grid_search(list(v)),
-        "uniform": lambda v: ray.tune.uniform(*v),
-        "loguniform": lambda v: ray.tune.loguniform(*v),
-        "randint": lambda v: ray.tune.randint(v[0], v[1] + 1),  # Tune's upper end is exclusive
-    }
-    return {key: domains[spec.kind](spec.values) for key, spec in specs.items()}
-
-
-class SweepProgress(ray.tune.Callback):
-    """The sweep's progress bar on the terminal (Tune's callbacks run in the driver): trials ended
-    out of all, and the best milestone score so far. Its bar is not part of the pickled state."""
-
-    def __init__(self, metric: str) -> None:
-        self.bar, self.best, self.metric = None, math.inf, metric
-
-    def __getstate__(self) -> dict[str, Any]:
-        return {"bar": None, "best": self.best, "metric": self.metric}
-
-    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
-        self.bar = progress_bar(total=total_num_samples, desc="tune", unit="trial")
-
-    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        if self.bar is not None and self.metric in result:
-            self.best = min(self.best, result[self.metric])
-            self.bar.set_description(f"tune best {self.metric} {self.best:.4f}")
-
-    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
-        if self.bar is not None:
-            self.bar.update(1)
-
-    on_trial_error = on_trial_complete
-
-    def on_experiment_end(self, trials, **info) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 def max_concurrent_trials(params: Params) -> int:

@@ -34,8 +34,7 @@ from pipeline.tracking import (
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_state
 from pipeline.train.driver import fit
 from pipeline.train.worker import ProbeConfig
-
-TRIAL_TAG = "tune.trial_id"
+from pipeline.tune.search import TRIAL_TAG
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,77 @@
+"""The Ray Tune pieces every sweep of the project uses, whatever its trials run (the training sweep,
+pipeline.tune.sweep; the style-weight sweep, pipeline.style.sweep): Tune's param space from the
+parsed ``space`` of a params file (pipeline.config.space), the sweep's progress bar, and the check
+that a file of tuned values only sets what its sweep searched."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import ray.tune
+
+from pipeline.config import ConfigError, Spec, admits
+from pipeline.console import progress_bar
+
+TRIAL_TAG = "tune.trial_id"  # the MLflow tag of a trial's child run: Tune's trial id
+
+
+def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
+    """Tune's param_space, keyed by the dotted params keys."""
+    domains = {
+        "fixed": lambda v: v[0],
+        "choice": lambda v: ray.tune.choice(list(v)),
+        "grid": lambda v: ray.tune.grid_search(list(v)),
+        "uniform": lambda v: ray.tune.uniform(*v),
+        "loguniform": lambda v: ray.tune.loguniform(*v),
+        "randint": lambda v: ray.tune.randint(v[0], v[1] + 1),  # Tune's upper end is exclusive
+    }
+    return {key: domains[spec.kind](spec.values) for key, spec in specs.items()}
+
+
+def check_tuned(values: Mapping[str, Any], specs: Mapping[str, Spec], path: str | Path) -> None:
+    """ConfigError unless every tuned value of ``path`` is a key of the sweep's space that the
+    space could have drawn: the file can only set what the sweep searched."""
+    for key, value in values.items():
+        if key not in specs:
+            raise ConfigError(
+                f"{path}: key {key} is not in tune.space, so no sweep chose it; allowed: "
+                f"{', '.join(specs)} (re-run the tune stage)"
+            )
+        if not admits(specs[key], value):
+            raise ConfigError(
+                f"{path}: {key} value {value!r} is outside tune.space's {specs[key].kind} "
+                f"{list(specs[key].values)} (re-run the tune stage)"
+            )
+
+
+class SweepProgress(ray.tune.Callback):
+    """The sweep's progress bar on the terminal (Tune's callbacks run in the driver): trials ended
+    out of all, and the best (lowest) ``metric`` reported so far. Its bar is not part of the
+    pickled state."""
+
+    def __init__(self, metric: str, desc: str = "tune") -> None:
+        self.bar, self.best, self.metric, self.desc = None, math.inf, metric, desc
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {"bar": None, "best": self.best, "metric": self.metric, "desc": self.desc}
+
+    def setup(self, stop=None, num_samples=None, total_num_samples=None, **info) -> None:
+        self.bar = progress_bar(total=total_num_samples, desc=self.desc, unit="trial")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
+        if self.bar is not None and self.metric in result:
+            self.best = min(self.best, result[self.metric])
+            self.bar.set_description(f"{self.desc} best {self.metric} {self.best:.4f}")
+
+    def on_trial_complete(self, iteration, trials, trial, **info) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    on_trial_error = on_trial_complete
+
+    def on_experiment_end(self, trials, **info) -> None:
+        if self.bar is not None:
+            self.bar.close()
