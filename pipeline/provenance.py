@@ -12,7 +12,9 @@ from __future__ import annotations
 import ast
 import hashlib
 import importlib.util
+import json
 from pathlib import Path
+from typing import Any
 
 import pipeline
 
@@ -78,3 +80,11 @@ def code_digest(module: str, root: str | Path | None = None) -> str:
     for name, file in sorted(source_closure(module, root).items()):
         digest.update(name.encode() + b"\0" + file.read_bytes() + b"\0")
     return digest.hexdigest()
+
+
+def identity_name(prefix: str, identity: Any) -> str:
+    """``<prefix>-<12 hex>``: the sha256 of ``identity`` (JSON, sorted keys), what a run's or a
+    sweep's results depend on. The same name resumes (or restores) the same work; any change
+    starts a new one."""
+    payload = json.dumps(identity, sort_keys=True).encode()
+    return f"{prefix}-{hashlib.sha256(payload).hexdigest()[:12]}"

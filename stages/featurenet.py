@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 from collections.abc import Sequence
 
@@ -12,7 +11,7 @@ from pipeline.cli import entry_point
 from pipeline.config import load_params
 from pipeline.console import say
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
-from pipeline.io import atomic_path
+from pipeline.io import write_json
 
 
 @entry_point
@@ -26,8 +25,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     params = load_params(args.params)
     net, result = train_featurenet(args.data, params.featurenet)
     save_featurenet(net, params.featurenet, result, args.out)
-    with atomic_path(args.report) as tmp:
-        tmp.write_text(json.dumps(dataclasses.asdict(result), indent=2) + "\n")
+    write_json(args.report, dataclasses.asdict(result))
     say(
         f"featurenet: test accuracy {result.test_accuracy:.1%} after {result.epochs} epochs; "
         f"weights in {args.out}/"

@@ -101,13 +101,7 @@ class SearchConfig:
             for key, hint in leaf_hints(sections[section], section).items()
             if not (section == "train" and key.split(".", 1)[1] in fixed) and key not in DATA_FIXED
         }
-        try:
-            specs = parse_space(self.space, hints)
-            for key, spec in specs.items():
-                check_range_type(key, spec, hints[key])
-        except ValueError as exc:
-            raise ValueError(f"space: {exc}") from None
-        return specs
+        return parse_typed_space(self.space, hints)
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -121,6 +115,19 @@ class SearchConfig:
         if self.batch_size is not None:
             budget["train.batch_size"] = self.batch_size
         return budget
+
+
+def parse_typed_space(space: dict[str, Any], hints: dict[str, Any]) -> dict[str, Spec]:
+    """``space`` parsed (pipeline.config.space.parse_space) for the searchable keys of ``hints``
+    (dotted key -> type hint), each range checked against its key's type (``check_range_type``);
+    ValueError "space: ..." naming the key."""
+    try:
+        specs = parse_space(space, hints)
+        for key, spec in specs.items():
+            check_range_type(key, spec, hints[key])
+    except ValueError as exc:
+        raise ValueError(f"space: {exc}") from None
+    return specs
 
 
 def check_range_type(key: str, spec: Spec, hint: Any) -> None:

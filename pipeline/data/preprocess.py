@@ -20,7 +20,6 @@ dataset in Python lists (peak memory is recorded in benchmarks/README.md).
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import shutil
 from pathlib import Path
@@ -32,7 +31,7 @@ from PIL import Image
 from pipeline.console import progress_bar
 from pipeline.data.download import file_digest
 from pipeline.data.sources import Example, get_source
-from pipeline.io import atomic_dir
+from pipeline.io import atomic_dir, write_json
 
 if TYPE_CHECKING:
     from pipeline.config import DataConfig
@@ -212,7 +211,7 @@ def preprocess(
             "splits": splits,
             "skipped": {"count": len(skipped), "examples": skipped[:MAX_LISTED_SKIPS]},
         }
-        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+        write_json(tmp / "manifest.json", manifest)
     counts = ", ".join(f"{s} {splits[s]['count']}" for s in SPLITS)
     log.info("%s: %s images; %d skipped", source.name, counts, len(skipped))
     for line in skipped[:MAX_LISTED_SKIPS]:

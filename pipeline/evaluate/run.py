@@ -4,7 +4,6 @@ everything into the training's MLflow run."""
 from __future__ import annotations
 
 import dataclasses
-import json
 import logging
 import math
 import time
@@ -32,7 +31,7 @@ from pipeline.evaluate.figures import (
 )
 from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
-from pipeline.io import atomic_dir, atomic_path, read_json
+from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.methods.base import LatentModel, balanced_labels
 from pipeline.methods.export import load_model
 from pipeline.pixels import to_unit
@@ -275,8 +274,7 @@ def evaluate(
         trajectory = trajectory_frames(model, ec, trajectory_references)
     save_gif(trajectory, trajectory_gif)
     figures = write_figures(figures_dir, pictures, guidance, f"fid_{ec.features}")
-    with atomic_path(metrics_path) as tmp:
-        tmp.write_text(json.dumps(metrics, indent=2) + "\n")
+    write_json(metrics_path, metrics)
 
     log_to_run(
         report,

@@ -36,7 +36,7 @@ from pipeline.data.manifest import manifest_digest, read_manifest, verify_proces
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.methods.export import export_model
 from pipeline.methods.registry import family, method_class, method_module
-from pipeline.provenance import code_digest
+from pipeline.provenance import code_digest, identity_name
 from pipeline.reports.grid import save_image
 from pipeline.tracking import (
     connect,
@@ -90,7 +90,7 @@ def run_name(params: Params, processed_dir: Path) -> str:
     """train-<12 hex>: sha256 of ``run_sections``, the data manifest and the training code. Runs
     with the same name resume each other's checkpoints."""
     identity = [run_sections(params), manifest_digest(processed_dir), training_code(params)]
-    return "train-" + hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:12]
+    return identity_name("train", identity)
 
 
 def check_batches(params: Params, manifest: Mapping[str, Any]) -> None:

@@ -17,7 +17,6 @@ ends the loop on every rank after a last report; rank 0 writes the metrics to
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -39,7 +38,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages, colourful, spread
-from pipeline.io import CorruptFileError, atomic_path
+from pipeline.io import CorruptFileError, write_json
 from pipeline.methods.base import Batch, Method, balanced_labels
 from pipeline.methods.registry import Family
 from pipeline.methods.step import lr_at
@@ -248,9 +247,7 @@ class Rank0Jobs:
     def show(self, step: int) -> None:
         """The step and the last report's metrics, for the driver's bar (replaced whole)."""
         if self.progress_file:
-            tmp = f"{self.progress_file}.tmp"
-            Path(tmp).write_text(json.dumps({**self.last, "step": step}))
-            os.replace(tmp, self.progress_file)
+            write_json(self.progress_file, {**self.last, "step": step})
 
     def record_nodes(self, nodes: list[str]) -> None:
         """The Ray node each rank runs on, as the run's ``worker_nodes`` tag (rank order)."""
@@ -280,8 +277,7 @@ def worker_nodes(world: int) -> list[str]:
 def write_diverged(path: str, metrics: dict[str, float]) -> None:
     """Record a divergence for the driver (pipeline.train.driver.fit raises ``Diverged``): Ray
     Train's Result only carries the metrics of the last checkpoint."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(metrics))
+    write_json(path, metrics)
 
 
 def maybe_fail(fault: Fault | None, rank: int, step: int) -> None:

@@ -13,6 +13,7 @@ import yaml
 from pipeline.config import (
     ConfigError,
     Params,
+    Spec,
     admits,
     dotted,
     from_dict,
@@ -41,32 +42,38 @@ def read_best_params(path: str | Path) -> dict[str, Any]:
     return dotted(raw)
 
 
-def apply_best_params(params: Params, path: str | Path) -> Params:
-    """``params`` with the tuned values of ``path`` applied (validated), when tune.enabled;
-    ``params`` unchanged when it is false. An empty file while tuning is enabled is an error, and
-    so is a key outside ``tune.space`` or a value the space could not have drawn: the file can
-    only set what the sweep searched."""
-    if not params.tune.enabled:
-        return params
+def read_tuned(path: str | Path, specs: Mapping[str, Spec], tune_stage: str) -> dict[str, Any]:
+    """The tuned values of ``path`` (dotted keys), checked against the sweep's ``specs``: an empty
+    file is an error (tuning is on, so a sweep should have filled it), and so is a key outside
+    ``tune.space`` or a value the space could not have drawn: the file can only set what the
+    sweep searched. ``tune_stage`` is the command that re-runs the sweep, for the messages."""
     values = read_best_params(path)
     if not values:
         raise ConfigError(
             f"{path} holds no tuned values but tune.enabled is true: run the tune stage "
-            "(dvc repro tune) or set tune.enabled: false"
+            f"({tune_stage}) or set tune.enabled: false"
         )
-    specs = params.tune.specs
     for key, value in values.items():
         if key not in specs:
             raise ConfigError(
                 f"{path}: key {key} is not in tune.space, so no sweep chose it; allowed: "
-                f"{', '.join(specs)} (re-run dvc repro tune)"
+                f"{', '.join(specs)} (re-run {tune_stage})"
             )
         if not admits(specs[key], value):
             spec = specs[key]
             raise ConfigError(
                 f"{path}: {key} value {value!r} is outside tune.space's {spec.kind} "
-                f"{list(spec.values)} (re-run dvc repro tune)"
+                f"{list(spec.values)} (re-run {tune_stage})"
             )
+    return values
+
+
+def apply_best_params(params: Params, path: str | Path) -> Params:
+    """``params`` with the tuned values of ``path`` applied (validated, ``read_tuned``), when
+    tune.enabled; ``params`` unchanged when it is false."""
+    if not params.tune.enabled:
+        return params
+    values = read_tuned(path, params.tune.specs, "dvc repro tune")
     log.info("applying tuned values from %s: %s", path, values)
     try:
         return from_dict(Params, override(to_dict(params), values))

@@ -1,18 +1,16 @@
 """The Ray Tune pieces every sweep of the project uses, whatever its trials run (the training sweep,
 pipeline.tune.sweep; the style-weight sweep, pipeline.style.sweep): Tune's param space from the
-parsed ``space`` of a params file (pipeline.config.space), the sweep's progress bar, and the check
-that a file of tuned values only sets what its sweep searched."""
+parsed ``space`` of a params file (pipeline.config.space), the trials' MLflow tag and the sweep's
+progress bar."""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import ray.tune
 
-from pipeline.config import ConfigError, Spec, admits
+from pipeline.config import Spec
 from pipeline.console import progress_bar
 
 TRIAL_TAG = "tune.trial_id"  # the MLflow tag of a trial's child run: Tune's trial id
@@ -29,22 +27,6 @@ def param_space(specs: dict[str, Spec]) -> dict[str, Any]:
         "randint": lambda v: ray.tune.randint(v[0], v[1] + 1),  # Tune's upper end is exclusive
     }
     return {key: domains[spec.kind](spec.values) for key, spec in specs.items()}
-
-
-def check_tuned(values: Mapping[str, Any], specs: Mapping[str, Spec], path: str | Path) -> None:
-    """ConfigError unless every tuned value of ``path`` is a key of the sweep's space that the
-    space could have drawn: the file can only set what the sweep searched."""
-    for key, value in values.items():
-        if key not in specs:
-            raise ConfigError(
-                f"{path}: key {key} is not in tune.space, so no sweep chose it; allowed: "
-                f"{', '.join(specs)} (re-run the tune stage)"
-            )
-        if not admits(specs[key], value):
-            raise ConfigError(
-                f"{path}: {key} value {value!r} is outside tune.space's {specs[key].kind} "
-                f"{list(specs[key].values)} (re-run the tune stage)"
-            )
 
 
 class SweepProgress(ray.tune.Callback):

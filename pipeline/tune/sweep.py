@@ -9,7 +9,6 @@ and an MLflow parent run with one child run per trial.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -32,9 +31,9 @@ from pipeline.config import TRIAL_FIXED, Params, SearchConfig, to_dict
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.probe import probe_metric
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, write_json
 from pipeline.methods.registry import family, method_module
-from pipeline.provenance import code_digest
+from pipeline.provenance import code_digest, identity_name
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import (
     connect,
@@ -90,8 +89,7 @@ def sweep_identity(
 def sweep_name(identity: dict[str, Any]) -> str:
     """tune-<12 hex>: sha256 of the sweep's identity. The same name restores an interrupted sweep;
     any change starts a new one."""
-    payload = json.dumps(identity, sort_keys=True).encode()
-    return "tune-" + hashlib.sha256(payload).hexdigest()[:12]
+    return identity_name("tune", identity)
 
 
 def restorable(path: Path, identity: dict[str, Any]) -> bool:
@@ -292,8 +290,7 @@ def run_sweep(
             for stale in (path, Path(sweep.storage_dir)):  # another sweep's, or unreadable
                 shutil.rmtree(stale, ignore_errors=True)
             path.mkdir(parents=True)
-            with atomic_path(path / IDENTITY_FILE) as tmp:
-                tmp.write_text(json.dumps(identity, indent=2, sort_keys=True) + "\n")
+            write_json(path / IDENTITY_FILE, identity)
             tuner = ray.tune.Tuner(
                 trainable,
                 param_space=param_space(specs),
