@@ -33,10 +33,10 @@ from pipeline.apps.colorize import (  # noqa: E402
     colorize_image,
     load_colorizer,
 )
-from pipeline.apps.shipped import shipped_colorizer  # noqa: E402
 from pipeline.color import rgb_to_lab  # noqa: E402
 from pipeline.evaluate.colour import fidelity  # noqa: E402
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
+from pipeline.shipped import shipped_colorizer  # noqa: E402
 
 PHOTOS = ROOT / "pipeline/data/photos"
 OUTSIDE = [ROOT / "docs/kite.jpg", Path(skimage.__file__).parent / "data/motorcycle_left.png"]

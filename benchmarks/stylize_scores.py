@@ -40,10 +40,11 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.stylize import DEFAULTS  # noqa: E402
 from pipeline.imagefile import read_rgb  # noqa: E402
+from pipeline.reports.grid import save_image  # noqa: E402
 from pipeline.style.baseline import colour_transfer  # noqa: E402
 from pipeline.style.features import RandomFeatures  # noqa: E402
 from pipeline.style.params import load_style_params  # noqa: E402
-from pipeline.style.runs import pair_scores  # noqa: E402
+from pipeline.style.runs import pair_scores, panel, stack  # noqa: E402
 from pipeline.style.transfer import (  # noqa: E402
     StyleOptions,
     resize_longer,
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--pairs", help="a params file whose pairs (contents, styles) to use")
     parser.add_argument("--style-weights", help="comma-separated lambda_style values to compare")
     parser.add_argument("--size", type=int, default=DEFAULTS.size)
+    parser.add_argument(
+        "--panels", help="write photo | painting | stylized | colour transfer, one row per pair"
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     features = RandomFeatures(seed=0)
@@ -83,7 +87,7 @@ def main() -> None:
           f"{'colour':>6} edges")  # fmt: skip
     for weight in weights:
         options = replace(DEFAULTS, size=args.size, style_weight=weight or DEFAULTS.style_weight)
-        rows = []
+        rows, panels = [], []
         for style_path in styles:
             style = to_tensor(read_rgb(style_path, 10**8), "cpu")
             for content_path in contents:
@@ -92,11 +96,14 @@ def main() -> None:
                 out, _ = stylize(content, style, features, options)
                 seconds = time.perf_counter() - start
                 small = resize_longer(content, max(out.shape[-2:]))  # the working size
-                rows.append((seconds, scores(out, small, style),
-                             scores(colour_transfer(small, style), small, style)))  # fmt: skip
+                base = colour_transfer(small, style)
+                rows.append((seconds, scores(out, small, style), scores(base, small, style)))
+                panels.append(panel([small, style, out, base]))
                 print(line(content_path.name, style_path.name, options, *rows[-1]))
         mean = [[sum(r[i][k] for r in rows) / len(rows) for k in range(5)] for i in (1, 2)]
         print(line("mean (s: the longest)", "", options, max(r[0] for r in rows), *mean))
+        if args.panels:
+            save_image(stack(panels), args.panels)
 
 
 def line(content: str, style: str, options: StyleOptions, seconds: float, ours, base) -> str:

@@ -22,11 +22,11 @@ from pipeline.apps.colorize import (
     colorize_image,
     load_colorizer,
 )
-from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import grayed
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
+from pipeline.shipped import shipped_colorizer
 
 GAP = 6  # white pixels between the panels
 

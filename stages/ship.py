@@ -1,6 +1,6 @@
 """DVC stage `ship` (colorize/shipped/dvc.yaml): the trained and scored colorizer, checked, with its
 provenance, into pipeline/colorizer/, where `python -m pipeline colorize` finds it when no --model
-is given (pipeline.apps.shipped)."""
+is given (pipeline.shipped)."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ import argparse
 from collections.abc import Sequence
 from pathlib import Path
 
-from pipeline.apps.shipped import SHIPPED_DIR, ship
 from pipeline.cli import entry_point
 from pipeline.console import say
 from pipeline.io import read_json
+from pipeline.shipped import SHIPPED_DIR, ship
 from pipeline.tracking import connect, tracking_uri
 
 

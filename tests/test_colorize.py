@@ -228,6 +228,7 @@ def recolour(images, chroma=1.0, hue_degrees=0.0):
     return (lab_to_rgb(torch.stack([lab[:, 0], a, b], 1)) * 255).round().to(torch.uint8).numpy()
 
 
+@pytest.mark.slow  # 40 s: keeps make test-fast well under 5 minutes
 def test_colour_fid_orders_real_desaturated_hue_rotated_gray(photo_test_split):
     from pipeline.evaluate.colour import ColourStatistics, gray_images
     from pipeline.evaluate.frechet import feature_statistics, frechet_distance
@@ -401,7 +402,7 @@ def test_min_colourfulness_trains_on_the_colourful_crops_only(photos_processed, 
 def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypatch):
     import json
 
-    from pipeline.apps import shipped
+    from pipeline import shipped
     from pipeline.io import CorruptFileError
     from pipeline.methods.export import load_model
 
@@ -453,7 +454,7 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
 
     from PIL import Image
 
-    from pipeline.apps.shipped import MAX_SHIPPED_BYTES, SHIPPED_DIR, read_provenance
+    from pipeline.shipped import MAX_SHIPPED_BYTES, SHIPPED_DIR, read_provenance
     from tests.conftest import ROOT
 
     kite = ROOT / "docs/kite.jpg"

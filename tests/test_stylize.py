@@ -212,6 +212,12 @@ def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_
         (("--size", "32"), "--size"),
         (("--style-weight", "nan"), "--style-weight"),
         (("--content-weight", "0", "--style-weight", "0"), "both 0"),
+        (("--features", "vgg19"), "--features vgg19 needs --vgg19 FILE"),
+        (
+            ("--features", "colorizer", "--vgg19", "w.safetensors", "--vgg19-sha256", "0" * 64),
+            "goes with --features vgg19",
+        ),  # fmt: skip
+        (("--features", "learned"), "--features: invalid choice"),
     ],
 )
 def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
@@ -230,7 +236,62 @@ def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
     assert not out.exists()
 
 
-# ------------------------------------------------------------------- the pipeline: DVC and MLflow
+# ----------------------------------------------------------------------- the features' choices
+def test_colorizer_features_are_the_shipped_unets_first_levels_at_every_pyramid_level():
+    from pipeline.methods.export import load_model
+    from pipeline.shipped import shipped_colorizer
+    from pipeline.style.learned import ColorizerFeatures
+
+    net = load_model(shipped_colorizer()).net
+    features = ColorizerFeatures(net, seed=0)
+    image = torch.rand(1, 3, 40, 56, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    layers = features(image)
+    widths = [net.config.base_channels * m for m in net.config.channel_mult[:2]]
+    blocks = net.config.num_res_blocks
+    assert [f.shape[1] for f in layers.style] == [w for w in widths for _ in range(blocks)] * 4
+    assert layers.style[0].shape[-2:] == (40, 56) and layers.style[-1].shape[-2:] == (3, 4)
+    random = RandomFeatures(seed=0)(image)
+    for ours, theirs in zip(layers.content, random.content, strict=True):
+        assert torch.equal(ours, theirs)  # only the style layers differ from the default's
+    style_loss(layers.style, [gram(f).detach() * 2 for f in layers.style]).sum().backward()
+    assert image.grad is not None and image.grad.abs().sum() > 0  # the image can be optimised
+    assert not any(p.requires_grad for p in features.parameters())
+    with pytest.raises(ValueError, match="colorizer"):
+        ColorizerFeatures(torch.nn.Conv2d(3, 3, 1))
+
+
+@pytest.mark.parametrize(
+    "raw, message",
+    [
+        ({"kind": "vgg19"}, "kind vgg19 needs one"),
+        ({"vgg19": "w.safetensors", "vgg19_sha256": "0" * 64}, "goes with kind vgg19"),
+        ({"kind": "vgg19", "vgg19": "w.safetensors"}, "go together"),
+        ({"kind": "vgg19", "vgg19": "w.safetensors", "vgg19_sha256": "abc"}, "64 hex digits"),
+        ({"kind": "learned"}, "features.kind"),
+    ],
+)
+def test_bad_feature_choices_are_refused_naming_the_key(raw, message):
+    from pipeline.config import ConfigError, from_dict
+    from pipeline.style.choice import FeatureChoice
+
+    with pytest.raises(ValueError, match=re.escape(message)) as error:
+        from_dict(FeatureChoice, raw, "features")
+    assert "features" in str(error.value) or isinstance(error.value, ConfigError)
+
+
+def test_build_features_gives_each_kind_its_network(tmp_path):
+    from pipeline.style.choice import FeatureChoice, build_features
+    from pipeline.style.learned import ColorizerFeatures
+    from pipeline.style.vgg import VGG19Features
+
+    random = build_features(FeatureChoice(), seed=3)
+    assert isinstance(random, RandomFeatures)
+    assert torch.equal(random.style_filters, RandomFeatures(seed=3).style_filters)
+    assert isinstance(build_features(FeatureChoice("colorizer"), seed=0), ColorizerFeatures)
+    path, digest, _ = vgg19_file(tmp_path)
+    assert isinstance(build_features(FeatureChoice("vgg19", str(path), digest), 0), VGG19Features)
+
+
 # ----------------------------------------------------------------------- the weights' search
 def style_params_file(tmp_path, **sections):
     """stylize/params.yaml with absolute image paths and ``sections`` merged over its own."""
@@ -301,6 +362,7 @@ def test_tuned_values_apply_only_within_the_searched_space(tmp_path):
     assert apply_best(off, best) == off  # tuning off: the file is not read
 
 
+# ------------------------------------------------------------------- the pipeline: DVC and MLflow
 @pytest.mark.slow
 def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on_change(dvc_repo):
     """`dvc repro stylize/dvc.yaml` in a fresh git + DVC copy of the project, with small settings:

@@ -47,7 +47,6 @@ from PIL import Image
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
 from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
 from pipeline.apps.outputs import check_outputs
-from pipeline.apps.shipped import shipped_colorizer
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
 from pipeline.imagefile import read_rgb
@@ -58,6 +57,7 @@ from pipeline.methods.registry import METHODS
 from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
+from pipeline.shipped import shipped_colorizer
 
 log = logging.getLogger(__name__)
 

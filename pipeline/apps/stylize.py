@@ -26,7 +26,7 @@ from pipeline.console import progress_bar
 from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
 from pipeline.reports.grid import save_image
-from pipeline.style.features import RandomFeatures
+from pipeline.style.choice import FeatureChoice, build_features
 from pipeline.style.transfer import (
     MAX_STEPS,
     MAX_WEIGHT,
@@ -36,7 +36,6 @@ from pipeline.style.transfer import (
     to_tensor,
     to_uint8,
 )
-from pipeline.style.vgg import load_vgg19
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +73,17 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--style {args.style}: {first_line(exc)}") from None
     if (args.vgg19 is None) != (args.vgg19_sha256 is None):
         raise ValueError("--vgg19 and --vgg19-sha256 go together: the weights file and its sha256")
-    if args.vgg19:
-        features = load_vgg19(args.vgg19, args.vgg19_sha256).to(device)
-    else:
-        features = RandomFeatures(seed=options.seed).to(device)
+    if args.vgg19 and args.features not in (None, "vgg19"):
+        raise ValueError(
+            f"--vgg19 is VGG-19's weights: it goes with --features vgg19, not {args.features}"
+        )
+    kind = args.features or ("vgg19" if args.vgg19 else "random")
+    if kind == "vgg19" and not args.vgg19:
+        raise ValueError(
+            "--features vgg19 needs --vgg19 FILE and --vgg19-sha256 HEX (never downloaded)"
+        )
+    choice = FeatureChoice(kind, args.vgg19, args.vgg19_sha256)
+    features = build_features(choice, options.seed, device)
     failed: list[str] = []
     total = options.steps * options.passes * len(jobs)
     with progress_bar(total=total, desc="stylize", unit="eval") as bar:
@@ -134,6 +140,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--seed", type=seed, default=0, help="the random features' filters (default %(default)s)"
+    )
+    parser.add_argument(
+        "--features",
+        choices=("random", "colorizer", "vgg19"),
+        help="what the Gram matrices are taken of: random filters (the default), the shipped "
+        "colorizer's UNet, or VGG-19 from --vgg19 (README, Style transfer)",
     )
     parser.add_argument(
         "--vgg19",

@@ -3,6 +3,7 @@ checked like params.yaml (pipeline.config.loader): unknown keys, wrong types and
 ConfigError naming the key, and every content and style file is checked to exist before any work.
 
     stylize:  the knobs of each stylization (pipeline.style.transfer.StyleOptions)
+    features: what the Gram matrices are taken of (pipeline.style.choice.FeatureChoice)
     pairs:    contents x styles: every content photo is painted in every style
     tune:     the Ray Tune search of the weights before the stylize stage (pipeline.style.sweep)
     mlflow:   the experiment each stylization is recorded in, one run per pair
@@ -15,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.config import RayConfig, Spec, override, parse_space
+from pipeline.config import RayConfig, Spec, override
 from pipeline.config.loader import (
     ConfigError,
     check_positive,
@@ -25,7 +26,8 @@ from pipeline.config.loader import (
     load_yaml,
     section,
 )
-from pipeline.config.search import check_range_type
+from pipeline.config.search import parse_typed_space
+from pipeline.style.choice import FeatureChoice
 from pipeline.style.transfer import StyleOptions
 
 MAX_FILES = 64  # contents, styles: a demo, not a data set
@@ -113,13 +115,7 @@ class StyleSearch:
             for key, hint in leaf_hints(StyleOptions, "stylize").items()
             if key.split(".", 1)[1] not in BUDGET
         }
-        try:
-            specs = parse_space(self.space, hints)
-            for key, spec in specs.items():
-                check_range_type(key, spec, hints[key])
-        except ValueError as exc:
-            raise ValueError(f"space: {exc}") from None
-        return specs
+        return parse_typed_space(self.space, hints)
 
     @property
     def budget(self) -> dict[str, Any]:
@@ -136,6 +132,7 @@ def with_values(options: StyleOptions, values: dict[str, Any]) -> StyleOptions:
 @dataclass(frozen=True)
 class StyleParams:
     stylize: StyleOptions = field(default_factory=StyleOptions)
+    features: FeatureChoice = field(default_factory=FeatureChoice)
     pairs: Pairs = field(default_factory=Pairs)
     tune: StyleSearch = field(default_factory=StyleSearch)
     mlflow: StyleMlflow = field(default_factory=StyleMlflow)
@@ -160,7 +157,8 @@ class StyleParams:
 
 
 def load_style_params(path: str | Path) -> StyleParams:
-    """The params file, checked; every listed image must exist (ConfigError naming it)."""
+    """The params file, checked; every listed image (and a VGG-19 file) must exist (ConfigError
+    naming it)."""
     raw = load_yaml(path)
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: must be a mapping of sections (stylize, pairs, mlflow)")
@@ -169,4 +167,6 @@ def load_style_params(path: str | Path) -> StyleParams:
         for i, file in enumerate(getattr(params.pairs, name)):
             if not Path(file).is_file():
                 raise ConfigError(f"pairs.{name}[{i}]: {file} is not a file")
+    if params.features.vgg19 is not None and not Path(params.features.vgg19).is_file():
+        raise ConfigError(f"features.vgg19: {params.features.vgg19} is not a file")
     return params

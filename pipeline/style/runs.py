@@ -35,7 +35,7 @@ from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.io import atomic_dir, file_digest, write_json
 from pipeline.reports.grid import save_image
 from pipeline.style.baseline import colour_transfer
-from pipeline.style.features import RandomFeatures
+from pipeline.style.choice import build_features
 from pipeline.style.params import StyleParams
 from pipeline.style.scores import (
     colour_distance,
@@ -164,7 +164,7 @@ def stylize_pairs(
     contents = {Path(f).stem: read_image(f) for f in params.pairs.contents}  # all read first
     styles = {Path(f).stem: read_image(f) for f in params.pairs.styles}
     tags = provenance_tags(".", "stages/stylize.py", images_digest(params))
-    features = RandomFeatures(seed=options.seed)
+    features = build_features(params.features, options.seed)
     client = connect(tracking_uri())
     pairs, panels = {}, []
     total = options.steps * options.passes * len(contents) * len(styles)

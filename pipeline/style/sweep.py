@@ -17,8 +17,6 @@ A sweep is short (minutes): an interrupted one starts again from its first trial
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -39,8 +37,8 @@ from ray.tune.search.optuna import OptunaSearch
 from pipeline.cluster import init_ray
 from pipeline.config import ConfigError, to_dict
 from pipeline.io import atomic_path
-from pipeline.provenance import code_digest
-from pipeline.style.features import RandomFeatures
+from pipeline.provenance import code_digest, identity_name
+from pipeline.style.choice import build_features
 from pipeline.style.params import StyleParams, with_values
 from pipeline.style.runs import EDGE_FLOOR, images_digest, paint, read_image
 from pipeline.tracking import (
@@ -51,8 +49,8 @@ from pipeline.tracking import (
     start_run,
     tracking_uri,
 )
-from pipeline.tune.best import read_best_params, write_best_params
-from pipeline.tune.search import TRIAL_TAG, SweepProgress, check_tuned, param_space
+from pipeline.tune.best import read_tuned, write_best_params
+from pipeline.tune.search import TRIAL_TAG, SweepProgress, param_space
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +85,7 @@ def style_trial(config: dict[str, Any], *, sweep: StyleSweep) -> None:
     run_id = start_run(client, sweep.params.mlflow.experiment, f"{sweep.name}-{trial_id}",
                        {"stylize": asdict(options)}, tags)  # fmt: skip
     with recorded(client, run_id):
-        features = RandomFeatures(seed=options.seed)
+        features = build_features(sweep.params.features, options.seed)
         pairs = []
         for content in sweep.contents.values():
             for style in sweep.styles.values():
@@ -100,18 +98,15 @@ def style_trial(config: dict[str, Any], *, sweep: StyleSweep) -> None:
 
 
 def sweep_identity(params: StyleParams, digest: str) -> dict[str, Any]:
-    """What a sweep's results depend on: the stylize and tune sections, the images, the code."""
+    """What a sweep's results depend on: the stylize, features and tune sections, the images, the
+    code."""
     return {
         "stylize": to_dict(params.stylize),
+        "features": to_dict(params.features),
         "tune": {k: v for k, v in to_dict(params.tune).items() if k != "enabled"},
         "images_sha256": digest,
         "code_sha256": code_digest(CODE),
     }
-
-
-def sweep_name(identity: dict[str, Any]) -> str:
-    payload = json.dumps(identity, sort_keys=True).encode()
-    return "stylize-tune-" + hashlib.sha256(payload).hexdigest()[:12]
 
 
 def tune_config(params: StyleParams) -> ray.tune.TuneConfig:
@@ -205,7 +200,7 @@ def run_style_sweep(
     contents = {Path(f).stem: read_image(f) for f in params.pairs.contents}
     styles = {Path(f).stem: read_image(f) for f in params.pairs.styles}
     identity = sweep_identity(params, images_digest(params))
-    name = sweep_name(identity)
+    name = identity_name("stylize-tune", identity)
     uri = tracking_uri()
     init_ray(params, uri)  # type: ignore[arg-type]  # reads .ray, as Params has it
     client = connect(uri)
@@ -213,7 +208,8 @@ def run_style_sweep(
     tags = {**provenance_tags(".", "stages/stylize_tune.py", identity["images_sha256"]),
             "dvc_stage": "stylize_tune"}  # fmt: skip
     parent_id = start_run(client, params.mlflow.experiment, name,
-                          {"stylize": to_dict(params.stylize), "tune": to_dict(params.tune)}, tags)  # fmt: skip
+                          {"stylize": to_dict(params.stylize), "features": to_dict(params.features),
+                           "tune": to_dict(params.tune)}, tags)  # fmt: skip
     sweep = StyleSweep(params, name, parent_id, uri, contents, styles)
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(style_trial, sweep=sweep), TRIAL_RESOURCES
@@ -260,17 +256,11 @@ def _plain(value: Any) -> Any:
 
 
 def apply_best(params: StyleParams, path: str | Path) -> StyleParams:
-    """``params`` with the tuned values of ``path`` applied (validated) when tune.enabled; an empty
-    file while tuning is on, a key outside tune.space or a value it could not draw is an error."""
+    """``params`` with the tuned values of ``path`` applied (validated: pipeline.tune.best.read_tuned)
+    when tune.enabled; ``params`` unchanged when it is false."""
     if not params.tune.enabled:
         return params
-    values = read_best_params(path)
-    if not values:
-        raise ConfigError(
-            f"{path} holds no tuned values but tune.enabled is true: run the tune stage "
-            "(dvc repro stylize/dvc.yaml) or set tune.enabled: false"
-        )
-    check_tuned(values, params.tune.specs, path)
+    values = read_tuned(path, params.tune.specs, "dvc repro stylize/dvc.yaml")
     try:
         return replace(params, stylize=with_values(params.stylize, values))
     except ValueError as exc:
