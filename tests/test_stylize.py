@@ -280,7 +280,11 @@ def test_bad_feature_choices_are_refused_naming_the_key(raw, message):
 
 
 def test_build_features_gives_each_kind_its_network(tmp_path):
-    from pipeline.style.choice import FeatureChoice, build_features
+    import hashlib
+
+    from pipeline.methods.export import read_config
+    from pipeline.shipped import shipped_colorizer
+    from pipeline.style.choice import FeatureChoice, build_features, features_sha256
     from pipeline.style.learned import ColorizerFeatures
     from pipeline.style.vgg import VGG19Features
 
@@ -290,6 +294,12 @@ def test_build_features_gives_each_kind_its_network(tmp_path):
     assert isinstance(build_features(FeatureChoice("colorizer"), seed=0), ColorizerFeatures)
     path, digest, _ = vgg19_file(tmp_path)
     assert isinstance(build_features(FeatureChoice("vgg19", str(path), digest), 0), VGG19Features)
+    # what the pipeline records of each: the weights' sha256 (none for random filters)
+    assert features_sha256(FeatureChoice()) is None
+    assert features_sha256(FeatureChoice("vgg19", str(path), digest.upper())) == digest
+    shipped = read_config(shipped_colorizer())["weights_sha256"]
+    assert features_sha256(FeatureChoice("colorizer")) == shipped
+    assert shipped == hashlib.sha256((shipped_colorizer() / "ema.pt").read_bytes()).hexdigest()
 
 
 # ----------------------------------------------------------------------- the weights' search
@@ -403,6 +413,8 @@ def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on
             assert out.size == photo.size
     metrics = json.loads((repo / "stylize/reports/metrics.json").read_text())
     assert metrics["stylize"]["style_weight"] == best["stylize"]["style_weight"]  # tuned
+    assert metrics["features"] == {"kind": "random", "vgg19": None, "vgg19_sha256": None,
+                                   "sha256": None}  # fmt: skip
     assert sorted(metrics["pairs"]) == sorted(names)
     assert metrics["style_moved"] == pytest.approx(
         np.mean([p["style_moved"] for p in metrics["pairs"].values()])

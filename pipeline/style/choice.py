@@ -1,7 +1,10 @@
 """Which features a stylization takes its Gram matrices of: the ``features`` section of
 stylize/params.yaml and the command's ``--features``/``--vgg19`` (``FeatureChoice``), and the one
 function that builds them (``build_features``) for the command, the pipeline's stages and the
-benchmarks.
+benchmarks, and the sha256 of the weights they hold (``features_sha256``), which the pipeline
+records with every result: DVC does not watch pipeline/colorizer for the stylize stages (it is the
+output of colorize/shipped/dvc.yaml, and depending on it would make a stylize repro reproduce the
+colorizer's training).
 
     random     fixed random multi-scale filters (pipeline.style.features; the default: offline,
                and the better of the two offline choices, benchmarks/stylize_features.py)
@@ -62,3 +65,16 @@ def build_features(choice: FeatureChoice, seed: int, device: str = "cpu") -> nn.
     from pipeline.style.features import RandomFeatures
 
     return RandomFeatures(seed=seed).to(device)
+
+
+def features_sha256(choice: FeatureChoice) -> str | None:
+    """The sha256 of the weights ``choice``'s features hold: the VGG-19 file's, the shipped
+    colorizer's (from its checked config.json); None for random filters (the seed fixes them)."""
+    if choice.kind == "vgg19":
+        return choice.vgg19_sha256.lower()
+    if choice.kind == "colorizer":
+        from pipeline.methods.export import read_config
+        from pipeline.shipped import shipped_colorizer
+
+        return read_config(shipped_colorizer())["weights_sha256"]
+    return None

@@ -35,7 +35,7 @@ from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.io import atomic_dir, file_digest, write_json
 from pipeline.reports.grid import save_image
 from pipeline.style.baseline import colour_transfer
-from pipeline.style.choice import build_features
+from pipeline.style.choice import build_features, features_sha256
 from pipeline.style.params import StyleParams
 from pipeline.style.scores import (
     colour_distance,
@@ -164,6 +164,8 @@ def stylize_pairs(
     contents = {Path(f).stem: read_image(f) for f in params.pairs.contents}  # all read first
     styles = {Path(f).stem: read_image(f) for f in params.pairs.styles}
     tags = provenance_tags(".", "stages/stylize.py", images_digest(params))
+    digest = features_sha256(params.features)
+    tags["features_sha256"] = str(digest)  # "None": random filters, fixed by the seed
     features = build_features(params.features, options.seed)
     client = connect(tracking_uri())
     pairs, panels = {}, []
@@ -173,7 +175,8 @@ def stylize_pairs(
             for s_name, style in styles.items():
                 name = f"{c_name}__{s_name}"
                 run_id = start_run(client, params.mlflow.experiment, f"stylize-{name}",
-                                   {"stylize": asdict(options), "content": c_name, "style": s_name,
+                                   {"stylize": asdict(options), "features": asdict(params.features),
+                                    "content": c_name, "style": s_name,
                                     "params_file": params_file}, tags)  # fmt: skip
                 with recorded(client, run_id):
                     out, small, history, scores = paint(
@@ -193,7 +196,8 @@ def stylize_pairs(
                                "seconds": seconds, "mlflow_run_id": run_id}  # fmt: skip
     means = {k: float(np.mean([p[k] for p in pairs.values()]))
              for k in next(iter(pairs.values())) if k != "mlflow_run_id"}  # fmt: skip
-    metrics = {**means, "pairs": pairs, "stylize": asdict(options)}
+    chosen = {**asdict(params.features), "sha256": digest}
+    metrics = {**means, "pairs": pairs, "stylize": asdict(options), "features": chosen}
     save_image(stack(panels), panels_png)
     write_json(metrics_path, metrics)
     return metrics

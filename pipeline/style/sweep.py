@@ -38,7 +38,7 @@ from pipeline.cluster import init_ray
 from pipeline.config import ConfigError, to_dict
 from pipeline.io import atomic_path
 from pipeline.provenance import code_digest, identity_name
-from pipeline.style.choice import build_features
+from pipeline.style.choice import build_features, features_sha256
 from pipeline.style.params import StyleParams, with_values
 from pipeline.style.runs import EDGE_FLOOR, images_digest, paint, read_image
 from pipeline.tracking import (
@@ -103,6 +103,7 @@ def sweep_identity(params: StyleParams, digest: str) -> dict[str, Any]:
     return {
         "stylize": to_dict(params.stylize),
         "features": to_dict(params.features),
+        "features_sha256": features_sha256(params.features),
         "tune": {k: v for k, v in to_dict(params.tune).items() if k != "enabled"},
         "images_sha256": digest,
         "code_sha256": code_digest(CODE),
@@ -206,7 +207,7 @@ def run_style_sweep(
     client = connect(uri)
     experiment_id(client, params.mlflow.experiment)  # before trials log in parallel
     tags = {**provenance_tags(".", "stages/stylize_tune.py", identity["images_sha256"]),
-            "dvc_stage": "stylize_tune"}  # fmt: skip
+            "features_sha256": str(identity["features_sha256"]), "dvc_stage": "stylize_tune"}  # fmt: skip
     parent_id = start_run(client, params.mlflow.experiment, name,
                           {"stylize": to_dict(params.stylize), "features": to_dict(params.features),
                            "tune": to_dict(params.tune)}, tags)  # fmt: skip
