@@ -12,13 +12,11 @@ import pytest
 import ray
 import ray.cloudpickle
 import torch
-from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from_dict, to_dict
 from pipeline.data.dataset import ProcessedImages
-from pipeline.methods.base import GenerativeModel, Method
+from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.registry import METHODS, Family
 from pipeline.methods.step import optimizer_step
@@ -49,12 +47,9 @@ class MeanImageModel(GenerativeModel):
     def input_example(self) -> dict[str, np.ndarray]:
         return {"n": np.array([1], dtype=np.int64)}
 
-    def signature(self) -> ModelSignature:
+    def signature(self) -> Signature:
         c, h, w = self.params.data.image_shape
-        return ModelSignature(
-            inputs=Schema([TensorSpec(np.dtype("int64"), (1,), "n")]),
-            outputs=Schema([TensorSpec(np.dtype("float32"), (-1, c, h, w))]),
-        )
+        return Signature([TensorSpec("int64", (1,), "n")], [TensorSpec("float32", (-1, c, h, w))])
 
 
 class MeanImage(Method):

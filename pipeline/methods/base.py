@@ -19,12 +19,11 @@ import collections
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import numpy as np
 import torch
-from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.config import Params
@@ -37,6 +36,25 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
     """Labels (count,) int64 cycling 0, 1, .., num_classes - 1: every class equally often (to one),
     so a grid of ``num_classes`` per row shows one class per column."""
     return torch.arange(count) % num_classes
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One tensor ``predict`` takes (by ``name``) or returns: numpy dtype name and shape, -1 for a
+    dimension of any size (the batch)."""
+
+    dtype: str
+    shape: tuple[int, ...]
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class Signature:
+    """``predict``'s inputs and outputs, without MLflow's types: the per-GPU code imports with
+    torch alone."""
+
+    inputs: list[TensorSpec]
+    outputs: list[TensorSpec]
 
 
 class GenerativeModel(ABC):
@@ -102,8 +120,9 @@ class GenerativeModel(ABC):
         """The network's output for named numpy inputs: what ``mlflow.pyfunc`` serves."""
 
     @abstractmethod
-    def signature(self) -> ModelSignature:
-        """The tensor signature of ``predict``, logged with the MLflow model."""
+    def signature(self) -> Signature:
+        """The tensors ``predict`` takes and returns, logged with the MLflow model
+        (pipeline.train.mlflow_model turns them into MLflow's signature)."""
 
     @abstractmethod
     def input_example(self) -> dict[str, np.ndarray]:
@@ -145,10 +164,11 @@ class LatentModel(GenerativeModel):
         with torch.no_grad():
             return self.decode(z.to(self.device)).cpu().numpy()
 
-    def signature(self) -> ModelSignature:
-        inputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.latent_dim), "z")])
-        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, *self.params.data.image_shape))])
-        return ModelSignature(inputs=inputs, outputs=outputs)
+    def signature(self) -> Signature:
+        return Signature(
+            [TensorSpec("float32", (-1, self.latent_dim), "z")],
+            [TensorSpec("float32", (-1, *self.params.data.image_shape))],
+        )
 
     def input_example(self) -> dict[str, np.ndarray]:
         """One latent draw."""

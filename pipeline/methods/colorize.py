@@ -18,12 +18,11 @@ from collections.abc import Iterator, Mapping, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
+from pipeline.methods.base import Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 
 AB_CHANNELS, L_CHANNELS = 2, 1
@@ -81,17 +80,16 @@ class ColorizerModel(DDPMModel):
         with torch.no_grad():
             return self.net(x_t.float(), t.long(), cond.float()).numpy()
 
-    def signature(self) -> ModelSignature:
+    def signature(self) -> Signature:
         s = self.params.data.image_size
-        inputs = Schema(
+        return Signature(
             [
-                TensorSpec(np.dtype("float32"), (-1, AB_CHANNELS, s, s), "x_t"),
-                TensorSpec(np.dtype("int64"), (-1,), "t"),
-                TensorSpec(np.dtype("float32"), (-1, L_CHANNELS, s, s), "cond"),
-            ]
+                TensorSpec("float32", (-1, AB_CHANNELS, s, s), "x_t"),
+                TensorSpec("int64", (-1,), "t"),
+                TensorSpec("float32", (-1, L_CHANNELS, s, s), "cond"),
+            ],
+            [TensorSpec("float32", (-1, self.net.out_channels, s, s))],
         )
-        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.net.out_channels, s, s))])
-        return ModelSignature(inputs=inputs, outputs=outputs)
 
     def input_example(self) -> dict[str, np.ndarray]:
         """Pure-noise ab at the last timestep on a mid-gray condition."""

@@ -11,13 +11,11 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import numpy as np
 import torch
-from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.config import DiffusionConfig, Params
 from pipeline.diffusion import GaussianDiffusion, make_betas
-from pipeline.methods.base import Batch, GenerativeModel
+from pipeline.methods.base import Batch, GenerativeModel, Signature, TensorSpec
 from pipeline.methods.step import OneNetwork, StepResult, optimizer_step
 from pipeline.models import UNet
 
@@ -147,16 +145,12 @@ class DDPMModel(GenerativeModel):
         with torch.no_grad():
             return self.net(x_t, t).numpy()
 
-    def signature(self) -> ModelSignature:
+    def signature(self) -> Signature:
         c, s, s = self.params.data.image_shape
-        inputs = Schema(
-            [
-                TensorSpec(np.dtype("float32"), (-1, c, s, s), "x_t"),
-                TensorSpec(np.dtype("int64"), (-1,), "t"),
-            ]
+        return Signature(
+            [TensorSpec("float32", (-1, c, s, s), "x_t"), TensorSpec("int64", (-1,), "t")],
+            [TensorSpec("float32", (-1, self.net.out_channels, s, s))],
         )
-        outputs = Schema([TensorSpec(np.dtype("float32"), (-1, self.net.out_channels, s, s))])
-        return ModelSignature(inputs=inputs, outputs=outputs)
 
     def input_example(self) -> dict[str, np.ndarray]:
         """One pure-noise image at the last timestep."""

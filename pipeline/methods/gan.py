@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.config import Params
 from pipeline.methods.base import Batch, LatentModel, Method
-from pipeline.methods.step import network_step, resolve_precision
+from pipeline.methods.step import adamw, network_step, resolve_precision
 from pipeline.models.convnets import ConvDecoder, ConvEncoder, dcgan_init
 
 
@@ -92,8 +92,9 @@ class DCGAN(Method):
         self.discriminator = discriminator(params).to(device)
         self.precision = resolve_precision(train.precision, device)
         self.optimizers = {
-            name: torch.optim.AdamW(
+            name: adamw(
                 module.parameters(),
+                device,
                 lr=train.lr,
                 betas=(gan.beta1, 0.999),
                 weight_decay=train.weight_decay,

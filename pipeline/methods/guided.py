@@ -18,12 +18,10 @@ from collections.abc import Mapping
 
 import numpy as np
 import torch
-from mlflow.models.signature import ModelSignature
-from mlflow.types.schema import Schema, TensorSpec
 from torch import nn
 
 from pipeline.config import Params
-from pipeline.methods.base import Batch
+from pipeline.methods.base import Batch, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 
 
@@ -93,10 +91,9 @@ class GuidedModel(DDPMModel):
         with torch.no_grad():
             return self.net(x_t.float(), t.long(), label.long()).numpy()
 
-    def signature(self) -> ModelSignature:
+    def signature(self) -> Signature:
         base = super().signature()
-        inputs = Schema([*base.inputs.inputs, TensorSpec(np.dtype("int64"), (-1,), "label")])
-        return ModelSignature(inputs=inputs, outputs=base.outputs)
+        return Signature([*base.inputs, TensorSpec("int64", (-1,), "label")], base.outputs)
 
     def input_example(self) -> dict[str, np.ndarray]:
         """One pure-noise image at the last timestep, class 0."""

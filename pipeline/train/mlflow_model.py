@@ -22,9 +22,12 @@ import tempfile
 from pathlib import Path
 
 import mlflow
+import numpy as np
 import torch
+from mlflow.models.signature import ModelSignature
+from mlflow.types.schema import Schema, TensorSpec
 
-from pipeline.methods.base import GenerativeModel
+from pipeline.methods.base import GenerativeModel, Signature
 from pipeline.methods.export import load_model
 
 DATA_DIR = "models"  # the exported directory's name inside the logged model's files
@@ -34,6 +37,15 @@ def _load_pyfunc(data_path: str) -> GenerativeModel:
     """MLflow's loader-module hook: the model from the logged ``models/`` directory (its family's
     GenerativeModel, whose ``predict`` pyfunc serves)."""
     return load_model(data_path)
+
+
+def mlflow_signature(signature: Signature) -> ModelSignature:
+    """MLflow's tensor signature of a family's ``predict`` (pipeline.methods.base.Signature)."""
+
+    def schema(tensors):
+        return Schema([TensorSpec(np.dtype(t.dtype), t.shape, t.name) for t in tensors])
+
+    return ModelSignature(inputs=schema(signature.inputs), outputs=schema(signature.outputs))
 
 
 def log_model(models_dir: Path, registered_model: str | None) -> mlflow.models.model.ModelInfo:
@@ -47,7 +59,7 @@ def log_model(models_dir: Path, registered_model: str | None) -> mlflow.models.m
             name="model",
             loader_module=__name__,
             data_path=str(data),
-            signature=model.signature(),
+            signature=mlflow_signature(model.signature()),
             input_example=model.input_example(),
             pip_requirements=[
                 f"torch=={torch.__version__.split('+')[0]}",

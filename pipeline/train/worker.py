@@ -175,6 +175,7 @@ class Window:
         return metrics
 
 
+SHOW_EVERY_S = 0.25  # the progress file's refresh: the driver's bar polls it
 WORKER_NODES_TAG = "worker_nodes"  # the MLflow tag: the Ray node id of each rank
 
 
@@ -190,6 +191,7 @@ class Rank0Jobs:
         self.progress_file = config.progress_file
         self.validation = ProcessedImages(config.processed_dir, "val")  # conditional families
         self.last: dict[str, float] = {}
+        self.shown = -math.inf  # when show last wrote the progress file (time.monotonic)
 
     def after_step(self, state: TrainState, metrics: dict[str, float] | None) -> None:
         """``metrics``: the step's report, when one is due (None otherwise)."""
@@ -245,9 +247,13 @@ class Rank0Jobs:
         return torch.stack([self.validation[int(i)] for i in picked]).to(self.device)
 
     def show(self, step: int) -> None:
-        """The step and the last report's metrics, for the driver's bar (replaced whole)."""
-        if self.progress_file:
+        """The step and the last report's metrics, for the driver's bar (replaced whole), at most
+        every SHOW_EVERY_S seconds and at the last step: a GPU step takes milliseconds, a file
+        write with its fsync about as long."""
+        now = time.monotonic()
+        if self.progress_file and (now >= self.shown + SHOW_EVERY_S or step == self.train.steps):
             write_json(self.progress_file, {**self.last, "step": step})
+            self.shown = now
 
     def record_nodes(self, nodes: list[str]) -> None:
         """The Ray node each rank runs on, as the run's ``worker_nodes`` tag (rank order)."""
@@ -348,13 +354,14 @@ def train_fn_per_worker(config: LoopConfig) -> None:
             micro_batches, lr=lr_at(state.step, train), step=state.step
         )
         state.ema.update_parameters(state.method.net)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)  # time the step, not just its kernel launches
-        window.add(metrics, time.perf_counter() - started)
         state.step += 1
         save = state.step % train.checkpoint_every == 0 or state.step == train.steps
+        due = state.step % train.log_every == 0 or save
+        if due and device.type == "cuda":  # the window's time is the steps', not their launches'
+            torch.cuda.synchronize(device)  # only here: a sync every step stalls the GPU's queue
+        window.add(metrics, time.perf_counter() - started)
         report = None
-        if state.step % train.log_every == 0 or save:
+        if due:
             report = window.metrics(state.step, lr_at(state.step - 1, train), train.batch_size)
             if not math.isfinite(report["loss"]):  # the same all-reduced value on every rank
                 if rank == 0:

@@ -1,0 +1,104 @@
+"""The per-GPU code (issue 26): it imports with torch alone; its step never waits on the device
+(the EMA counts its updates on the host, AdamW is fused on CUDA); on CPU it computes what it did
+before (tests/test_regression.py holds the values bit for bit). The CUDA tests run where a GPU is,
+and are skipped elsewhere (CI has none)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+from pipeline.methods.registry import METHODS, method_class, method_module
+from pipeline.methods.step import adamw
+from pipeline.models import make_ema
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+def test_the_per_gpu_code_imports_with_torch_alone():
+    """Models, diffusion, every family's method and model, the EMA and the optimiser step import on
+    a machine without Ray, MLflow or DVC (a GPU box for benchmarks/gpu_step.py)."""
+    modules = [
+        "pipeline.models",
+        "pipeline.diffusion",
+        "pipeline.methods.step",
+        "pipeline.methods.export",
+        *sorted({method_module(name) for name in METHODS}),
+    ]
+    script = textwrap.dedent(
+        f"""
+        import importlib, importlib.abc, sys
+
+        class Absent(importlib.abc.MetaPathFinder):
+            def find_spec(self, name, path, target=None):
+                if name.split(".")[0] in ("ray", "mlflow", "dvc"):
+                    raise ImportError(f"{{name}} is not installed here")
+
+        sys.meta_path.insert(0, Absent())
+        for module in {modules!r}:
+            importlib.import_module(module)
+        loaded = sorted({{m.split(".")[0] for m in sys.modules}} & {{"ray", "mlflow", "dvc"}})
+        print("loaded:", loaded)
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "loaded: []" in result.stdout
+
+
+def test_the_ema_reads_its_update_count_from_the_device_once_per_build_or_load():
+    model = nn.Linear(2, 1)
+    ema = make_ema(model, decay=0.9)
+    ema.update_parameters(model)  # the first update copies (and reads n_averaged, 0)
+    # from here on the count lives on the host: a tensor that cannot be read back must not matter
+    ema.n_averaged = torch.zeros((), dtype=torch.long, device="meta")
+    expected = model.weight.detach().clone()
+    for n, value in enumerate([3.0, -1.0, 0.5], start=1):
+        with torch.no_grad():
+            model.weight.fill_(value)
+        ema.update_parameters(model)
+        d = min(0.9, (1 + n) / (10 + n))
+        expected = d * expected + (1 - d) * value
+        assert torch.allclose(ema.module.weight, expected)
+
+    restored = make_ema(nn.Linear(2, 1), decay=0.9)
+    state = make_ema(model, decay=0.9).state_dict()
+    state["n_averaged"] = torch.tensor(5)
+    restored.load_state_dict(state)
+    before = restored.module.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.fill_(10.0)
+    restored.update_parameters(model)  # a resumed EMA continues at n = 5, not at a fresh copy
+    d = min(0.9, 6 / 15)
+    assert torch.allclose(restored.module.weight, d * before + (1 - d) * 10.0)
+    assert int(restored.n_averaged) == 6
+
+
+def test_adamw_is_fused_on_cuda_only():
+    cpu = adamw(nn.Linear(2, 2).parameters(), torch.device("cpu"), lr=1e-3)
+    assert not cpu.defaults["fused"]  # PyTorch's default on CPU: the regression values hold
+
+
+@CUDA
+def test_a_training_step_and_its_ema_update_never_sync_with_the_host():
+    from tests.test_train import TINY
+
+    device = torch.device("cuda")
+    trainer = method_class("ddpm")(TINY, device)
+    trainer.prepare(lambda net: net)
+    ema = make_ema(trainer.net)
+    batch = torch.rand(8, *TINY.data.image_shape, device=device) * 2 - 1
+    trainer.train_step([batch], lr=1e-3, step=0)  # warm-up: allocations, the EMA's first read
+    ema.update_parameters(trainer.net)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for step in range(1, 4):
+            trainer.train_step([batch], lr=1e-3, step=step)
+            ema.update_parameters(trainer.net)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert adamw(trainer.net.parameters(), device, lr=1e-3).defaults["fused"]
