@@ -82,6 +82,29 @@ def test_adamw_is_fused_on_cuda_only():
     assert not cpu.defaults["fused"]  # PyTorch's default on CPU: the regression values hold
 
 
+def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode():
+    """benchmarks/gpu_step.py --smoke: tiny sizes on CPU, the project's step and diffusers' at the
+    same configuration, their ratio, and the sampler in fp32 and bf16 (CI keeps it working)."""
+    from tests.conftest import ROOT
+
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/gpu_step.py"), "--smoke"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = [line.split() for line in result.stdout.splitlines() if line.startswith("smoke")]
+    steps = {row[3]: row for row in rows if row[2] == "eager"}
+    assert set(steps) == {"project", "diffusers"}
+    for row in steps.values():
+        ms, images = float(row[6]), float(row[7])
+        assert ms > 0 and images == pytest.approx(4 / (ms / 1000), rel=0.02)
+    assert "project / diffusers:" in result.stdout
+    sampling = [line for line in result.stdout.splitlines() if "sampling" in line]
+    assert len(sampling) == 4 and all(float(line.split()[-2]) > 0 for line in sampling)
+
+
 @CUDA
 def test_a_training_step_and_its_ema_update_never_sync_with_the_host():
     from tests.test_train import TINY
