@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from pipeline.methods.registry import METHODS, method_class, method_module
-from pipeline.methods.step import adamw
+from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -75,6 +75,20 @@ def test_the_ema_reads_its_update_count_from_the_device_once_per_build_or_load()
     d = min(0.9, 6 / 15)
     assert torch.allclose(restored.module.weight, d * before + (1 - d) * 10.0)
     assert int(restored.n_averaged) == 6
+
+
+def test_compile_auto_compiles_on_cuda_only():
+    from tests.test_train import TINY, with_train
+
+    assert resolve_compile("auto", torch.device("cuda"))
+    assert not resolve_compile("auto", torch.device("cpu"))
+    assert resolve_compile(True, torch.device("cpu")) and not resolve_compile(False, "cuda")
+    assert TINY.train.compile == "auto"  # the default
+    for family in ("ddpm", "dcgan"):
+        method = method_class(family)(with_train(TINY, compile="auto"), torch.device("cpu"))
+        method.prepare(lambda net: net)
+        trained = method.trained.values() if isinstance(method.trained, dict) else [method.trained]
+        assert not any(isinstance(n, torch._dynamo.eval_frame.OptimizedModule) for n in trained)
 
 
 def test_adamw_is_fused_on_cuda_only():

@@ -276,7 +276,9 @@ class TrainConfig:
     max_failures: int = 1  # worker-group restarts from the last checkpoint
     grad_accum_steps: int = 1  # micro-batches per optimiser step on each worker
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16 on GPU, fp32 on CPU
-    compile: bool = False  # torch.compile the UNet (first steps are slow while it compiles)
+    # torch.compile the network; auto: on CUDA (where it pays: issue 26), not on CPU (minutes of
+    # compiling for a short run)
+    compile: Literal["auto", True, False] = "auto"
     sample_every: int = 200  # steps between sample grids logged to MLflow; 0: only at the end
     sample_count: int = 16  # images in each grid (EMA model, DDIM eta=0, seeded)
     sample_steps: int = 50  # DDIM steps for the grids

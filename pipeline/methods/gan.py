@@ -24,7 +24,7 @@ from torch import nn
 
 from pipeline.config import Params
 from pipeline.methods.base import Batch, LatentModel, Method
-from pipeline.methods.step import adamw, network_step, resolve_precision
+from pipeline.methods.step import adamw, network_step, resolve_compile, resolve_precision
 from pipeline.models.convnets import ConvDecoder, ConvEncoder, dcgan_init
 
 
@@ -122,7 +122,8 @@ class DCGAN(Method):
         return Generator(params)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        compile = torch.compile if self.params.train.compile else (lambda m: m)
+        compiled = resolve_compile(self.params.train.compile, self.device)
+        compile = torch.compile if compiled else (lambda m: m)
         self.trained = {name: wrap(compile(module)) for name, module in self.trained.items()}
 
     def _step(

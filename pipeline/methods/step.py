@@ -33,6 +33,11 @@ def adamw(params, device: torch.device, **options: Any) -> torch.optim.AdamW:
     return torch.optim.AdamW(params, fused=True if device.type == "cuda" else None, **options)
 
 
+def resolve_compile(setting: str | bool, device: torch.device) -> bool:
+    """``train.compile``: ``auto`` -> torch.compile on CUDA only; explicit choices are kept."""
+    return device.type == "cuda" if setting == "auto" else bool(setting)
+
+
 def resolve_precision(precision: str, device: torch.device) -> str:
     """``auto`` -> bf16 on CUDA, fp32 elsewhere; explicit choices are kept."""
     if precision == "auto":
@@ -148,7 +153,8 @@ class OneNetwork(Method):
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         net = self.network
-        self.trained = wrap(torch.compile(net) if self.params.train.compile else net)
+        compiled = resolve_compile(self.params.train.compile, self.device)
+        self.trained = wrap(torch.compile(net) if compiled else net)
 
     def optimize(
         self,
