@@ -91,6 +91,26 @@ def test_compile_auto_compiles_on_cuda_only():
         assert not any(isinstance(n, torch._dynamo.eval_frame.OptimizedModule) for n in trained)
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_bf16_sampling_runs_the_network_under_autocast_and_returns_float32_near_fp32(device):
+    from tests.test_train import TINY
+
+    method = method_class("ddpm")(TINY, torch.device(device))
+    torch.manual_seed(0)
+    nn.init.normal_(method.net.conv_out.weight, std=0.05)  # zero at init: eps would be exactly 0
+    model = method.model(method.net.eval())
+
+    def sample(precision):
+        generator = torch.Generator(device).manual_seed(0)
+        return model.sample(4, precision=precision, generator=generator, steps=5, sampler="ddim")
+
+    fp32, bf16 = sample("fp32"), sample("bf16")
+    assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == bf16.shape
+    assert not torch.equal(fp32, bf16)  # the network did run in bf16
+    assert (fp32 - bf16).abs().mean() < 0.05  # bf16's 8-bit mantissa, not another sample
+    assert torch.equal(sample("fp32"), fp32)  # fp32 is what it always was: seeded, exact
+
+
 def test_adamw_is_fused_on_cuda_only():
     cpu = adamw(nn.Linear(2, 2).parameters(), torch.device("cpu"), lr=1e-3)
     assert not cpu.defaults["fused"]  # PyTorch's default on CPU: the regression values hold

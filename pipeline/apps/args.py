@@ -59,3 +59,14 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="replace output files that exist (never folders, never inputs); default: refuse",
     )
+
+
+def add_precision(parser: argparse.ArgumentParser) -> None:
+    """``--precision``: the network's arithmetic while sampling (GenerativeModel.sample)."""
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "bf16"),
+        default="auto",
+        help="the network while sampling: bf16 autocast or fp32 (default auto: bf16 on CUDA, "
+        "fp32 on CPU)",
+    )

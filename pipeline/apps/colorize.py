@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, seed
 from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
 from pipeline.apps.outputs import check_outputs
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
@@ -54,6 +54,7 @@ from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on
 from pipeline.methods.registry import METHODS
+from pipeline.methods.step import resolve_precision
 from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
@@ -128,6 +129,7 @@ def colorize_image(
     scale: float,
     generator: torch.Generator,
     draws: int,
+    precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
     time, each the ``consensus`` of ``draws`` samples (module docstring: condition at ``scale`` x
@@ -141,7 +143,10 @@ def colorize_image(
     tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
     rows_per_strip = max(1, STRIP_PIXELS // w)
     for _ in range(samples):
-        outs = [tiled.sample(1, generator=generator, steps=steps, cond=cond) for _ in range(draws)]
+        outs = [
+            tiled.sample(1, precision=precision, generator=generator, steps=steps, cond=cond)
+            for _ in range(draws)
+        ]
         ab = consensus(split_lab(torch.cat(outs).cpu())[1]).double() * AB_SCALE  # (1, 2, h', w')
         colour = np.empty_like(rgb)
         for top in range(0, h, rows_per_strip):
@@ -201,6 +206,7 @@ def run(args: argparse.Namespace) -> None:
                 scale=args.scale,
                 generator=generator,
                 draws=args.draws,
+                precision=resolve_precision(args.precision, model.device),
             )
             for image, target in zip(images, outputs[job], strict=True):
                 save_image(image, target, overwrite=args.overwrite)
@@ -253,5 +259,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     add_max_megapixels(parser, "peak memory grows about 7 MB per megapixel, see the README")
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_precision(parser)
     add_overwrite(parser)
     parser.set_defaults(func=run)

@@ -17,12 +17,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.apps.args import add_overwrite, float_in, int_in, seed
+from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, seed
 from pipeline.apps.outputs import check_outputs
 from pipeline.config import MAX_SAMPLES
 from pipeline.console import progress_bar
 from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
 from pipeline.methods.export import load_on
+from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid, save_image
 
 log = logging.getLogger(__name__)
@@ -92,6 +93,7 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
         batches.append(
             model.sample(
                 n,
+                precision=resolve_precision(args.precision, model.device),
                 generator=generator,
                 steps=args.steps or model.params.eval.steps,
                 sampler=args.sampler or model.params.eval.sampler,
@@ -162,5 +164,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--each", action="store_true", help="also write one PNG per image into OUT without .png/"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_precision(parser)
     add_overwrite(parser)
     parser.set_defaults(func=run)

@@ -360,6 +360,8 @@ class EvalConfig:
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
     num_workers: int = 2  # Ray tasks generating concurrently (1 CPU each)
     seed: int = 0  # batch b of batch_size images is seeded by (seed, b)
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # the network under sampling; auto: bf16
+    # autocast on CUDA (issue 26), fp32 on CPU
     features: Literal["featurenet", "inception", "colour"] = "featurenet"  # scores' feature space
     inception_weights: str | None = None  # the FID Inception .pth file; never downloaded
     kid_subset_size: int = 100  # KID: images per subset (capped at the smaller set)

@@ -15,6 +15,7 @@ from pipeline.config import EvalConfig
 from pipeline.evaluate.sampling import cond_of
 from pipeline.io import atomic_path
 from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
+from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid
 
 GIF_FRAMES = 25  # frames of a GIF (evenly spaced over the trajectory or the interpolation)
@@ -92,6 +93,7 @@ def guidance_strip(model: GenerativeModel, config: EvalConfig) -> np.ndarray:
         rows.append(
             model.sample(
                 len(labels),
+                precision=resolve_precision(config.precision, model.device),
                 generator=generator,
                 steps=config.steps,
                 sampler=config.sampler,

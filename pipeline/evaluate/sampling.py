@@ -14,6 +14,7 @@ from pipeline.config import EvalConfig
 from pipeline.console import progress_bar
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
+from pipeline.methods.step import resolve_precision
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.seeding import derived_seed
 
@@ -44,6 +45,7 @@ def sample_batch(
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
     x0 = model.sample(
         count,
+        precision=resolve_precision(config.precision, model.device),
         generator=generator,
         steps=config.steps,
         sampler=config.sampler,

@@ -109,11 +109,18 @@ class GenerativeModel(ABC):
         ``guidance``: the classifier-free guidance scale w of a class-conditional family (None:
         ``eval.guidance_scale``; others ignore it)."""
 
-    def sample(self, n: int, **kwargs: Any) -> torch.Tensor:
-        """``n`` samples in [-1, 1], (n, C, H, W): the last state of ``sample_progressive``."""
-        with torch.no_grad():
+    def sample(self, n: int, *, precision: str = "fp32", **kwargs: Any) -> torch.Tensor:
+        """``n`` samples in [-1, 1], (n, C, H, W), float32: the last state of
+        ``sample_progressive``. ``precision`` bf16 runs it under bf16 autocast: the network's
+        convolutions and matmuls in bf16, the sampler's updates of x_t in fp32 (a bf16 output
+        promotes to x_t's float32)."""
+        bf16 = precision == "bf16"
+        with (
+            torch.no_grad(),
+            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=bf16),
+        ):
             (last,) = collections.deque(self.sample_progressive(n, **kwargs), maxlen=1)
-        return last.clamp(-1.0, 1.0)
+        return last.float().clamp(-1.0, 1.0)
 
     @abstractmethod
     def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
