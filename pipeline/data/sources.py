@@ -22,7 +22,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,8 +34,34 @@ from pipeline.data.download import RemoteFile, fetch, verify
 from pipeline.io import atomic_dir
 from pipeline.pixels import to_uint8
 
-if TYPE_CHECKING:
-    from pipeline.config import DataConfig, DownloadConfig
+
+class DataSettings(Protocol):
+    """What a source reads of params.yaml's ``data`` section (pipeline.config.DataConfig): the
+    source's name, its folder, the split fractions. A Protocol, so that this module does not import
+    the config, which imports it (the sources' names are part of the config's validation)."""
+
+    @property
+    def source(self) -> str: ...
+    @property
+    def folder(self) -> str | None: ...
+    @property
+    def val_fraction(self) -> float: ...
+    @property
+    def test_fraction(self) -> float: ...
+
+
+class DownloadSettings(Protocol):
+    """What a download reads of the ``download`` section (pipeline.config.DownloadConfig)."""
+
+    @property
+    def retries(self) -> int: ...
+    @property
+    def backoff_s(self) -> float: ...
+    @property
+    def timeout_s(self) -> float: ...
+    @property
+    def resolved_cache_dir(self) -> Path: ...
+
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 
@@ -61,7 +87,7 @@ class Source(ABC):
     needs_folder = False  # reads the user's directory data.folder
 
     @abstractmethod
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         """Put the verified raw files into ``raw_dir`` (an empty directory)."""
 
     @abstractmethod
@@ -83,7 +109,7 @@ class Source(ABC):
         return False
 
 
-def _fetch_cached(remote: RemoteFile, download: DownloadConfig) -> Path:
+def _fetch_cached(remote: RemoteFile, download: DownloadSettings) -> Path:
     """Download (or reuse) a verified file in the download cache, with the params' retry policy."""
     return fetch(
         remote,
@@ -94,7 +120,7 @@ def _fetch_cached(remote: RemoteFile, download: DownloadConfig) -> Path:
     )
 
 
-def _fetch_into(remote: RemoteFile, raw_dir: Path, download: DownloadConfig) -> Path:
+def _fetch_into(remote: RemoteFile, raw_dir: Path, download: DownloadSettings) -> Path:
     """A verified file from the cache, copied into raw_dir."""
     return Path(shutil.copy2(_fetch_cached(remote, download), raw_dir / remote.filename))
 
@@ -111,7 +137,7 @@ class PackagedCsv(Source):
     image_shape: tuple[int, int]
     classes: tuple[str, ...] | None = None
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         packaged = Path(str(importlib.resources.files(self.package).joinpath(self.resource)))
         if not packaged.is_file():
             raise FileNotFoundError(f"{self.package} does not ship {self.resource}; reinstall it")
@@ -157,7 +183,7 @@ class Idx(Source):
     def has_test_split(self) -> bool:
         return "test" in self.files
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         for images, labels in self.files.values():
             _fetch_into(images, raw_dir, download)
             _fetch_into(labels, raw_dir, download)
@@ -228,7 +254,7 @@ class CifarPython(Source):
     def has_test_split(self) -> bool:
         return "test" in self.batches
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         extract_tar(_fetch_cached(self.archive, download), raw_dir / "extracted")
         (raw_dir / "extracted" / self.folder).replace(raw_dir / self.folder)
         shutil.rmtree(raw_dir / "extracted")
@@ -295,7 +321,7 @@ class Folder(Source):
     name = "folder"
     needs_folder = True
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         folder = Path(data.folder).expanduser()
         if not folder.is_dir():
             raise FileNotFoundError(f"data.folder {str(folder)!r} is not a directory")
@@ -357,7 +383,7 @@ class PackagedPhotos(Source):
     def package_dir(self) -> Path:
         return Path(str(importlib.resources.files(self.package).joinpath(self.folder)))
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         packaged = self.package_dir()
         if not (packaged / self.INDEX).is_file():
             raise FileNotFoundError(f"{self.package} does not ship {self.folder}/{self.INDEX}")
@@ -422,7 +448,7 @@ class KaggleColorization(Source):
             )
         return L, abs_
 
-    def fetch(self, raw_dir: Path, data: DataConfig, download: DownloadConfig) -> None:
+    def fetch(self, raw_dir: Path, data: DataSettings, download: DownloadSettings) -> None:
         folder = Path(data.folder).expanduser()
         self._arrays(folder)  # the layout, before copying gigabytes
         for path in (folder / self.L_FILE, *self._ab_files(folder)):
@@ -558,7 +584,7 @@ def get_source(name: str) -> Source:
     return SOURCES[name]
 
 
-def download_source(data: DataConfig, download: DownloadConfig, raw_dir: str | Path) -> Path:
+def download_source(data: DataSettings, download: DownloadSettings, raw_dir: str | Path) -> Path:
     """The download stage: fetch ``data.source`` into ``raw_dir`` (replaced only on success)."""
     source = get_source(data.source)
     with atomic_dir(raw_dir) as tmp:

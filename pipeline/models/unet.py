@@ -14,14 +14,33 @@ Any H = W works: up-sampling restores the exact size of the matching skip connec
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-if TYPE_CHECKING:
-    from pipeline.config import ModelConfig
+
+class Architecture(Protocol):
+    """What the UNet reads of params.yaml's ``model`` section (pipeline.config.ModelConfig): a
+    Protocol, so that the network does not import the config, which imports it (to check
+    attention_resolutions against the image size)."""
+
+    @property
+    def base_channels(self) -> int: ...
+    @property
+    def channel_mult(self) -> tuple[int, ...]: ...
+    @property
+    def num_res_blocks(self) -> int: ...
+    @property
+    def attention_resolutions(self) -> tuple[int, ...]: ...
+    @property
+    def mid_attention(self) -> bool: ...
+    @property
+    def num_heads(self) -> int: ...
+    @property
+    def dropout(self) -> float: ...
+
 
 MAX_PERIOD = 10_000  # sinusoidal embedding's longest wavelength (Vaswani et al. 2017, section 3.5)
 MAX_GROUPS = 32  # GroupNorm groups at most (DDPM)
@@ -36,7 +55,7 @@ def feature_sizes(image_size: int, levels: int) -> list[int]:
     return sizes
 
 
-def check_attention_resolutions(config: ModelConfig, image_size: int) -> None:
+def check_attention_resolutions(config: Architecture, image_size: int) -> None:
     """Raise ValueError if an attention resolution is not a feature-map size of the network, or
     num_heads does not divide the channels there."""
     sizes = feature_sizes(image_size, len(config.channel_mult))
@@ -153,7 +172,7 @@ class UNet(nn.Module):
 
     def __init__(
         self,
-        config: ModelConfig,
+        config: Architecture,
         *,
         image_size: int,
         in_channels: int,
