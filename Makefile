@@ -2,9 +2,9 @@
 #   make run   set up .venv (idempotent) and run the pipeline: dvc repro with params.yaml
 #   make test  set up .venv (idempotent) and run the whole test suite
 #   (make test-fast: the tier without the slow end-to-end runs, for iterating)
-# and the colorization pipeline (README "Colorization"):
+# and the colorization pipeline (docs/colorization.md):
 #   make colorize  dvc repro colorize/dvc.yaml with colorize/params.yaml
-# and the family comparison (README "Model families"):
+# and the family comparison (docs/families.md):
 #   make families  train and evaluate ddpm, ddpm_cfg, vae, dcgan for the same wall time each
 # CPU machines get torch's local CPU build; on a CUDA machine: make setup TORCH_SPEC='torch==2.13.0'
 # The project's dependencies install at the versions a cluster runs (infra/constraints.txt), so the

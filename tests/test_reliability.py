@@ -1,6 +1,6 @@
 """Trustworthy results: bad params and bad files end in one ERROR line naming the key or file, exit
 status 2 and untouched previous outputs; corrupted files are never read silently; a code change
-never reuses an old run. (Each case failed before issue 11: see the README's Reliability section.)"""
+never reuses an old run. (Each case failed before issue 11: see docs/reliability.md.)"""
 
 import json
 import logging

@@ -406,12 +406,14 @@ def test_the_readme_model_loading_example_runs_on_the_logged_model(trained):
     from tests.conftest import ROOT
 
     root, report = trained
-    training = (ROOT / "README.md").read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
+    training = (
+        (ROOT / "docs/pipeline.md").read_text().split("## Training", 1)[1].split("\n## ", 1)[0]
+    )
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", training, re.S) if "load_logged" in b]
     x_t, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
     namespace = {"report": report, "x_t": x_t, "t": t, "mlflow": mlflow}
     with fluent_store(f"sqlite:///{root / 'mlflow.db'}"), torch.no_grad():
-        exec(compile(block, "README.md", "exec"), namespace)
+        exec(compile(block, "docs/pipeline.md", "exec"), namespace)
     net = load_model(root / "models").net
     with torch.no_grad():
         torch.testing.assert_close(torch.from_numpy(namespace["eps"]), net(x_t, t), rtol=0, atol=0)

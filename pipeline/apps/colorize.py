@@ -18,7 +18,7 @@ they disagree, the mean's hue is the one most of their chroma points to. On 500 
 and lower CIEDE2000 by 6% at the same colourfulness, for 4x the time; plain averaging (the posterior
 mean's estimate) would halve the colourfulness instead.
 
-Bounded work, whatever the input (README "Colorization", benchmarks/README.md for the measured
+Bounded work, whatever the input (docs/colorization.md, benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
 are refused; the model sees at most WORK_PIXELS pixels (larger working sizes shrink to fit), one
 sample at a time; the full-resolution join runs in strips of STRIP_PIXELS.
@@ -222,7 +222,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "colorize",
         help="colorize grayscale photos with a trained colorizer",
         description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".")
-        + ". The output keeps the input's size and lightness; see the README.",
+        + ". The output keeps the input's size and lightness; see docs/colorization.md.",
     )
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument(
@@ -257,7 +257,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="shorter side the model sees, in crop sizes (default %(default)s: as in training; "
         f"the model sees at most {WORK_PIXELS:,} pixels)",
     )
-    add_max_megapixels(parser, "peak memory grows about 7 MB per megapixel, see the README")
+    add_max_megapixels(
+        parser, "peak memory grows about 7 MB per megapixel, see docs/colorization.md"
+    )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
     add_precision(parser)
     add_overwrite(parser)

@@ -105,7 +105,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "stylize",
         help="paint photos in the style of a painting (neural style transfer)",
         description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".")
-        + ". The output has the content's size; see the README.",
+        + ". The output has the content's size; see docs/stylize.md.",
     )
     parser.add_argument("inputs", nargs="+", metavar="CONTENT", help="photo files or folders")
     parser.add_argument("--style", required=True, help="the painting (an image file)")
@@ -145,7 +145,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--features",
         choices=("random", "colorizer", "vgg19"),
         help="what the Gram matrices are taken of: random filters (the default), the shipped "
-        "colorizer's UNet, or VGG-19 from --vgg19 (README, Style transfer)",
+        "colorizer's UNet, or VGG-19 from --vgg19 (docs/stylize.md)",
     )
     parser.add_argument(
         "--vgg19",
