@@ -96,3 +96,14 @@ def assert_same_tensors(a: dict, b: dict) -> None:
     assert a.keys() == b.keys()
     for key, value in a.items():
         assert torch.equal(value, b[key]), key
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray cluster of 2 CPUs, shared by a module's tests; yields its GCS address. With the
+    dashboard: Ray Train's placement-group cleanup queries its state API."""
+    import ray
+
+    ray.init(num_cpus=2)
+    yield ray.get_runtime_context().gcs_address
+    ray.shutdown()

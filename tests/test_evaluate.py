@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pytest
-import ray
 import torch
 import torch.nn.functional as F
 
@@ -82,13 +81,6 @@ def test_our_fid_equals_torchmetrics_and_kid_is_near_zero_for_one_distribution()
         assert result["fid"] == pytest.approx(result["fid_torchmetrics"], rel=1e-6, abs=1e-9)
     assert abs(close["kid"]) < 3 * close["kid_std"] + 1e-3 and far["kid"] > 10 * close["kid_std"]
     assert far["fid"] == pytest.approx(16.0, rel=0.15)  # |mu shift|^2 = 16, same covariance
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 def test_generation_spreads_batches_over_ray_and_is_seeded(ray_cluster, tmp_path):

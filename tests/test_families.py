@@ -11,7 +11,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 from mlflow.tracking import MlflowClient
 from PIL import Image
@@ -263,13 +262,6 @@ def test_a_search_over_families_may_search_each_familys_keys():
 
 
 # ------------------------------------------------------- the real loop: 2 Ray workers, MLflow
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

@@ -122,13 +122,6 @@ def mean_family(monkeypatch):
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
 def test_a_new_family_trains_and_samples_through_the_real_loop(
     mean_family,
     ray_cluster,

@@ -18,7 +18,6 @@ import os
 import numpy as np
 import pandas as pd
 import pytest
-import ray
 import torch
 from PIL import Image
 
@@ -79,13 +78,6 @@ SWEEP = dataclasses.replace(
         eval_steps=3,
     ),
 )
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2)
-    yield
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")

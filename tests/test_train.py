@@ -39,13 +39,6 @@ pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2, include_dashboard=False)
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def processed(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     data = DataConfig(limit=64)

@@ -10,7 +10,6 @@ import time
 
 import pandas as pd
 import pytest
-import ray
 import yaml
 from mlflow.tracking import MlflowClient
 
@@ -62,13 +61,6 @@ BASE = dataclasses.replace(
 
 def with_tune(params: Params, **changes) -> Params:
     return dataclasses.replace(params, tune=dataclasses.replace(params.tune, **changes))
-
-
-@pytest.fixture(scope="module")
-def ray_cluster():
-    ray.init(num_cpus=2)  # with the dashboard: Ray Train's placement-group cleanup queries it
-    yield ray.get_runtime_context().gcs_address
-    ray.shutdown()
 
 
 @pytest.fixture(scope="module")
