@@ -8,6 +8,7 @@ import torch
 from pipeline.color import split_lab
 from pipeline.config import ConfigError, DataConfig, Params, from_dict
 from pipeline.methods.registry import method_class
+from pipeline.pixels import to_uint8, to_unit
 
 TINY = {
     "data": {"source": "photos", "image_size": 8, "channels": 3, "fit": "tiles"},
@@ -59,11 +60,11 @@ def test_the_colorizer_panel_is_gray_samples_truth():
     model = method_class("ddpm_color")(params("ddpm_color"), torch.device("cpu")).model(
         torch.nn.Identity()
     )
-    references = two_images()
+    references = to_uint8(two_images()).numpy()  # the conditions: real images, uint8
     samples = torch.zeros(6, 3, 8, 8)  # K = 3 samples per reference
     images, nrow = model.panel(samples, references)
     assert images.shape == (10, 3, 8, 8) and nrow == 10
-    torch.testing.assert_close(images[4], references[0])
+    torch.testing.assert_close(images[4], to_unit(references[0]))
     gray = images[0]
     assert (gray[0] - gray[1]).abs().max() < 1e-3 and (gray[1] - gray[2]).abs().max() < 1e-3
 
@@ -192,6 +193,12 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
     )
     assert not (tmp_path / "none").exists()
+    # and the sample command sends a colorizer's user here, before drawing anything
+    result = run_python("-m", "pipeline", "sample", "--model", str(models), "--count", "2",
+                        "--out", str(tmp_path / "grid.png"))  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "which colours given photos: use `python -m pipeline colorize`" in result.stderr
+    assert not (tmp_path / "grid.png").exists()
 
 
 # --------------------------------------------------------------------- colorization scores

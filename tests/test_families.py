@@ -7,6 +7,7 @@ import copy
 import dataclasses
 import io
 import json
+import re
 
 import numpy as np
 import pandas as pd
@@ -229,7 +230,7 @@ def test_slerp_keeps_the_norm_and_ends_on_both_latents():
     ("raw", "message"),
     [
         ({"model": {"family": "vae"}, "data": {"image_size": 30}},
-         "model.family 'vae' halves the image twice (a multiple of 4 pixels): data.image_size 30"),
+         "model.family 'vae' scales the image by 4: data.image_size must be a multiple of 4, got 30"),
         ({"model": {"family": "ddpm_cfg"}, "data": {"source": "photos", "channels": 3}},
          "model.family 'ddpm_cfg' trains on class labels: data.source 'photos' has none"),
         ({"model": {"family": "ddpm_cfg"}, "cfg": {"num_classes": 3}},
@@ -403,6 +404,40 @@ def test_the_sample_command_refuses_what_the_model_cannot_do(
     )
     assert code == 2 and message in caplog.text
     assert not (tmp_path / "g.png").exists()
+
+
+@pytest.mark.parametrize(
+    ("family", "missing", "message"),
+    [
+        ("ddpm_cfg", {"featurenet_dir": None}, "whose class accuracy FeatureNet's classifier "
+         "measures: pass --featurenet"),
+        ("ddpm_cfg", {"figures_dir": None}, "model.family 'ddpm_cfg' draws figures: pass --figures"),
+        ("vae", {"figures_dir": None}, "model.family 'vae' draws figures: pass --figures"),
+        ("dcgan", {"baseline_dir": "vae"}, "a baseline ("),
+    ],
+)  # fmt: skip
+def test_evaluate_refuses_what_the_family_lacks_before_sampling(
+    project, two_shapes, tmp_path, family, missing, message
+):
+    """Each family's evaluation hook checks its inputs before any compute; nothing is written."""
+    root, _ = project
+    inputs = {"featurenet_dir": tmp_path / "featurenet", "figures_dir": tmp_path / "figures",
+              "baseline_dir": None, **missing}  # fmt: skip
+    if inputs["baseline_dir"]:
+        inputs["baseline_dir"] = root / inputs["baseline_dir"] / "models"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        evaluate(
+            load_model(root / family / "models").params,
+            models_dir=root / family / "models",
+            processed_dir=two_shapes / "processed",
+            train_report=root / family / "reports/train.json",
+            metrics_path=tmp_path / "metrics.json",
+            grid_png=tmp_path / "samples.png",
+            trajectory_gif=tmp_path / "trajectory.gif",
+            project_dir=root,
+            **inputs,
+        )
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.fixture(scope="module")

@@ -15,13 +15,14 @@ import logging
 import math
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, seed
 from pipeline.apps.outputs import check_outputs
 from pipeline.config import MAX_SAMPLES
 from pipeline.console import progress_bar
-from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
+from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_on
 from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid, save_image
@@ -45,31 +46,24 @@ def output_paths(args: argparse.Namespace) -> list[Path]:
 
 def check_args(args: argparse.Namespace, model: GenerativeModel) -> None:
     """ValueError naming the option for a bad value or one the model's family does not take."""
-    family, kind = model.params.model.family, model.conditioning
-    if kind == "image":
-        raise ValueError(
-            f"--model {args.model} holds the colorizer {family!r}, which colours given photos: "
-            "use `python -m pipeline colorize`"
-        )
-    if kind != "class":
+    family = model.params.model.family
+    if not model.num_classes:
         for option, value in (("--class", args.cls), ("--guidance", args.guidance)):
             if value is not None:
                 raise ValueError(
                     f"{option} applies to class-conditional models (ddpm_cfg); --model "
-                    f"{args.model} holds the unconditional {family!r}"
+                    f"{args.model} holds {family!r}, which has no classes"
                 )
     elif args.cls is not None and not 0 <= args.cls < model.num_classes:
         raise ValueError(
             f"--class must be in [0, {model.num_classes - 1}] (the model's classes), got {args.cls}"
         )
-    if isinstance(model, LatentModel):
-        for option, value in (("--steps", args.steps), ("--sampler", args.sampler)):
-            if value is not None:
-                raise ValueError(
-                    f"{option} applies to diffusion families; {family!r} samples in one "
-                    "decoder call"
-                )
-    elif args.steps is not None and not 1 <= args.steps <= model.params.diffusion.timesteps:
+    for option, value in (("--steps", args.steps), ("--sampler", args.sampler)):
+        if value is not None and option[2:] not in model.sampler_options:
+            raise ValueError(
+                f"{option} applies to diffusion families; {family!r} samples in one decoder call"
+            )
+    if args.steps is not None and not 1 <= args.steps <= model.params.diffusion.timesteps:
         raise ValueError(
             f"--steps must be in [1, {model.params.diffusion.timesteps}] (diffusion.timesteps), "
             f"got {args.steps}"
@@ -77,19 +71,23 @@ def check_args(args: argparse.Namespace, model: GenerativeModel) -> None:
 
 
 def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor, int]:
-    """``args.count`` images in [-1, 1] (CPU) and the grid's images per row."""
-    labels = None
-    if model.conditioning == "class":
-        labels = (
-            torch.full((args.count,), args.cls)
-            if args.cls is not None
-            else balanced_labels(args.count, model.num_classes)
+    """``args.count`` images in [-1, 1] (CPU) and the grid's images per row. A family that
+    samples from given images (a colorizer) is refused: ``python -m pipeline colorize``."""
+
+    def no_references(count: int) -> np.ndarray:
+        raise ValueError(
+            f"--model {args.model} holds the colorizer {model.params.model.family!r}, which "
+            "colours given photos: use `python -m pipeline colorize`"
         )
+
+    conditions = model.conditions(args.count, no_references)
+    if args.cls is not None:  # checked: a class-conditional model
+        conditions = np.full(args.count, args.cls, dtype=np.int64)
     generator = torch.Generator(model.device).manual_seed(args.seed)
     batches = []
     for start in progress_bar(range(0, args.count, BATCH), desc="sample", unit="batch"):
         n = min(BATCH, args.count - start)
-        cond = None if labels is None else labels[start : start + n].to(model.device)
+        part = None if conditions is None else conditions[start : start + n]
         batches.append(
             model.sample(
                 n,
@@ -98,7 +96,7 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
                 steps=args.steps or model.params.eval.steps,
                 sampler=args.sampler or model.params.eval.sampler,
                 eta=args.eta,
-                cond=cond,
+                cond=model.cond(part),
                 guidance=args.guidance,
             ).cpu()
         )
@@ -107,9 +105,9 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
         raise ValueError(
             f"--model {args.model} produced non-finite pixels (a diverged model?); nothing written"
         )
-    if labels is not None and args.cls is None:  # one class per column
-        return images, min(args.count, model.num_classes)
-    return images, math.ceil(math.sqrt(args.count))
+    if args.cls is not None:  # one class: a square grid
+        return images, math.ceil(math.sqrt(args.count))
+    return model.panel(images, conditions)
 
 
 def run(args: argparse.Namespace) -> None:

@@ -93,10 +93,11 @@ class Params:
                     f"{len(source.classes)} classes of data.source {source.name!r}; set it to "
                     "null (the data's)"
                 )
-        if self.model.family in ("vae", "dcgan") and self.data.image_size % 4:
+        if self.data.image_size % needs.size_multiple:
             raise ConfigError(
-                f"model.family {self.model.family!r} halves the image twice (a multiple of 4 "
-                f"pixels): data.image_size {self.data.image_size} is not"
+                f"model.family {self.model.family!r} scales the image by {needs.size_multiple}: "
+                f"data.image_size must be a multiple of {needs.size_multiple}, got "
+                f"{self.data.image_size}"
             )
         if self.tune.enabled and self.data.val_fraction == 0 and not source.fixed_splits:
             raise ConfigError(

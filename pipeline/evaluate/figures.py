@@ -12,9 +12,8 @@ import pandas as pd
 import torch
 
 from pipeline.config import EvalConfig
-from pipeline.evaluate.sampling import cond_of
 from pipeline.io import atomic_path
-from pipeline.methods.base import GenerativeModel, LatentModel, balanced_labels
+from pipeline.methods.base import GenerativeModel, LatentModel, References, balanced_labels
 from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid
 
@@ -23,18 +22,14 @@ GRID_STEPS = 8  # interpolation points per row of the interpolation grid
 
 
 def trajectory_frames(
-    model: GenerativeModel, config: EvalConfig, references: np.ndarray | None = None
+    model: GenerativeModel, config: EvalConfig, references: References
 ) -> list[np.ndarray]:
     """Grids of ``trajectory_count`` samples at GIF_FRAMES points from the start (x_T) to the
-    sample (same sampler); an image-conditioned model samples from the first ``trajectory_count``
-    ``references`` (a colorizer: the colours settle onto each image's fixed lightness), a
-    class-conditioned one the classes in turn."""
-    n, conditions = config.trajectory_count, None
-    if model.conditioning == "image":
-        n = min(n, len(references))
-        conditions = np.array(references[:n])
-    elif model.conditioning == "class":
-        conditions = balanced_labels(n, model.num_classes).numpy()
+    sample (same sampler), drawn from the model's ``conditions`` (a colorizer: of
+    ``references``, its colours settling onto each image's fixed lightness; a class-conditional
+    model: the classes in turn)."""
+    conditions = model.conditions(config.trajectory_count, references)
+    n = config.trajectory_count if conditions is None else len(conditions)
     generator = torch.Generator(model.device).manual_seed(config.seed)
     with torch.no_grad():
         states = list(
@@ -44,7 +39,7 @@ def trajectory_frames(
                 steps=config.steps,
                 sampler=config.sampler,
                 eta=config.eta,
-                cond=cond_of(model, conditions),
+                cond=model.cond(conditions),
                 guidance=config.guidance_scale,
             )
         )

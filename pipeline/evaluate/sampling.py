@@ -12,22 +12,10 @@ import torch
 
 from pipeline.config import EvalConfig
 from pipeline.console import progress_bar
-from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
 from pipeline.methods.step import resolve_precision
-from pipeline.pixels import to_uint8, to_unit
+from pipeline.pixels import to_uint8
 from pipeline.seeding import derived_seed
-
-
-def cond_of(model: GenerativeModel, conditions: np.ndarray | None) -> torch.Tensor | None:
-    """``model.sample``'s ``cond`` on the model's device: for an image-conditioned model the
-    condition of reference images (uint8, (N, C, H, W)), for a class-conditioned one labels
-    (int64, (N,)); None for an unconditional one."""
-    if model.conditioning == "image":
-        return model.condition(to_unit(conditions).to(model.device))
-    if model.conditioning == "class":
-        return torch.as_tensor(conditions, dtype=torch.long, device=model.device)
-    return None
 
 
 def sample_batch(
@@ -38,8 +26,8 @@ def sample_batch(
     conditions: np.ndarray | None = None,
 ) -> np.ndarray:
     """``count`` images (uint8, (N, C, H, W)) of batch ``batch``, on a GPU when there is one. A
-    conditional model samples from ``conditions``: reference images (uint8, (count, C, H, W)) of
-    which an image-conditioned one takes its condition, or labels (int64, (count,))."""
+    conditional model samples from ``conditions`` (``GenerativeModel.conditions``: reference
+    images of which a colorizer takes its condition, or a class-conditional model's labels)."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_model(models_dir, device)
     generator = torch.Generator(device).manual_seed(derived_seed("sample", config.seed, batch))
@@ -50,7 +38,7 @@ def sample_batch(
         steps=config.steps,
         sampler=config.sampler,
         eta=config.eta,
-        cond=cond_of(model, conditions),
+        cond=model.cond(conditions),
         guidance=config.guidance_scale,
     )
     return to_uint8(x0).numpy()

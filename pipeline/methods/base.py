@@ -30,6 +30,7 @@ from pipeline.config import Params
 from pipeline.methods.registry import Conditioning, family
 
 Batch = torch.Tensor | Sequence[torch.Tensor]  # images, or [images, labels]
+References = Callable[[int], np.ndarray]  # count -> real images, uint8 (count, C, H, W)
 
 
 def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
@@ -63,11 +64,26 @@ class GenerativeModel(ABC):
     def __init__(self, net: nn.Module, params: Params) -> None:
         self.net, self.params = net, params
 
+    sampler_options: ClassVar[tuple[str, ...]] = ("steps", "sampler", "eta")
+    """The keywords of ``sample_progressive`` this family honours beyond ``generator``, ``cond``
+    and ``guidance`` (an iterative sampler's; a one-shot family ignores them)."""
+
     @property
     def conditioning(self) -> Conditioning:
         """What ``sample`` needs as ``cond`` (pipeline.methods.registry.Family): None, "image"
         (``condition(images)``) or "class" (labels (n,) int64)."""
         return family(self.params.model.family).conditioning
+
+    def conditions(self, n: int, references: References) -> np.ndarray | None:
+        """What ``n`` samples are drawn from, as numpy (it travels to Ray tasks; ``cond`` turns it
+        into ``sample``'s ``cond``): None for an unconditional family. ``references(count)``
+        gives ``count`` real images (uint8 (count, C, H, W)); only a family that samples from
+        images (a colorizer) calls it."""
+        return None
+
+    def cond(self, conditions: np.ndarray | None) -> torch.Tensor | None:
+        """``sample``'s ``cond`` on the model's device for ``conditions`` (of ``conditions``)."""
+        return None
 
     def condition(self, images: torch.Tensor) -> torch.Tensor | None:
         """The ``cond`` a conditional family samples from, derived from real images (N, C, H, W)
@@ -75,10 +91,10 @@ class GenerativeModel(ABC):
         return None
 
     def panel(
-        self, samples: torch.Tensor, references: torch.Tensor | None
+        self, samples: torch.Tensor, conditions: np.ndarray | None
     ) -> tuple[torch.Tensor, int]:
-        """The picture people look at for ``samples`` (drawn from ``condition(references)`` by a
-        conditional family): the images to tile and how many per row (``image_grid``)."""
+        """The picture people look at for ``samples`` (drawn from ``conditions``, as
+        ``conditions`` made them): the images to tile and how many per row (``image_grid``)."""
         return samples, math.ceil(math.sqrt(len(samples)))
 
     @property
@@ -140,6 +156,8 @@ class GenerativeModel(ABC):
 class LatentModel(GenerativeModel):
     """A one-shot generator x = decode(z), z ~ N(0, I) of ``latent_dim`` dimensions.
     ``predict({"z": (B, latent_dim) float32})`` returns the images (B, C, H, W) in [-1, 1]."""
+
+    sampler_options = ()
 
     @property
     @abstractmethod

@@ -22,8 +22,9 @@ from torch import nn
 
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
-from pipeline.methods.base import Signature, TensorSpec
+from pipeline.methods.base import References, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
+from pipeline.pixels import to_unit
 
 AB_CHANNELS, L_CHANNELS = 2, 1
 
@@ -33,17 +34,26 @@ class ColorizerModel(DDPMModel):
     ``condition(rgb)``. ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
     network's output."""
 
+    def conditions(self, n: int, references: References) -> np.ndarray:
+        """``n`` real images (uint8), to colorize from their lightness."""
+        return references(n)
+
+    def cond(self, conditions: np.ndarray) -> torch.Tensor:
+        return self.condition(to_unit(conditions).to(self.device))
+
     def condition(self, images: torch.Tensor) -> torch.Tensor:
         return lightness(images)
 
-    def panel(self, samples: torch.Tensor, references: torch.Tensor) -> tuple[torch.Tensor, int]:
-        """Triptychs gray | colorized | truth, one per reference, two to a row; with K samples per
-        reference (``samples`` of K n images, reference-major), gray | K colorized | truth."""
+    def panel(self, samples: torch.Tensor, conditions: np.ndarray) -> tuple[torch.Tensor, int]:
+        """Triptychs gray | colorized | truth, one per reference image (``conditions``), two to a
+        row; with K samples per reference (``samples`` of K n images, reference-major),
+        gray | K colorized | truth."""
+        references = to_unit(conditions).to(samples)
         n = len(references)
         k = len(samples) // n
         gray = grayed(references)
         rows = torch.cat([gray[:, None], samples.reshape(n, k, *samples.shape[1:]),
-                          references[:, None].to(samples)], dim=1)  # fmt: skip
+                          references[:, None]], dim=1)  # fmt: skip
         return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
 
     def _check(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:

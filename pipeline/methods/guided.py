@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from pipeline.config import Params
-from pipeline.methods.base import Batch, Signature, TensorSpec
+from pipeline.methods.base import Batch, References, Signature, TensorSpec, balanced_labels
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 
 
@@ -58,10 +58,17 @@ class GuidedModel(DDPMModel):
     def num_classes(self) -> int:
         return self.net.num_classes
 
+    def conditions(self, n: int, references: References) -> np.ndarray:
+        """Every class equally often (``balanced_labels``), int64 (n,)."""
+        return balanced_labels(n, self.num_classes).numpy()
+
+    def cond(self, conditions: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(conditions, dtype=torch.long, device=self.device)
+
     def panel(
-        self, samples: torch.Tensor, references: torch.Tensor | None
+        self, samples: torch.Tensor, conditions: np.ndarray | None
     ) -> tuple[torch.Tensor, int]:
-        """One class per column (samples drawn with ``balanced_labels``)."""
+        """One class per column (samples drawn from ``conditions``' balanced labels)."""
         return samples, min(len(samples), self.num_classes)
 
     def check_labels(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:

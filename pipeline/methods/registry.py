@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 Conditioning = Literal["image", "class"] | None
+EVALUATION = "pipeline.evaluate.hooks"  # the families' evaluation hooks
 
 
 @dataclass(frozen=True)
@@ -20,11 +21,16 @@ class Family:
     """``path``: "module:Class" of the family's Method. ``conditioning``: what ``sample`` needs
     besides noise: None (unconditional), "image" (an image per sample, of which the family takes
     its condition: a colorizer's lightness), "class" (a class label per sample). ``sections``: the
-    params sections (beyond data, model, train) its training reads: part of a run's identity."""
+    params sections (beyond data, model, train) its training reads: part of a run's identity.
+    ``evaluation``: "module:Class" of what the evaluate stage does for it beyond FID/KID
+    (pipeline.evaluate.hooks). ``size_multiple``: data.image_size must be a multiple of it (a
+    decoder that doubles the image twice: 4)."""
 
     path: str
     conditioning: Conditioning = None
     sections: tuple[str, ...] = ()
+    evaluation: str = f"{EVALUATION}:Evaluation"
+    size_multiple: int = 1
 
     @property
     def needs_rgb(self) -> bool:
@@ -46,15 +52,38 @@ METHODS: dict[str, Family] = {
     # denoising diffusion (Ho et al. 2020) on a UNet
     "ddpm": Family("pipeline.methods.ddpm:DDPM", sections=("diffusion",)),
     # class-conditional DDPM with classifier-free guidance (Ho and Salimans 2022)
-    "ddpm_cfg": Family("pipeline.methods.guided:DDPMGuided", "class", ("diffusion", "cfg")),
+    "ddpm_cfg": Family(
+        "pipeline.methods.guided:DDPMGuided",
+        "class",
+        ("diffusion", "cfg"),
+        evaluation=f"{EVALUATION}:GuidedEvaluation",
+    ),
     # variational autoencoder (Kingma and Welling 2014)
-    "vae": Family("pipeline.methods.vae:VAE", sections=("vae",)),
+    "vae": Family(
+        "pipeline.methods.vae:VAE",
+        sections=("vae",),
+        evaluation=f"{EVALUATION}:LatentEvaluation",
+        size_multiple=4,
+    ),
     # deep convolutional GAN (Radford et al. 2016)
-    "dcgan": Family("pipeline.methods.gan:DCGAN", sections=("gan",)),
+    "dcgan": Family(
+        "pipeline.methods.gan:DCGAN",
+        sections=("gan",),
+        evaluation=f"{EVALUATION}:LatentEvaluation",
+        size_multiple=4,
+    ),
     # colorization, P(ab | L*) (Palette) and its L2 regression baseline
-    "ddpm_color": Family("pipeline.methods.colorize:DDPMColor", "image", ("diffusion",)),
+    "ddpm_color": Family(
+        "pipeline.methods.colorize:DDPMColor",
+        "image",
+        ("diffusion",),
+        evaluation=f"{EVALUATION}:ColorizerEvaluation",
+    ),
     "regression_color": Family(
-        "pipeline.methods.colorize:RegressionColor", "image", ("diffusion",)
+        "pipeline.methods.colorize:RegressionColor",
+        "image",
+        ("diffusion",),
+        evaluation=f"{EVALUATION}:ColorizerEvaluation",
     ),
 }
 

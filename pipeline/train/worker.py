@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages, colourful, spread
 from pipeline.io import CorruptFileError, write_json
-from pipeline.methods.base import Batch, Method, balanced_labels
+from pipeline.methods.base import Batch, Method
 from pipeline.methods.registry import Family
 from pipeline.methods.step import lr_at
 from pipeline.pixels import to_uint8
@@ -185,7 +185,7 @@ class Rank0Jobs:
 
     def __init__(self, config: LoopConfig, device: torch.device) -> None:
         self.train, self.probe, self.device = config.params.train, config.probe, device
-        self.run_id, self.conditioning = config.run_id, config.family.conditioning
+        self.run_id = config.run_id
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
         self.score = config.probe.scorer() if config.probe else None
         self.progress_file = config.progress_file
@@ -216,35 +216,31 @@ class Rank0Jobs:
         (``state.samples``; logged to MLflow as ``samples``)."""
         net = state.ema.module
         model = state.method.model(net)
-        references, cond = None, None
-        if self.conditioning == "image":
-            references = self.references(count)
-            cond = model.condition(references)
-        elif self.conditioning == "class":
-            cond = balanced_labels(count, model.num_classes).to(self.device)
+        conditions = model.conditions(count, self.references)
         generator = torch.Generator(self.device).manual_seed(seed)
         net.eval()
-        x0 = model.sample(count, generator=generator, steps=steps, sampler="ddim", cond=cond)
+        x0 = model.sample(
+            count, generator=generator, steps=steps, sampler="ddim", cond=model.cond(conditions)
+        )
         net.train()
         shown = min(count, self.train.sample_count)
         grid = image_grid(
-            *model.panel(x0[:shown], None if references is None else references[:shown])
+            *model.panel(x0[:shown], None if conditions is None else conditions[:shown])
         )
         if self.client:
             self.client.log_image(self.run_id, grid, key="samples", step=step)
         state.samples = torch.from_numpy(grid)
         return x0
 
-    def references(self, count: int) -> torch.Tensor:
+    def references(self, count: int) -> np.ndarray:
         """``count`` validation images spread evenly over the split (``spread``: the crops of
-        every validation photo), (count, C, H, W) in [-1, 1], on the device."""
+        every validation photo), uint8 (count, C, H, W)."""
         if count > len(self.validation):
             raise ValueError(
                 f"a conditional family samples from validation images: {count} wanted "
                 f"(train.sample_count or tune.eval_samples), the val split has {len(self.validation)}"
             )
-        picked = spread(len(self.validation), count)
-        return torch.stack([self.validation[int(i)] for i in picked]).to(self.device)
+        return np.array(self.validation.images[spread(len(self.validation), count)])
 
     def show(self, step: int) -> None:
         """The step and the last report's metrics, for the driver's bar (replaced whole), at most

@@ -1,0 +1,242 @@
+"""What the evaluate stage does for one family beyond FID/KID of its samples: the family's
+``evaluation`` hook (pipeline.methods.registry.Family), so that ``pipeline.evaluate.run`` never
+branches on the family.
+
+``Evaluation`` (an unconditional diffusion family): the sample grid and the denoising trajectory.
+``LatentEvaluation`` (VAE, GAN): a latent interpolation GIF and grid instead of the trajectory.
+``GuidedEvaluation`` (classifier-free guidance): class accuracy and the guidance sweep.
+``ColorizerEvaluation``: fidelity to the true colours, diversity and the baselines' scores.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from pipeline.config import EvalConfig
+from pipeline.data.dataset import spread
+from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
+from pipeline.evaluate.featurenet import FeatureNet, classify, load_featurenet
+from pipeline.evaluate.figures import guidance_strip, interpolation, trajectory_frames
+from pipeline.evaluate.sampling import generate
+from pipeline.methods.base import GenerativeModel
+from pipeline.methods.export import load_model
+from pipeline.methods.registry import family
+from pipeline.pixels import to_unit
+from pipeline.reports.grid import image_grid
+
+Score = Callable[[np.ndarray], dict[str, float]]  # uint8 images -> fid_/kid_<features>
+
+
+@dataclass(frozen=True)
+class Inputs:
+    """The evaluate stage's optional inputs (None: not given)."""
+
+    models_dir: str | Path
+    featurenet_dir: str | Path | None = None
+    figures_dir: str | Path | None = None
+    baseline_dir: str | Path | None = None
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How the family's extras draw more samples: ``models`` and ``baseline`` are what Ray's
+    sampling tasks load (pipeline.cluster.for_workers), ``score`` scores uint8 images."""
+
+    config: EvalConfig
+    models: str
+    baseline: str | None
+    use_gpu: bool
+    score: Score
+
+    def generate(
+        self, models: str, conditions: np.ndarray | None, desc: str = "sampling", **changes: Any
+    ) -> np.ndarray:
+        """``generate`` with the eval settings (``changes`` replace some)."""
+        config = dataclasses.replace(self.config, **changes)
+        return generate(models, config, self.use_gpu, conditions, desc=desc)
+
+
+@dataclass
+class Extras:
+    """What a family adds to FID/KID: ``scores`` (metrics), ``settings`` (reported, not scored),
+    the sample ``grid``, the GIF's frames, ``pictures`` for the figures folder (file name ->
+    image) and a guidance sweep's table."""
+
+    grid: np.ndarray
+    trajectory: list[np.ndarray]
+    scores: dict[str, float] = field(default_factory=dict)
+    settings: dict[str, Any] = field(default_factory=dict)
+    pictures: dict[str, np.ndarray] = field(default_factory=dict)
+    guidance: pd.DataFrame | None = None
+
+
+class Evaluation:
+    """An unconditional diffusion family's: the first ``grid_count`` samples and the denoising
+    trajectory."""
+
+    def __init__(self, model: GenerativeModel, config: EvalConfig) -> None:
+        self.model, self.config = model, config
+
+    @property
+    def name(self) -> str:
+        return self.model.params.model.family
+
+    def prepare(self, inputs: Inputs) -> None:
+        """ValueError naming what is missing or not taken, before any compute; loads what the
+        family's scores need."""
+        if inputs.baseline_dir is not None:
+            raise ValueError(
+                f"evaluate: a baseline ({inputs.baseline_dir}) is compared with colorizers only; "
+                f"{inputs.models_dir} holds model.family {self.name!r}"
+            )
+
+    def test_images(self) -> tuple[int, str]:
+        """The test images it needs and what for (pipeline.data.manifest.verify_processed)."""
+        return 2, "evaluate (FID of the test split)"
+
+    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+        """The family's scores and pictures, given the samples ``images`` (uint8) drawn from
+        ``conditions`` (``GenerativeModel.conditions``)."""
+        shown = slice(self.config.grid_count)
+        panel = self.model.panel(to_unit(images[shown]), _part(conditions, shown))
+        return Extras(image_grid(*panel), self.trajectory(conditions))
+
+    def trajectory(self, conditions: np.ndarray | None) -> list[np.ndarray]:
+        """The GIF's frames: the reverse process of ``trajectory_count`` samples, drawn from
+        conditions spread over ``conditions``."""
+        return trajectory_frames(
+            self.model, self.config, lambda n: conditions[spread(len(conditions), n)]
+        )
+
+
+class LatentEvaluation(Evaluation):
+    """A one-shot generator's (VAE, GAN): a latent interpolation (GIF and interpolation.png)."""
+
+    def prepare(self, inputs: Inputs) -> None:
+        super().prepare(inputs)
+        if inputs.figures_dir is None:
+            raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
+
+    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+        frames, grid = interpolation(self.model, self.config)
+        panel = self.model.panel(to_unit(images[: self.config.grid_count]), None)
+        return Extras(image_grid(*panel), frames, pictures={"interpolation.png": grid})
+
+
+class GuidedEvaluation(Evaluation):
+    """A class-conditional model's: FeatureNet's class accuracy on the samples at
+    ``eval.guidance_scale`` and, with ``eval.guidance_sweep``, FID and class accuracy at every w
+    (guidance.csv, guidance.png) and a strip of one sample per class at each w."""
+
+    classifier: FeatureNet
+
+    def prepare(self, inputs: Inputs) -> None:
+        super().prepare(inputs)
+        if inputs.featurenet_dir is None:
+            raise ValueError(
+                f"evaluate: {inputs.models_dir} holds the class-conditional {self.name!r}, whose "
+                "class accuracy FeatureNet's classifier measures: pass --featurenet"
+            )
+        if inputs.figures_dir is None and self.config.guidance_sweep:
+            raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
+        self.classifier = load_featurenet(inputs.featurenet_dir)[0]
+
+    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+        out = super().extras(sampler, conditions, images)
+        out.scores = class_accuracy(self.classifier, images, conditions)
+        out.settings = {"guidance_scale": self.config.guidance_scale}
+        if self.config.guidance_sweep:
+            at_scale = {**sampler.score(images), **out.scores}
+            out.guidance = self.guidance_sweep(
+                sampler, conditions, {self.config.guidance_scale: at_scale}
+            )
+            out.pictures["guidance_strip.png"] = guidance_strip(self.model, self.config)
+        return out
+
+    def guidance_sweep(
+        self, sampler: Sampler, labels: np.ndarray, scored: dict[float, dict[str, float]]
+    ) -> pd.DataFrame:
+        """FID/KID and class accuracy of ``num_samples`` samples at every w of
+        ``eval.guidance_sweep`` (``scored``: the ones already measured, by w)."""
+        rows = []
+        for w in self.config.guidance_sweep:
+            if w not in scored:
+                images = sampler.generate(
+                    sampler.models, labels, f"sampling w={w:g}", guidance_scale=w
+                )
+                scored[w] = {
+                    **sampler.score(images),
+                    **class_accuracy(self.classifier, images, labels),
+                }
+            rows.append({"guidance_scale": w, **scored[w]})
+        return pd.DataFrame(rows)
+
+
+class ColorizerEvaluation(Evaluation):
+    """A colorizer's: its fidelity to the true colours and diversity (K = ``diversity_samples``
+    samples of each of ``diversity_count`` test images), and FID/KID and fidelity of the
+    baselines: ``gray_*`` (ab = 0) and, with a baseline model, ``regression_*``. The grid shows
+    triptychs gray | K colorized | truth."""
+
+    def prepare(self, inputs: Inputs) -> None:
+        if inputs.baseline_dir is None:
+            return
+        baseline = load_model(inputs.baseline_dir)  # fails early on a missing or corrupted one
+        if not isinstance(evaluation_of(baseline, self.config), ColorizerEvaluation):
+            raise ValueError(
+                f"evaluate: a baseline ({inputs.baseline_dir}) is compared with colorizers only; "
+                f"it holds model.family {baseline.params.model.family!r}"
+            )
+
+    def test_images(self) -> tuple[int, str]:
+        return self.config.num_samples, "evaluate (eval.num_samples test images to colorize)"
+
+    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+        config = self.config
+        scores = fidelity(images, conditions)
+        shown = conditions[spread(len(conditions), config.diversity_count)]
+        k = config.diversity_samples
+        samples = sampler.generate(sampler.models, np.repeat(shown, k, axis=0))
+        samples = samples.reshape(len(shown), k, *shown.shape[1:])
+        scores["diversity_ab"] = ab_diversity(samples)
+        baselines = {"gray": gray_images(conditions)}
+        if sampler.baseline is not None:
+            baselines["regression"] = sampler.generate(sampler.baseline, conditions)
+        for name, baseline in baselines.items():
+            scored = {**sampler.score(baseline), **fidelity(baseline, conditions)}
+            scores |= {f"{name}_{k}": v for k, v in scored.items() if k != "colourfulness_truth"}
+        flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
+        grid = image_grid(*self.model.panel(to_unit(flat), shown))
+        return Extras(grid, self.trajectory(conditions), scores)
+
+
+def class_accuracy(
+    classifier: FeatureNet, images: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """How often FeatureNet's classifier head says c of samples drawn for class c:
+    ``class_accuracy`` (the mean over the classes) and ``class_accuracy_<c>`` per class."""
+    predicted = classify(classifier, images)
+    per_class = {
+        f"class_accuracy_{c}": float((predicted[labels == c] == c).mean())
+        for c in np.unique(labels)
+    }
+    return {"class_accuracy": float(np.mean(list(per_class.values()))), **per_class}
+
+
+def evaluation_of(model: GenerativeModel, config: EvalConfig) -> Evaluation:
+    """The evaluation hook of ``model``'s family (its registry entry's ``evaluation``)."""
+    module, _, cls = family(model.params.model.family).evaluation.partition(":")
+    return getattr(importlib.import_module(module), cls)(model, config)
+
+
+def _part(conditions: np.ndarray | None, part: slice) -> np.ndarray | None:
+    return None if conditions is None else conditions[part]
