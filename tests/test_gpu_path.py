@@ -159,3 +159,15 @@ def test_a_training_step_and_its_ema_update_never_sync_with_the_host():
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert adamw(trainer.net.parameters(), device, lr=1e-3).defaults["fused"]
+
+
+@pytest.mark.parametrize("kind", ["random", "colorizer"])
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_the_style_features_live_wholly_on_the_device_asked_for(kind, device):
+    """Every weight and buffer of the stylize command's features (the colorizer's: the shipped
+    network's levels and the random content filters) on ``device``."""
+    from pipeline.style.choice import FeatureChoice, build_features
+
+    features = build_features(FeatureChoice(kind=kind), seed=0, device=device)
+    tensors = [*features.parameters(), *features.buffers()]
+    assert tensors and {t.device.type for t in tensors} == {device}

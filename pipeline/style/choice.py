@@ -61,7 +61,7 @@ def build_features(choice: FeatureChoice, seed: int, device: str = "cpu") -> nn.
         from pipeline.shipped import shipped_colorizer
         from pipeline.style.learned import ColorizerFeatures
 
-        return ColorizerFeatures(load_model(shipped_colorizer(), device).net, seed=seed)
+        return ColorizerFeatures(load_model(shipped_colorizer(), device).net, seed=seed).to(device)
     from pipeline.style.features import RandomFeatures
 
     return RandomFeatures(seed=seed).to(device)
