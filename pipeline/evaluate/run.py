@@ -128,10 +128,7 @@ def evaluate(
         "num_real": len(real_images),
         "features": ec.features,
         **backend_report,
-        "sampler": ec.sampler,
-        "steps": ec.steps,
-        "eta": ec.eta,
-        "seed": ec.seed,
+        **{key: getattr(ec, key) for key in ("sampler", "steps", "eta", "seed")},
         **extras.settings,
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
@@ -139,14 +136,8 @@ def evaluate(
     save_gif(extras.trajectory, trajectory_gif)
     figures = write_figures(figures_dir, extras.pictures, extras.guidance, f"fid_{ec.features}")
     write_json(metrics_path, metrics)
-    log_to_run(
-        report,
-        params,
-        metrics,
-        list(results),
-        (metrics_path, grid_png, trajectory_gif, *figures),
-        project_dir,
-    )
+    files = (metrics_path, grid_png, trajectory_gif, *figures)
+    log_to_run(report, params, metrics, list(results), files, project_dir)
     return metrics
 
 

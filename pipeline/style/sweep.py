@@ -50,7 +50,7 @@ from pipeline.tracking import (
     tracking_uri,
 )
 from pipeline.tune.best import read_tuned, write_best_params
-from pipeline.tune.search import TRIAL_TAG, SweepProgress, param_space
+from pipeline.tune.search import TRIAL_TAG, SweepProgress, error_line, new_tuner, winner
 
 log = logging.getLogger(__name__)
 
@@ -132,9 +132,7 @@ def results_table(grid: ray.tune.ResultGrid, keys: list[str]) -> pd.DataFrame:
                "status": "failed" if result.error is not None else "completed"}  # fmt: skip
         row.update({key: config.get(key) for key in keys})
         row.update({key: metrics.get(key, np.nan) for key in REPORTED})
-        row["error"] = (
-            "" if result.error is None else f"{type(result.error).__name__}: {result.error}"
-        )
+        row["error"] = error_line(result.error)
         rows.append(row)
     table = pd.DataFrame(rows)
     table["_rank"] = (table["status"] != "completed").astype(int)
@@ -217,29 +215,17 @@ def run_style_sweep(
     )
     with recorded(client, parent_id, finish=False):
         log.info("sweep %s: %s", name, {k: s.values for k, s in specs.items()})
-        tuner = ray.tune.Tuner(
-            trainable,
-            param_space=param_space(specs),
-            tune_config=tune_config(params),
-            run_config=ray.tune.RunConfig(
-                name=name,
-                failure_config=ray.tune.FailureConfig(max_failures=0),
-                callbacks=[SweepProgress(METRIC, desc="stylize tune")],
-            ),
-        )
+        progress = SweepProgress(METRIC, desc="stylize tune")
+        tuner = new_tuner(trainable, specs, tune_config(params), name, progress)
         table = results_table(tuner.fit(), list(specs))
     table.insert(2 + len(specs), "ratio", weight_ratio(params, table))
-    completed = table[table["status"] == "completed"]
-    if completed.empty:
-        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
-        raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
-    best = completed.iloc[0]
-    winning = {key: _plain(best[key]) for key in specs}
+    best, winning = winner(table, list(specs), name, client, parent_id)
     write_best_params(winning, best_params_path,
                       f"sweep {name}: trial {best['trial_id']}, score {best[METRIC]:.4f}")  # fmt: skip
     with atomic_path(results_csv) as tmp:
         table.to_csv(tmp, index=False)
-    plot_sweep(table, plot_png, f"{name}: {len(completed)} trials at {params.tune.size} px")
+    completed = (table["status"] == "completed").sum()
+    plot_sweep(table, plot_png, f"{name}: {completed} trials at {params.tune.size} px")
     client.log_batch(
         parent_id, metrics=[Metric(f"best_{k}", float(best[k]), 0, 0) for k in REPORTED]
     )
@@ -250,10 +236,6 @@ def run_style_sweep(
     log.info("%s\nbest: %s", table.to_string(index=False), winning)
     return {"sweep": name, "trial_id": best["trial_id"], **{k: float(best[k]) for k in REPORTED},
             **winning}  # fmt: skip
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value
 
 
 def apply_best(params: StyleParams, path: str | Path) -> StyleParams:

@@ -29,27 +29,26 @@ from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from ray.train.torch import TorchTrainer
 
-from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, resolve_use_gpu
-from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
+from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
+from pipeline.config import Params
 from pipeline.console import progress_bar
-from pipeline.data.manifest import manifest_digest, read_manifest, verify_processed
+from pipeline.data.manifest import manifest_digest, read_manifest
 from pipeline.io import atomic_path, read_json, write_json
 from pipeline.methods.export import export_model
 from pipeline.methods.registry import family, method_class, method_module
 from pipeline.provenance import code_digest, identity_name
 from pipeline.reports.grid import save_image
-from pipeline.tracking import (
-    connect,
-    finished_run,
-    fluent_store,
-    log_dataset,
-    logged_params,
-    provenance_tags,
-    recorded,
-    start_run,
-    tracking_uri,
-)
+from pipeline.tracking import finished_run, fluent_store, logged_params, recorded
 from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
+from pipeline.train.inputs import (
+    Connected,
+    check_batches,
+    check_data,
+    connect_stage,
+    run_sections,
+    start_stage_run,
+    with_data_classes,
+)
 from pipeline.train.mlflow_model import log_model
 from pipeline.train.state import TrainState
 from pipeline.train.worker import (
@@ -65,9 +64,6 @@ log = logging.getLogger(__name__)
 DIVERGED_FILE = "diverged.json"  # in a run's storage directory, written by rank 0 on a NaN/inf loss
 PROGRESS_FILE = "progress.json"  # beside it: rank 0's step, loss and speed, for the driver's bar
 
-RUN_SECTIONS = ("data", "model", "train")  # what every family's weights depend on
-
-
 CODE = "pipeline.train.driver"  # the module whose source closure is the training loop
 
 
@@ -77,66 +73,11 @@ def training_code(params: Params) -> str:
     return hashlib.sha256("".join(code_digest(m) for m in modules).encode()).hexdigest()
 
 
-def run_sections(params: Params, omit_train: tuple[str, ...] = TRAIN_OPERATIONAL) -> dict[str, Any]:
-    """The params sections the trained weights depend on: data, model, train (less ``omit_train``)
-    and the family's own (pipeline.methods.registry.Family.sections: diffusion, cfg, vae, gan)."""
-    names = RUN_SECTIONS + family(params.model.family).sections
-    sections = {k: v for k, v in to_dict(params).items() if k in names}
-    sections["train"] = {k: v for k, v in sections["train"].items() if k not in omit_train}
-    return sections
-
-
 def run_name(params: Params, processed_dir: Path) -> str:
     """train-<12 hex>: sha256 of ``run_sections``, the data manifest and the training code. Runs
     with the same name resume each other's checkpoints."""
     identity = [run_sections(params), manifest_digest(processed_dir), training_code(params)]
     return identity_name("train", identity)
-
-
-def check_batches(params: Params, manifest: Mapping[str, Any]) -> None:
-    """Raise ValueError unless every worker gets at least one full batch per epoch (the loader drops
-    incomplete batches, so otherwise the training loop would never take a step)."""
-    count, tc = manifest["splits"]["train"]["count"], params.train
-    per_worker = count // tc.num_workers  # DistributedSampler(drop_last=True) shard size
-    if per_worker < tc.micro_batch_size:
-        raise ValueError(
-            f"train.batch_size {tc.batch_size} over {tc.num_workers} workers x "
-            f"{tc.grad_accum_steps} micro-batches needs at least {tc.micro_batch_size} training "
-            f"images per worker; the data has {count} in total"
-        )
-
-
-def check_data(
-    params: Params, processed_dir: Path, min_counts: Mapping[str, tuple[int, str]] | None = None
-) -> dict[str, Any]:
-    """The stage's one check of ``processed_dir`` before any compute: the arrays against their
-    manifest (pipeline.data.manifest), the image shape against the params, ``min_counts``, one
-    batch per worker of ``params``. Returns the manifest."""
-    manifest = verify_processed(
-        processed_dir, image_shape=params.data.image_shape, min_counts=min_counts
-    )
-    check_batches(params, manifest)
-    return manifest
-
-
-def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
-    """``params`` with ``cfg.num_classes`` set to the data's classes (the manifest's) when a
-    class-conditioned family trains (``model.family``, or one a tune search may pick);
-    ValueError when the data has no labels or other classes."""
-    if not any(family(name).needs_labels for name in params.families):
-        return params
-    classes = manifest.get("classes")
-    if not classes:
-        raise ValueError(
-            f"model.family {params.model.family!r} trains on class labels; the preprocessed data "
-            f"(data.source {params.data.source!r}) has none"
-        )
-    if params.cfg.num_classes not in (None, len(classes)):
-        raise ValueError(
-            f"cfg.num_classes {params.cfg.num_classes} differs from the data's {len(classes)} "
-            "classes; set it to null (the data's)"
-        )
-    return params.with_values({"cfg.num_classes": len(classes)})
 
 
 @contextlib.contextmanager
@@ -314,74 +255,96 @@ def train(
     processed_dir = Path(processed_dir).resolve()
     params = with_data_classes(params, check_data(params, processed_dir))
     name = run_name(params, processed_dir)
-    uri = tracking_uri(project_dir)
-    init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
-    checkpoints_dir = checkpoints_for_workers(params, checkpoints_dir)
-    client = connect(uri)
+    stage = connect_stage(params, checkpoints_dir, project_dir)
     outputs = {"models_dir": models_dir, "history_csv": history_csv, "samples_png": samples_png}
-    reused = finished_outputs(client, params, name, checkpoints_dir, Path(report_path).name)
+    reused = finished_outputs(stage.client, params, name, stage.storage_dir, Path(report_path).name)
     if reused:  # the finished run stays as it finished: nothing is logged to it again
         report, state = reused
         write_outputs(params, state, **outputs)
         write_json(report_path, report)
         return report
-    manifest_sha256 = manifest_digest(processed_dir)
-    all_tags = {
-        **provenance_tags(project_dir, "stages/train.py", manifest_sha256),
-        "accelerator": "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu",
-        **(tags or {}),
-    }
-    run_id = start_run(
-        client, params.mlflow.experiment, name, logged_params(params), all_tags, project_dir
+    accelerator = "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu"
+    run_id = start_stage_run(
+        stage,
+        params,
+        name=name,
+        logged=logged_params(params),
+        tags={"accelerator": accelerator, **(tags or {})},
+        processed_dir=processed_dir,
+        manifest_sha256=manifest_digest(processed_dir),
+        entry_point="stages/train.py",
+        project_dir=project_dir,
     )
-    log_dataset(client, run_id, processed_dir, f"{params.data.source}-processed", manifest_sha256)
     started = time.perf_counter()
-    with recorded(client, run_id):
+    with recorded(stage.client, run_id):
         result = fit(
             params,
             processed_dir=for_workers(params, processed_dir),
-            storage_dir=checkpoints_dir,
+            storage_dir=stage.storage_dir,
             name=name,  # computed above: the code and manifest digests are not redone
             run_id=run_id,
-            mlflow_uri=uri,
+            mlflow_uri=stage.uri,
             fault=fault,
             progress=True,
         )
         # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
         final = result.checkpoint.path if result.checkpoint else None
-        final = final or latest_checkpoint_dir(checkpoints_dir / name)
+        final = final or latest_checkpoint_dir(stage.storage_dir / name)
         state = final_state(params, final) if final else None
         if state is None or state.step != params.train.steps:
             raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
         wall_time = time.perf_counter() - started
         write_outputs(params, state, **outputs)
-        with fluent_store(uri), mlflow.start_run(run_id=run_id):
-            mlflow.log_artifacts(str(models_dir), "model_files")
-            mlflow.log_artifact(str(Path(final) / CHECKPOINT_FILE), "checkpoint")
-            info = log_model(Path(models_dir), params.mlflow.registered_model)
-            mlflow.log_artifact(str(samples_png), "samples")
-            mlflow.log_artifact(str(history_csv), "reports")
-            last = state.history[-1]
-            warnings = method_class(params.model.family).warnings(params, state.history)
-            for line in warnings:
-                log.warning(line)
-                mlflow.set_tag("warning", line)
-            report = {
-                "steps": state.step,
-                **{f"final_{k}": v for k, v in last.items() if k.startswith("loss")},
-                "images_per_s": statistics.median(h["images_per_s"] for h in state.history),
-                "wall_time_s": round(wall_time, 2),
-                "num_workers": params.train.num_workers,
-                # the Ray node of each rank: a multi-node run shows more than one id
-                "worker_nodes": client.get_run(run_id).data.tags[WORKER_NODES_TAG].split(","),
-                "run_name": name,
-                "mlflow_run_id": run_id,
-                "mlflow_model_uri": info.model_uri,
-                "registered_model": params.mlflow.registered_model,
-                "registered_model_version": info.registered_model_version,
-                "warnings": warnings,
-            }
-            mlflow.log_metric("wall_time_s", report["wall_time_s"])
-            write_json(report_path, report)
-            mlflow.log_artifact(str(report_path), "reports")
+        report = record_training(
+            stage, params, state, run_id, name, final, wall_time, report_path=report_path, **outputs
+        )
+    return report
+
+
+def record_training(
+    stage: Connected,
+    params: Params,
+    state: TrainState,
+    run_id: str,
+    name: str,
+    final: str | Path,
+    wall_time: float,
+    *,
+    models_dir: str | Path,
+    history_csv: str | Path,
+    samples_png: str | Path,
+    report_path: str | Path,
+) -> dict[str, Any]:
+    """Log the finished training to its MLflow run: the model files, the final checkpoint, the
+    MLflow model (registered when ``mlflow.registered_model``), the grid, the history, the
+    family's warnings and the report, which it writes to ``report_path`` and returns."""
+    with fluent_store(stage.uri), mlflow.start_run(run_id=run_id):
+        mlflow.log_artifacts(str(models_dir), "model_files")
+        mlflow.log_artifact(str(Path(final) / CHECKPOINT_FILE), "checkpoint")
+        info = log_model(Path(models_dir), params.mlflow.registered_model)
+        mlflow.log_artifact(str(samples_png), "samples")
+        mlflow.log_artifact(str(history_csv), "reports")
+        last = state.history[-1]
+        warnings = method_class(params.model.family).warnings(params, state.history)
+        for line in warnings:
+            log.warning(line)
+            mlflow.set_tag("warning", line)
+        report = {
+            "steps": state.step,
+            **{f"final_{k}": v for k, v in last.items() if k.startswith("loss")},
+            "images_per_s": statistics.median(h["images_per_s"] for h in state.history),
+            "wall_time_s": round(wall_time, 2),
+            "num_workers": params.train.num_workers,
+            # the Ray node of each rank: a multi-node run shows more than one id
+            "worker_nodes": stage.client.get_run(run_id).data.tags[WORKER_NODES_TAG].split(","),
+            "run_name": name,
+            "mlflow_run_id": run_id,
+            "mlflow_model_uri": info.model_uri,
+            "registered_model": params.mlflow.registered_model,
+            "registered_model_version": info.registered_model_version,
+            "warnings": warnings,
+        }
+        mlflow.log_metric("wall_time_s", report["wall_time_s"])
+        write_json(report_path, report)
+        mlflow.log_artifact(str(report_path), "reports")
     return report

@@ -1,14 +1,17 @@
 """The Ray Tune pieces every sweep of the project uses, whatever its trials run (the training sweep,
 pipeline.tune.sweep; the style-weight sweep, pipeline.style.sweep): Tune's param space from the
-parsed ``space`` of a params file (pipeline.config.space), the trials' MLflow tag and the sweep's
-progress bar."""
+parsed ``space`` of a params file (pipeline.config.space), the Tuner, the trials' MLflow tag, the
+sweep's progress bar, a failed trial's error line and the winner of the results table."""
 
 from __future__ import annotations
 
 import math
 from typing import Any
 
+import pandas as pd
 import ray.tune
+from mlflow.entities import RunStatus
+from mlflow.tracking import MlflowClient
 
 from pipeline.config import Spec
 from pipeline.console import progress_bar
@@ -57,3 +60,56 @@ class SweepProgress(ray.tune.Callback):
     def on_experiment_end(self, trials, **info) -> None:
         if self.bar is not None:
             self.bar.close()
+
+
+def new_tuner(
+    trainable: Any,
+    specs: dict[str, Spec],
+    tune_config: ray.tune.TuneConfig,
+    name: str,
+    progress: SweepProgress,
+    storage_path: str | None = None,
+) -> ray.tune.Tuner:
+    """A Tuner of ``trainable`` over ``specs``' space: no retries (a failed trial fails alone and
+    says why), the sweep's progress bar."""
+    return ray.tune.Tuner(
+        trainable,
+        param_space=param_space(specs),
+        tune_config=tune_config,
+        run_config=ray.tune.RunConfig(
+            name=name,
+            storage_path=storage_path,
+            failure_config=ray.tune.FailureConfig(max_failures=0),
+            callbacks=[progress],
+        ),
+    )
+
+
+def error_line(error: BaseException | None) -> str:
+    """The root cause of a trial's error, one line (Ray wraps it in RayTaskError)."""
+    if error is None:
+        return ""
+    cause = error
+    while getattr(cause, "cause", None) is not None:  # RayTaskError.cause
+        cause = cause.cause
+    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
+    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
+
+
+def winner(
+    table: pd.DataFrame, keys: list[str], name: str, client: MlflowClient, parent_id: str
+) -> tuple[pd.Series, dict[str, Any]]:
+    """The best completed trial of ``table`` (sorted best first) and its values of ``keys``, as
+    plain Python values for YAML; with none completed, the parent run FAILED and RuntimeError
+    with the table."""
+    completed = table[table["status"] == "completed"]
+    if completed.empty:
+        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
+        raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
+    best = completed.iloc[0]
+    return best, {key: _plain(best[key]) for key in keys}
+
+
+def _plain(value: Any) -> Any:
+    """A numpy scalar (from the table) as a plain Python value."""
+    return value.item() if hasattr(value, "item") else value

@@ -26,7 +26,7 @@ from ray.tune.search import ConcurrencyLimiter
 from ray.tune.search.basic_variant import BasicVariantGenerator
 from ray.tune.search.optuna import OptunaSearch
 
-from pipeline.cluster import checkpoints_for_workers, for_workers, init_ray, resolve_use_gpu
+from pipeline.cluster import for_workers, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, to_dict
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
@@ -35,19 +35,16 @@ from pipeline.io import atomic_path, write_json
 from pipeline.methods.registry import family, method_module
 from pipeline.provenance import code_digest, identity_name
 from pipeline.reports.tune import plot_trials
-from pipeline.tracking import (
-    connect,
-    experiment_id,
-    log_dataset,
-    logged_params,
-    provenance_tags,
-    recorded,
-    start_run,
-    tracking_uri,
+from pipeline.tracking import logged_params, recorded
+from pipeline.train.inputs import (
+    check_data,
+    connect_stage,
+    run_sections,
+    start_stage_run,
+    with_data_classes,
 )
-from pipeline.train.driver import check_data, run_sections, with_data_classes
 from pipeline.tune.best import write_best_params
-from pipeline.tune.search import TRIAL_TAG, SweepProgress, param_space
+from pipeline.tune.search import TRIAL_TAG, SweepProgress, error_line, new_tuner, winner
 from pipeline.tune.trial import SweepConfig, run_trial
 
 log = logging.getLogger(__name__)
@@ -60,7 +57,7 @@ STATUSES = ("completed", "stopped_early", "failed")
 
 def trial_sections(params: Params) -> dict[str, Any]:
     """What trials depend on besides tune.*: the sections a training run depends on
-    (pipeline.train.driver.run_sections) less the train keys a trial takes from its budget
+    (pipeline.train.inputs.run_sections) less the train keys a trial takes from its budget
     (dvc.yaml's tune stage lists these)."""
     return run_sections(params, omit_train=TRIAL_FIXED)
 
@@ -182,22 +179,11 @@ def results_table(
         row.update({key: (result.config or {}).get(key) for key in keys})  # none: never started
         row.update({f"{metric}@{m}": at.get(m, math.nan) for m in milestones(search)})
         row[metric] = metrics.get(metric, math.nan)
-        row["error"] = _error_line(result.error)
+        row["error"] = error_line(result.error)
         rows.append(row)
     table = pd.DataFrame(rows).astype({"step": "Int64"})  # failed trials have none
     table["_rank"] = table["status"].map({"completed": 0}).fillna(1)
     return table.sort_values(["_rank", metric, "trial_id"]).drop(columns="_rank")
-
-
-def _error_line(error: BaseException | None) -> str:
-    """The root cause of a trial's error, one line (Ray wraps it in RayTaskError)."""
-    if error is None:
-        return ""
-    cause = error
-    while getattr(cause, "cause", None) is not None:  # RayTaskError.cause
-        cause = cause.cause
-    lines = [line for line in str(cause).strip().splitlines() if line.strip()]
-    return f"{type(cause).__name__}: {lines[-1] if lines else ''}"
 
 
 def run_sweep(
@@ -215,23 +201,63 @@ def run_sweep(
     empty table and plot). Otherwise it runs (or resumes) the sweep and writes the winning values,
     the table (CSV) and the plot; returns the best row. Raises KeyboardInterrupt when the sweep
     was interrupted before every trial ended (re-running resumes it)."""
-    search, metric = params.tune, probe_metric(params.eval)
-    if not search.enabled:
-        write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
-        with atomic_path(results_csv) as tmp:
-            pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
-        plot_trials(
-            pd.DataFrame(),
-            [],
-            plot_png,
-            metric=metric,
-            title="tuning disabled (tune.enabled: false)",
-        )
+    metric = probe_metric(params.eval)
+    if not params.tune.enabled:
+        write_disabled(best_params_path, results_csv, plot_png, metric)
         return {}
-    processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
-    if featurenet_dir is not None:
-        featurenet_dir = str(Path(featurenet_dir).resolve())
-    specs = search.specs
+    processed_dir = Path(processed_dir).resolve()
+    featurenet_dir = featurenet_dir and str(Path(featurenet_dir).resolve())
+    params, identity = checked_inputs(params, processed_dir, featurenet_dir)
+    name = sweep_name(identity)
+    stage = connect_stage(params, storage_dir, project_dir)
+    parent_id = start_stage_run(
+        stage,
+        params,
+        name=name,
+        logged={**logged_params(params), "tune": to_dict(params.tune)},
+        tags={"features_sha256": str(identity["features_sha256"]), "dvc_stage": "tune"},
+        processed_dir=processed_dir,
+        manifest_sha256=identity["data_manifest_sha256"],
+        entry_point="stages/tune.py",
+        project_dir=project_dir,
+    )
+    sweep = SweepConfig(
+        params=params,
+        name=name,
+        parent_run_id=parent_id,
+        tracking_uri=stage.uri,
+        processed_dir=str(for_workers(params, processed_dir)),
+        data_manifest_sha256=identity["data_manifest_sha256"],
+        featurenet_dir=featurenet_dir and str(for_workers(params, featurenet_dir)),
+        storage_dir=str(stage.storage_dir / f"{name}-trials"),
+    )
+    path = stage.storage_dir / name
+    with recorded(stage.client, parent_id, finish=False):  # a failed or interrupted sweep: FAILED
+        tuner = restored_or_new(sweep, path, identity)
+        table = results_table(tuner.fit(), path, params.tune, list(params.tune.specs), metric)
+    return finish_sweep(
+        params, table, stage.client, parent_id, name, (best_params_path, results_csv, plot_png)
+    )
+
+
+def write_disabled(best_params_path, results_csv, plot_png, metric: str) -> None:
+    """What the stage writes with ``tune.enabled`` false: an empty best_params.yaml, table and
+    plot."""
+    write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
+    with atomic_path(results_csv) as tmp:
+        pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
+    plot_trials(
+        pd.DataFrame(), [], plot_png, metric=metric, title="tuning disabled (tune.enabled: false)"
+    )
+
+
+def checked_inputs(
+    params: Params, processed_dir: Path, featurenet_dir: str | None
+) -> tuple[Params, dict[str, Any]]:
+    """The sweep's checks before any compute (the data with a trial's params, enough validation
+    images for the probe, the probe's features) and its identity; ``params`` with the data's
+    classes."""
+    search, metric = params.tune, probe_metric(params.eval)
     # a colorizer's probe colorizes tune.eval_samples validation images
     needed = search.eval_samples if family(params.model.family).needs_rgb else 2
     manifest = check_data(  # with a trial's params: its budget's batch must fit
@@ -241,68 +267,43 @@ def run_sweep(
     )
     params = with_data_classes(params, manifest)
     _, backend = load_extractor(params.eval, featurenet_dir)  # fails early when missing
-    features_sha256 = backend["weights_sha256"]
-    identity = sweep_identity(params, processed_dir, features_sha256)
-    name = sweep_name(identity)
-    uri = tracking_uri(project_dir)
-    init_ray(params, uri)  # connect before an MLflow run exists: a bad address leaves no run
-    storage_dir = checkpoints_for_workers(params, storage_dir)
+    return params, sweep_identity(params, processed_dir, backend["weights_sha256"])
 
-    client = connect(uri)
-    experiment_id(client, params.mlflow.experiment, project_dir)  # before trials log in parallel
-    tags = {
-        **provenance_tags(project_dir, "stages/tune.py", identity["data_manifest_sha256"]),
-        "features_sha256": str(features_sha256),
-        "dvc_stage": "tune",
-    }
-    parent_id = start_run(
-        client,
-        params.mlflow.experiment,
-        name,
-        {**logged_params(params), "tune": to_dict(search)},
-        tags,
-        project_dir,
-    )
-    dataset = f"{params.data.source}-processed"
-    log_dataset(client, parent_id, processed_dir, dataset, identity["data_manifest_sha256"])
-    sweep = SweepConfig(
-        params=params,
-        name=name,
-        parent_run_id=parent_id,
-        tracking_uri=uri,
-        processed_dir=str(for_workers(params, processed_dir)),
-        data_manifest_sha256=identity["data_manifest_sha256"],
-        featurenet_dir=featurenet_dir and str(for_workers(params, featurenet_dir)),
-        storage_dir=str(storage_dir / f"{name}-trials"),
-    )
+
+def restored_or_new(sweep: SweepConfig, path: Path, identity: dict[str, Any]) -> ray.tune.Tuner:
+    """The interrupted sweep at ``path`` restored when it is this very sweep (``restorable``),
+    else a new one there (whatever was there removed, with its trials' checkpoints)."""
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(run_trial, sweep=sweep), TRIAL_DRIVER_RESOURCES
     )
-    path = storage_dir / name
-    with recorded(client, parent_id, finish=False):  # a failed or interrupted sweep is FAILED
-        if restorable(path, identity):
-            log.info("resuming sweep %s from %s", name, path)
-            tuner = ray.tune.Tuner.restore(
-                str(path), trainable, resume_unfinished=True, resume_errored=False
-            )
-        else:
-            log.info("sweep %s: %s", name, {k: s.values for k, s in specs.items()})
-            for stale in (path, Path(sweep.storage_dir)):  # another sweep's, or unreadable
-                shutil.rmtree(stale, ignore_errors=True)
-            path.mkdir(parents=True)
-            write_json(path / IDENTITY_FILE, identity)
-            tuner = ray.tune.Tuner(
-                trainable,
-                param_space=param_space(specs),
-                tune_config=ray_tune_config(params),
-                run_config=ray.tune.RunConfig(
-                    name=name,
-                    storage_path=str(storage_dir),
-                    failure_config=ray.tune.FailureConfig(max_failures=0),
-                    callbacks=[SweepProgress(metric)],
-                ),
-            )
-        table = results_table(tuner.fit(), path, search, list(specs), metric)
+    if restorable(path, identity):
+        log.info("resuming sweep %s from %s", sweep.name, path)
+        return ray.tune.Tuner.restore(
+            str(path), trainable, resume_unfinished=True, resume_errored=False
+        )
+    specs = sweep.params.tune.specs
+    log.info("sweep %s: %s", sweep.name, {k: s.values for k, s in specs.items()})
+    for stale in (path, Path(sweep.storage_dir)):  # another sweep's, or unreadable
+        shutil.rmtree(stale, ignore_errors=True)
+    path.mkdir(parents=True)
+    write_json(path / IDENTITY_FILE, identity)
+    progress = SweepProgress(probe_metric(sweep.params.eval))
+    config = ray_tune_config(sweep.params)
+    return new_tuner(trainable, specs, config, sweep.name, progress, str(path.parent))
+
+
+def finish_sweep(
+    params: Params,
+    table: pd.DataFrame,
+    client: MlflowClient,
+    parent_id: str,
+    name: str,
+    files: tuple[str | Path, str | Path, str | Path],
+) -> dict[str, Any]:
+    """The sweep's end: KeyboardInterrupt (the parent run KILLED) when trials are unfinished;
+    else the winner's best_params.yaml, the table and the plot (``files``), recorded on the
+    parent run; returns the best row."""
+    search, metric = params.tune, probe_metric(params.eval)
     unfinished = table[table["status"] == "unfinished"]
     if len(unfinished):
         client.set_terminated(parent_id, RunStatus.to_string(RunStatus.KILLED))
@@ -310,28 +311,18 @@ def run_sweep(
             f"sweep {name} interrupted with {len(unfinished)} of {len(table)} trials unfinished; "
             "re-run the stage to resume it (ended trials are kept)"
         )
-    completed = table[table["status"] == "completed"]
-    if completed.empty:
-        client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FAILED))
-        raise RuntimeError(f"sweep {name}: no trial completed\n{table.to_string(index=False)}")
-    best = completed.iloc[0]
-    winning = {key: _plain(best[key]) for key in specs}
+    specs = list(search.specs)
+    best, winning = winner(table, specs, name, client, parent_id)
+    best_params_path, results_csv, plot_png = files
     header = f"sweep {name}: trial {best['trial_id']}, {metric} {best[metric]:.4f} at step {search.steps}"
     write_best_params(winning, best_params_path, header)
     with atomic_path(results_csv) as tmp:
         table.to_csv(tmp, index=False)
     colour_by = "diffusion.schedule" if "diffusion.schedule" in specs else None
     plot_trials(table, milestones(search), plot_png, metric=metric, colour_by=colour_by)
-    record_sweep(
-        client, parent_id, name, table, best, metric, (best_params_path, results_csv, plot_png)
-    )
+    record_sweep(client, parent_id, name, table, best, metric, files)
     log.info("%s\nbest: %s", table.to_string(index=False), winning)
     return {"sweep": name, "trial_id": best["trial_id"], metric: float(best[metric]), **winning}
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars (from the table) as plain Python values for YAML."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def record_sweep(
