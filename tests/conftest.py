@@ -107,3 +107,39 @@ def ray_cluster():
     ray.init(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def processed_data(tmp_path_factory):
+    """A factory: the processed data of a DataConfig, downloaded and preprocessed once a session
+    per config (tests read it, never change it)."""
+    from pipeline.config import DownloadConfig
+    from pipeline.data import download_source, preprocess
+
+    built = {}
+
+    def build(data):
+        if data not in built:
+            root = tmp_path_factory.mktemp("data")
+            download_source(data, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
+            preprocess(data, root / "raw", root / "processed", progress=False)
+            built[data] = root / "processed"
+        return built[data]
+
+    return build
+
+
+@pytest.fixture(scope="module")
+def processed(processed_data):
+    """The tiny training data (tests.factories.TINY's: 64 images of the default source)."""
+    from tests.factories import TINY
+
+    return processed_data(TINY.data)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """A module's monkeypatch, with no MLFLOW_TRACKING_URI: runs track into the test's folder."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
+        yield mp

@@ -7,8 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig
-from pipeline.data import download_source, preprocess
+from pipeline.config import DataConfig, EvalConfig, FeatureNetConfig
 from pipeline.data.dataset import ProcessedImages
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.featurenet import load_featurenet, save_featurenet, train_featurenet
@@ -19,15 +18,12 @@ from pipeline.io import file_digest
 from pipeline.methods.ddpm import build_unet
 from pipeline.methods.export import export_model
 from pipeline.models import make_ema
-from tests.test_train import TINY
+from tests.factories import TINY
 
 
 @pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    download_source(DataConfig(), DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
-    preprocess(DataConfig(), root / "raw", root / "processed", progress=False)
-    return root / "processed"
+def processed(processed_data):
+    return processed_data(DataConfig())
 
 
 @pytest.fixture(scope="module")

@@ -78,7 +78,7 @@ def test_the_ema_reads_its_update_count_from_the_device_once_per_build_or_load()
 
 
 def test_compile_auto_compiles_on_cuda_only():
-    from tests.test_train import TINY, with_train
+    from tests.factories import TINY, with_train
 
     assert resolve_compile("auto", torch.device("cuda"))
     assert not resolve_compile("auto", torch.device("cpu"))
@@ -93,7 +93,7 @@ def test_compile_auto_compiles_on_cuda_only():
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_bf16_sampling_runs_the_network_under_autocast_and_returns_float32_near_fp32(device):
-    from tests.test_train import TINY
+    from tests.factories import TINY
 
     method = method_class("ddpm")(TINY, torch.device(device))
     torch.manual_seed(0)
@@ -141,7 +141,7 @@ def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode()
 
 @CUDA
 def test_a_training_step_and_its_ema_update_never_sync_with_the_host():
-    from tests.test_train import TINY
+    from tests.factories import TINY
 
     device = torch.device("cuda")
     trainer = method_class("ddpm")(TINY, device)

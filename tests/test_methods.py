@@ -20,7 +20,7 @@ from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.registry import METHODS, Family
 from pipeline.methods.step import optimizer_step
-from tests.test_train import TINY, processed, run_train, with_train  # noqa: F401 (a fixture)
+from tests.factories import TINY, run_train, with_train
 
 
 class MeanNet(nn.Module):
@@ -125,7 +125,7 @@ def mean_family(monkeypatch):
 def test_a_new_family_trains_and_samples_through_the_real_loop(
     mean_family,
     ray_cluster,
-    processed,  # noqa: F811 (the fixture)
+    processed,
     tmp_path,
     monkeypatch,
 ):

@@ -21,13 +21,12 @@ import pytest
 import torch
 from PIL import Image
 
-from pipeline.config import DataConfig, DownloadConfig, EvalConfig, FeatureNetConfig, SearchConfig
-from pipeline.data import download_source, preprocess
+from pipeline.config import DataConfig, EvalConfig, FeatureNetConfig, SearchConfig
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.sampling import generate
 from pipeline.train.driver import train
 from pipeline.tune.sweep import run_sweep
-from tests.test_train import TINY
+from tests.factories import TINY
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
@@ -81,18 +80,8 @@ SWEEP = dataclasses.replace(
 
 
 @pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield mp
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("regression-data")
-    download_source(SWEEP.data, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
-    preprocess(SWEEP.data, root / "raw", root / "processed", progress=False)
-    return root / "processed"
+def processed(processed_data):
+    return processed_data(SWEEP.data)
 
 
 def pixels_sha256(array: np.ndarray) -> str:

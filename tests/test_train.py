@@ -13,16 +13,12 @@ from mlflow.tracking import MlflowClient
 from torch.utils.data import DataLoader, DistributedSampler
 
 from pipeline.config import (
-    DataConfig,
-    DownloadConfig,
-    ModelConfig,
     Params,
     TrainConfig,
     flatten,
     from_dict,
     to_dict,
 )
-from pipeline.data import download_source, preprocess
 from pipeline.data.dataset import ProcessedImages
 from pipeline.methods.ddpm import build_diffusion, build_unet
 from pipeline.methods.export import load_model
@@ -30,65 +26,13 @@ from pipeline.methods.step import lr_at
 from pipeline.seeding import derived_seed
 from pipeline.tracking import fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
-from pipeline.train.driver import fit, run_name, train
+from pipeline.train.driver import fit, run_name
 from pipeline.train.mlflow_model import load_logged_model
 from pipeline.train.worker import Fault
 from tests.conftest import assert_same_tensors
+from tests.factories import TINY, run_train, with_train
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
-
-
-@pytest.fixture(scope="module")
-def processed(tmp_path_factory):
-    root = tmp_path_factory.mktemp("data")
-    data = DataConfig(limit=64)
-    download_source(data, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
-    preprocess(data, root / "raw", root / "processed", progress=False)
-    return root / "processed"
-
-
-TINY = Params(
-    data=DataConfig(limit=64),
-    model=ModelConfig(
-        base_channels=8,
-        channel_mult=(1, 2),
-        num_res_blocks=1,
-        attention_resolutions=(),
-        mid_attention=False,
-        num_heads=1,
-    ),
-    train=TrainConfig(
-        steps=4,
-        batch_size=8,
-        num_workers=2,
-        lr=1e-3,
-        warmup_steps=2,
-        checkpoint_every=2,
-        log_every=1,
-        sample_every=2,
-        sample_count=4,
-        sample_steps=3,
-    ),
-)
-
-
-def with_train(params: Params, **changes) -> Params:
-    return dataclasses.replace(params, train=dataclasses.replace(params.train, **changes))
-
-
-def run_train(tmp_path, params=TINY, processed=None, **kwargs):
-    """pipeline.train.driver.train with every output under tmp_path; returns the report."""
-    return train(
-        params,
-        processed_dir=processed,
-        checkpoints_dir=tmp_path / "checkpoints",
-        models_dir=tmp_path / "models",
-        report_path=tmp_path / "reports/train.json",
-        history_csv=tmp_path / "reports/plots/train_loss.csv",
-        samples_png=tmp_path / "reports/train_samples.png",
-        project_dir=tmp_path,
-        **kwargs,
-    )
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +41,6 @@ def trained(ray_cluster, processed, tmp_path_factory, monkeypatch_module):
     root = tmp_path_factory.mktemp("trained")
     report = run_train(root, processed=processed, tags={"dvc_stage": "train"})
     return root, report
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.delenv("MLFLOW_TRACKING_URI", raising=False)
-        yield mp
 
 
 def final_state(storage, params, processed):

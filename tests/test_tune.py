@@ -30,8 +30,8 @@ from pipeline.tune.best import apply_best_params, read_best_params
 from pipeline.tune.sweep import run_sweep
 from pipeline.tune.trial import SweepConfig, ended, trial_params
 from tests.conftest import ROOT
+from tests.factories import TINY
 from tests.test_reliability import write_checkpoint
-from tests.test_train import TINY
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
