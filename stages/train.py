@@ -1,4 +1,4 @@
-"""DVC stage `train`: data-parallel DDPM training on Ray Train workers, tracked in MLflow.
+"""DVC stage `train`: data-parallel training of `model.family` on Ray Train, tracked in MLflow.
 
 Checkpoints go to --checkpoints (outside DVC's outs, so an interrupted `dvc repro` resumes). With
 tune.enabled, the tune stage's winning values (--best) are applied over params.yaml first.

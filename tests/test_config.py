@@ -138,7 +138,7 @@ def space(**entries) -> dict:
     [
         (
             space(diffusion__shedule={"choice": ["linear"]}),
-            "tune: space: unknown or untunable key(s) diffusion.shedule; allowed: cfg.p_uncond, diffusion.beta_end",
+            "tune: space: unknown or untunable key(s) diffusion.shedule; allowed: diffusion.beta_end",
         ),
         (  # the trial budget owns train.steps
             space(train__steps={"choice": [10, 20]}),
@@ -226,3 +226,16 @@ def test_searched_values_are_checked_with_the_fixed_ones():
         match="space.diffusion.loss.w_vlb value 0.0001: .*needs variance_type 'learned_range'",
     ):
         Params(tune=from_dict(Params, bad).tune)
+
+
+def test_a_renamed_section_is_named_in_a_params_file_and_upgraded_in_a_stored_model(tmp_path):
+    """``cfg`` is now ``guidance``: a params file with the old name is refused in one line that
+    says so; a model exported before the rename still loads (its config.json is upgraded)."""
+    from pipeline.config.params import upgraded
+
+    old = tmp_path / "params.yaml"
+    old.write_text("cfg:\n  p_uncond: 0.2\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: section cfg is now named guidance"):
+        load_params(old)
+    stored = from_dict(Params, upgraded({"cfg": {"p_uncond": 0.2}}))
+    assert stored.guidance.p_uncond == 0.2

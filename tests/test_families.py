@@ -24,7 +24,7 @@ from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.figures import slerp
 from pipeline.evaluate.run import evaluate
 from pipeline.methods.export import load_model
-from pipeline.methods.gan import DCGAN, discriminator_loss, generator_loss, spread
+from pipeline.methods.gan import DCGAN, discriminator_loss, generator_loss, pairwise_distance
 from pipeline.methods.guided import Guided
 from pipeline.methods.registry import method_class
 from pipeline.methods.vae import kl_divergence as vae_kl
@@ -62,7 +62,7 @@ TINY = {
     "diffusion": {"timesteps": 100, "schedule": "cosine", "prediction_type": "v_prediction"},
     "vae": {"latent_dim": 4, "width": 8, "kl_warmup_steps": 20},
     "gan": {"latent_dim": 8, "width": 8},
-    "cfg": {"num_classes": 2, "p_uncond": 0.2},
+    "guidance": {"num_classes": 2, "p_uncond": 0.2},
     "train": {"batch_size": 8, "num_workers": 2, "warmup_steps": 10, "sample_steps": 10,
               "sample_count": 4, "sample_every": 0, "ema_decay": 0.9},
     "eval": {"steps": 10, "num_samples": 40, "batch_size": 20, "grid_count": 16,
@@ -123,8 +123,10 @@ def test_gan_losses_are_the_non_saturating_binary_cross_entropies():
 def test_mode_collapse_is_flagged_when_the_samples_stop_varying():
     params = tiny("dcgan")
     same = torch.zeros(4, 1, 2, 2)
-    assert spread(same).item() == 0.0
-    assert spread(torch.tensor([[[[1.0]]], [[[-1.0]]]])).item() == 2.0  # |1 - (-1)| / sqrt(1)
+    assert pairwise_distance(same).item() == 0.0
+    assert (
+        pairwise_distance(torch.tensor([[[[1.0]]], [[[-1.0]]]])).item() == 2.0
+    )  # |1 - (-1)| / sqrt(1)
     healthy = [{"step": 10, "spread_fake": 0.4, "spread_real": 0.5}]
     collapsed = healthy + [{"step": 20, "spread_fake": 0.05, "spread_real": 0.5}]
     assert DCGAN.warnings(params, healthy) == []
@@ -233,14 +235,14 @@ def test_slerp_keeps_the_norm_and_ends_on_both_latents():
          "model.family 'vae' scales the image by 4: data.image_size must be a multiple of 4, got 30"),
         ({"model": {"family": "ddpm_cfg"}, "data": {"source": "photos", "channels": 3}},
          "model.family 'ddpm_cfg' trains on class labels: data.source 'photos' has none"),
-        ({"model": {"family": "ddpm_cfg"}, "cfg": {"num_classes": 3}},
-         "cfg.num_classes 3 differs from the 10 classes of data.source 'mnist-5k'"),
-        ({"cfg": {"p_uncond": 0.0}}, "cfg: p_uncond must be > 0"),
+        ({"model": {"family": "ddpm_cfg"}, "guidance": {"num_classes": 3}},
+         "guidance.num_classes 3 differs from the 10 classes of data.source 'mnist-5k'"),
+        ({"guidance": {"p_uncond": 0.0}}, "guidance: p_uncond must be > 0"),
         ({"eval": {"guidance_sweep": [0.0, -1.0]}}, "guidance_scale and guidance_sweep take"),
         ({"vae": {"reconstruction": "l1"}}, "vae.reconstruction: unknown value 'l1'; allowed: bce, mse"),
         ({"gan": {"width": 12}}, "gan: width must be a positive multiple of 8, got 12"),
-        ({"tune": {"space": {"cfg.num_classes": {"choice": [2, 3]}}}},
-         "unknown or untunable key(s) cfg.num_classes"),
+        ({"tune": {"space": {"guidance.num_classes": {"choice": [2, 3]}}}},
+         "unknown or untunable key(s) guidance.num_classes"),
         ({"model": {"family": "vae"}},  # the default search is over diffusion keys
          "tune: space.diffusion.schedule has no effect on model.family 'vae' (its sections: train, vae)"),
         ({"tune": {"space": {"gan.beta1": {"choice": [0.5, 0.9]}}}},
@@ -294,7 +296,7 @@ def project(ray_cluster, two_shapes, tmp_path_factory):
             params = tiny(
                 family,
                 str(two_shapes / "folder"),
-                cfg={"num_classes": None},
+                guidance={"num_classes": None},
                 train={
                     "steps": steps,
                     "lr": lr,

@@ -347,12 +347,12 @@ def test_a_sweep_can_search_across_families_and_their_own_params(ray_cluster, in
 
 
 def test_the_data_classes_keep_the_search_that_names_the_sweep():
-    """A class-conditional search resolves cfg.num_classes from the data and keeps its space,
+    """A class-conditional search resolves guidance.num_classes from the data and keeps its space,
     which the sweep's identity (its name) hashes: another space is another sweep."""
     from pipeline.train.inputs import with_data_classes
 
     space = {"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}}
     params = with_tune(BASE, space=space, scheduler="fifo")
     resolved = with_data_classes(params, {"classes": [str(c) for c in range(10)]})
-    assert resolved.cfg.num_classes == 10 and resolved.tune == params.tune
+    assert resolved.guidance.num_classes == 10 and resolved.tune == params.tune
     assert resolved.tune.space == space and resolved.tune.enabled

@@ -46,7 +46,7 @@ class Params:
     download: DownloadConfig = field(default_factory=DownloadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    cfg: GuidanceConfig = field(default_factory=GuidanceConfig)
+    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
     vae: VAEConfig = field(default_factory=VAEConfig)
     gan: GANConfig = field(default_factory=GANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -86,10 +86,10 @@ class Params:
                 f"{source.name!r} has none (use a labelled source: mnist-5k, mnist, "
                 "fashion-mnist, cifar10, or a folder with one subfolder per class)"
             )
-        if needs.needs_labels and self.cfg.num_classes is not None and source.classes:
-            if self.cfg.num_classes != len(source.classes):
+        if needs.needs_labels and self.guidance.num_classes is not None and source.classes:
+            if self.guidance.num_classes != len(source.classes):
                 raise ConfigError(
-                    f"cfg.num_classes {self.cfg.num_classes} differs from the "
+                    f"guidance.num_classes {self.guidance.num_classes} differs from the "
                     f"{len(source.classes)} classes of data.source {source.name!r}; set it to "
                     "null (the data's)"
                 )
@@ -174,6 +174,9 @@ class Params:
                 )
 
 
+RENAMED = {"cfg": "guidance"}  # old section name -> new (2026-12-05)
+
+
 def load_params(path: str | Path) -> Params:
     """Read and validate a params.yaml file."""
     path = Path(path)
@@ -182,4 +185,13 @@ def load_params(path: str | Path) -> Params:
     raw = load_yaml(path) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path} must hold a mapping of sections ({fields_of(Params)})")
+    for old, new in RENAMED.items():
+        if old in raw:
+            raise ConfigError(f"{path}: section {old} is now named {new}: rename it")
     return from_dict(Params, raw)
+
+
+def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
+    """Params stored before a section was renamed (an exported model's config.json), with the
+    section under its new name."""
+    return {RENAMED.get(key, key): value for key, value in raw.items()}

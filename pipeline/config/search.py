@@ -25,10 +25,17 @@ DEFAULT_SPACE = {
     "train.lr": {"loguniform": [1.0e-4, 1.0e-3]},
     "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
 }
-TUNE_SECTIONS = ("diffusion", "model", "cfg", "vae", "gan", "train")  # what tune.space may search
+TUNE_SECTIONS = (
+    "diffusion",
+    "model",
+    "guidance",
+    "vae",
+    "gan",
+    "train",
+)  # what tune.space may search
 # train keys a trial's budget sets (tune.steps, tune.workers_per_trial, ...) or that only watch it
 TRIAL_FIXED = ("steps", "num_workers", "use_gpu", *TRAIN_OPERATIONAL)
-DATA_FIXED = ("cfg.num_classes",)  # set by the data (its classes), not searchable
+DATA_FIXED = ("guidance.num_classes",)  # set by the data (its classes), not searchable
 
 
 @dataclass(frozen=True)
@@ -90,7 +97,7 @@ class SearchConfig:
         sections = {
             "diffusion": DiffusionConfig,
             "model": ModelConfig,
-            "cfg": GuidanceConfig,
+            "guidance": GuidanceConfig,
             "vae": VAEConfig,
             "gan": GANConfig,
             "train": TrainConfig,

@@ -109,7 +109,7 @@ class GuidanceConfig:
     num_classes: int | None = None  # None: the data's classes (data/processed manifest)
 
     def __post_init__(self) -> None:
-        with section("cfg"):
+        with section("guidance"):
             check_unit_interval("p_uncond", self.p_uncond)
             if self.p_uncond == 0:
                 raise ValueError(

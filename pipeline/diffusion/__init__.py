@@ -1,6 +1,6 @@
 """The DDPM core: beta schedules, the Gaussian forward/reverse process, losses and samplers.
 
-Public API (documented in the README):
+Public API (documented in docs/api.md):
     make_betas, BETA_SCHEDULES, GaussianDiffusion, PREDICTION_TYPES, VARIANCE_TYPES, SAMPLERS
 """
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from pipeline.config import ConfigError, Params, from_dict, to_dict
+from pipeline.config.params import upgraded
 from pipeline.io import (
     CorruptFileError,
     atomic_dir,
@@ -57,7 +58,7 @@ def load_params_of(models_dir: str | Path, config: dict | None = None) -> Params
     name the file."""
     config = config or read_config(models_dir)
     try:
-        return from_dict(Params, config["params"])
+        return from_dict(Params, upgraded(config["params"]))
     except ConfigError as exc:
         raise ConfigError(f"{Path(models_dir) / CONFIG_FILE}: params: {exc}") from None
 

@@ -9,7 +9,7 @@ non-saturating losses (Goodfellow et al. 2014, section 3), with sigma the logist
 
 Each step updates D once on a batch of real images and fresh fakes, then G once on fresh fakes; under
 DDP both networks are wrapped. Reported: both losses, the mean D(x) and D(G(z)) (probabilities) and
-the ``spread`` (mean pairwise distance) of the fakes and of the real batch: the fakes' falls towards 0
+the spread (``pairwise_distance``) of the fakes and of the real batch: the fakes' falls towards 0
 when G collapses onto few modes (``warnings`` flags it below ``gan.collapse_ratio`` of the data's).
 """
 
@@ -62,7 +62,7 @@ def generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(fake_logits, torch.ones_like(fake_logits))
 
 
-def spread(images: torch.Tensor) -> torch.Tensor:
+def pairwise_distance(images: torch.Tensor) -> torch.Tensor:
     """Mean pairwise distance of a batch, per pixel: mean_{i<j} ||x_i - x_j|| / sqrt(C H W)."""
     flat = images.detach().float().flatten(1)
     return torch.pdist(flat).mean() / flat.shape[1] ** 0.5
@@ -162,8 +162,8 @@ class DCGAN(Method):
             fake = g(torch.randn(len(real), latent, device=real.device))
             return {
                 "loss": generator_loss(self.discriminator(fake)),
-                "spread_fake": spread(fake),
-                "spread_real": spread(real),
+                "spread_fake": pairwise_distance(fake),
+                "spread_real": pairwise_distance(real),
             }
 
         d = self._step("discriminator", d_terms, micro_batches, lr_d)

@@ -2,7 +2,7 @@
 
 Training: DDPM's loss on (image, label) pairs, the UNet told the class by an embedding added to its
 time embedding (pipeline.models.UNet ``num_classes``); each label is replaced by the null class
-(index ``num_classes``) with probability ``cfg.p_uncond``, so one network learns both eps(x_t, c)
+(index ``num_classes``) with probability ``guidance.p_uncond``, so one network learns both eps(x_t, c)
 and the unconditional eps(x_t, null).
 
 Sampling mixes the two (Ho and Salimans eq. 6): eps~ = (1 + w) eps(x_t, c) - w eps(x_t, null), with
@@ -109,22 +109,22 @@ class GuidedModel(DDPMModel):
 
 class DDPMGuided(DDPM):
     """DDPM's training on (image, label) pairs with the label dropped to the null class with
-    probability ``cfg.p_uncond`` (drawn from the step's seeded RNG)."""
+    probability ``guidance.p_uncond`` (drawn from the step's seeded RNG)."""
 
     family = "ddpm_cfg"
     model_class = GuidedModel
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
-        if params.cfg.num_classes is None:
+        if params.guidance.num_classes is None:
             raise ValueError(
-                "cfg.num_classes is unresolved: the train stage sets it from the data's classes"
+                "guidance.num_classes is unresolved: the train stage sets it from the data's classes"
             )
-        return build_unet(params, num_classes=params.cfg.num_classes)
+        return build_unet(params, num_classes=params.guidance.num_classes)
 
     def split(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """[images, labels] -> (x0, labels with each replaced by the null class w.p. p_uncond)."""
         x0, labels = batch
-        null = self.params.cfg.num_classes
-        drop = torch.rand(labels.shape, device=labels.device) < self.params.cfg.p_uncond
+        null = self.params.guidance.num_classes
+        drop = torch.rand(labels.shape, device=labels.device) < self.params.guidance.p_uncond
         return x0, torch.where(drop, torch.full_like(labels, null), labels)

@@ -55,7 +55,7 @@ METHODS: dict[str, Family] = {
     "ddpm_cfg": Family(
         "pipeline.methods.guided:DDPMGuided",
         "class",
-        ("diffusion", "cfg"),
+        ("diffusion", "guidance"),
         evaluation=f"{EVALUATION}:GuidedEvaluation",
     ),
     # variational autoencoder (Kingma and Welling 2014)

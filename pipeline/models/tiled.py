@@ -5,7 +5,7 @@ the predictions on overlapping crops are averaged, so one global x_t stays consi
 Why: a UNet with self-attention trained on 32 px crops attends over 8 x 8 positions; run on a
 whole photo it attends over hundreds, a context it never saw. On the colorizer's test photos the
 whole-photo output was nearly gray with no right hue, while the same model run crop by crop gave
-twice the chroma and 13-33% right hue (README "Colorization").
+twice the chroma and 13-33% right hue (docs/colorization.md).
 """
 
 from __future__ import annotations

@@ -1,1 +1,2 @@
-"""Data-parallel DDPM training on Ray Train: the per-worker loop and the driver that launches it."""
+"""Data-parallel training of every model family on Ray Train: the per-worker loop, the driver
+that launches it, and the checks and preamble the train and tune stages share."""

@@ -49,7 +49,7 @@ def check_data(
 
 
 def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
-    """``params`` with ``cfg.num_classes`` set to the data's classes (the manifest's) when a
+    """``params`` with ``guidance.num_classes`` set to the data's classes (the manifest's) when a
     class-conditioned family trains (``model.family``, or one a tune search may pick);
     ValueError when the data has no labels or other classes."""
     if not any(family(name).needs_labels for name in params.families):
@@ -60,20 +60,20 @@ def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
             f"model.family {params.model.family!r} trains on class labels; the preprocessed data "
             f"(data.source {params.data.source!r}) has none"
         )
-    if params.cfg.num_classes not in (None, len(classes)):
+    if params.guidance.num_classes not in (None, len(classes)):
         raise ValueError(
-            f"cfg.num_classes {params.cfg.num_classes} differs from the data's {len(classes)} "
+            f"guidance.num_classes {params.guidance.num_classes} differs from the data's {len(classes)} "
             "classes; set it to null (the data's)"
         )
     # not with_values: that is one trial's params, without the search the sweep still runs
     return dataclasses.replace(
-        params, cfg=dataclasses.replace(params.cfg, num_classes=len(classes))
+        params, guidance=dataclasses.replace(params.guidance, num_classes=len(classes))
     )
 
 
 def run_sections(params: Params, omit_train: tuple[str, ...] = TRAIN_OPERATIONAL) -> dict[str, Any]:
     """The params sections the trained weights depend on: data, model, train (less ``omit_train``)
-    and the family's own (pipeline.methods.registry.Family.sections: diffusion, cfg, vae, gan)."""
+    and the family's own (pipeline.methods.registry.Family.sections: diffusion, guidance, vae, gan)."""
     names = RUN_SECTIONS + family(params.model.family).sections
     sections = {k: v for k, v in to_dict(params).items() if k in names}
     sections["train"] = {k: v for k, v in sections["train"].items() if k not in omit_train}

@@ -55,7 +55,7 @@ log = logging.getLogger(__name__)
 class ProbeConfig:
     """A score of the EMA model measured on rank 0 every ``every`` steps and reported as
     ``metric`` (tuning's milestone FID): ``count`` samples, DDIM with ``steps`` steps, from the x_T
-    that ``seed`` fixes. ``scorer()`` builds, once on rank 0, the callable that scores uint8
+    that ``seed`` fixes. ``make_score()`` builds, once on rank 0, the callable that scores uint8
     images (N, C, H, W); the higher layer that ranks on it provides it."""
 
     every: int
@@ -63,7 +63,7 @@ class ProbeConfig:
     steps: int
     seed: int
     metric: str
-    scorer: Callable[[], Callable[[np.ndarray], float]]
+    make_score: Callable[[], Callable[[np.ndarray], float]]
 
 
 @dataclass(frozen=True)
@@ -187,7 +187,7 @@ class Rank0Jobs:
         self.train, self.probe, self.device = config.params.train, config.probe, device
         self.run_id = config.run_id
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
-        self.score = config.probe.scorer() if config.probe else None
+        self.score = config.probe.make_score() if config.probe else None
         self.progress_file = config.progress_file
         self.validation = ProcessedImages(config.processed_dir, "val")  # conditional families
         self.last: dict[str, float] = {}

@@ -82,7 +82,9 @@ def milestone_probe(sweep: SweepConfig) -> ProbeConfig:
         steps=search.eval_steps,
         seed=search.seed,
         metric=probe_metric(evaluation),
-        scorer=functools.partial(FIDProbe, evaluation, sweep.featurenet_dir, sweep.processed_dir),
+        make_score=functools.partial(
+            FIDProbe, evaluation, sweep.featurenet_dir, sweep.processed_dir
+        ),
     )
 
 
