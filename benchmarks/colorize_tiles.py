@@ -34,9 +34,12 @@ from pipeline.apps.colorize import colorize_image, working_size  # noqa: E402
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab  # noqa: E402
 from pipeline.evaluate.colour import hue_accuracy  # noqa: E402
 from pipeline.imagefile import read_rgb  # noqa: E402
+from pipeline.methods.base import Sampling  # noqa: E402
 from pipeline.methods.export import load_model  # noqa: E402
 from pipeline.pixels import to_uint8, to_unit  # noqa: E402
 
+SCALE, STEPS, SEED = 4.0, 20, 0
+HOW = Sampling(steps=STEPS)
 SCALE, STEPS, SEED = 4.0, 20, 0
 
 
@@ -63,7 +66,7 @@ def whole(model, rgb: np.ndarray) -> np.ndarray:
     size = working_size(h, w, model.params.data.image_size, SCALE)
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy()))
-    out = model.sample(1, generator=torch.Generator().manual_seed(SEED), steps=STEPS, cond=cond)
+    out = model.sample(1, generator=torch.Generator().manual_seed(SEED), how=HOW, cond=cond)
     return onto_photo(out, rgb)
 
 
@@ -78,7 +81,7 @@ def tiles_alone(model, rgb: np.ndarray) -> np.ndarray:
     nh, nw = tiles.shape[2:4]
     tiles = tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, 3, crop, crop)
     generator = torch.Generator().manual_seed(SEED)
-    out = model.sample(len(tiles), generator=generator, steps=STEPS, cond=lightness(tiles))
+    out = model.sample(len(tiles), generator=generator, how=HOW, cond=lightness(tiles))
     out = out.reshape(nh, nw, 3, crop, crop).permute(2, 0, 3, 1, 4).reshape(1, 3, H, W)
     return onto_photo(out, rgb)
 

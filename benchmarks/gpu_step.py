@@ -39,6 +39,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig  # noqa: E402
+from pipeline.methods.base import Sampling  # noqa: E402
 from pipeline.methods.registry import method_class  # noqa: E402
 from pipeline.methods.step import AUTOCAST_DTYPES, adamw, resolve_precision  # noqa: E402
 from pipeline.models import make_ema  # noqa: E402
@@ -186,7 +187,7 @@ def sampling_rates(method, unet, params, device, args) -> dict[str, float]:
         def ours(enabled=enabled) -> None:
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
                 model.sample(args.samples, generator=torch.Generator(device).manual_seed(0),
-                             steps=args.sample_steps, sampler="ddim")  # fmt: skip
+                             how=Sampling(steps=args.sample_steps))  # fmt: skip
 
         @torch.no_grad()
         def theirs(enabled=enabled) -> None:

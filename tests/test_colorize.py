@@ -7,6 +7,7 @@ import torch
 
 from pipeline.color import split_lab
 from pipeline.config import ConfigError, DataConfig, Params, from_dict
+from pipeline.methods.base import Sampling
 from pipeline.methods.registry import method_class
 from pipeline.pixels import to_uint8, to_unit
 
@@ -45,7 +46,9 @@ def test_a_colorizer_learns_two_images_and_keeps_their_lightness(family):
     assert sum(losses[-10:]) / 10 < 0.25 * sum(losses[:10]) / 10, (losses[:3], losses[-3:])
     model = method.model(method.net)
     condition = model.condition(x)
-    out = model.sample(2, generator=torch.Generator().manual_seed(1), steps=20, cond=condition)
+    out = model.sample(
+        2, generator=torch.Generator().manual_seed(1), how=Sampling(20), cond=condition
+    )
     assert out.shape == (2, 3, 8, 8)
     torch.testing.assert_close(model.condition(out), condition, rtol=0, atol=2e-3)  # L* kept
     _, ab_true = split_lab(x)
@@ -53,7 +56,7 @@ def test_a_colorizer_learns_two_images_and_keeps_their_lightness(family):
     gray_error = ab_true.pow(2).mean()
     assert (ab_out - ab_true).pow(2).mean() < 0.2 * gray_error  # far closer to the truth than gray
     with pytest.raises(ValueError, match=r"a colorizer samples from cond of shape \(2, 1, H, W\)"):
-        model.sample(2, generator=torch.Generator(), steps=5)
+        model.sample(2, generator=torch.Generator(), how=Sampling(5))
 
 
 def test_the_colorizer_panel_is_gray_samples_truth():

@@ -23,6 +23,7 @@ from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.figures import slerp
 from pipeline.evaluate.run import evaluate
+from pipeline.methods.base import Sampling
 from pipeline.methods.export import load_model
 from pipeline.methods.gan import DCGAN, discriminator_loss, generator_loss, pairwise_distance
 from pipeline.methods.guided import Guided
@@ -164,11 +165,11 @@ def test_guided_samples_are_their_class_more_often_than_unguided_ones():
     accuracy = {}
     for w in (0.0, 3.0):
         generator = torch.Generator().manual_seed(0)
-        samples = model.sample(64, generator=generator, steps=10, cond=labels, guidance=w)
+        samples = model.sample(64, generator=generator, how=Sampling(10, guidance=w), cond=labels)
         accuracy[w] = (nearest(samples)[1] == labels).float().mean().item()
     assert accuracy[3.0] >= accuracy[0.0] + 0.2 and accuracy[3.0] > 0.9, accuracy
     with pytest.raises(ValueError, match=r"class labels must be in \[0, 1\], got 0..2"):
-        model.sample(2, generator=torch.Generator(), steps=2, cond=torch.tensor([0, 2]))
+        model.sample(2, generator=torch.Generator(), how=Sampling(2), cond=torch.tensor([0, 2]))
 
 
 @pytest.mark.parametrize("family", ["ddpm_cfg", "vae", "dcgan"])
@@ -335,7 +336,7 @@ def test_each_family_learns_the_two_shapes_on_two_workers(project, family):
     if family == "ddpm_cfg":
         assert model.num_classes == 2  # resolved from the data's classes
         labels = torch.arange(20) % 2
-        samples = model.sample(20, generator=generator, steps=10, cond=labels)
+        samples = model.sample(20, generator=generator, how=Sampling(10), cond=labels)
         error, which = nearest(samples)
         assert (which == labels).all() and error.mean() < 0.25, error
     else:

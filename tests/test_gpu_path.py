@@ -11,6 +11,7 @@ import pytest
 import torch
 from torch import nn
 
+from pipeline.methods.base import Sampling
 from pipeline.methods.registry import METHODS, method_class, method_module
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
@@ -102,7 +103,7 @@ def test_bf16_sampling_runs_the_network_under_autocast_and_returns_float32_near_
 
     def sample(precision):
         generator = torch.Generator(device).manual_seed(0)
-        return model.sample(4, precision=precision, generator=generator, steps=5, sampler="ddim")
+        return model.sample(4, precision=precision, generator=generator, how=Sampling(steps=5))
 
     fp32, bf16 = sample("fp32"), sample("bf16")
     assert fp32.dtype == bf16.dtype == torch.float32 and fp32.shape == bf16.shape

@@ -37,7 +37,7 @@ class MeanNet(nn.Module):
 class MeanImageModel(GenerativeModel):
     """Every sample is the learned mean image."""
 
-    def sample_progressive(self, n, *, generator, steps=None, sampler="ddim", eta=0.0, cond=None):
+    def sample_progressive(self, n, *, generator, how=None, cond=None):
         yield self.net(n)
 
     def predict(self, inputs: Mapping[str, np.ndarray], params=None) -> np.ndarray:

@@ -51,7 +51,7 @@ from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.console import progress_bar
 from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
-from pipeline.methods.base import GenerativeModel
+from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.methods.export import load_on
 from pipeline.methods.registry import METHODS
 from pipeline.methods.step import resolve_precision
@@ -142,9 +142,10 @@ def colorize_image(
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
     tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
     rows_per_strip = max(1, STRIP_PIXELS // w)
+    how = Sampling(steps=steps)
     for _ in range(samples):
         outs = [
-            tiled.sample(1, precision=precision, generator=generator, steps=steps, cond=cond)
+            tiled.sample(1, precision=precision, generator=generator, how=how, cond=cond)
             for _ in range(draws)
         ]
         ab = consensus(split_lab(torch.cat(outs).cpu())[1]).double() * AB_SCALE  # (1, 2, h', w')

@@ -22,7 +22,7 @@ from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, s
 from pipeline.apps.outputs import check_outputs
 from pipeline.config import MAX_SAMPLES
 from pipeline.console import progress_bar
-from pipeline.methods.base import GenerativeModel
+from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.methods.export import load_on
 from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid, save_image
@@ -83,6 +83,12 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
     conditions = model.conditions(args.count, no_references)
     if args.cls is not None:  # checked: a class-conditional model
         conditions = np.full(args.count, args.cls, dtype=np.int64)
+    how = Sampling(
+        args.steps or model.params.eval.steps,
+        args.sampler or model.params.eval.sampler,
+        args.eta,
+        args.guidance,
+    )
     generator = torch.Generator(model.device).manual_seed(args.seed)
     batches = []
     for start in progress_bar(range(0, args.count, BATCH), desc="sample", unit="batch"):
@@ -93,11 +99,8 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
                 n,
                 precision=resolve_precision(args.precision, model.device),
                 generator=generator,
-                steps=args.steps or model.params.eval.steps,
-                sampler=args.sampler or model.params.eval.sampler,
-                eta=args.eta,
+                how=how,
                 cond=model.cond(part),
-                guidance=args.guidance,
             ).cpu()
         )
     images = torch.cat(batches)

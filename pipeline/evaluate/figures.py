@@ -4,6 +4,7 @@ strip and trade-off plot of a class-conditional model."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -13,7 +14,13 @@ import torch
 
 from pipeline.config import EvalConfig
 from pipeline.io import atomic_path
-from pipeline.methods.base import GenerativeModel, LatentModel, References, balanced_labels
+from pipeline.methods.base import (
+    GenerativeModel,
+    LatentModel,
+    References,
+    Sampling,
+    balanced_labels,
+)
 from pipeline.methods.step import resolve_precision
 from pipeline.reports.grid import image_grid
 
@@ -36,11 +43,8 @@ def trajectory_frames(
             model.sample_progressive(
                 n,
                 generator=generator,
-                steps=config.steps,
-                sampler=config.sampler,
-                eta=config.eta,
+                how=Sampling.of(config),
                 cond=model.cond(conditions),
-                guidance=config.guidance_scale,
             )
         )
     keep = np.unique(
@@ -90,11 +94,8 @@ def guidance_strip(model: GenerativeModel, config: EvalConfig) -> np.ndarray:
                 len(labels),
                 precision=resolve_precision(config.precision, model.device),
                 generator=generator,
-                steps=config.steps,
-                sampler=config.sampler,
-                eta=config.eta,
+                how=dataclasses.replace(Sampling.of(config), guidance=w),
                 cond=labels,
-                guidance=w,
             )
         )
     return image_grid(torch.cat(rows), nrow=model.num_classes)

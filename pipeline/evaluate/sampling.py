@@ -12,6 +12,7 @@ import torch
 
 from pipeline.config import EvalConfig
 from pipeline.console import progress_bar
+from pipeline.methods.base import Sampling
 from pipeline.methods.export import load_model
 from pipeline.methods.step import resolve_precision
 from pipeline.pixels import to_uint8
@@ -35,11 +36,8 @@ def sample_batch(
         count,
         precision=resolve_precision(config.precision, model.device),
         generator=generator,
-        steps=config.steps,
-        sampler=config.sampler,
-        eta=config.eta,
+        how=Sampling.of(config),
         cond=model.cond(conditions),
-        guidance=config.guidance_scale,
     )
     return to_uint8(x0).numpy()
 

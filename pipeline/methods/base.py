@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import Params
+from pipeline.config import EvalConfig, Params
 from pipeline.methods.registry import Conditioning, family
 
 Batch = torch.Tensor | Sequence[torch.Tensor]  # images, or [images, labels]
@@ -37,6 +37,27 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
     """Labels (count,) int64 cycling 0, 1, .., num_classes - 1: every class equally often (to one),
     so a grid of ``num_classes`` per row shows one class per column."""
     return torch.arange(count) % num_classes
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How an iterative family samples (``sample_progressive``'s ``how``); a one-shot family
+    ignores it. ``steps``: reverse steps (None: every timestep), ``sampler``: "ddim" or "ddpm",
+    ``eta``: DDIM's noise (0: deterministic), ``guidance``: the classifier-free guidance scale w
+    of a class-conditional family (None: its ``eval.guidance_scale``)."""
+
+    steps: int | None = None
+    sampler: str = "ddim"
+    eta: float = 0.0
+    guidance: float | None = None
+
+    @classmethod
+    def of(cls, config: EvalConfig) -> Sampling:
+        """The evaluation's sampler (``eval.steps``, ``sampler``, ``eta``, ``guidance_scale``)."""
+        return cls(config.steps, config.sampler, config.eta, config.guidance_scale)
+
+
+DEFAULT_SAMPLING = Sampling()  # DDIM over every timestep, deterministic, the model's guidance
 
 
 @dataclass(frozen=True)
@@ -112,18 +133,13 @@ class GenerativeModel(ABC):
         n: int,
         *,
         generator: torch.Generator,
-        steps: int | None = None,
-        sampler: str = "ddim",
-        eta: float = 0.0,
+        how: Sampling = DEFAULT_SAMPLING,
         cond: torch.Tensor | None = None,
-        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """The states (n, C, H, W) from the start (noise) to the sample, one per network call; the
-        last one is the sample. ``steps``, ``sampler``, ``eta``: how an iterative family samples
-        (one-shot families yield their sample once and ignore them). ``generator`` (on the
-        model's device) fixes every draw; ``cond``: the conditioning of a conditional family;
-        ``guidance``: the classifier-free guidance scale w of a class-conditional family (None:
-        ``eval.guidance_scale``; others ignore it)."""
+        last one is the sample. ``how``: the sampler (one-shot families yield their sample once
+        and ignore it). ``generator`` (on the model's device) fixes every draw; ``cond``: what a
+        conditional family samples from (``cond(conditions)``)."""
 
     def sample(self, n: int, *, precision: str = "fp32", **kwargs: Any) -> torch.Tensor:
         """``n`` samples in [-1, 1], (n, C, H, W), float32: the last state of
@@ -176,11 +192,8 @@ class LatentModel(GenerativeModel):
         n: int,
         *,
         generator: torch.Generator,
-        steps: int | None = None,
-        sampler: str = "ddim",
-        eta: float = 0.0,
+        how: Sampling = DEFAULT_SAMPLING,
         cond: torch.Tensor | None = None,
-        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         yield self.decode(self.latents(n, generator))
 

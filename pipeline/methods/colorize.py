@@ -22,7 +22,7 @@ from torch import nn
 
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
-from pipeline.methods.base import References, Signature, TensorSpec
+from pipeline.methods.base import DEFAULT_SAMPLING, References, Sampling, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 from pipeline.pixels import to_unit
 
@@ -71,17 +71,14 @@ class ColorizerModel(DDPMModel):
         n: int,
         *,
         generator: torch.Generator,
-        steps: int | None = None,
-        sampler: str = "ddim",
-        eta: float = 0.0,
+        how: Sampling = DEFAULT_SAMPLING,
         cond: torch.Tensor | None = None,
-        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """The colour image after each reverse step: cond's L* with the current ab state x_t."""
         cond = self._check(n, cond)
         shape = (n, AB_CHANNELS, *cond.shape[2:])
         for step in self.diffusion.sample_progressive(
-            self.net, shape, steps, sampler, eta, cond, generator
+            self.net, shape, how.steps, how.sampler, how.eta, cond, generator
         ):
             yield colorized(cond, step.x)
 
@@ -120,11 +117,8 @@ class RegressionModel(ColorizerModel):
         n: int,
         *,
         generator: torch.Generator,
-        steps: int | None = None,
-        sampler: str = "ddim",
-        eta: float = 0.0,
+        how: Sampling = DEFAULT_SAMPLING,
         cond: torch.Tensor | None = None,
-        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         cond = self._check(n, cond)
         yield colorized(cond, regress(self.net, cond))

@@ -15,7 +15,14 @@ from torch import nn
 
 from pipeline.config import DiffusionConfig, Params
 from pipeline.diffusion import GaussianDiffusion, make_betas
-from pipeline.methods.base import Batch, GenerativeModel, Signature, TensorSpec
+from pipeline.methods.base import (
+    DEFAULT_SAMPLING,
+    Batch,
+    GenerativeModel,
+    Sampling,
+    Signature,
+    TensorSpec,
+)
 from pipeline.methods.step import OneNetwork, StepResult, optimizer_step
 from pipeline.models import UNet
 
@@ -122,16 +129,13 @@ class DDPMModel(GenerativeModel):
         n: int,
         *,
         generator: torch.Generator,
-        steps: int | None = None,
-        sampler: str = "ddim",
-        eta: float = 0.0,
+        how: Sampling = DEFAULT_SAMPLING,
         cond: torch.Tensor | None = None,
-        guidance: float | None = None,
     ) -> Iterator[torch.Tensor]:
         """x_t after each reverse step from x_T ~ N(0, I) (GaussianDiffusion.sample_progressive)."""
         shape = (n, *self.params.data.image_shape)
         for step in self.diffusion.sample_progressive(
-            self.denoiser(guidance), shape, steps, sampler, eta, cond, generator
+            self.denoiser(how.guidance), shape, how.steps, how.sampler, how.eta, cond, generator
         ):
             yield step.x
 

@@ -50,7 +50,7 @@ class Guided(nn.Module):
 
 class GuidedModel(DDPMModel):
     """A trained class-conditional DDPM: ``sample(n, cond=labels)`` draws class ``labels[i]``
-    (int64 in [0, num_classes)) for sample i, guided by w (``guidance``, default
+    (int64 in [0, num_classes)) for sample i, guided by w (``how.guidance``, default
     ``eval.guidance_scale``). ``predict({"x_t", "t", "label"})`` is the network's output; label
     ``num_classes`` asks for the unconditional one."""
 
@@ -87,6 +87,7 @@ class GuidedModel(DDPMModel):
         return cond.to(self.device, torch.long)
 
     def sample_progressive(self, n: int, *, cond: torch.Tensor | None = None, **kwargs):
+        """DDPM's reverse process, guided by ``how.guidance``, for ``cond``'s class labels."""
         yield from super().sample_progressive(n, cond=self.check_labels(n, cond), **kwargs)
 
     def denoiser(self, guidance: float | None) -> nn.Module:

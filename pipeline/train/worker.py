@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages, colourful, spread
 from pipeline.io import CorruptFileError, write_json
-from pipeline.methods.base import Batch, Method
+from pipeline.methods.base import Batch, Method, Sampling
 from pipeline.methods.registry import Family
 from pipeline.methods.step import lr_at
 from pipeline.pixels import to_uint8
@@ -220,7 +220,7 @@ class Rank0Jobs:
         generator = torch.Generator(self.device).manual_seed(seed)
         net.eval()
         x0 = model.sample(
-            count, generator=generator, steps=steps, sampler="ddim", cond=model.cond(conditions)
+            count, generator=generator, how=Sampling(steps=steps), cond=model.cond(conditions)
         )
         net.train()
         shown = min(count, self.train.sample_count)
