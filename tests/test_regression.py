@@ -24,9 +24,8 @@ from PIL import Image
 from pipeline.config import DataConfig, EvalConfig, FeatureNetConfig, SearchConfig
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.sampling import generate
-from pipeline.train.driver import train
 from pipeline.tune.sweep import run_sweep
-from tests.factories import TINY
+from tests.factories import TINY, run_train
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
@@ -111,18 +110,9 @@ def same(observed, recorded, *, rel: float = 1e-4) -> bool:
 def test_tiny_two_worker_training_is_unchanged(
     ray_cluster, processed, tmp_path, monkeypatch_module
 ):
-    train(
-        params=TINY,
-        processed_dir=processed,
-        checkpoints_dir=tmp_path / "checkpoints",
-        models_dir=tmp_path / "models",
-        report_path=tmp_path / "train.json",
-        history_csv=tmp_path / "history.csv",
-        samples_png=tmp_path / "samples.png",
-        project_dir=tmp_path,
-    )
-    history = pd.read_csv(tmp_path / "history.csv")
-    grid = np.asarray(Image.open(tmp_path / "samples.png"))
+    run_train(tmp_path, TINY, processed)
+    history = pd.read_csv(tmp_path / "reports/plots/train_loss.csv")
+    grid = np.asarray(Image.open(tmp_path / "reports/train_samples.png"))
     ema = torch.load(tmp_path / "models/ema.pt", weights_only=True)
     samples = generate(
         tmp_path / "models",
