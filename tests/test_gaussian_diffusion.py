@@ -86,7 +86,7 @@ def test_q_posterior_equals_seed_formulas():
     t = torch.tensor([0, 1, 37, 500, 999])
     x0 = torch.randn(5, 3, 4, 4, generator=g, dtype=torch.float64)
     xt = torch.randn(5, 3, 4, 4, generator=g, dtype=torch.float64)
-    mean, var = d.q_posterior(x0, xt, t)
+    mean, var = d.q_posterior(xt, t, x0)
     c0 = (alpha_bar_prev.sqrt() * d.betas / (1 - alpha_bar))[t].reshape(-1, 1, 1, 1)
     ct = (alphas.sqrt() * (1 - alpha_bar_prev) / (1 - alpha_bar))[t].reshape(-1, 1, 1, 1)
     assert_close(mean, c0 * x0 + ct * xt, rtol=1e-12, atol=1e-12)
@@ -106,7 +106,7 @@ def test_q_posterior_is_gaussian_conditioning_of_the_joint(t):
     cov = (1 - d.betas[t]).sqrt() * var_prev  # Cov(x_{t-1}, x_t | x0)
     mean_expected = alpha_bar[t - 1].sqrt() * x0 + cov / var_t * (xt - alpha_bar[t].sqrt() * x0)
     var_expected = var_prev - cov**2 / var_t
-    mean, var = d.q_posterior(x0, xt, t)
+    mean, var = d.q_posterior(xt, t, x0)
     assert_close(mean, mean_expected, rtol=1e-10, atol=1e-12)
     assert var.item() == pytest.approx(var_expected.item(), rel=1e-10)
 
@@ -121,10 +121,10 @@ def test_eps_parameterised_mean_equals_x0_parameterised_mean():
     a = (1 - d.betas[t]).reshape(-1, 1, 1, 1)
     ab = d.alpha_bar[t].reshape(-1, 1, 1, 1)
     eps_mean = (xt - d.betas[t].reshape(-1, 1, 1, 1) / (1 - ab).sqrt() * eps) / a.sqrt()
-    x0_mean, _ = d.q_posterior(d.x0_from_eps(xt, t, eps), xt, t)
+    x0_mean, _ = d.q_posterior(xt, t, d.x0_from_eps(xt, t, eps))
     assert_close(x0_mean, eps_mean, rtol=1e-9, atol=1e-10)
     # And p_mean_variance (no clipping) is that mean for an epsilon network.
-    out = d.p_mean_variance(eps, xt, t, clip_denoised=False)
+    out = d.p_mean_variance(eps, t, xt, clip_denoised=False)
     assert_close(out.mean, eps_mean, rtol=1e-9, atol=1e-10)
 
 
@@ -139,7 +139,7 @@ def test_eps_x0_v_conversions_round_trip(zero_terminal_snr):
     x0 = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64).clamp(-1, 1)
     eps = torch.randn(5, 2, 4, 4, generator=g, dtype=torch.float64)
     xt = d.q_sample(x0, t, eps)
-    v = d.v_from_x0_eps(x0, eps, t)
+    v = d.v_from_x0_eps(x0, t, eps)
     x0_v, eps_v = d.x0_eps_from_v(xt, t, v)
     assert_close(x0_v, x0, rtol=1e-9, atol=1e-9)
     assert_close(eps_v, eps, rtol=1e-9, atol=1e-9)
@@ -156,7 +156,7 @@ def test_pred_x0_eps_inverts_the_training_target(prediction_type):
     x0 = torch.rand(3, 1, 4, 4, generator=g, dtype=torch.float64) * 2 - 1
     eps = torch.randn(3, 1, 4, 4, generator=g, dtype=torch.float64)
     xt = d.q_sample(x0, t, eps)
-    pred_x0, pred_eps = d.pred_x0_eps(d.training_target(x0, eps, t), xt, t)
+    pred_x0, pred_eps = d.pred_x0_eps(d.training_target(x0, t, eps), t, xt)
     assert_close(pred_x0, x0, rtol=1e-6, atol=1e-6)
     assert_close(pred_eps, eps, rtol=1e-6, atol=1e-6)
 
@@ -204,7 +204,7 @@ def test_learned_range_interpolates_log_variance_between_beta_tilde_and_beta():
         (0.0, (d.beta_tilde[t] * d.betas[t]).sqrt()),
     ):
         out = torch.cat([torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), v)], dim=1)
-        log_var = d.p_mean_variance(out, xt, t).log_variance
+        log_var = d.p_mean_variance(out, t, xt).log_variance
         assert log_var.exp().flatten()[0].item() == pytest.approx(expected.item(), rel=1e-5)
 
 
@@ -226,7 +226,7 @@ def test_ddim_eta1_full_steps_has_ddpm_posterior_variance_and_mean():
         rtol=1e-4,
         atol=1e-5,
     )
-    ddpm_mean = d.p_mean_variance(out, xt, t, clip_denoised=False).mean
+    ddpm_mean = d.p_mean_variance(out, t, xt, clip_denoised=False).mean
     assert_close(without, ddpm_mean, rtol=1e-4, atol=1e-4)
 
 
@@ -242,8 +242,8 @@ def test_ddim_eta0_is_deterministic_and_last_step_returns_pred_x0():
     ).prev_sample
     assert torch.equal(a, b)
     last = d.ddim_step(out, 20, -1, xt, eta=1.0, noise=torch.randn(2, 1, 4, 4, generator=g))
-    assert_close(last.prev_sample, d.pred_x0_eps(out, xt, 20)[0].clamp(-1, 1), rtol=1e-5, atol=1e-5)
-    assert torch.equal(last.pred_x0, d.pred_x0_eps(out, xt, 20)[0].clamp(-1, 1))
+    assert_close(last.prev_sample, d.pred_x0_eps(out, 20, xt)[0].clamp(-1, 1), rtol=1e-5, atol=1e-5)
+    assert torch.equal(last.pred_x0, d.pred_x0_eps(out, 20, xt)[0].clamp(-1, 1))
 
 
 # ---------------------------------------------------------------- sampling
@@ -311,7 +311,7 @@ class Oracle(nn.Module):
         self.d, self.x0, self.noise = d, x0, noise
 
     def forward(self, x, t):
-        return self.d.training_target(self.x0, self.noise, t)
+        return self.d.training_target(self.x0, t, self.noise)
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "sample", "v_prediction"])
@@ -324,7 +324,7 @@ def test_training_loss_is_zero_for_the_oracle_and_positive_otherwise(prediction_
         0, abs=1e-10
     )
     zero = Constant(torch.zeros(1, 1, 1, 1))
-    expected = ((d.training_target(x0, noise, t)) ** 2).mean()
+    expected = ((d.training_target(x0, t, noise)) ** 2).mean()
     assert d.training_loss(zero, x0, t=t, noise=noise).item() == pytest.approx(
         expected.item(), rel=1e-6
     )
@@ -339,7 +339,7 @@ def test_min_snr_loss_is_clipped_snr_times_x0_error(prediction_type):
     output = torch.randn(4, 1, 4, 4, generator=g)
     t = torch.tensor([2, 50, 300, 900])
     loss = d.training_loss(Constant(output), x0, t=t, noise=noise)
-    pred_x0, _ = d.pred_x0_eps(output, d.q_sample(x0, t, noise), t)
+    pred_x0, _ = d.pred_x0_eps(output, t, d.q_sample(x0, t, noise))
     x0_err = ((pred_x0 - x0) ** 2).mean(dim=(1, 2, 3))
     expected = (d.snr[t].clamp(max=gamma).float() * x0_err).mean()
     assert loss.item() == pytest.approx(expected.item(), rel=1e-4)

@@ -27,6 +27,12 @@ so that it trains the learned variance only; the paper's lambda = 0.001 is ``w_v
 
 Samplers: ``ddpm`` ancestral sampling (with ``steps < T`` on a respaced schedule, improved DDPM
 section 4) and ``ddim`` (Song et al. 2021, eq. 12, https://arxiv.org/abs/2010.02502).
+
+One argument order throughout, as diffusers' ``scheduler.step(model_output, timestep, sample)``:
+the timestep t is always second. A reverse step or the reading of a prediction takes
+``(model_output, t, x_t)``; a conversion or the posterior takes ``(x_t, t, known)``
+(``x0_from_eps(x_t, t, eps)``, ``q_posterior(x_t, t, x0)``); the forward process takes
+``(x0, t, noise)`` (``q_sample``, ``training_target``, ``v_from_x0_eps``).
 """
 
 from __future__ import annotations
@@ -218,7 +224,7 @@ class GaussianDiffusion(nn.Module):
         )
 
     def q_posterior(
-        self, x0: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor
+        self, x_t: torch.Tensor, t: int | torch.Tensor, x0: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean mu~_t(x_t, x_0) and variance beta~_t of q(x_{t-1} | x_t, x_0) (DDPM eq. 6, 7).
 
@@ -244,7 +250,7 @@ class GaussianDiffusion(nn.Module):
             self.sqrt_one_minus_alpha_bar, t, x_t
         )
 
-    def v_from_x0_eps(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def v_from_x0_eps(self, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
         """v = sqrt(alpha_bar) eps - sqrt(1 - alpha_bar) x_0  (Salimans & Ho 2022, section 4)."""
         return (
             extract(self.sqrt_alpha_bar, t, x0) * eps
@@ -259,7 +265,7 @@ class GaussianDiffusion(nn.Module):
         return a * x_t - s * v, s * x_t + a * v
 
     def pred_x0_eps(
-        self, model_output: torch.Tensor, x_t: torch.Tensor, t: int | torch.Tensor
+        self, model_output: torch.Tensor, t: int | torch.Tensor, x_t: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """The network's (mean) output turned into (x_0, eps) according to ``prediction_type``."""
         t = self._timesteps(t, x_t)
@@ -271,19 +277,19 @@ class GaussianDiffusion(nn.Module):
         return self.x0_eps_from_v(x_t, t, out)
 
     def denoised(
-        self, model_output: torch.Tensor, x_t: torch.Tensor, t: torch.Tensor, clip: bool | None
+        self, model_output: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor, clip: bool | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """(x0_hat, eps_hat) of ``pred_x0_eps``; with ``clip`` (default ``clip_denoised``) x0_hat is
         clipped to [-1, 1] and eps_hat re-derived from it (eq. 4 solved for eps), so that the step
         moves towards an image in range."""
-        pred_x0, pred_eps = self.pred_x0_eps(model_output, x_t, t)
+        pred_x0, pred_eps = self.pred_x0_eps(model_output, t, x_t)
         if self.clip_denoised if clip is None else clip:
             pred_x0 = pred_x0.clamp(-1.0, 1.0)
             pred_eps = self.eps_from_x0(x_t, t, pred_x0)
         return pred_x0, pred_eps
 
     def training_target(
-        self, x0: torch.Tensor, noise: torch.Tensor, t: int | torch.Tensor
+        self, x0: torch.Tensor, t: int | torch.Tensor, noise: torch.Tensor
     ) -> torch.Tensor:
         """What the network regresses: eps, x_0 or v."""
         t = self._timesteps(t, x0)
@@ -291,14 +297,14 @@ class GaussianDiffusion(nn.Module):
             return noise
         if self.prediction_type == "sample":
             return x0
-        return self.v_from_x0_eps(x0, noise, t)
+        return self.v_from_x0_eps(x0, t, noise)
 
     # ------------------------------------------------------- reverse process
     def p_mean_variance(
         self,
         model_output: torch.Tensor,
-        x_t: torch.Tensor,
         t: int | torch.Tensor,
+        x_t: torch.Tensor,
         clip_denoised: bool | None = None,
     ) -> PMeanVariance:
         """p_theta(x_{t-1} | x_t): mean mu~_t(x_t, x0_hat) (DDPM eq. 6 with x_0 predicted) and variance.
@@ -308,8 +314,8 @@ class GaussianDiffusion(nn.Module):
         3) log variance from ``variance_type`` (improved DDPM eq. 15 for learned_range)
         """
         t = self._timesteps(t, x_t)
-        pred_x0, pred_eps = self.denoised(model_output, x_t, t, clip_denoised)
-        mean, _ = self.q_posterior(pred_x0, x_t, t)
+        pred_x0, pred_eps = self.denoised(model_output, t, x_t, clip_denoised)
+        mean, _ = self.q_posterior(x_t, t, pred_x0)
         _, var_out = self._split_output(model_output)
         if self.variance_type == "fixed_small":
             log_variance = extract(self.log_beta_tilde_clipped, t, x_t)
@@ -332,7 +338,7 @@ class GaussianDiffusion(nn.Module):
     ) -> StepOutput:
         """Ancestral step x_{t-1} = mean + sigma_t z (DDPM Algorithm 2); no noise is added at t = 0."""
         t = self._timesteps(t, x_t)
-        out = self.p_mean_variance(model_output, x_t, t, clip_denoised)
+        out = self.p_mean_variance(model_output, t, x_t, clip_denoised)
         nonzero = (t != 0).to(x_t.dtype).reshape(-1, *((1,) * (x_t.ndim - 1)))
         x_prev = out.mean + nonzero * torch.exp(0.5 * out.log_variance) * noise
         return StepOutput(prev_sample=x_prev, pred_x0=out.pred_x0)
@@ -368,7 +374,7 @@ class GaussianDiffusion(nn.Module):
         drawn with randn when None and eta > 0. A learned variance output is ignored.
         """
         t, t_prev = self._timesteps(t, x_t), self._timesteps(t_prev, x_t)
-        pred_x0, pred_eps = self.denoised(model_output, x_t, t, clip_denoised)
+        pred_x0, pred_eps = self.denoised(model_output, t, x_t, clip_denoised)
         a_prev = self._alpha_bar_prev(t_prev, x_t)
         sigma = self.ddim_sigma(t, t_prev, eta, x_t)
         x_prev = a_prev.sqrt() * pred_x0 + (1.0 - a_prev - sigma**2).clamp(min=0).sqrt() * pred_eps
@@ -481,9 +487,9 @@ class GaussianDiffusion(nn.Module):
     ) -> torch.Tensor:
         """L_t in bits/dim, shape (B,): KL(q(x_{t-1}|x_t,x_0) || p(x_{t-1}|x_t)) for t > 0 and the
         discretised decoder NLL -log p(x_0 | x_1) at t = 0 (DDPM eq. 5 and 13)."""
-        true_mean, _ = self.q_posterior(x0, x_t, t)
+        true_mean, _ = self.q_posterior(x_t, t, x0)
         true_log_variance = extract(self.log_beta_tilde_clipped, t, x_t)
-        p = self.p_mean_variance(model_output, x_t, t, clip_denoised=False)
+        p = self.p_mean_variance(model_output, t, x_t, clip_denoised=False)
         kl = mean_flat(normal_kl(true_mean, true_log_variance, p.mean, p.log_variance))
         nll = -mean_flat(discretized_gaussian_log_likelihood(x0, p.mean, 0.5 * p.log_variance))
         return torch.where(t == 0, nll, kl) / math.log(2.0)
@@ -509,7 +515,7 @@ class GaussianDiffusion(nn.Module):
         x_t = self.q_sample(x0, t, noise)
         model_output = call_model(model, x_t, t, cond).float()
         mean_out, var_out = self._split_output(model_output)
-        mse = mean_flat((self.training_target(x0, noise, t) - mean_out) ** 2)  # (B,)
+        mse = mean_flat((self.training_target(x0, t, noise) - mean_out) ** 2)  # (B,)
         if self.min_snr_gamma is not None:
             weight = min_snr_weight(
                 self.snr.to(t.device)[t], self.min_snr_gamma, self.prediction_type
