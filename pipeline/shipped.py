@@ -15,10 +15,14 @@ from __future__ import annotations
 import hashlib
 import shutil
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pipeline
 from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.methods.export import CONFIG_FILE, WEIGHTS_FILE, load_model, read_config
+
+if TYPE_CHECKING:
+    from pipeline.train.report import TrainReport
 
 SHIPPED_DIR = Path(pipeline.__file__).parent / "colorizer"
 PROVENANCE_FILE = "provenance.json"
@@ -50,7 +54,7 @@ def ship(
     out_dir: str | Path,
     *,
     params_file: str | Path,
-    train_report: dict,
+    train_report: TrainReport,
     run_tags: dict[str, str],
     metrics: str | Path,
 ) -> dict:
@@ -77,11 +81,11 @@ def ship(
         "params_file": str(params_file),
         "params_sha256": hashlib.sha256(Path(params_file).read_bytes()).hexdigest(),
         "step": read_config(models_dir)["step"],
-        "mlflow_run_id": train_report["mlflow_run_id"],
-        "run_name": train_report.get("run_name"),
+        "mlflow_run_id": train_report.mlflow_run_id,
+        "run_name": train_report.run_name,
         "git_commit": run_tags.get("git_commit"),
         "data_manifest_sha256": run_tags.get("data_manifest_sha256"),
-        "train_wall_time_s": train_report.get("wall_time_s"),
+        "train_wall_time_s": train_report.wall_time_s,
         "metrics": read_json(Path(metrics), ("num_samples",), made_by="the evaluate stage"),
     }
     with atomic_dir(out_dir) as tmp:

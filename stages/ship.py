@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
-from pathlib import Path
 
 from pipeline.cli import entry_point
 from pipeline.console import say
-from pipeline.io import read_json
 from pipeline.shipped import SHIPPED_DIR, ship
 from pipeline.tracking import connect, tracking_uri
+from pipeline.train.report import TrainReport
 
 
 @entry_point
@@ -24,8 +23,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--metrics", required=True, help="the evaluate stage's scores")
     parser.add_argument("--out", default=str(SHIPPED_DIR), help="default: %(default)s")
     args = parser.parse_args(argv)
-    report = read_json(Path(args.train_report), ("mlflow_run_id",), made_by="the train stage")
-    run = connect(tracking_uri()).get_run(report["mlflow_run_id"])
+    report = TrainReport.read(args.train_report)
+    run = connect(tracking_uri()).get_run(report.mlflow_run_id)
     provenance = ship(
         args.models,
         args.out,

@@ -51,12 +51,12 @@ def main(argv: Sequence[str] | None = None) -> None:
         tags={"dvc_stage": "train" if args.family is None else f"train --family {args.family}"},
     )
     say(
-        f"train: {report['steps']} steps, final loss {report['final_loss']:.4f}, "
-        f"{report['images_per_s']:.0f} img/s on {len(set(report['worker_nodes']))} node(s), "
-        f"{report['wall_time_s']:.0f} s; model in "
+        f"train: {report.steps} steps, final loss {report.final_loss:.4f}, "
+        f"{report.images_per_s:.0f} img/s on {len(set(report.worker_nodes))} node(s), "
+        f"{report.wall_time_s:.0f} s; model in "
         f"{args.models}/, samples in {args.samples}"
     )
-    for line in report["warnings"]:
+    for line in report.warnings:
         say(f"train: warning: {line}")
 
 

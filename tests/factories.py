@@ -1,10 +1,15 @@
-"""What several test modules build their runs from: the tiny training params and the train stage
-with every output under one folder."""
+"""What several test modules build their runs from: the tiny training params, the train stage
+with every output under one folder, a train report, and a worker that dies on cue."""
 
 import dataclasses
+import os
+from pathlib import Path
+
+import ray.train
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig
 from pipeline.train.driver import train
+from pipeline.train.report import TrainReport
 
 TINY = Params(
     data=DataConfig(limit=64),
@@ -48,3 +53,45 @@ def run_train(tmp_path, params=TINY, processed=None, **kwargs):
         project_dir=tmp_path,
         **kwargs,
     )
+
+
+def train_report(**changes) -> TrainReport:
+    """A train stage's report of a run that never happened (for stages that only read it)."""
+    fields = dict(
+        steps=4,
+        final_losses={"loss": 0.5},
+        images_per_s=10.0,
+        wall_time_s=9.0,
+        num_workers=2,
+        worker_nodes=["node"],
+        run_name="train-1",
+        mlflow_run_id="0" * 32,
+        mlflow_model_uri="models:/m-0",
+        registered_model=None,
+        registered_model_version=None,
+    )
+    return TrainReport(**(fields | changes))
+
+
+def kill_worker(monkeypatch, *, rank: int, step: int, marker: Path) -> None:
+    """Rank ``rank`` of the trainings started from now on dies (``os._exit``) the first time it
+    takes optimiser step ``step`` (from 0), once: ``marker`` records that it did. The driver's
+    family class becomes a subclass that does this, which Ray ships to the workers by value; the
+    run's identity (its name, from the family's module) stays the same."""
+    from pipeline.train import driver
+
+    method_class = driver.method_class
+
+    def dying(name: str):
+        class Dying(method_class(name)):
+            def train_step(self, micro_batches, *, lr, step: int):
+                here = ray.train.get_context().get_world_rank()
+                if (here, step) == (rank, dying_at) and not Path(marker).exists():
+                    Path(marker).touch()
+                    os._exit(1)
+                return super().train_step(micro_batches, lr=lr, step=step)
+
+        return Dying
+
+    dying_at = step
+    monkeypatch.setattr(driver, "method_class", dying)

@@ -415,13 +415,14 @@ def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypat
     from pipeline import shipped
     from pipeline.io import CorruptFileError
     from pipeline.methods.export import load_model
+    from tests.factories import train_report
 
     models = export(tmp_path, "ddpm_color")
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"num_samples": 12, "fid_colour": 3.5, "hue_accuracy": 0.4}))
     params_file = tmp_path / "params.yaml"
     params_file.write_text("train:\n  steps: 7\n")
-    report = {"mlflow_run_id": "abc", "run_name": "train-1", "wall_time_s": 9.0}
+    report = train_report(mlflow_run_id="abc")
     tags = {"git_commit": "f" * 40, "data_manifest_sha256": "d" * 64}
 
     def ship(models_dir, out):

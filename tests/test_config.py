@@ -3,7 +3,16 @@
 import pytest
 import yaml
 
-from pipeline.config import ConfigError, ModelConfig, Params, Spec, from_dict, load_params, to_dict
+from pipeline.config import (
+    ConfigError,
+    GuidedEvalConfig,
+    ModelConfig,
+    Params,
+    Spec,
+    from_dict,
+    load_params,
+    to_dict,
+)
 from tests.conftest import ROOT
 
 
@@ -228,14 +237,27 @@ def test_searched_values_are_checked_with_the_fixed_ones():
         Params(tune=from_dict(Params, bad).tune)
 
 
-def test_a_renamed_section_is_named_in_a_params_file_and_upgraded_in_a_stored_model(tmp_path):
-    """``cfg`` is now ``guidance``: a params file with the old name is refused in one line that
-    says so; a model exported before the rename still loads (its config.json is upgraded)."""
+def test_a_moved_key_is_named_in_a_params_file_and_upgraded_in_a_stored_model(tmp_path):
+    """``cfg`` is now ``guidance``, the family-specific eval keys are in eval's family sections: a
+    params file with an old key is refused in one line that says where it went; a model exported
+    before the move still loads (its config.json is upgraded)."""
     from pipeline.config.params import upgraded
 
     old = tmp_path / "params.yaml"
     old.write_text("cfg:\n  p_uncond: 0.2\n")
-    with pytest.raises(ConfigError, match=r"params.yaml: section cfg is now named guidance"):
+    with pytest.raises(ConfigError, match=r"params.yaml: cfg is now guidance: move it"):
         load_params(old)
-    stored = from_dict(Params, upgraded({"cfg": {"p_uncond": 0.2}}))
-    assert stored.guidance.p_uncond == 0.2
+    old.write_text("eval:\n  steps: 9\n  diversity_samples: 4\n")
+    moved = "params.yaml: eval.diversity_samples is now eval.colorizer.diversity_samples: move it"
+    with pytest.raises(ConfigError, match=moved):
+        load_params(old)
+    stored = from_dict(
+        Params,
+        upgraded({
+            "cfg": {"p_uncond": 0.2},
+            "eval": {"steps": 9, "guidance_scale": 2.0, "guidance_sweep": [], "diversity_count": 5},
+        }),
+    )  # fmt: skip
+    assert stored.guidance.p_uncond == 0.2 and stored.eval.steps == 9
+    assert stored.eval.guided == GuidedEvalConfig(guidance_scale=2.0, guidance_sweep=())
+    assert stored.eval.colorizer.diversity_count == 5

@@ -16,6 +16,7 @@ import yaml
 from mlflow.tracking import MlflowClient
 from PIL import Image
 
+from pipeline.config import override
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
 from pipeline.methods.export import load_model
 from tests.conftest import ROOT
@@ -23,10 +24,7 @@ from tests.conftest import ROOT
 
 def set_param(repo, key: str, value, file: str = "params.yaml") -> None:
     path = repo / file
-    params = yaml.safe_load(path.read_text())
-    section, name = key.split(".")
-    params.setdefault(section, {})[name] = value
-    path.write_text(yaml.safe_dump(params))
+    path.write_text(yaml.safe_dump(override(yaml.safe_load(path.read_text()), {key: value})))
 
 
 def ran(result) -> set[str]:
@@ -245,8 +243,8 @@ TINY_COLORIZER = {
     "eval.batch_size": 6,
     "eval.trajectory_count": 2,
     "eval.kid_subset_size": 6,
-    "eval.diversity_count": 2,
-    "eval.diversity_samples": 2,
+    "eval.colorizer.diversity_count": 2,
+    "eval.colorizer.diversity_samples": 2,
     # a real two-trial sweep ranked on fid_colour; the winner's prediction type goes to train
     "tune.enabled": True,
     "tune.space": {"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}},

@@ -67,7 +67,8 @@ TINY = {
     "train": {"batch_size": 8, "num_workers": 2, "warmup_steps": 10, "sample_steps": 10,
               "sample_count": 4, "sample_every": 0, "ema_decay": 0.9},
     "eval": {"steps": 10, "num_samples": 40, "batch_size": 20, "grid_count": 16,
-             "trajectory_count": 4, "guidance_sweep": [0.0, 3.0], "interpolation_pairs": 3},
+             "trajectory_count": 4, "guided": {"guidance_sweep": [0.0, 3.0]},
+             "latent": {"interpolation_pairs": 3}},
     "tune": {"enabled": False, "eval_steps": 10},
     "mlflow": {"registered_model": None},
 }  # fmt: skip
@@ -239,7 +240,8 @@ def test_slerp_keeps_the_norm_and_ends_on_both_latents():
         ({"model": {"family": "ddpm_cfg"}, "guidance": {"num_classes": 3}},
          "guidance.num_classes 3 differs from the 10 classes of data.source 'mnist-5k'"),
         ({"guidance": {"p_uncond": 0.0}}, "guidance: p_uncond must be > 0"),
-        ({"eval": {"guidance_sweep": [0.0, -1.0]}}, "guidance_scale and guidance_sweep take"),
+        ({"eval": {"guided": {"guidance_sweep": [0.0, -1.0]}}},
+         "eval.guided: guidance_scale and guidance_sweep take"),
         ({"vae": {"reconstruction": "l1"}}, "vae.reconstruction: unknown value 'l1'; allowed: bce, mse"),
         ({"gan": {"width": 12}}, "gan: width must be a positive multiple of 8, got 12"),
         ({"tune": {"space": {"guidance.num_classes": {"choice": [2, 3]}}}},
@@ -328,7 +330,7 @@ def trained(project, family):
 @pytest.mark.parametrize("family", list(STEPS))
 def test_each_family_learns_the_two_shapes_on_two_workers(project, family):
     out, report = trained(project, family)
-    assert report["steps"] == STEPS[family][0] and report["num_workers"] == 2
+    assert report.steps == STEPS[family][0] and report.num_workers == 2
     history = pd.read_csv(out / "reports/plots/train_loss.csv")
     model = load_model(out / "models")
     assert model.params.model.family == family
@@ -352,7 +354,7 @@ def test_each_family_learns_the_two_shapes_on_two_workers(project, family):
     if family == "dcgan":
         assert {"loss_d", "loss_g", "d_real", "d_fake", "spread_fake"} <= set(history.columns)
         assert 0 < history["d_fake"].iloc[-1] < history["d_real"].iloc[-1] < 1
-    run = MlflowClient(f"sqlite:///{project[0] / 'mlflow.db'}").get_run(report["mlflow_run_id"])
+    run = MlflowClient(f"sqlite:///{project[0] / 'mlflow.db'}").get_run(report.mlflow_run_id)
     assert run.data.params["model.family"] == family
     assert run.data.metrics["loss"] == pytest.approx(history["loss"].iloc[-1])
 

@@ -88,8 +88,8 @@ def test_compile_auto_compiles_on_cuda_only():
     for family in ("ddpm", "dcgan"):
         method = method_class(family)(with_train(TINY, compile="auto"), torch.device("cpu"))
         method.prepare(lambda net: net)
-        trained = method.trained.values() if isinstance(method.trained, dict) else [method.trained]
-        assert not any(isinstance(n, torch._dynamo.eval_frame.OptimizedModule) for n in trained)
+        wrapped = method.wrapped.values() if isinstance(method.wrapped, dict) else [method.wrapped]
+        assert not any(isinstance(n, torch._dynamo.eval_frame.OptimizedModule) for n in wrapped)
 
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])

@@ -60,37 +60,33 @@ class MeanImage(Method):
 
     def __init__(self, params: Params, device: torch.device) -> None:
         super().__init__(params, device)
-        self.mean_net = MeanNet(params.data.image_shape).to(device)
-        self.optimizer = torch.optim.Adam(self.mean_net.parameters(), lr=params.train.lr)
+        self.net = MeanNet(params.data.image_shape).to(device)
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=params.train.lr)
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
-        self.trained: nn.Module = self.mean_net
-
-    @property
-    def net(self) -> nn.Module:
-        return self.mean_net
+        self.wrapped: nn.Module = self.net
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
         return MeanNet(params.data.image_shape)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        self.trained = wrap(self.mean_net)
+        self.wrapped = wrap(self.net)
 
     def train_step(self, micro_batches: Sequence[torch.Tensor], *, lr: float, step: int) -> dict:
         def loss_terms(net: nn.Module, x0: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"loss": ((net(x0.shape[0]) - x0) ** 2).mean()}
 
         result = optimizer_step(
-            self.trained, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
+            self.wrapped, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
             grad_clip=0.0,
         )  # fmt: skip
         return {**result.terms, "grad_norm": result.grad_norm}
 
     def state_dict(self) -> dict:
-        return {"net": self.mean_net.state_dict(), "optimizer": self.optimizer.state_dict()}
+        return {"net": self.net.state_dict(), "optimizer": self.optimizer.state_dict()}
 
     def load_state_dict(self, state: Mapping) -> None:
-        self.mean_net.load_state_dict(state["net"])
+        self.net.load_state_dict(state["net"])
         self.optimizer.load_state_dict(state["optimizer"])
 
 
@@ -132,7 +128,7 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     params = mean_params()
     report = run_train(tmp_path, params, processed)
-    assert report["steps"] == 40 and report["num_workers"] == 2 and report["run_name"]
+    assert report.steps == 40 and report.num_workers == 2 and report.run_name
     history = pd.read_csv(tmp_path / "reports/plots/train_loss.csv")
     assert list(history["step"]) == [10, 20, 30, 40]
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]

@@ -35,6 +35,7 @@ from pipeline.train.checkpoint import STATE_KEYS, latest_checkpoint_dir
 from stages.evaluate import main as evaluate_main
 from stages.train import main as train_main
 from tests.conftest import ROOT
+from tests.factories import train_report
 
 TINY_MODEL = ModelConfig(
     base_channels=8, channel_mult=(1, 2), num_res_blocks=1, attention_resolutions=(),
@@ -59,7 +60,7 @@ def pristine(tmp_path_factory):
     config = FeatureNetConfig(epochs=1)
     save_featurenet(FeatureNet(1, 10, config), config, FeatureNetResult(0.1, 2.3, 1), root / "fn")
     (root / "reports").mkdir()
-    (root / "reports/train.json").write_text(json.dumps({"mlflow_run_id": "0" * 32}))
+    train_report().write(root / "reports/train.json")
     raw = yaml.safe_load((pipeline_root() / "params.yaml").read_text())
     raw["download"]["cache_dir"] = str(root / "cache")
     (root / "params.yaml").write_text(yaml.safe_dump(raw))
@@ -129,7 +130,7 @@ FILE_CASES = [
     ("config.json without its checksum", lambda r: sidecar(r / "models/config.json").unlink(), "config.json: no readable config.json.sha256"),
     ("config.json naming other weights", lambda r: _edit_json(r / "models/config.json", ["weights_sha256"], "0" * 64, resum=True), "models/config.json: weights_sha256 0000000000000000000000000000000000000000000000000000000000000000 is not the sha256 of"),
     ("edited featurenet config.json", lambda r: _edit_json(r / "fn/config.json", ["num_classes"], 11), "fn/config.json: sha256"),
-    ("train.json without mlflow_run_id", lambda r: (r / "reports/train.json").write_text("{}"), "train.json lacks key(s) mlflow_run_id"),
+    ("train.json without mlflow_run_id", lambda r: _edit_json(r / "reports/train.json", ["mlflow_run_id"], None), "train.json lacks key(s) mlflow_run_id"),
     ("truncated ema.pt", lambda r: truncate(r / "models/ema.pt"), "models/ema.pt: sha256"),
     ("truncated ema.pt, checksum re-recorded", lambda r: (truncate(r / "models/ema.pt"), write_checksum(r / "models/ema.pt")), "models/ema.pt: cannot be loaded as a tensor file"),
     ("flipped ema.pt byte", lambda r: flip(r / "models/ema.pt"), "models/ema.pt: sha256"),

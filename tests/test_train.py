@@ -1,5 +1,6 @@
 """Training on real Ray Train workers (local cluster, 2 CPU workers) with real MLflow (SQLite)."""
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -28,9 +29,9 @@ from pipeline.tracking import fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.driver import fit, run_name
 from pipeline.train.mlflow_model import load_logged_model
-from pipeline.train.worker import Fault
+from pipeline.train.report import TrainReport
 from tests.conftest import assert_same_tensors
-from tests.factories import TINY, run_train, with_train
+from tests.factories import TINY, kill_worker, run_train, with_train
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
@@ -50,12 +51,14 @@ def final_state(storage, params, processed):
 
 def test_train_exports_a_loadable_model_and_reports(trained, processed):
     root, report = trained
-    assert report["steps"] == 4 and report["num_workers"] == 2
-    assert torch.isfinite(torch.tensor(report["final_loss"])) and report["images_per_s"] > 0
-    assert json.loads((root / "reports/train.json").read_text()) == report
+    assert report.steps == 4 and report.num_workers == 2
+    assert torch.isfinite(torch.tensor(report.final_loss)) and report.images_per_s > 0
+    assert TrainReport.read(root / "reports/train.json") == report
+    written = json.loads((root / "reports/train.json").read_text())
+    assert written["final_loss"] == report.final_loss and "final_losses" not in written
     history = pd.read_csv(root / "reports/plots/train_loss.csv")
     assert list(history["step"]) == [1, 2, 3, 4]
-    assert history["loss"].iloc[-1] == pytest.approx(report["final_loss"])
+    assert history["loss"].iloc[-1] == pytest.approx(report.final_loss)
     assert {"loss", "loss_simple", "lr", "grad_norm", "images_per_s"} <= set(history.columns)
     # lr logged for the step taken: warmup 5e-4, 1e-3, then constant
     assert list(history["lr"]) == pytest.approx([5e-4, 1e-3, 1e-3, 1e-3])
@@ -76,8 +79,8 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
 
     root, report = trained
     client = MlflowClient(f"sqlite:///{root / 'mlflow.db'}")
-    run = client.get_run(report["mlflow_run_id"])
-    assert run.info.status == "FINISHED" and run.info.run_name == report["run_name"]
+    run = client.get_run(report.mlflow_run_id)
+    assert run.info.status == "FINISHED" and run.info.run_name == report.run_name
     flat = run.data.params
     assert flat["train.lr"] == "0.001" and flat["model.channel_mult"] == "[1, 2]"
     assert flat["diffusion.loss.w_simple"] == "1.0" and flat["ray.address"] == "None"
@@ -101,9 +104,9 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     net = load_model(root / "models").net
     x, t = torch.randn(3, 1, 28, 28), torch.tensor([0, 10, 999])
     with fluent_store(client.tracking_uri):
-        logged_model = load_logged_model(report["mlflow_model_uri"])
+        logged_model = load_logged_model(report.mlflow_model_uri)
         logged, params = logged_model.net, logged_model.params
-        pyfunc = mlflow.pyfunc.load_model(report["mlflow_model_uri"])
+        pyfunc = mlflow.pyfunc.load_model(report.mlflow_model_uri)
         registered = load_logged_model("models:/diffusion-pipeline-ddpm/1").net
     assert params == TINY
     with torch.no_grad():
@@ -117,8 +120,8 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     (dataset,) = run.inputs.dataset_inputs
     assert dataset.dataset.name == "mnist-5k-processed"
     assert run.data.tags["data_manifest_sha256"].startswith(dataset.dataset.digest)
-    assert report["registered_model"] == "diffusion-pipeline-ddpm"
-    assert report["registered_model_version"] == 1
+    assert report.registered_model == "diffusion-pipeline-ddpm"
+    assert report.registered_model_version == 1
     version = client.get_model_version("diffusion-pipeline-ddpm", "1")
     assert version.run_id == run.info.run_id
     model_files = client.list_artifacts(run.info.run_id, "model_files")
@@ -177,11 +180,11 @@ def test_two_ranks_equal_one_process_on_the_concatenated_batch(trained, processe
 
 
 def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
-    ray_cluster, processed, trained, tmp_path
+    ray_cluster, processed, trained, tmp_path, monkeypatch
 ):
     marker = tmp_path / "fault-fired"
-    fault = Fault(rank=1, step=3, marker=str(marker))  # before step 4; checkpoint at 2
-    result = fit(TINY, processed_dir=processed, storage_dir=tmp_path / "checkpoints", fault=fault)
+    kill_worker(monkeypatch, rank=1, step=3, marker=marker)  # the 4th step; checkpoint at 2
+    result = fit(TINY, processed_dir=processed, storage_dir=tmp_path / "checkpoints")
     assert marker.exists()  # the worker really died once
     assert result.error is None and result.metrics["step"] == 4
     state = read_checkpoint(result.checkpoint)
@@ -201,9 +204,10 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reuse
     params = with_train(TINY, max_failures=0)  # no restart: the first attempt fails for good
     # dies before its 4th step; the step-2 checkpoint is the resume point. (Dying right after a
     # checkpoint's report can lose it: the controller registers reports asynchronously.)
-    fault = Fault(rank=0, step=3, marker=str(tmp_path / "fault-fired"))
-    with pytest.raises(ray.train.TrainingFailedError):
-        run_train(tmp_path, params, processed, fault=fault)
+    with monkeypatch.context() as dying:
+        kill_worker(dying, rank=0, step=3, marker=tmp_path / "fault-fired")
+        with pytest.raises(ray.train.TrainingFailedError):
+            run_train(tmp_path, params, processed)
     assert not (tmp_path / "models").exists() and not (tmp_path / "reports/train.json").exists()
     client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
     (failed,) = client.search_runs(
@@ -213,8 +217,8 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reuse
     assert [m.step for m in client.get_metric_history(failed.info.run_id, "loss")] == [1, 2, 3]
 
     report = run_train(tmp_path, params, processed)  # `dvc repro` again: resumes at step 2
-    assert report["mlflow_run_id"] == failed.info.run_id and report["steps"] == 4
-    run = client.get_run(report["mlflow_run_id"])
+    assert report.mlflow_run_id == failed.info.run_id and report.steps == 4
+    run = client.get_run(report.mlflow_run_id)
     assert run.info.status == "FINISHED"
     steps = [m.step for m in client.get_metric_history(run.info.run_id, "loss")]
     assert sorted(steps) == [
@@ -233,12 +237,12 @@ def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reuse
 
     # `dvc repro -f` with nothing changed: the finished run is reused, not trained again
     weights = torch.load(tmp_path / "models/ema.pt", weights_only=True)
-    finished = client.get_run(report["mlflow_run_id"])
+    finished = client.get_run(report.mlflow_run_id)
     caplog.set_level(logging.INFO, logger="pipeline.train.driver")
     again = run_train(tmp_path, params, processed)
-    assert f"reusing the finished run {report['run_name']}" in caplog.text
+    assert f"reusing the finished run {report.run_name}" in caplog.text
     assert again == report  # the report the finished run logged, as it was
-    reused = client.get_run(report["mlflow_run_id"])  # the run stays as it finished
+    reused = client.get_run(report.mlflow_run_id)  # the run stays as it finished
     assert reused.info.status == "FINISHED" and reused.info.end_time == finished.info.end_time
     assert reused.data.tags == finished.data.tags
     assert sorted(m.step for m in client.get_metric_history(run.info.run_id, "loss")) == sorted(
@@ -341,8 +345,12 @@ def test_the_readme_model_loading_example_runs_on_the_logged_model(trained):
     )
     (block,) = [b for b in re.findall(r"```python\n(.*?)```", training, re.S) if "load_logged" in b]
     x_t, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
-    namespace = {"report": report, "x_t": x_t, "t": t, "mlflow": mlflow}
-    with fluent_store(f"sqlite:///{root / 'mlflow.db'}"), torch.no_grad():
+    namespace = {"x_t": x_t, "t": t, "mlflow": mlflow}
+    with (
+        fluent_store(f"sqlite:///{root / 'mlflow.db'}"),
+        torch.no_grad(),
+        contextlib.chdir(root),
+    ):
         exec(compile(block, "docs/pipeline.md", "exec"), namespace)
     net = load_model(root / "models").net
     with torch.no_grad():

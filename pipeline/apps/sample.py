@@ -1,7 +1,7 @@
 """``python -m pipeline sample``: draw images from any family's exported model into a PNG grid.
 
 A class-conditional model (``ddpm_cfg``) draws class ``--class C`` or, without it, every class in
-turn (one class per column), guided by ``--guidance W`` (default: its ``eval.guidance_scale``).
+turn (one class per column), guided by ``--guidance W`` (default: its ``eval.guided.guidance_scale``).
 ``--steps`` and ``--sampler`` set a diffusion family's reverse process; ``--each`` also writes one
 PNG per image into the folder OUT without ``.png`` (created if missing; never emptied or replaced).
 The same ``--seed`` gives the same images. Outputs follow pipeline.apps.outputs: none replaces a
@@ -147,7 +147,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--guidance",
         type=float_in(0, MAX_GUIDANCE),
-        help="class-conditional models: classifier-free guidance w (default: eval.guidance_scale)",
+        help="class-conditional models: classifier-free guidance w (default: eval.guided.guidance_scale)",
     )
     parser.add_argument(
         "--steps", type=int_in(1, MAX_STEPS), help="diffusion: sampler steps (default: eval.steps)"

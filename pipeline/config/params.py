@@ -3,6 +3,7 @@ need, the tune trials' combinations). ``load_params("params.yaml")`` reads and v
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -174,7 +175,27 @@ class Params:
                 )
 
 
-RENAMED = {"cfg": "guidance"}  # old section name -> new (2026-12-05)
+MOVED = {  # old dotted key -> new (2026-12-05): a section renamed, family-specific eval settings
+    "cfg": "guidance",
+    "eval.guidance_scale": "eval.guided.guidance_scale",
+    "eval.guidance_sweep": "eval.guided.guidance_sweep",
+    "eval.interpolation_pairs": "eval.latent.interpolation_pairs",
+    "eval.diversity_count": "eval.colorizer.diversity_count",
+    "eval.diversity_samples": "eval.colorizer.diversity_samples",
+}
+
+
+def _moved(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The (old, new) keys of ``MOVED`` that ``raw`` still holds under the old name."""
+    found = []
+    for old, new in MOVED.items():
+        *sections, name = old.split(".")
+        node: Any = raw
+        for key in sections:
+            node = node.get(key) if isinstance(node, Mapping) else None
+        if isinstance(node, Mapping) and name in node:
+            found.append((old, new))
+    return found
 
 
 def load_params(path: str | Path) -> Params:
@@ -185,13 +206,19 @@ def load_params(path: str | Path) -> Params:
     raw = load_yaml(path) or {}
     if not isinstance(raw, Mapping):
         raise ConfigError(f"{path} must hold a mapping of sections ({fields_of(Params)})")
-    for old, new in RENAMED.items():
-        if old in raw:
-            raise ConfigError(f"{path}: section {old} is now named {new}: rename it")
+    for old, new in _moved(raw):
+        raise ConfigError(f"{path}: {old} is now {new}: move it")
     return from_dict(Params, raw)
 
 
 def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
-    """Params stored before a section was renamed (an exported model's config.json), with the
-    section under its new name."""
-    return {RENAMED.get(key, key): value for key, value in raw.items()}
+    """Params stored before a key moved (an exported model's config.json), with each key of
+    ``MOVED`` at its new place."""
+    out = copy.deepcopy(dict(raw))
+    for old, new in _moved(out):
+        *sections, name = old.split(".")
+        node = out
+        for key in sections:
+            node = node[key]
+        out = override(out, {new: node.pop(name)})
+    return out

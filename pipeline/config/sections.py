@@ -350,6 +350,53 @@ class FeatureNetConfig:
 
 
 @dataclass(frozen=True)
+class GuidedEvalConfig:
+    """The evaluation of a class-conditional family (ddpm_cfg, pipeline.evaluate.hooks)."""
+
+    guidance_scale: float = 1.0  # classifier-free guidance w of the scored samples (0: unguided)
+    guidance_sweep: tuple[float, ...] = (0.0, 1.0, 3.0)  # w values of the FID-vs-accuracy
+    # trade-off (num_samples each) and the guidance strip; empty: no sweep
+
+    def __post_init__(self) -> None:
+        with section("eval.guided"):
+            for w in (self.guidance_scale, *self.guidance_sweep):
+                if not (math.isfinite(w) and w >= 0):
+                    raise ValueError(
+                        f"guidance_scale and guidance_sweep take finite numbers >= 0 (0: the "
+                        f"conditional model, unguided), got {w!r}"
+                    )
+
+
+@dataclass(frozen=True)
+class LatentEvalConfig:
+    """The evaluation of a one-shot latent family (vae, dcgan)."""
+
+    interpolation_pairs: int = 6  # latent pairs in the interpolation grid and GIF
+
+    def __post_init__(self) -> None:
+        with section("eval.latent"):
+            check_positive("interpolation_pairs", self.interpolation_pairs, MAX_GRID)
+
+
+@dataclass(frozen=True)
+class ColorizerEvalConfig:
+    """The evaluation of a colorizer (ddpm_color, regression_color)."""
+
+    diversity_count: int = 8  # test images colorized diversity_samples times each
+    diversity_samples: int = 3  # K samples per image for diversity and the triptychs
+
+    def __post_init__(self) -> None:
+        with section("eval.colorizer"):
+            check_positive("diversity_count", self.diversity_count, MAX_GRID)
+            check_positive("diversity_samples", self.diversity_samples, MAX_GRID)
+            if self.diversity_samples < 2:
+                raise ValueError(
+                    f"diversity_samples must be >= 2 (diversity compares samples pairwise), got "
+                    f"{self.diversity_samples}"
+                )
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     """Sample quality of the trained EMA model: FID and KID against the held-out test split."""
 
@@ -367,26 +414,17 @@ class EvalConfig:
     kid_subset_size: int = 100  # KID: images per subset (capped at the smaller set)
     grid_count: int = 64  # images in reports/samples.png
     trajectory_count: int = 8  # samples in the denoising GIF (x_T -> x_0)
-    diversity_count: int = 8  # colorizers: test images colorized diversity_samples times each
-    diversity_samples: int = 3  # colorizers: K samples per image for diversity and the triptychs
-    guidance_scale: float = 1.0  # ddpm_cfg: classifier-free guidance w of the scored samples
-    guidance_sweep: tuple[float, ...] = (0.0, 1.0, 3.0)  # ddpm_cfg: w values of the FID-vs-accuracy
-    # trade-off (num_samples each) and the guidance strip; empty: no sweep
-    interpolation_pairs: int = 6  # vae, dcgan: latent pairs in the interpolation grid and GIF
+    guided: GuidedEvalConfig = field(default_factory=GuidedEvalConfig)  # ddpm_cfg
+    latent: LatentEvalConfig = field(default_factory=LatentEvalConfig)  # vae, dcgan
+    colorizer: ColorizerEvalConfig = field(default_factory=ColorizerEvalConfig)  # colorizers
 
     def __post_init__(self) -> None:
         with section("eval"):
             for name in ("steps", "batch_size", "num_workers"):
                 check_positive(name, getattr(self, name))
             check_positive("num_samples", self.num_samples, MAX_SAMPLES)
-            for name in ("grid_count", "trajectory_count", "diversity_count"):
+            for name in ("grid_count", "trajectory_count"):
                 check_positive(name, getattr(self, name), MAX_GRID)
-            check_positive("diversity_samples", self.diversity_samples, MAX_GRID)
-            if self.diversity_samples < 2:
-                raise ValueError(
-                    f"diversity_samples must be >= 2 (diversity compares samples pairwise), got "
-                    f"{self.diversity_samples}"
-                )
             check_seed("seed", self.seed)
             if self.num_samples < 2:
                 raise ValueError(
@@ -399,13 +437,6 @@ class EvalConfig:
                 )
             if not 0 <= self.eta <= 1:
                 raise ValueError(f"eta must be in [0, 1], got {self.eta!r}")
-            for w in (self.guidance_scale, *self.guidance_sweep):
-                if not (math.isfinite(w) and w >= 0):
-                    raise ValueError(
-                        f"guidance_scale and guidance_sweep take finite numbers >= 0 (0: the "
-                        f"conditional model, unguided), got {w!r}"
-                    )
-            check_positive("interpolation_pairs", self.interpolation_pairs, MAX_GRID)
 
 
 @dataclass(frozen=True)

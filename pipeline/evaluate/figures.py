@@ -70,7 +70,7 @@ def interpolation(model: LatentModel, config: EvalConfig) -> tuple[list[np.ndarr
     other: GIF frames (each a row of every pair at one lam) and a grid (a row per pair,
     GRID_STEPS points from a to b)."""
     generator = torch.Generator(model.device).manual_seed(config.seed)
-    pairs = config.interpolation_pairs
+    pairs = config.latent.interpolation_pairs
     a, b = model.latents(pairs, generator), model.latents(pairs, generator)
 
     def decoded(lams: Sequence[float]) -> torch.Tensor:  # (len(lams), pairs, C, H, W)
@@ -83,11 +83,11 @@ def interpolation(model: LatentModel, config: EvalConfig) -> tuple[list[np.ndarr
 
 
 def guidance_strip(model: GenerativeModel, config: EvalConfig) -> np.ndarray:
-    """One sample per class (columns) at every w of ``eval.guidance_sweep`` (rows), from the same
-    noise in every row: how guidance trades variety for class fidelity."""
+    """One sample per class (columns) at every w of ``eval.guided.guidance_sweep`` (rows), from the
+    same noise in every row: how guidance trades variety for class fidelity."""
     labels = balanced_labels(model.num_classes, model.num_classes).to(model.device)
     rows = []
-    for w in config.guidance_sweep:
+    for w in config.guided.guidance_sweep:
         generator = torch.Generator(model.device).manual_seed(config.seed)
         rows.append(
             model.sample(

@@ -11,7 +11,6 @@ branches on the family.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from pipeline.evaluate.figures import guidance_strip, interpolation, trajectory_
 from pipeline.evaluate.sampling import generate
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
-from pipeline.methods.registry import family
+from pipeline.methods.registry import evaluation_class
 from pipeline.pixels import to_unit
 from pipeline.reports.grid import image_grid
 
@@ -103,12 +102,22 @@ class Evaluation:
         """The test images it needs and what for (pipeline.data.manifest.verify_processed)."""
         return 2, "evaluate (FID of the test split)"
 
-    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+    def extras(
+        self,
+        sampler: Sampler,
+        conditions: np.ndarray | None,
+        images: np.ndarray,
+        scored: dict[str, float],
+    ) -> Extras:
         """The family's scores and pictures, given the samples ``images`` (uint8) drawn from
-        ``conditions`` (``GenerativeModel.conditions``)."""
+        ``conditions`` (``GenerativeModel.conditions``) and their FID/KID ``scored``."""
+        return Extras(self.grid(conditions, images), self.trajectory(conditions))
+
+    def grid(self, conditions: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+        """The sample grid: the model's panel of the first ``grid_count`` samples."""
         shown = slice(self.config.grid_count)
-        panel = self.model.panel(to_unit(images[shown]), _part(conditions, shown))
-        return Extras(image_grid(*panel), self.trajectory(conditions))
+        part = None if conditions is None else conditions[shown]
+        return image_grid(*self.model.panel(to_unit(images[shown]), part))
 
     def trajectory(self, conditions: np.ndarray | None) -> list[np.ndarray]:
         """The GIF's frames: the reverse process of ``trajectory_count`` samples, drawn from
@@ -126,15 +135,20 @@ class LatentEvaluation(Evaluation):
         if inputs.figures_dir is None:
             raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
 
-    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+    def extras(
+        self,
+        sampler: Sampler,
+        conditions: np.ndarray | None,
+        images: np.ndarray,
+        scored: dict[str, float],
+    ) -> Extras:
         frames, grid = interpolation(self.model, self.config)
-        panel = self.model.panel(to_unit(images[: self.config.grid_count]), None)
-        return Extras(image_grid(*panel), frames, pictures={"interpolation.png": grid})
+        return Extras(self.grid(conditions, images), frames, pictures={"interpolation.png": grid})
 
 
 class GuidedEvaluation(Evaluation):
     """A class-conditional model's: FeatureNet's class accuracy on the samples at
-    ``eval.guidance_scale`` and, with ``eval.guidance_sweep``, FID and class accuracy at every w
+    ``eval.guided.guidance_scale`` and, with ``eval.guided.guidance_sweep``, FID and class accuracy at every w
     (guidance.csv, guidance.png) and a strip of one sample per class at each w."""
 
     classifier: FeatureNet
@@ -146,18 +160,24 @@ class GuidedEvaluation(Evaluation):
                 f"evaluate: {inputs.models_dir} holds the class-conditional {self.name!r}, whose "
                 "class accuracy FeatureNet's classifier measures: pass --featurenet"
             )
-        if inputs.figures_dir is None and self.config.guidance_sweep:
+        if inputs.figures_dir is None and self.config.guided.guidance_sweep:
             raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
         self.classifier = load_featurenet(inputs.featurenet_dir)[0]
 
-    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
-        out = super().extras(sampler, conditions, images)
+    def extras(
+        self,
+        sampler: Sampler,
+        conditions: np.ndarray | None,
+        images: np.ndarray,
+        scored: dict[str, float],
+    ) -> Extras:
+        out = super().extras(sampler, conditions, images, scored)
         out.scores = class_accuracy(self.classifier, images, conditions)
-        out.settings = {"guidance_scale": self.config.guidance_scale}
-        if self.config.guidance_sweep:
-            at_scale = {**sampler.score(images), **out.scores}
+        out.settings = {"guidance_scale": self.config.guided.guidance_scale}
+        if self.config.guided.guidance_sweep:
+            at_scale = {**scored, **out.scores}
             out.guidance = self.guidance_sweep(
-                sampler, conditions, {self.config.guidance_scale: at_scale}
+                sampler, conditions, {self.config.guided.guidance_scale: at_scale}
             )
             out.pictures["guidance_strip.png"] = guidance_strip(self.model, self.config)
         return out
@@ -166,13 +186,12 @@ class GuidedEvaluation(Evaluation):
         self, sampler: Sampler, labels: np.ndarray, scored: dict[float, dict[str, float]]
     ) -> pd.DataFrame:
         """FID/KID and class accuracy of ``num_samples`` samples at every w of
-        ``eval.guidance_sweep`` (``scored``: the ones already measured, by w)."""
+        ``eval.guided.guidance_sweep`` (``scored``: the ones already measured, by w)."""
         rows = []
-        for w in self.config.guidance_sweep:
+        for w in self.config.guided.guidance_sweep:
             if w not in scored:
-                images = sampler.generate(
-                    sampler.models, labels, f"sampling w={w:g}", guidance_scale=w
-                )
+                at_w = dataclasses.replace(self.config.guided, guidance_scale=w)
+                images = sampler.generate(sampler.models, labels, f"sampling w={w:g}", guided=at_w)
                 scored[w] = {
                     **sampler.score(images),
                     **class_accuracy(self.classifier, images, labels),
@@ -200,11 +219,17 @@ class ColorizerEvaluation(Evaluation):
     def test_images(self) -> tuple[int, str]:
         return self.config.num_samples, "evaluate (eval.num_samples test images to colorize)"
 
-    def extras(self, sampler: Sampler, conditions: np.ndarray | None, images: np.ndarray) -> Extras:
+    def extras(
+        self,
+        sampler: Sampler,
+        conditions: np.ndarray | None,
+        images: np.ndarray,
+        scored: dict[str, float],
+    ) -> Extras:
         config = self.config
         scores = fidelity(images, conditions)
-        shown = conditions[spread(len(conditions), config.diversity_count)]
-        k = config.diversity_samples
+        shown = conditions[spread(len(conditions), config.colorizer.diversity_count)]
+        k = config.colorizer.diversity_samples
         samples = sampler.generate(sampler.models, np.repeat(shown, k, axis=0))
         samples = samples.reshape(len(shown), k, *shown.shape[1:])
         scores["diversity_ab"] = ab_diversity(samples)
@@ -234,9 +259,4 @@ def class_accuracy(
 
 def evaluation_of(model: GenerativeModel, config: EvalConfig) -> Evaluation:
     """The evaluation hook of ``model``'s family (its registry entry's ``evaluation``)."""
-    module, _, cls = family(model.params.model.family).evaluation.partition(":")
-    return getattr(importlib.import_module(module), cls)(model, config)
-
-
-def _part(conditions: np.ndarray | None, part: slice) -> np.ndarray | None:
-    return None if conditions is None else conditions[part]
+    return evaluation_class(model.params.model.family)(model, config)

@@ -22,10 +22,11 @@ from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.figures import plot_guidance
 from pipeline.evaluate.hooks import Inputs, Sampler, evaluation_of
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
-from pipeline.io import atomic_dir, read_json, write_json
+from pipeline.io import atomic_dir, write_json
 from pipeline.methods.export import load_model
 from pipeline.reports.grid import save_gif, save_image
 from pipeline.tracking import connect, tracking_uri
+from pipeline.train.report import TrainReport
 
 log = logging.getLogger(__name__)
 
@@ -87,9 +88,7 @@ def evaluate(
     ``figures_dir``, and log them to the training run recorded in ``train_report``. Returns the
     metrics. Every path is a keyword."""
     ec = params.eval
-    report = read_json(
-        train_report, ("mlflow_run_id",), made_by="the train stage (dvc repro train)"
-    )
+    report = TrainReport.read(train_report)
     model = load_model(models_dir)  # fails early on a missing or corrupted model
     hooks = evaluation_of(model, ec)
     hooks.prepare(Inputs(models_dir, featurenet_dir, figures_dir, baseline_dir))
@@ -118,7 +117,7 @@ def evaluate(
     )
     fake_images = sampler.generate(sampler.models, conditions)
     results = sampler.score(fake_images)
-    extras = hooks.extras(sampler, conditions, fake_images)
+    extras = hooks.extras(sampler, conditions, fake_images, results)
     results |= extras.scores
     check_finite(results, ec)
     metrics = {
@@ -153,7 +152,7 @@ def check_finite(results: dict[str, float], config: EvalConfig) -> None:
 
 
 def log_to_run(
-    report: dict[str, Any],
+    report: TrainReport,
     params: Params,
     metrics: dict[str, Any],
     scored: list[str],
@@ -165,7 +164,7 @@ def log_to_run(
     other settings overwrites them, params cannot be changed); the files as artifacts under
     ``evaluation/``; the scores and their backend as tags of the registered model version, when
     there is one."""
-    run_id = report["mlflow_run_id"]
+    run_id = report.mlflow_run_id
     client = connect(tracking_uri(project_dir))
     now = int(time.time() * 1000)
     logged = {k: metrics[k] for k in scored}
@@ -181,7 +180,7 @@ def log_to_run(
     )
     for path in files:
         client.log_artifact(run_id, str(path), "evaluation")
-    name, version = report.get("registered_model"), report.get("registered_model_version")
+    name, version = report.registered_model, report.registered_model_version
     if name and version:
         for key, value in {**logged, "features": metrics["features"]}.items():
             client.set_model_version_tag(name, str(version), key, str(value))

@@ -1,6 +1,6 @@
 """Generate images from the exported EMA model, batches spread over Ray tasks (1 CPU or GPU each).
 An image-conditioned family (a colorizer) generates one image per reference image, from its
-condition; a class-conditioned one one image per label, guided by ``eval.guidance_scale``."""
+condition; a class-conditioned one one image per label, guided by ``eval.guided.guidance_scale``."""
 
 from __future__ import annotations
 

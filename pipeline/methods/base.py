@@ -44,7 +44,7 @@ class Sampling:
     """How an iterative family samples (``sample_progressive``'s ``how``); a one-shot family
     ignores it. ``steps``: reverse steps (None: every timestep), ``sampler``: "ddim" or "ddpm",
     ``eta``: DDIM's noise (0: deterministic), ``guidance``: the classifier-free guidance scale w
-    of a class-conditional family (None: its ``eval.guidance_scale``)."""
+    of a class-conditional family (None: its ``eval.guided.guidance_scale``)."""
 
     steps: int | None = None
     sampler: str = "ddim"
@@ -53,8 +53,8 @@ class Sampling:
 
     @classmethod
     def of(cls, config: EvalConfig) -> Sampling:
-        """The evaluation's sampler (``eval.steps``, ``sampler``, ``eta``, ``guidance_scale``)."""
-        return cls(config.steps, config.sampler, config.eta, config.guidance_scale)
+        """The evaluation's sampler (``eval.steps``, ``sampler``, ``eta``, ``guided.guidance_scale``)."""
+        return cls(config.steps, config.sampler, config.eta, config.guided.guidance_scale)
 
 
 DEFAULT_SAMPLING = Sampling()  # DDIM over every timestep, deterministic, the model's guidance
@@ -86,8 +86,8 @@ class GenerativeModel(ABC):
         self.net, self.params = net, params
 
     sampler_options: ClassVar[tuple[str, ...]] = ("steps", "sampler", "eta")
-    """The keywords of ``sample_progressive`` this family honours beyond ``generator``, ``cond``
-    and ``guidance`` (an iterative sampler's; a one-shot family ignores them)."""
+    """The fields of ``Sampling`` (``sample_progressive``'s ``how``) this family honours besides
+    ``guidance`` (an iterative sampler's; a one-shot family ignores them)."""
 
     @property
     def conditioning(self) -> Conditioning:
@@ -103,7 +103,7 @@ class GenerativeModel(ABC):
         return None
 
     def cond(self, conditions: np.ndarray | None) -> torch.Tensor | None:
-        """``sample``'s ``cond`` on the model's device for ``conditions`` (of ``conditions``)."""
+        """``sample``'s ``cond`` on the model's device, made of what ``conditions`` returned."""
         return None
 
     def condition(self, images: torch.Tensor) -> torch.Tensor | None:
@@ -225,10 +225,9 @@ class Method(ABC):
         every rank starts from the same weights."""
         self.params, self.device = params, device
 
-    @property
-    @abstractmethod
-    def net(self) -> nn.Module:
-        """The network that is EMA-averaged, sampled and exported (unwrapped)."""
+    net: nn.Module
+    """The network that is EMA-averaged, sampled and exported, as built (each family sets it in
+    ``__init__``); what ``prepare`` makes of it for training is the family's ``wrapped``."""
 
     @classmethod
     @abstractmethod

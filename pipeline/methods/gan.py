@@ -108,7 +108,7 @@ class DCGAN(Method):
             name: torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
             for name in self.optimizers
         }
-        self.trained: dict[str, nn.Module] = {
+        self.wrapped: dict[str, nn.Module] = {  # DDP-wrapped (and compiled) once prepared
             "generator": self.generator,
             "discriminator": self.discriminator,
         }
@@ -124,7 +124,7 @@ class DCGAN(Method):
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         compiled = resolve_compile(self.params.train.compile, self.device)
         compile = torch.compile if compiled else (lambda m: m)
-        self.trained = {name: wrap(compile(module)) for name, module in self.trained.items()}
+        self.wrapped = {name: wrap(compile(module)) for name, module in self.wrapped.items()}
 
     def _step(
         self,
@@ -135,7 +135,7 @@ class DCGAN(Method):
     ) -> dict[str, torch.Tensor]:
         """``network_step`` of network ``name`` with its optimiser and scaler."""
         return network_step(
-            self.trained[name], loss_terms, micro_batches, self.optimizers[name],
+            self.wrapped[name], loss_terms, micro_batches, self.optimizers[name],
             self.scalers[name], lr=lr, grad_clip=self.params.train.grad_clip,
             precision=self.precision,
         )  # fmt: skip

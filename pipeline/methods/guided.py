@@ -51,7 +51,7 @@ class Guided(nn.Module):
 class GuidedModel(DDPMModel):
     """A trained class-conditional DDPM: ``sample(n, cond=labels)`` draws class ``labels[i]``
     (int64 in [0, num_classes)) for sample i, guided by w (``how.guidance``, default
-    ``eval.guidance_scale``). ``predict({"x_t", "t", "label"})`` is the network's output; label
+    ``eval.guided.guidance_scale``). ``predict({"x_t", "t", "label"})`` is the network's output; label
     ``num_classes`` asks for the unconditional one."""
 
     @property
@@ -91,7 +91,7 @@ class GuidedModel(DDPMModel):
         yield from super().sample_progressive(n, cond=self.check_labels(n, cond), **kwargs)
 
     def denoiser(self, guidance: float | None) -> nn.Module:
-        w = self.params.eval.guidance_scale if guidance is None else guidance
+        w = self.params.eval.guided.guidance_scale if guidance is None else guidance
         return Guided(self.net, w, null=self.num_classes, channels=self.params.data.channels)
 
     def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:

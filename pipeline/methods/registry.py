@@ -105,7 +105,17 @@ def method_module(name: str) -> str:
     return family(name).path.partition(":")[0]
 
 
+def resolve(path: str) -> Any:
+    """The object a "module:Name" import path names."""
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def method_class(name: str) -> Any:
     """The ``Method`` class of family ``name`` (a subclass of pipeline.methods.base.Method)."""
-    module, _, cls = family(name).path.partition(":")
-    return getattr(importlib.import_module(module), cls)
+    return resolve(family(name).path)
+
+
+def evaluation_class(name: str) -> Any:
+    """The evaluate stage's hook class of family ``name`` (pipeline.evaluate.hooks.Evaluation)."""
+    return resolve(family(name).evaluation)

@@ -139,22 +139,17 @@ class OneNetwork(Method):
     def __init__(self, params: Params, device: torch.device) -> None:
         super().__init__(params, device)
         train = params.train
-        self.network = self.build_net(params).to(device)
+        self.net = self.build_net(params).to(device)
         self.precision = resolve_precision(train.precision, device)
         self.optimizer = adamw(
-            self.network.parameters(), device, lr=train.lr, weight_decay=train.weight_decay
+            self.net.parameters(), device, lr=train.lr, weight_decay=train.weight_decay
         )
         self.scaler = torch.amp.GradScaler(device.type, enabled=self.precision == "fp16")
-        self.trained: nn.Module = self.network  # DDP-wrapped (and compiled) once prepared
-
-    @property
-    def net(self) -> nn.Module:
-        return self.network
+        self.wrapped: nn.Module = self.net  # DDP-wrapped (and compiled) once prepared
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
-        net = self.network
         compiled = resolve_compile(self.params.train.compile, self.device)
-        self.trained = wrap(torch.compile(net) if compiled else net)
+        self.wrapped = wrap(torch.compile(self.net) if compiled else self.net)
 
     def optimize(
         self,
@@ -162,20 +157,20 @@ class OneNetwork(Method):
         micro_batches: Sequence[Any],
         lr: float,
     ) -> dict[str, torch.Tensor]:
-        """``network_step`` of the trained network with its optimiser and scaler."""
+        """``network_step`` of the wrapped network with its optimiser and scaler."""
         return network_step(
-            self.trained, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
+            self.wrapped, loss_terms, micro_batches, self.optimizer, self.scaler, lr=lr,
             grad_clip=self.params.train.grad_clip, precision=self.precision,
         )  # fmt: skip
 
     def state_dict(self) -> dict[str, Any]:
         return {
-            "model": self.network.state_dict(),
+            "model": self.net.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scaler": self.scaler.state_dict(),
         }
 
     def load_state_dict(self, state: Mapping[str, Any]) -> None:
-        self.network.load_state_dict(state["model"])
+        self.net.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])

@@ -18,7 +18,6 @@ import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
 
 import mlflow
 import pandas as pd
@@ -33,7 +32,7 @@ from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
 from pipeline.config import Params
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest
-from pipeline.io import atomic_path, read_json, write_json
+from pipeline.io import atomic_path
 from pipeline.methods.export import export_model
 from pipeline.methods.registry import family, method_class, method_module
 from pipeline.provenance import code_digest, identity_name
@@ -50,10 +49,10 @@ from pipeline.train.inputs import (
     with_data_classes,
 )
 from pipeline.train.mlflow_model import log_model
+from pipeline.train.report import TrainReport
 from pipeline.train.state import TrainState
 from pipeline.train.worker import (
     WORKER_NODES_TAG,
-    Fault,
     LoopConfig,
     ProbeConfig,
     train_fn_per_worker,
@@ -126,15 +125,13 @@ def fit(
     mlflow_uri: str | None = None,
     probe: ProbeConfig | None = None,
     callbacks: list[ray.train.UserCallback] | None = None,
-    fault: Fault | None = None,
     progress: bool = False,
 ) -> ray.train.Result:
     """Train on ``processed_dir``; checkpoints live under ``storage_dir``/``name`` (absolute,
     outside DVC's outs; ``name`` defaults to ``run_name``). With ``run_id``, rank 0 logs metrics
     and sample grids to that MLflow run at ``mlflow_uri``. ``probe`` adds a milestone score
-    (tuning's FID); ``callbacks`` go to the RunConfig (Tune's report callback); ``fault`` is the
-    test-only hook of pipeline.train.worker; ``progress`` shows a bar on the terminal (rank 0's
-    step, loss and speed). Raises ``Diverged`` on a non-finite loss."""
+    (tuning's FID); ``callbacks`` go to the RunConfig (Tune's report callback); ``progress``
+    shows a bar on the terminal (rank 0's step, loss and speed). Raises ``Diverged`` on a non-finite loss."""
     processed_dir, storage_dir = Path(processed_dir).resolve(), Path(storage_dir).resolve()
     check_batches(params, read_manifest(processed_dir))
     init_ray(params, mlflow_uri)
@@ -161,7 +158,6 @@ def fit(
         run_id=run_id,
         tracking_uri=mlflow_uri,
         probe=probe,
-        fault=fault,
         progress_file=str(progress_file) if progress else None,
     )
     trainer = TorchTrainer(
@@ -208,7 +204,7 @@ def final_state(params: Params, checkpoint_dir: str | Path) -> TrainState:
 
 def finished_outputs(
     client: MlflowClient, params: Params, name: str, checkpoints_dir: Path, report_name: str
-) -> tuple[dict[str, Any], TrainState] | None:
+) -> tuple[TrainReport, TrainState] | None:
     """The report ``reports/<report_name>`` logged by the FINISHED MLflow run ``name`` and its
     final state, when both exist (the checkpoint at ``train.steps`` under ``checkpoints_dir``):
     what a re-run with nothing changed re-exports without training, or logging, again."""
@@ -221,7 +217,7 @@ def finished_outputs(
             logged = client.download_artifacts(run.info.run_id, f"reports/{report_name}", tmp)
         except (MlflowException, OSError):  # finished without its report: train it anew
             return None
-        report = read_json(logged, ("run_name", "mlflow_run_id"))
+        report = TrainReport.read(logged)
     log.info("reusing the finished run %s (same params, data and code): %s", name, final)
     return report, final_state(params, final)
 
@@ -246,8 +242,7 @@ def train(
     samples_png: str | Path,
     project_dir: str | Path = ".",
     tags: Mapping[str, str] | None = None,
-    fault: Fault | None = None,
-) -> dict[str, Any]:
+) -> TrainReport:
     """The train stage: fit (resuming a matching run), export ``models_dir``, write the report
     (DVC metrics), the loss history (DVC plots) and the final sample grid, and record it all in one
     MLflow run. Returns the report. Every path is a keyword: two swapped paths cannot silently
@@ -261,7 +256,7 @@ def train(
     if reused:  # the finished run stays as it finished: nothing is logged to it again
         report, state = reused
         write_outputs(params, state, **outputs)
-        write_json(report_path, report)
+        report.write(report_path)
         return report
     accelerator = "gpu" if resolve_use_gpu(params.train.use_gpu) else "cpu"
     run_id = start_stage_run(
@@ -284,8 +279,7 @@ def train(
             name=name,  # computed above: the code and manifest digests are not redone
             run_id=run_id,
             mlflow_uri=stage.uri,
-            fault=fault,
-            progress=True,
+                progress=True,
         )
         # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
         final = result.checkpoint.path if result.checkpoint else None
@@ -314,7 +308,7 @@ def record_training(
     history_csv: str | Path,
     samples_png: str | Path,
     report_path: str | Path,
-) -> dict[str, Any]:
+) -> TrainReport:
     """Log the finished training to its MLflow run: the model files, the final checkpoint, the
     MLflow model (registered when ``mlflow.registered_model``), the grid, the history, the
     family's warnings and the report, which it writes to ``report_path`` and returns."""
@@ -329,22 +323,22 @@ def record_training(
         for line in warnings:
             log.warning(line)
             mlflow.set_tag("warning", line)
-        report = {
-            "steps": state.step,
-            **{f"final_{k}": v for k, v in last.items() if k.startswith("loss")},
-            "images_per_s": statistics.median(h["images_per_s"] for h in state.history),
-            "wall_time_s": round(wall_time, 2),
-            "num_workers": params.train.num_workers,
+        report = TrainReport(
+            steps=state.step,
+            final_losses={k: v for k, v in last.items() if k.startswith("loss")},
+            images_per_s=statistics.median(h["images_per_s"] for h in state.history),
+            wall_time_s=round(wall_time, 2),
+            num_workers=params.train.num_workers,
             # the Ray node of each rank: a multi-node run shows more than one id
-            "worker_nodes": stage.client.get_run(run_id).data.tags[WORKER_NODES_TAG].split(","),
-            "run_name": name,
-            "mlflow_run_id": run_id,
-            "mlflow_model_uri": info.model_uri,
-            "registered_model": params.mlflow.registered_model,
-            "registered_model_version": info.registered_model_version,
-            "warnings": warnings,
-        }
-        mlflow.log_metric("wall_time_s", report["wall_time_s"])
-        write_json(report_path, report)
+            worker_nodes=stage.client.get_run(run_id).data.tags[WORKER_NODES_TAG].split(","),
+            run_name=name,
+            mlflow_run_id=run_id,
+            mlflow_model_uri=info.model_uri,
+            registered_model=params.mlflow.registered_model,
+            registered_model_version=info.registered_model_version,
+            warnings=warnings,
+        )
+        mlflow.log_metric("wall_time_s", report.wall_time_s)
+        report.write(report_path)
         mlflow.log_artifact(str(report_path), "reports")
     return report

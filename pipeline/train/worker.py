@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -67,16 +66,6 @@ class ProbeConfig:
 
 
 @dataclass(frozen=True)
-class Fault:
-    """Test-only: the first time rank ``rank`` reaches ``step`` (no ``marker`` file yet), create the
-    marker and kill that worker process."""
-
-    rank: int
-    step: int
-    marker: str
-
-
-@dataclass(frozen=True)
 class LoopConfig:
     """What every worker trains: ``params`` with ``method`` (the class ``model.family`` names, and
     its registry entry ``family``: what its batches and samples are conditioned on) on
@@ -93,7 +82,6 @@ class LoopConfig:
     run_id: str | None = None
     tracking_uri: str | None = None
     probe: ProbeConfig | None = None
-    fault: Fault | None = None
     progress_file: str | None = None
 
 
@@ -282,15 +270,6 @@ def write_diverged(path: str, metrics: dict[str, float]) -> None:
     write_json(path, metrics)
 
 
-def maybe_fail(fault: Fault | None, rank: int, step: int) -> None:
-    """The test-only fault hook (see ``Fault``)."""
-    if fault and rank == fault.rank and step == fault.step:
-        marker = Path(fault.marker)
-        if not marker.exists():
-            marker.touch()
-            os._exit(1)
-
-
 def resume_state(resume_from: str | None, device: torch.device) -> dict[str, Any] | None:
     """The newest of Ray's checkpoint for this run (the latest report before a worker-group restart,
     or from Ray's run snapshot) and the driver's ``resume_from`` directory; None to start fresh."""
@@ -342,7 +321,6 @@ def train_fn_per_worker(config: LoopConfig) -> None:
         jobs.record_nodes(nodes)
     window = Window()
     while state.step < train.steps:
-        maybe_fail(config.fault, rank, state.step)
         started = time.perf_counter()
         micro_batches = [next(batches) for _ in range(train.grad_accum_steps)]
         torch.manual_seed(derived_seed(train.seed, rank, state.step))  # after loading: it draws too
