@@ -98,13 +98,15 @@ def assert_same_tensors(a: dict, b: dict) -> None:
         assert torch.equal(value, b[key]), key
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def ray_cluster():
-    """A local Ray cluster of 2 CPUs, shared by a module's tests; yields its GCS address. With the
-    dashboard: Ray Train's placement-group cleanup queries its state API."""
+    """A local Ray cluster of 2 CPUs, started once and shared by every test that trains or samples
+    in this process; yields its GCS address. With the dashboard: Ray Train's placement-group
+    cleanup queries its state API."""
     import ray
 
-    ray.init(num_cpus=2)
+    if not ray.is_initialized():  # a stage run in-process before may have connected already
+        ray.init(num_cpus=2)
     yield ray.get_runtime_context().gcs_address
     ray.shutdown()
 

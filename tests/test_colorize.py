@@ -206,16 +206,9 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
 
 # --------------------------------------------------------------------- colorization scores
 @pytest.fixture(scope="module")
-def photos_processed(tmp_path_factory):
+def photos_processed(processed_data):
     """The photos source preprocessed at 32 px (pipeline.data.preprocess)."""
-    from pipeline.config import DownloadConfig
-    from pipeline.data import download_source, preprocess
-
-    root = tmp_path_factory.mktemp("photos")
-    config = DataConfig(source="photos", image_size=32, channels=3, fit="tiles")
-    download_source(config, DownloadConfig(cache_dir=str(root / "cache")), root / "raw")
-    preprocess(config, root / "raw", root / "processed", progress=False)
-    return root / "processed"
+    return processed_data(DataConfig(source="photos", image_size=32, channels=3, fit="tiles"))
 
 
 @pytest.fixture(scope="module")

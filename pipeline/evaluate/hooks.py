@@ -64,6 +64,16 @@ class Sampler:
         return generate(models, config, self.use_gpu, conditions, desc=desc)
 
 
+@dataclass(frozen=True)
+class Drawn:
+    """The scored samples: ``images`` (uint8) drawn from ``conditions``
+    (``GenerativeModel.conditions``) and their FID/KID ``scores``."""
+
+    conditions: np.ndarray | None
+    images: np.ndarray
+    scores: dict[str, float]
+
+
 @dataclass
 class Extras:
     """What a family adds to FID/KID: ``scores`` (metrics), ``settings`` (reported, not scored),
@@ -102,22 +112,15 @@ class Evaluation:
         """The test images it needs and what for (pipeline.data.manifest.verify_processed)."""
         return 2, "evaluate (FID of the test split)"
 
-    def extras(
-        self,
-        sampler: Sampler,
-        conditions: np.ndarray | None,
-        images: np.ndarray,
-        scored: dict[str, float],
-    ) -> Extras:
-        """The family's scores and pictures, given the samples ``images`` (uint8) drawn from
-        ``conditions`` (``GenerativeModel.conditions``) and their FID/KID ``scored``."""
-        return Extras(self.grid(conditions, images), self.trajectory(conditions))
+    def extras(self, sampler: Sampler, drawn: Drawn) -> Extras:
+        """The family's scores and pictures of the ``drawn`` samples."""
+        return Extras(self.grid(drawn), self.trajectory(drawn.conditions))
 
-    def grid(self, conditions: np.ndarray | None, images: np.ndarray) -> np.ndarray:
+    def grid(self, drawn: Drawn) -> np.ndarray:
         """The sample grid: the model's panel of the first ``grid_count`` samples."""
         shown = slice(self.config.grid_count)
-        part = None if conditions is None else conditions[shown]
-        return image_grid(*self.model.panel(to_unit(images[shown]), part))
+        part = None if drawn.conditions is None else drawn.conditions[shown]
+        return image_grid(*self.model.panel(to_unit(drawn.images[shown]), part))
 
     def trajectory(self, conditions: np.ndarray | None) -> list[np.ndarray]:
         """The GIF's frames: the reverse process of ``trajectory_count`` samples, drawn from
@@ -135,15 +138,9 @@ class LatentEvaluation(Evaluation):
         if inputs.figures_dir is None:
             raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
 
-    def extras(
-        self,
-        sampler: Sampler,
-        conditions: np.ndarray | None,
-        images: np.ndarray,
-        scored: dict[str, float],
-    ) -> Extras:
+    def extras(self, sampler: Sampler, drawn: Drawn) -> Extras:
         frames, grid = interpolation(self.model, self.config)
-        return Extras(self.grid(conditions, images), frames, pictures={"interpolation.png": grid})
+        return Extras(self.grid(drawn), frames, pictures={"interpolation.png": grid})
 
 
 class GuidedEvaluation(Evaluation):
@@ -164,18 +161,13 @@ class GuidedEvaluation(Evaluation):
             raise ValueError(f"evaluate: model.family {self.name!r} draws figures: pass --figures")
         self.classifier = load_featurenet(inputs.featurenet_dir)[0]
 
-    def extras(
-        self,
-        sampler: Sampler,
-        conditions: np.ndarray | None,
-        images: np.ndarray,
-        scored: dict[str, float],
-    ) -> Extras:
-        out = super().extras(sampler, conditions, images, scored)
-        out.scores = class_accuracy(self.classifier, images, conditions)
+    def extras(self, sampler: Sampler, drawn: Drawn) -> Extras:
+        out = super().extras(sampler, drawn)
+        conditions = drawn.conditions
+        out.scores = class_accuracy(self.classifier, drawn.images, conditions)
         out.settings = {"guidance_scale": self.config.guided.guidance_scale}
         if self.config.guided.guidance_sweep:
-            at_scale = {**scored, **out.scores}
+            at_scale = {**drawn.scores, **out.scores}
             out.guidance = self.guidance_sweep(
                 sampler, conditions, {self.config.guided.guidance_scale: at_scale}
             )
@@ -219,15 +211,10 @@ class ColorizerEvaluation(Evaluation):
     def test_images(self) -> tuple[int, str]:
         return self.config.num_samples, "evaluate (eval.num_samples test images to colorize)"
 
-    def extras(
-        self,
-        sampler: Sampler,
-        conditions: np.ndarray | None,
-        images: np.ndarray,
-        scored: dict[str, float],
-    ) -> Extras:
+    def extras(self, sampler: Sampler, drawn: Drawn) -> Extras:
         config = self.config
-        scores = fidelity(images, conditions)
+        conditions = drawn.conditions
+        scores = fidelity(drawn.images, conditions)
         shown = conditions[spread(len(conditions), config.colorizer.diversity_count)]
         k = config.colorizer.diversity_samples
         samples = sampler.generate(sampler.models, np.repeat(shown, k, axis=0))

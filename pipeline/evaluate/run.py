@@ -20,7 +20,7 @@ from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.figures import plot_guidance
-from pipeline.evaluate.hooks import Inputs, Sampler, evaluation_of
+from pipeline.evaluate.hooks import Drawn, Inputs, Sampler, evaluation_of
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
 from pipeline.io import atomic_dir, write_json
 from pipeline.methods.export import load_model
@@ -117,7 +117,7 @@ def evaluate(
     )
     fake_images = sampler.generate(sampler.models, conditions)
     results = sampler.score(fake_images)
-    extras = hooks.extras(sampler, conditions, fake_images, results)
+    extras = hooks.extras(sampler, Drawn(conditions, fake_images, dict(results)))
     results |= extras.scores
     check_finite(results, ec)
     metrics = {

@@ -279,7 +279,7 @@ def train(
             name=name,  # computed above: the code and manifest digests are not redone
             run_id=run_id,
             mlflow_uri=stage.uri,
-                progress=True,
+            progress=True,
         )
         # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
         final = result.checkpoint.path if result.checkpoint else None
