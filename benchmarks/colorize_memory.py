@@ -25,7 +25,7 @@ sys.path.insert(0, str(ROOT))
 
 from pipeline.config import load_params  # noqa: E402
 from pipeline.methods.export import export_model  # noqa: E402
-from pipeline.methods.registry import method_class  # noqa: E402
+from pipeline.registry import method_class  # noqa: E402
 
 BOUND_MIB = 1536  # README "Colorization": peak memory of colorize at its defaults, any input
 

@@ -40,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig  # noqa: E402
 from pipeline.methods.base import Sampling  # noqa: E402
-from pipeline.methods.registry import method_class  # noqa: E402
 from pipeline.methods.step import AUTOCAST_DTYPES, adamw, resolve_precision  # noqa: E402
 from pipeline.models import make_ema  # noqa: E402
+from pipeline.registry import method_class  # noqa: E402
 
 PROFILES = {
     "default": (DataConfig(image_size=28, channels=1), ModelConfig(), 64),

@@ -22,7 +22,7 @@ from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.methods.export import CONFIG_FILE, WEIGHTS_FILE, load_model, read_config
 
 if TYPE_CHECKING:
-    from pipeline.train.report import TrainReport
+    from pipeline.reports.train import TrainReport
 
 SHIPPED_DIR = Path(pipeline.__file__).parent / "colorizer"
 PROVENANCE_FILE = "provenance.json"

@@ -9,9 +9,9 @@ from collections.abc import Sequence
 
 from pipeline.cli import entry_point
 from pipeline.console import say
+from pipeline.reports.train import TrainReport
 from pipeline.shipped import SHIPPED_DIR, ship
 from pipeline.tracking import connect, tracking_uri
-from pipeline.train.report import TrainReport
 
 
 @entry_point

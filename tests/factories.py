@@ -8,8 +8,8 @@ from pathlib import Path
 import ray.train
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig
+from pipeline.reports.train import TrainReport
 from pipeline.train.driver import train
-from pipeline.train.report import TrainReport
 
 TINY = Params(
     data=DataConfig(limit=64),

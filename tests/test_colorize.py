@@ -8,8 +8,8 @@ import torch
 from pipeline.color import split_lab
 from pipeline.config import ConfigError, DataConfig, Params, from_dict
 from pipeline.methods.base import Sampling
-from pipeline.methods.registry import method_class
 from pipeline.pixels import to_uint8, to_unit
+from pipeline.registry import method_class
 
 TINY = {
     "data": {"source": "photos", "image_size": 8, "channels": 3, "fit": "tiles"},

@@ -27,10 +27,10 @@ from pipeline.methods.base import Sampling
 from pipeline.methods.export import load_model
 from pipeline.methods.gan import DCGAN, discriminator_loss, generator_loss, pairwise_distance
 from pipeline.methods.guided import Guided
-from pipeline.methods.registry import method_class
 from pipeline.methods.vae import kl_divergence as vae_kl
 from pipeline.methods.vae import kl_weight, reconstruction_nll
 from pipeline.models import UNet
+from pipeline.registry import method_class
 from pipeline.reports.compare import compare_table, write_compare
 from pipeline.seeding import derived_seed
 from pipeline.train.driver import train

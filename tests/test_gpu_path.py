@@ -12,9 +12,9 @@ import torch
 from torch import nn
 
 from pipeline.methods.base import Sampling
-from pipeline.methods.registry import METHODS, method_class, method_module
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
+from pipeline.registry import METHODS, method_class, method_module
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

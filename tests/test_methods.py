@@ -18,8 +18,8 @@ from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from
 from pipeline.data.dataset import ProcessedImages
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
-from pipeline.methods.registry import METHODS, Family
 from pipeline.methods.step import optimizer_step
+from pipeline.registry import METHODS, Family
 from tests.factories import TINY, run_train, with_train
 
 

@@ -28,9 +28,9 @@ from pipeline.evaluate.scores import ImageFeatures, cached_features, extract
 from pipeline.io import atomic_dir, atomic_path, save_verified, sidecar, write_checksum
 from pipeline.methods.ddpm import build_unet
 from pipeline.methods.export import export_model
-from pipeline.methods.registry import METHODS, method_module
 from pipeline.models import make_ema
 from pipeline.provenance import code_digest, imports_of, source_closure
+from pipeline.registry import METHODS, method_module
 from pipeline.train.checkpoint import STATE_KEYS, latest_checkpoint_dir
 from stages.evaluate import main as evaluate_main
 from stages.train import main as train_main

@@ -24,12 +24,12 @@ from pipeline.data.dataset import ProcessedImages
 from pipeline.methods.ddpm import build_diffusion, build_unet
 from pipeline.methods.export import load_model
 from pipeline.methods.step import lr_at
+from pipeline.reports.train import TrainReport
 from pipeline.seeding import derived_seed
 from pipeline.tracking import fluent_store
 from pipeline.train.checkpoint import latest_checkpoint_dir, read_checkpoint, read_state
 from pipeline.train.driver import fit, run_name
 from pipeline.train.mlflow_model import load_logged_model
-from pipeline.train.report import TrainReport
 from tests.conftest import assert_same_tensors
 from tests.factories import TINY, kill_worker, run_train, with_train
 

@@ -53,10 +53,10 @@ from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
 from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.methods.export import load_on
-from pipeline.methods.registry import METHODS
 from pipeline.methods.step import resolve_precision
 from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
+from pipeline.registry import METHODS
 from pipeline.reports.grid import save_image
 from pipeline.shipped import shipped_colorizer
 

@@ -35,8 +35,8 @@ from pipeline.config.sections import (
     VAEConfig,
 )
 from pipeline.data.sources import get_source
-from pipeline.methods.registry import family
 from pipeline.models.unet import check_attention_resolutions
+from pipeline.registry import family
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from pipeline.config.loader import check_positive, check_seed, section
 from pipeline.data.sources import SOURCES, get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
-from pipeline.methods.registry import check_family
+from pipeline.registry import check_family
 
 # Upper bounds: values past them fail late (out of memory, integer overflow in torch), not here.
 MAX_TIMESTEPS = 100_000  # T; betas and every per-timestep buffer are T long
@@ -70,7 +70,7 @@ class ModelConfig:
     """Which model family trains (pipeline.methods), and the UNet architecture
     (pipeline.models.UNet) of the diffusion families; image size and channels come from the data."""
 
-    family: str = "ddpm"  # one of pipeline.methods.registry.METHODS
+    family: str = "ddpm"  # one of pipeline.registry.METHODS
     base_channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2, 2)  # per level; each level after the first halves H, W
     num_res_blocks: int = 2  # residual blocks per level

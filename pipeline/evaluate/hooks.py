@@ -1,5 +1,5 @@
 """What the evaluate stage does for one family beyond FID/KID of its samples: the family's
-``evaluation`` hook (pipeline.methods.registry.Family), so that ``pipeline.evaluate.run`` never
+``evaluation`` hook (pipeline.registry.Family), so that ``pipeline.evaluate.run`` never
 branches on the family.
 
 ``Evaluation`` (an unconditional diffusion family): the sample grid and the denoising trajectory.
@@ -28,8 +28,8 @@ from pipeline.evaluate.figures import guidance_strip, interpolation, trajectory_
 from pipeline.evaluate.sampling import generate
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
-from pipeline.methods.registry import evaluation_class
 from pipeline.pixels import to_unit
+from pipeline.registry import evaluation_class
 from pipeline.reports.grid import image_grid
 
 Score = Callable[[np.ndarray], dict[str, float]]  # uint8 images -> fid_/kid_<features>

@@ -25,8 +25,8 @@ from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, sc
 from pipeline.io import atomic_dir, write_json
 from pipeline.methods.export import load_model
 from pipeline.reports.grid import save_gif, save_image
+from pipeline.reports.train import TrainReport
 from pipeline.tracking import connect, tracking_uri
-from pipeline.train.report import TrainReport
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ training, or the exported one in evaluation, MLflow and the CLI). ``LatentModel`
 z ~ N(0, I) in one call (the VAE's decoder, the GAN's generator).
 
 A training batch is what the loader yields: images (B, C, H, W) in [-1, 1], or for a family that
-needs labels (pipeline.methods.registry) the pair [images, labels (B,)].
+needs labels (pipeline.registry) the pair [images, labels (B,)].
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from pipeline.config import EvalConfig, Params
-from pipeline.methods.registry import Conditioning, family
+from pipeline.registry import Conditioning, family
 
 Batch = torch.Tensor | Sequence[torch.Tensor]  # images, or [images, labels]
 References = Callable[[int], np.ndarray]  # count -> real images, uint8 (count, C, H, W)
@@ -91,7 +91,7 @@ class GenerativeModel(ABC):
 
     @property
     def conditioning(self) -> Conditioning:
-        """What ``sample`` needs as ``cond`` (pipeline.methods.registry.Family): None, "image"
+        """What ``sample`` needs as ``cond`` (pipeline.registry.Family): None, "image"
         (``condition(images)``) or "class" (labels (n,) int64)."""
         return family(self.params.model.family).conditioning
 

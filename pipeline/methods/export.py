@@ -28,7 +28,7 @@ from pipeline.io import (
     write_json,
 )
 from pipeline.methods.base import GenerativeModel
-from pipeline.methods.registry import method_class
+from pipeline.registry import method_class
 
 WEIGHTS_FILE, CONFIG_FILE = "ema.pt", "config.json"
 MADE_BY = "the train stage (dvc repro train)"

@@ -1,1 +1,1 @@
-"""Tables and pictures people look at: schedule plots, sample grids."""
+"""Tables and pictures people look at: schedule plots, sample grids, the train stage's report."""

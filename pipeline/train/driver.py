@@ -34,9 +34,10 @@ from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest
 from pipeline.io import atomic_path
 from pipeline.methods.export import export_model
-from pipeline.methods.registry import family, method_class, method_module
 from pipeline.provenance import code_digest, identity_name
+from pipeline.registry import family, method_class, method_module
 from pipeline.reports.grid import save_image
+from pipeline.reports.train import TrainReport
 from pipeline.tracking import finished_run, fluent_store, logged_params, recorded
 from pipeline.train.checkpoint import CHECKPOINT_FILE, latest_checkpoint_dir, read_state
 from pipeline.train.inputs import (
@@ -49,7 +50,6 @@ from pipeline.train.inputs import (
     with_data_classes,
 )
 from pipeline.train.mlflow_model import log_model
-from pipeline.train.report import TrainReport
 from pipeline.train.state import TrainState
 from pipeline.train.worker import (
     WORKER_NODES_TAG,

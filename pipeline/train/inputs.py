@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 from pipeline.cluster import checkpoints_for_workers, init_ray
 from pipeline.config import TRAIN_OPERATIONAL, Params, to_dict
 from pipeline.data.manifest import verify_processed
-from pipeline.methods.registry import family
+from pipeline.registry import family
 from pipeline.tracking import connect, log_dataset, provenance_tags, start_run, tracking_uri
 
 RUN_SECTIONS = ("data", "model", "train")  # what every family's weights depend on
@@ -73,7 +73,7 @@ def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
 
 def run_sections(params: Params, omit_train: tuple[str, ...] = TRAIN_OPERATIONAL) -> dict[str, Any]:
     """The params sections the trained weights depend on: data, model, train (less ``omit_train``)
-    and the family's own (pipeline.methods.registry.Family.sections: diffusion, guidance, vae, gan)."""
+    and the family's own (pipeline.registry.Family.sections: diffusion, guidance, vae, gan)."""
     names = RUN_SECTIONS + family(params.model.family).sections
     sections = {k: v for k, v in to_dict(params).items() if k in names}
     sections["train"] = {k: v for k, v in sections["train"].items() if k not in omit_train}

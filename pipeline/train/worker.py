@@ -39,9 +39,9 @@ from pipeline.config import Params, TrainConfig
 from pipeline.data.dataset import ProcessedImages, colourful, spread
 from pipeline.io import CorruptFileError, write_json
 from pipeline.methods.base import Batch, Method, Sampling
-from pipeline.methods.registry import Family
 from pipeline.methods.step import lr_at
 from pipeline.pixels import to_uint8
+from pipeline.registry import Family
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state

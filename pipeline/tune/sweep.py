@@ -32,8 +32,8 @@ from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.probe import probe_metric
 from pipeline.io import atomic_path, write_json
-from pipeline.methods.registry import family, method_module
 from pipeline.provenance import code_digest, identity_name
+from pipeline.registry import family, method_module
 from pipeline.reports.tune import plot_trials
 from pipeline.tracking import logged_params, recorded
 from pipeline.train.inputs import (
