@@ -80,18 +80,17 @@ def kill_worker(monkeypatch, *, rank: int, step: int, marker: Path) -> None:
     run's identity (its name, from the family's module) stays the same."""
     from pipeline.train import driver
 
-    method_class = driver.method_class
+    method_class, where = driver.method_class, (rank, step)
 
     def dying(name: str):
         class Dying(method_class(name)):
             def train_step(self, micro_batches, *, lr, step: int):
                 here = ray.train.get_context().get_world_rank()
-                if (here, step) == (rank, dying_at) and not Path(marker).exists():
+                if (here, step) == where and not Path(marker).exists():
                     Path(marker).touch()
                     os._exit(1)
                 return super().train_step(micro_batches, lr=lr, step=step)
 
         return Dying
 
-    dying_at = step
     monkeypatch.setattr(driver, "method_class", dying)
