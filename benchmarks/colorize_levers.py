@@ -38,6 +38,7 @@ VARIANTS = {  # name: the keys changed from colorize/params.yaml
     "base": {},
     "colourful": {"train.min_colourfulness": 15},
     "colourful_wider": {"train.min_colourfulness": 15, "model.base_channels": 48},
+    "regression": {"model.family": "regression_color"},  # the one-step L2 baseline's estimator
 }
 
 
@@ -49,8 +50,11 @@ def variant_params(overrides: dict, steps: int) -> dict:
     return params
 
 
-def train(name: str, params: dict, work: Path) -> tuple[Path, float]:
-    """The train stage on the variant; its exported model and wall time."""
+def train(
+    name: str, params: dict, work: Path, data: Path = ROOT / "colorize/data/processed"
+) -> tuple[Path, float]:
+    """The train stage on the variant and the processed ``data``; its exported model and wall
+    time."""
     folder = work / name
     folder.mkdir()
     (folder / "params.yaml").write_text(yaml.safe_dump(params))
@@ -58,7 +62,7 @@ def train(name: str, params: dict, work: Path) -> tuple[Path, float]:
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "stages.train", "--params", str(folder / "params.yaml"),
-         "--data", str(ROOT / "colorize/data/processed"), "--checkpoints", str(folder / "ck"),
+         "--data", str(data), "--checkpoints", str(folder / "ck"),
          "--models", str(folder / "models"), "--report", str(folder / "train.json"),
          "--history", str(folder / "loss.csv"), "--samples", str(folder / "triptychs.png")],
         cwd=ROOT, env=env, check=True,

@@ -1,15 +1,18 @@
 """The colorize command on whole photos, as a user runs it (issue 25's "done when"): the held-out
-test photos of the shipped set and photos outside all of the project's data, at the command's
-defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4, the model's eval.steps, seed 0),
-with one draw per output and with the default --draws, side by side.
+test photos of the shipped set (or the splits --splits names) and photos outside all of the
+project's data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4,
+the model's eval.steps, seed 0), with one draw per output and with the default --draws, side by
+side; with --vividness several values, each from the same draws.
 
 Per model: seconds per photo, CIEDE2000 relative to the gray image's (below 1: better than no
 colour), mean chroma C*ab relative to the truth's, and the share of truly coloured pixels with the
 right hue (pipeline.evaluate.colour.fidelity, the evaluate stage's scores, on each whole photo;
-pooled over the photos as ``summary`` says). Photos outside the data: docs/kite.jpg (Plasma's "Kite", kept out of
-the set on purpose) and scikit-image's motorcycle_left.png (Middlebury 2014 stereo; in no source).
+pooled over the photos as ``summary`` says). Photos outside the data: docs/kite.jpg (Plasma's
+"Kite", kept out of the set on purpose) and scikit-image's motorcycle_left.png (Middlebury 2014
+stereo; in no source).
 
     .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models] [--draws 1,4]
+        [--splits val,test] [--vividness 0,0.5,1]
 """
 
 from __future__ import annotations
@@ -30,7 +33,10 @@ sys.path.insert(0, str(ROOT))
 from pipeline.apps.colorize import (  # noqa: E402
     DEFAULT_DRAWS,
     DEFAULT_SCALE,
-    colorize_image,
+    DEFAULT_VIVIDNESS,
+    consensus,
+    draw_ab,
+    join_full_size,
     load_colorizer,
 )
 from pipeline.color import rgb_to_lab  # noqa: E402
@@ -42,9 +48,9 @@ PHOTOS = ROOT / "pipeline/data/photos"
 OUTSIDE = [ROOT / "docs/kite.jpg", Path(skimage.__file__).parent / "data/motorcycle_left.png"]
 
 
-def test_photos() -> list[Path]:
+def split_photos(split: str) -> list[Path]:
     with open(PHOTOS / "index.csv", newline="") as f:
-        return [PHOTOS / row["file"] for row in csv.DictReader(f) if row["split"] == "test"]
+        return [PHOTOS / row["file"] for row in csv.DictReader(f) if row["split"] == split]
 
 
 def chroma(rgb: np.ndarray) -> float:
@@ -52,21 +58,22 @@ def chroma(rgb: np.ndarray) -> float:
     return float(lab[:, 1:].norm(dim=1).mean())
 
 
-def colour(model, photo: Path, draws: int) -> tuple[dict[str, float], float]:
+def colour(model, photo: Path, draws: int, vividness: list[float]) -> list[tuple[dict, float]]:
+    """Per ``vividness``, from the same draws: the scores of the command's output and the seconds
+    the command takes for it (the draws and one join)."""
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
     start = time.perf_counter()
-    (out,) = colorize_image(
-        model,
-        rgb,
-        samples=1,
-        steps=model.params.eval.steps,
-        scale=DEFAULT_SCALE,
-        generator=torch.Generator(model.device).manual_seed(0),
-        draws=draws,
-    )
-    seconds = time.perf_counter() - start
-    scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
-    return {**scores, "chroma": chroma(out), "chroma_truth": chroma(rgb)}, seconds
+    ab = draw_ab(model, rgb, draws=draws, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
+                 generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
+    drawn = time.perf_counter() - start
+    rows = []
+    for v in vividness:
+        start = time.perf_counter()
+        out = join_full_size(rgb, consensus(ab, v))
+        seconds = drawn + time.perf_counter() - start
+        scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
+        rows.append(({**scores, "chroma": chroma(out), "chroma_truth": chroma(rgb)}, seconds))
+    return rows
 
 
 def summary(rows: list[tuple[dict[str, float], float]]) -> str:
@@ -91,19 +98,27 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="shipped,colorize/models")
     parser.add_argument("--draws", default=f"1,{DEFAULT_DRAWS}", help="--draws values to compare")
+    parser.add_argument("--vividness", default=str(DEFAULT_VIVIDNESS),
+                        help="--vividness values to compare, from the same draws")  # fmt: skip
+    parser.add_argument("--splits", default="test", help="of the set: train, val, test")
     parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
     args = parser.parse_args()
     torch.set_num_threads(2)
+    vividness = [float(v) for v in args.vividness.split(",")]
+    groups = [(f"{split} photos", split_photos(split)) for split in args.splits.split(",")]
     for name in args.models.split(","):
         model = load_colorizer(str(shipped_colorizer() if name == "shipped" else name), "cpu")
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
-        for group, photos in (("test photos", test_photos()), ("outside the data", OUTSIDE)):
+        for group, photos in (*groups, ("outside the data", OUTSIDE)):
             for draws in map(int, args.draws.split(",")):
-                rows = [colour(model, photo, draws) for photo in photos]
-                if args.per_photo:
-                    for photo, row in zip(photos, rows, strict=True):
-                        print(f"    {photo.name:<40} {summary([row])}")
-                print(f"  {group:<17} ({len(photos):>2}) --draws {draws:<2} {summary(rows)}")
+                rows = [colour(model, photo, draws, vividness) for photo in photos]
+                for k, v in enumerate(vividness):
+                    if args.per_photo:
+                        for photo, row in zip(photos, rows, strict=True):
+                            print(f"    {photo.name:<40} {summary([row[k]])}")
+                    flag = f"--draws {draws:<2} --vividness {v:<4}"
+                    line = summary([r[k] for r in rows])
+                    print(f"  {group:<17} ({len(photos):>2}) {flag} {line}", flush=True)
 
 
 if __name__ == "__main__":

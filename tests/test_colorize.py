@@ -141,8 +141,9 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
     one = run_python(*args, "--overwrite", "--draws", "1")
     assert one.returncode == 0, one.stderr
     assert (out / "kite.png").read_bytes() != first  # the default combines several draws
-    bad = run_python(*args, "--draws", "0")
-    assert bad.returncode == 2 and "--draws" in bad.stderr and "0" in bad.stderr
+    for flag, value in (("--draws", "0"), ("--vividness", "1.5")):
+        bad = run_python(*args, flag, value)
+        assert bad.returncode == 2 and flag in bad.stderr and value in bad.stderr
 
 
 def polar(chroma, degrees):
@@ -172,6 +173,19 @@ def test_consensus_keeps_the_mean_hue_at_the_draws_chroma(draws, hue, chroma):
     assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((hue, chroma), abs=1e-9)
     cancel = consensus(torch.tensor([[30.0, 0.0], [-30.0, 0.0]]).reshape(2, 2, 1, 1))
     assert cancel.abs().max() == 0  # draws that cancel exactly: gray, not NaN
+
+
+@pytest.mark.parametrize("vividness, chroma", [(0.0, 20.0), (0.5, 30.0), (1.0, 40.0)])
+def test_vividness_moves_the_chroma_from_the_mean_to_the_draws(vividness, chroma):
+    """Draws of chroma 40 at hues 60 degrees either side of 90: their mean has hue 90 and chroma
+    40 cos(60) = 20; vividness 0 is that plain mean, 1 the draws' chroma, 0.5 halfway."""
+    from pipeline.apps.colorize import consensus
+
+    draws = torch.cat([polar(40, 30), polar(40, 150)]).double()
+    out = consensus(draws, vividness)
+    assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((90, chroma), abs=1e-9)
+    if vividness == 0:
+        assert torch.allclose(out, draws.mean(0, keepdim=True))
 
 
 def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_python, tmp_path):

@@ -67,6 +67,7 @@ SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
 MAX_SAMPLES = 16  # --samples: colorizations per input
 DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)
 MAX_DRAWS = 16
+DEFAULT_VIVIDNESS = 1.0  # --vividness: benchmarks/colorize_photos.py
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
 WORK_PIXELS = 256 * 256  # the most the model sees per sample (as tiles of its crop size)
 STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
@@ -104,20 +105,62 @@ def bilinear_rows(small: torch.Tensor, size: tuple[int, int], rows: range) -> to
     return F.interpolate(mixed, size=(len(rows), W), mode="bilinear", align_corners=False)
 
 
-def consensus(ab: torch.Tensor) -> torch.Tensor:
-    """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the mean m = (1/N) sum_k ab_k
-    rescaled to the draws' mean chroma, m * ((1/N) sum_k |ab_k|) / |m| (0 where m = 0). The hue is
-    the chroma-weighted circular mean of the draws' hues; the chroma is that of one draw on
-    average, where plain averaging shrinks it wherever the draws disagree. (Zhang, Isola and Efros
-    2016, eq. 5, interpolate between the mean and the mode of a predicted distribution for the same
-    reason: the mean is desaturated, a mode can be a wrong, isolated guess.) One draw is returned
-    unchanged."""
+def consensus(ab: torch.Tensor, vividness: float = 1.0) -> torch.Tensor:
+    """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the hue of their mean
+    m = (1/N) sum_k ab_k at a chroma between the mean's and the draws', |m| + vividness
+    ((1/N) sum_k |ab_k| - |m|) (0 where m = 0). The hue is the chroma-weighted circular mean of the
+    draws' hues. At vividness 1 the chroma is that of one draw on average; at 0 the output is the
+    plain mean (an estimate of the posterior mean, which a per-pixel error rewards), desaturated
+    wherever the draws disagree. (Zhang, Isola and Efros 2016, eq. 5, interpolate between the mean
+    and the mode of a predicted distribution for the same reason: the mean is desaturated, a mode
+    can be a wrong, isolated guess.) One draw is returned unchanged."""
     if len(ab) == 1:
         return ab
     mean = ab.mean(0, keepdim=True)
     norm = mean.norm(dim=1, keepdim=True)
-    chroma = ab.norm(dim=1, keepdim=True).mean(0, keepdim=True)
+    chroma = norm + vividness * (ab.norm(dim=1, keepdim=True).mean(0, keepdim=True) - norm)
     return torch.where(norm > 0, mean * chroma / norm.clamp(min=torch.finfo(ab.dtype).tiny), 0.0)
+
+
+def draw_ab(
+    model: GenerativeModel,
+    rgb: np.ndarray,
+    *,
+    draws: int,
+    steps: int,
+    scale: float,
+    generator: torch.Generator,
+    precision: str = "fp32",
+) -> torch.Tensor:
+    """``draws`` samples of a*b* (draws, 2, h, w) in CIELAB units for a uint8 RGB image (H, W, 3),
+    at the working size (module docstring: condition at ``scale`` x the crop size, the network run
+    on overlapping tiles of its crop size)."""
+    crop = model.params.data.image_size
+    size = working_size(*rgb.shape[:2], crop, scale)
+    small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
+    cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
+    tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
+    how = Sampling(steps=steps)
+    outs = [
+        tiled.sample(1, precision=precision, generator=generator, how=how, cond=cond)
+        for _ in range(draws)
+    ]
+    return split_lab(torch.cat(outs).cpu())[1].double() * AB_SCALE
+
+
+def join_full_size(rgb: np.ndarray, ab: torch.Tensor) -> np.ndarray:
+    """ab (1, 2, h, w) in CIELAB units upsampled (bilinear) onto the full-resolution L* of a uint8
+    RGB image (H, W, 3), strip by strip: the colorized image, uint8 (H, W, 3)."""
+    h, w = rgb.shape[:2]
+    rows_per_strip = max(1, STRIP_PIXELS // w)
+    colour = np.empty_like(rgb)
+    for top in range(0, h, rows_per_strip):
+        rows = range(top, min(h, top + rows_per_strip))
+        strip = torch.from_numpy(rgb[rows.start : rows.stop].transpose(2, 0, 1)[None].copy())
+        L = rgb_to_lab(strip.double() / 255)[:, :1]  # (1, 1, S, W)
+        joined = join_lab(L, bilinear_rows(ab, (h, w), rows))  # (1, 3, S, W) in [0, 1]
+        colour[rows.start : rows.stop] = to_uint8(joined * 2 - 1)[0].permute(1, 2, 0).numpy()
+    return colour
 
 
 def colorize_image(
@@ -125,38 +168,20 @@ def colorize_image(
     rgb: np.ndarray,
     *,
     samples: int,
+    draws: int,
     steps: int,
     scale: float,
     generator: torch.Generator,
-    draws: int,
+    vividness: float = DEFAULT_VIVIDNESS,
     precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
-    time, each the ``consensus`` of ``draws`` samples (module docstring: condition at ``scale`` x
-    the crop size, the network run on overlapping tiles of its crop size, ab upsampled onto the
-    full-size L* strip by strip)."""
-    h, w = rgb.shape[:2]
-    crop = model.params.data.image_size
-    size = working_size(h, w, crop, scale)
-    small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
-    cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
-    tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
-    rows_per_strip = max(1, STRIP_PIXELS // w)
-    how = Sampling(steps=steps)
+    time, each the ``consensus`` at ``vividness`` of ``draws`` samples (``draw_ab``) joined onto
+    the full-size L* (``join_full_size``)."""
     for _ in range(samples):
-        outs = [
-            tiled.sample(1, precision=precision, generator=generator, how=how, cond=cond)
-            for _ in range(draws)
-        ]
-        ab = consensus(split_lab(torch.cat(outs).cpu())[1]).double() * AB_SCALE  # (1, 2, h', w')
-        colour = np.empty_like(rgb)
-        for top in range(0, h, rows_per_strip):
-            rows = range(top, min(h, top + rows_per_strip))
-            strip = torch.from_numpy(rgb[rows.start : rows.stop].transpose(2, 0, 1)[None].copy())
-            L = rgb_to_lab(strip.double() / 255)[:, :1]  # (1, 1, S, W)
-            joined = join_lab(L, bilinear_rows(ab, (h, w), rows))  # (1, 3, S, W) in [0, 1]
-            colour[rows.start : rows.stop] = to_uint8(joined * 2 - 1)[0].permute(1, 2, 0).numpy()
-        yield colour
+        ab = draw_ab(model, rgb, draws=draws, steps=steps, scale=scale, generator=generator,
+                     precision=precision)  # fmt: skip
+        yield join_full_size(rgb, consensus(ab, vividness))
 
 
 def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
@@ -207,6 +232,7 @@ def run(args: argparse.Namespace) -> None:
                 scale=args.scale,
                 generator=generator,
                 draws=args.draws,
+                vividness=args.vividness,
                 precision=resolve_precision(args.precision, model.device),
             )
             for image, target in zip(images, outputs[job], strict=True):
@@ -249,6 +275,13 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         default=DEFAULT_DRAWS,
         help="samples combined into each output: the hue of their mean at their mean chroma "
         "(default %(default)s; 1 is one plain sample, %(default)s times faster)",
+    )
+    parser.add_argument(
+        "--vividness",
+        type=float_in(0.0, 1.0),
+        default=DEFAULT_VIVIDNESS,
+        help="chroma of each output between the draws' mean (0: paler, closer to the true colours "
+        "on average) and one draw's (1: as vivid as one sample) (default %(default)s)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same colours")
     parser.add_argument(
