@@ -16,7 +16,8 @@ and the mean of their chroma. Where the draws agree on a hue it is kept at their
 they disagree, the mean's hue is the one most of their chroma points to. On 500 validation crops
 (benchmarks/colorize_draws.py) 4 draws raise the share of pixels with the right hue from 37% to 48%
 and lower CIEDE2000 by 6% at the same colourfulness, for 4x the time; plain averaging (the posterior
-mean's estimate) would halve the colourfulness instead.
+mean's estimate) would halve the colourfulness instead. ``--vividness`` below 1 moves the chroma
+toward the plain mean's: paler colours, closer to the truth on average (benchmarks/README.md).
 
 Bounded work, whatever the input (docs/colorization.md, benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
@@ -105,7 +106,7 @@ def bilinear_rows(small: torch.Tensor, size: tuple[int, int], rows: range) -> to
     return F.interpolate(mixed, size=(len(rows), W), mode="bilinear", align_corners=False)
 
 
-def consensus(ab: torch.Tensor, vividness: float = 1.0) -> torch.Tensor:
+def consensus(ab: torch.Tensor, vividness: float = DEFAULT_VIVIDNESS) -> torch.Tensor:
     """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the hue of their mean
     m = (1/N) sum_k ab_k at a chroma between the mean's and the draws', |m| + vividness
     ((1/N) sum_k |ab_k| - |m|) (0 where m = 0). The hue is the chroma-weighted circular mean of the
