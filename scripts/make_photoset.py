@@ -23,7 +23,8 @@ What is in it and why:
 - Tux Paint's stamps are photo cut-outs on transparent backgrounds. The set keeps the largest
   fully opaque rectangle of each (``opaque_rectangle``) when its shorter side is at least
   MIN_CUTOUT_SIDE: only pixels the photographer took, no invented background, so no crop teaches a
-  colour edge that photos do not have. Drawings are told from photos by the share of distinct
+  colour edge that photos do not have (whole cut-outs pasted onto photo backgrounds trained no
+  better: benchmarks/colorize_cutouts.py). Drawings are told from photos by the share of distinct
   colours among opaque pixels (below MIN_PHOTO_COLOURS a stamp is a flat-shaded drawing), then by
   eye (CUTOUT_NOT_PHOTOS); mirrored copies are dropped.
 - Splits are drawn by group, not by file: files that share a source URL, a name or a near-identical
