@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import random
 import shutil
 import subprocess
@@ -37,21 +36,13 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
 from colorize_levers import VARIANTS, score, train, variant_params  # noqa: E402
-from make_photoset import PACKAGES, QUALITY, SHORT_SIDE, shrink  # noqa: E402
+from make_photoset import QUALITY, SHORT_SIDE, extract, shrink  # noqa: E402
 
 from pipeline.data.dataset import spread  # noqa: E402
 
 STAMPS_PACKAGE = "tuxpaint-stamps-default"
 MARGIN = 0.5  # background around the stamp: its bounding box grows by this share on each axis
 SEED = 0
-
-
-def extract_stamps(debs: Path, into: Path) -> None:
-    version, digest = PACKAGES[STAMPS_PACKAGE]
-    deb = debs / f"{STAMPS_PACKAGE}_{version.split(':')[-1]}_all.deb"
-    if hashlib.sha256(deb.read_bytes()).hexdigest() != digest:
-        raise SystemExit(f"{deb}: not the sha256 make_photoset.PACKAGES names")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(into)], check=True)
 
 
 def composite(stamp: Image.Image, background: Image.Image, rng: random.Random) -> Image.Image:
@@ -113,7 +104,7 @@ def main() -> None:
     params = variant_params({**VARIANTS["colourful"], "train.seed": args.seed}, args.steps)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        extract_stamps(args.debs, work / "deb")
+        extract(args.debs, work / "deb", [STAMPS_PACKAGE])
         replaced = composited_raw(ROOT / "colorize/data/raw", work / "deb", work / "raw")
         if args.keep:
             shutil.copytree(work / "raw", args.keep, dirs_exist_ok=True)

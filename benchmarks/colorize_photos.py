@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import itertools
 import sys
 import time
 from pathlib import Path
@@ -34,8 +35,8 @@ from pipeline.apps.colorize import (  # noqa: E402
     DEFAULT_DRAWS,
     DEFAULT_SCALE,
     DEFAULT_VIVIDNESS,
+    ab_draws,
     consensus,
-    draw_ab,
     join_full_size,
     load_colorizer,
 )
@@ -63,16 +64,18 @@ def colour(model, photo: Path, draws: int, vividness: list[float]) -> list[tuple
     the command takes for it (the draws and one join)."""
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
     start = time.perf_counter()
-    ab = draw_ab(model, rgb, draws=draws, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
-                 generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
+    stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
+                      generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
+    ab = torch.cat(list(itertools.islice(stream, draws)))
     drawn = time.perf_counter() - start
+    truth = {"chroma_truth": chroma(rgb)}
     rows = []
     for v in vividness:
         start = time.perf_counter()
         out = join_full_size(rgb, consensus(ab, v))
         seconds = drawn + time.perf_counter() - start
         scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
-        rows.append(({**scores, "chroma": chroma(out), "chroma_truth": chroma(rgb)}, seconds))
+        rows.append(({**scores, "chroma": chroma(out), **truth}, seconds))
     return rows
 
 

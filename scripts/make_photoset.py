@@ -49,7 +49,7 @@ import struct
 import subprocess
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -173,9 +173,11 @@ class Photo:
 
 
 # ------------------------------------------------------------------------------ packages
-def extract(debs: Path, into: Path) -> None:
-    """Each package of PACKAGES from ``debs`` (checked against its sha256) extracted into ``into``."""
-    for package, (version, digest) in PACKAGES.items():
+def extract(debs: Path, into: Path, packages: Iterable[str] = PACKAGES) -> None:
+    """Each of ``packages`` (names in PACKAGES, all by default) from ``debs``, checked against its
+    sha256, extracted into ``into``."""
+    for package in packages:
+        version, digest = PACKAGES[package]
         found = sorted(debs.glob(f"{package}_*.deb"))
         if not found:
             raise SystemExit(f"{debs}: no {package}_*.deb (apt-get download {package})")

@@ -35,6 +35,7 @@ are colorized, and the command exits 2.
 from __future__ import annotations
 
 import argparse
+import itertools
 import logging
 import math
 from collections.abc import Iterator
@@ -123,30 +124,28 @@ def consensus(ab: torch.Tensor, vividness: float = DEFAULT_VIVIDNESS) -> torch.T
     return torch.where(norm > 0, mean * chroma / norm.clamp(min=torch.finfo(ab.dtype).tiny), 0.0)
 
 
-def draw_ab(
+def ab_draws(
     model: GenerativeModel,
     rgb: np.ndarray,
     *,
-    draws: int,
     steps: int,
     scale: float,
     generator: torch.Generator,
     precision: str = "fp32",
-) -> torch.Tensor:
-    """``draws`` samples of a*b* (draws, 2, h, w) in CIELAB units for a uint8 RGB image (H, W, 3),
-    at the working size (module docstring: condition at ``scale`` x the crop size, the network run
-    on overlapping tiles of its crop size)."""
+) -> Iterator[torch.Tensor]:
+    """Samples of a*b* for a uint8 RGB image (H, W, 3), one (1, 2, h, w) in CIELAB units at a time
+    and as many as are taken, at the working size (module docstring: condition at ``scale`` x the
+    crop size, the network run on overlapping tiles of its crop size). The condition and the tiled
+    network are made once, before the first draw."""
     crop = model.params.data.image_size
     size = working_size(*rgb.shape[:2], crop, scale)
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
     tiled = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
     how = Sampling(steps=steps)
-    outs = [
-        tiled.sample(1, precision=precision, generator=generator, how=how, cond=cond)
-        for _ in range(draws)
-    ]
-    return split_lab(torch.cat(outs).cpu())[1].double() * AB_SCALE
+    while True:
+        out = tiled.sample(1, precision=precision, generator=generator, how=how, cond=cond)
+        yield split_lab(out.cpu())[1].double() * AB_SCALE
 
 
 def join_full_size(rgb: np.ndarray, ab: torch.Tensor) -> np.ndarray:
@@ -177,11 +176,13 @@ def colorize_image(
     precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
-    time, each the ``consensus`` at ``vividness`` of ``draws`` samples (``draw_ab``) joined onto
+    time, each the ``consensus`` at ``vividness`` of ``draws`` samples (``ab_draws``) joined onto
     the full-size L* (``join_full_size``)."""
+    stream = ab_draws(
+        model, rgb, steps=steps, scale=scale, generator=generator, precision=precision
+    )
     for _ in range(samples):
-        ab = draw_ab(model, rgb, draws=draws, steps=steps, scale=scale, generator=generator,
-                     precision=precision)  # fmt: skip
+        ab = torch.cat(list(itertools.islice(stream, draws)))  # (draws, 2, h, w)
         yield join_full_size(rgb, consensus(ab, vividness))
 
 
