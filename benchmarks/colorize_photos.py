@@ -2,14 +2,17 @@
 test photos of the shipped set (or the splits --splits names) and photos outside all of the
 project's data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4,
 the model's eval.steps, seed 0), with one draw per output and with the default --draws, side by
-side; with --vividness several values, each from the same draws.
+side; with --vividness several values, each from the same draws. The shipped colorizer is scored
+twice from the same draws: decoded by the draws alone (``draws``) and around its guide's ab
+(``guided``, what the command does without --model).
 
 Per model: seconds per photo, CIEDE2000 relative to the gray image's (below 1: better than no
 colour), mean chroma C*ab relative to the truth's, and the share of truly coloured pixels with the
 right hue (pipeline.evaluate.colour.fidelity, the evaluate stage's scores, on each whole photo;
 pooled over the photos as ``summary`` says). Photos outside the data: docs/kite.jpg (Plasma's
-"Kite", kept out of the set on purpose) and scikit-image's motorcycle_left.png (Middlebury 2014
-stereo; in no source).
+"Kite", kept out of the set on purpose) and the five colour photographs scikit-image installs with
+itself, in no source: motorcycle_left.png (Middlebury 2014 stereo), astronaut.png (NASA),
+chelsea.png (a cat), coffee.png (a cup), rocket.jpg (NASA).
 
     .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models] [--draws 1,4]
         [--splits val,test] [--vividness 0,0.5,1]
@@ -39,14 +42,20 @@ from pipeline.apps.colorize import (  # noqa: E402
     consensus,
     join_full_size,
     load_colorizer,
+    load_guide,
 )
 from pipeline.color import rgb_to_lab  # noqa: E402
 from pipeline.evaluate.colour import fidelity  # noqa: E402
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
-from pipeline.shipped import shipped_colorizer  # noqa: E402
+from pipeline.shipped import shipped_colorizer, shipped_guide  # noqa: E402
 
 PHOTOS = ROOT / "pipeline/data/photos"
-OUTSIDE = [ROOT / "docs/kite.jpg", Path(skimage.__file__).parent / "data/motorcycle_left.png"]
+SKIMAGE = Path(skimage.__file__).parent / "data"
+OUTSIDE = [
+    ROOT / "docs/kite.jpg",
+    *(SKIMAGE / name for name in ("motorcycle_left.png", "astronaut.png", "chelsea.png",
+                                  "coffee.png", "rocket.jpg")),
+]  # fmt: skip
 
 
 def split_photos(split: str) -> list[Path]:
@@ -59,23 +68,35 @@ def chroma(rgb: np.ndarray) -> float:
     return float(lab[:, 1:].norm(dim=1).mean())
 
 
-def colour(model, photo: Path, draws: int, vividness: list[float]) -> list[tuple[dict, float]]:
-    """Per ``vividness``, from the same draws: the scores of the command's output and the seconds
-    the command takes for it (the draws and one join)."""
+def colour(
+    model, guide, photo: Path, draws: int, vividness: list[float]
+) -> dict[str, list[tuple[dict, float]]]:
+    """Per decoding (the draws alone; with a ``guide``, also around the guide's ab) and per
+    ``vividness``, from the same draws: the scores of the command's output and the seconds the
+    command takes for it (the guide, the draws it needs and one join)."""
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
+    generator = torch.Generator(model.device).manual_seed(0)
     start = time.perf_counter()
+    centre = None if guide is None else next(ab_draws(guide, rgb, steps=1, scale=DEFAULT_SCALE,
+                                                      generator=generator))  # fmt: skip
+    guided = time.perf_counter() - start
     stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
-                      generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
+                      generator=generator)  # fmt: skip
     ab = torch.cat(list(itertools.islice(stream, draws)))
-    drawn = time.perf_counter() - start
+    drawn = time.perf_counter() - start - guided
     truth = {"chroma_truth": chroma(rgb)}
-    rows = []
-    for v in vividness:
-        start = time.perf_counter()
-        out = join_full_size(rgb, consensus(ab, v))
-        seconds = drawn + time.perf_counter() - start
-        scores = fidelity(out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy())
-        rows.append(({**scores, "chroma": chroma(out), **truth}, seconds))
+    decodes = {"draws": (None, 0.0)} | ({} if guide is None else {"guided": (centre, guided)})
+    rows: dict[str, list[tuple[dict, float]]] = {}
+    for name, (around, setup) in decodes.items():
+        for v in vividness:
+            start = time.perf_counter()
+            nothing_drawn = around is not None and v == 0  # the command draws nothing
+            out = join_full_size(rgb, around if nothing_drawn else consensus(ab, v, around))
+            seconds = setup + (0 if nothing_drawn else drawn) + time.perf_counter() - start
+            scores = fidelity(
+                out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy()
+            )
+            rows.setdefault(name, []).append(({**scores, "chroma": chroma(out), **truth}, seconds))
     return rows
 
 
@@ -111,17 +132,18 @@ def main() -> None:
     groups = [(f"{split} photos", split_photos(split)) for split in args.splits.split(",")]
     for name in args.models.split(","):
         model = load_colorizer(str(shipped_colorizer() if name == "shipped" else name), "cpu")
+        guide = load_guide(str(shipped_guide()), model) if name == "shipped" else None
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (*groups, ("outside the data", OUTSIDE)):
             for draws in map(int, args.draws.split(",")):
-                rows = [colour(model, photo, draws, vividness) for photo in photos]
-                for k, v in enumerate(vividness):
+                rows = [colour(model, guide, photo, draws, vividness) for photo in photos]
+                for decode, k in itertools.product(rows[0], range(len(vividness))):
+                    scored = [row[decode][k] for row in rows]
                     if args.per_photo:
-                        for photo, row in zip(photos, rows, strict=True):
-                            print(f"    {photo.name:<40} {summary([row[k]])}")
-                    flag = f"--draws {draws:<2} --vividness {v:<4}"
-                    line = summary([r[k] for r in rows])
-                    print(f"  {group:<17} ({len(photos):>2}) {flag} {line}", flush=True)
+                        for photo, row in zip(photos, scored, strict=True):
+                            print(f"    {photo.name:<40} {summary([row])}")
+                    flag = f"{decode:<6} --draws {draws:<2} --vividness {vividness[k]:<4}"
+                    print(f"  {group:<17} ({len(photos):>2}) {flag} {summary(scored)}", flush=True)
 
 
 if __name__ == "__main__":

@@ -2,18 +2,22 @@
 colorize`` uses when no ``--model`` is given, so that a user can colorize a photo right after
 ``make setup``.
 
-It is an exported model like any other (``ema.pt``, ``config.json`` and their sha256 sidecars,
-pipeline.methods.export: checked on every load, weights read without pickle) plus
-``provenance.json`` (also with a sidecar): how it was made (``dvc repro colorize/shipped/dvc.yaml``),
-the params file and its sha256, the MLflow run it was trained in with that run's git commit and
-data manifest digest, and the evaluate stage's scores of it. ``ship`` writes it, as the last stage
-of colorize/shipped/dvc.yaml; nothing else writes into the folder.
+Two exported models (``ema.pt``, ``config.json`` and their sha256 sidecars,
+pipeline.methods.export: checked on every load, weights read without pickle): the diffusion
+colorizer (``ddpm_color``) in the folder itself and its guide (``regression_color``, the one-step L2
+estimate of E[ab | L*] the command takes each pixel's hue from) in ``guide/``; plus
+``provenance.json`` (also with a sidecar): how they were made (``dvc repro
+colorize/shipped/dvc.yaml``), per model the params file and its sha256 and the MLflow run it was
+trained in with that run's git commit and data manifest digest, and the evaluate stage's scores
+(the guide's as its ``regression_*`` baseline). ``ship`` writes it, as the last stage of
+colorize/shipped/dvc.yaml; nothing else writes into the folder.
 """
 
 from __future__ import annotations
 
 import hashlib
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,13 +26,17 @@ from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.methods.export import CONFIG_FILE, WEIGHTS_FILE, load_model, read_config
 
 if TYPE_CHECKING:
+    from pipeline.methods.base import GenerativeModel
     from pipeline.reports.train import TrainReport
 
 SHIPPED_DIR = Path(pipeline.__file__).parent / "colorizer"
+GUIDE_DIR = "guide"  # the guide's subfolder
 PROVENANCE_FILE = "provenance.json"
 MADE_BY = "dvc repro colorize/shipped/dvc.yaml"
 MAX_SHIPPED_BYTES = 30 * 2**20  # what the repository carries (issue 25: about 30 MB)
 FAMILY = "ddpm_color"
+GUIDE_FAMILY = "regression_color"
+MODEL_FILES = (WEIGHTS_FILE, f"{WEIGHTS_FILE}.sha256", CONFIG_FILE, f"{CONFIG_FILE}.sha256")
 
 
 def shipped_colorizer(folder: Path = SHIPPED_DIR) -> Path:
@@ -42,6 +50,11 @@ def shipped_colorizer(folder: Path = SHIPPED_DIR) -> Path:
     return folder
 
 
+def shipped_guide(folder: Path = SHIPPED_DIR) -> Path:
+    """The shipped colorizer's guide (``folder``/guide); FileNotFoundError as shipped_colorizer."""
+    return shipped_colorizer(folder / GUIDE_DIR)
+
+
 def read_provenance(folder: Path = SHIPPED_DIR) -> dict:
     """``provenance.json`` of a shipped colorizer, checked against its sidecar."""
     return read_json(
@@ -49,47 +62,75 @@ def read_provenance(folder: Path = SHIPPED_DIR) -> dict:
     )
 
 
-def ship(
-    models_dir: str | Path,
-    out_dir: str | Path,
-    *,
-    params_file: str | Path,
-    train_report: TrainReport,
-    run_tags: dict[str, str],
-    metrics: str | Path,
-) -> dict:
-    """Copy the exported colorizer in ``models_dir`` into ``out_dir`` (atomically) with its
-    provenance (``train_report``: the train stage's report; ``run_tags``: the tags of the MLflow
-    run it names); return the provenance. Refuses a model that does not load (sha256, fit), is not
-    a ``ddpm_color`` colorizer, or is larger than MAX_SHIPPED_BYTES."""
-    models_dir = Path(models_dir)
-    model = load_model(models_dir)  # every check a user's load makes, before anything is copied
-    if model.params.model.family != FAMILY:
+@dataclass(frozen=True)
+class Trained:
+    """One model the train stage made: its exported folder, the params file it trained with, the
+    train stage's report and the tags of the MLflow run that report names."""
+
+    models_dir: Path
+    params_file: Path
+    report: TrainReport
+    run_tags: dict[str, str]
+
+    def checked(self, family: str) -> GenerativeModel:
+        """The model, after every check a user's load makes; ValueError unless it is a
+        ``family`` model."""
+        model = load_model(self.models_dir)
+        if model.params.model.family != family:
+            raise ValueError(
+                f"{self.models_dir}: model.family {model.params.model.family!r}; the shipped "
+                f"colorizer's {'guide' if family == GUIDE_FAMILY else 'model'} is a {family}"
+            )
+        return model
+
+    def size(self) -> int:
+        """Bytes its files take."""
+        return sum((self.models_dir / name).stat().st_size for name in MODEL_FILES)
+
+    def provenance(self) -> dict:
+        """How it was made: params file and sha256, step, MLflow run, git commit, data digest."""
+        return {
+            "params_file": str(self.params_file),
+            "params_sha256": hashlib.sha256(self.params_file.read_bytes()).hexdigest(),
+            "step": read_config(self.models_dir)["step"],
+            "mlflow_run_id": self.report.mlflow_run_id,
+            "run_name": self.report.run_name,
+            "git_commit": self.run_tags.get("git_commit"),
+            "data_manifest_sha256": self.run_tags.get("data_manifest_sha256"),
+            "train_wall_time_s": self.report.wall_time_s,
+        }
+
+
+def ship(colorizer: Trained, guide: Trained, out_dir: str | Path, *, metrics: str | Path) -> dict:
+    """Copy the diffusion ``colorizer`` into ``out_dir`` and its ``guide`` into ``out_dir``/guide
+    (atomically, both or neither) with their provenance and the evaluate stage's ``metrics``;
+    return the provenance. Refuses models that do not load (sha256, fit), are not a ``ddpm_color``
+    and a ``regression_color`` of the same crop size, or together take more than
+    MAX_SHIPPED_BYTES."""
+    models = colorizer.checked(FAMILY), guide.checked(GUIDE_FAMILY)
+    crops = [model.params.data.image_size for model in models]
+    size = colorizer.size() + guide.size()
+    if crops[0] != crops[1]:
         raise ValueError(
-            f"{models_dir}: model.family {model.params.model.family!r}; the shipped colorizer "
-            f"is a {FAMILY}"
+            f"{guide.models_dir}: data.image_size {crops[1]}; the guide must colorize the "
+            f"colorizer's {crops[0]} px crops"
         )
-    files = [WEIGHTS_FILE, f"{WEIGHTS_FILE}.sha256", CONFIG_FILE, f"{CONFIG_FILE}.sha256"]
-    size = sum((models_dir / name).stat().st_size for name in files)
     if size > MAX_SHIPPED_BYTES:
         raise ValueError(
-            f"{models_dir}: {size / 2**20:.1f} MiB, above the {MAX_SHIPPED_BYTES / 2**20:.0f} MiB "
-            "a shipped colorizer may take (a smaller model.base_channels fits)"
+            f"{colorizer.models_dir} and {guide.models_dir}: {size / 2**20:.1f} MiB, above the "
+            f"{MAX_SHIPPED_BYTES / 2**20:.0f} MiB a shipped colorizer may take (a smaller "
+            "model.base_channels fits)"
         )
     provenance = {
         "made_by": MADE_BY,
-        "params_file": str(params_file),
-        "params_sha256": hashlib.sha256(Path(params_file).read_bytes()).hexdigest(),
-        "step": read_config(models_dir)["step"],
-        "mlflow_run_id": train_report.mlflow_run_id,
-        "run_name": train_report.run_name,
-        "git_commit": run_tags.get("git_commit"),
-        "data_manifest_sha256": run_tags.get("data_manifest_sha256"),
-        "train_wall_time_s": train_report.wall_time_s,
+        **colorizer.provenance(),
+        "guide": guide.provenance(),
         "metrics": read_json(Path(metrics), ("num_samples",), made_by="the evaluate stage"),
     }
     with atomic_dir(out_dir) as tmp:
-        for name in files:
-            shutil.copy2(models_dir / name, tmp / name)
+        (tmp / GUIDE_DIR).mkdir()
+        for name in MODEL_FILES:
+            shutil.copy2(colorizer.models_dir / name, tmp / name)
+            shutil.copy2(guide.models_dir / name, tmp / GUIDE_DIR / name)
         write_json(tmp / PROVENANCE_FILE, provenance, verified=True)
     return provenance

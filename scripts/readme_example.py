@@ -19,14 +19,16 @@ import torch
 from pipeline.apps.colorize import (
     DEFAULT_DRAWS,
     DEFAULT_SCALE,
+    DEFAULT_VIVIDNESS,
     colorize_image,
+    colorizer_dirs,
     load_colorizer,
+    load_guide,
 )
 from pipeline.color import grayed
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
-from pipeline.shipped import shipped_colorizer
 
 GAP = 6  # white pixels between the panels
 
@@ -41,12 +43,15 @@ def gray_of(rgb: np.ndarray) -> np.ndarray:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="default: the colorizer that ships (pipeline/colorizer)")
+    parser.add_argument("--guide", help="default: the shipped guide without --model")
     parser.add_argument("--photo", default="docs/kite.jpg")
     parser.add_argument("--out", default="docs/kite_colorized.png")
     parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    model = load_colorizer(args.model or str(shipped_colorizer()), "cpu")
+    models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
+    model = load_colorizer(models_dir, "cpu")
+    guide = load_guide(guide_dir, model) if guide_dir else None
     rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
     colours = colorize_image(
         model,
@@ -56,6 +61,8 @@ def main() -> None:
         scale=DEFAULT_SCALE,
         generator=torch.Generator().manual_seed(args.seed),
         draws=DEFAULT_DRAWS,
+        vividness=DEFAULT_VIVIDNESS,
+        guide=guide,
     )
     panels = [gray_of(rgb), *colours, rgb]
     gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)

@@ -1,16 +1,17 @@
-"""DVC stage `ship` (colorize/shipped/dvc.yaml): the trained and scored colorizer, checked, with its
-provenance, into pipeline/colorizer/, where `python -m pipeline colorize` finds it when no --model
+"""DVC stage `ship` (colorize/shipped/dvc.yaml): the trained and scored colorizer and its guide,
+checked, with their provenance, into pipeline/colorizer/, where `python -m pipeline colorize` finds it when no --model
 is given (pipeline.shipped)."""
 
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
+from pathlib import Path
 
 from pipeline.cli import entry_point
 from pipeline.console import say
 from pipeline.reports.train import TrainReport
-from pipeline.shipped import SHIPPED_DIR, ship
+from pipeline.shipped import SHIPPED_DIR, Trained, ship
 from pipeline.tracking import connect, tracking_uri
 
 
@@ -20,24 +21,30 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--params", required=True, help="the params file the model trained with")
     parser.add_argument("--models", required=True, help="the train stage's exported model")
     parser.add_argument("--train-report", required=True, help="holds the MLflow run id")
+    parser.add_argument("--guide-params", required=True, help="the params file of the guide")
+    parser.add_argument("--guide", required=True, help="the guide's exported model")
+    parser.add_argument("--guide-report", required=True, help="the guide's train report")
     parser.add_argument("--metrics", required=True, help="the evaluate stage's scores")
     parser.add_argument("--out", default=str(SHIPPED_DIR), help="default: %(default)s")
     args = parser.parse_args(argv)
-    report = TrainReport.read(args.train_report)
-    run = connect(tracking_uri()).get_run(report.mlflow_run_id)
+    client = connect(tracking_uri())
+
+    def trained(models: str, params: str, report_file: str) -> Trained:
+        report = TrainReport.read(report_file)
+        tags = client.get_run(report.mlflow_run_id).data.tags
+        return Trained(Path(models), Path(params), report, tags)
+
     provenance = ship(
-        args.models,
+        trained(args.models, args.params, args.train_report),
+        trained(args.guide, args.guide_params, args.guide_report),
         args.out,
-        params_file=args.params,
-        train_report=report,
-        run_tags=run.data.tags,
         metrics=args.metrics,
     )
     scores = provenance["metrics"]
     say(
-        f"shipped {args.models} (step {provenance['step']}, commit "
-        f"{str(provenance['git_commit'])[:10]}) to {args.out}: fid_colour "
-        f"{scores.get('fid_colour', float('nan')):.2f}, right hue "
+        f"shipped {args.models} (step {provenance['step']}) with the guide {args.guide} (step "
+        f"{provenance['guide']['step']}), commit {str(provenance['git_commit'])[:10]}, to "
+        f"{args.out}: fid_colour {scores.get('fid_colour', float('nan')):.2f}, right hue "
         f"{100 * scores.get('hue_accuracy', float('nan')):.0f}%"
     )
 

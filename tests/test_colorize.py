@@ -188,6 +188,26 @@ def test_vividness_moves_the_chroma_from_the_mean_to_the_draws(vividness, chroma
         assert torch.allclose(out, draws.mean(0, keepdim=True))
 
 
+@pytest.mark.parametrize(
+    "vividness, guide, chroma",
+    [
+        (0.0, (10, 0), 10),  # the guide alone
+        (0.5, (10, 0), 25),  # halfway from the guide's chroma 10 to the draws' 40
+        (1.0, (10, 0), 40),  # the draws' chroma, at the guide's hue
+        (1.0, (50, -20), 50),  # never paler than the guide
+    ],
+)
+def test_a_guide_sets_the_hue_and_the_chroma_the_draws_add_to(vividness, guide, chroma):
+    """Draws of chroma 40 at hues 30 and 150 (their mean: hue 90, chroma 20) around a guide:
+    the output takes the guide's hue, and vividness of the draws' chroma beyond the guide's."""
+    from pipeline.apps.colorize import consensus
+
+    draws = torch.cat([polar(40, 30), polar(40, 150)]).double()
+    out = consensus(draws, vividness, polar(*guide).double())
+    assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((guide[1], chroma), abs=1e-9)
+    assert consensus(draws, vividness, torch.zeros(1, 2, 1, 1).double()).abs().max() == 0
+
+
 def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_python, tmp_path):
     from tests.conftest import ROOT
 
@@ -210,6 +230,17 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
     )
     assert not (tmp_path / "none").exists()
+    # a guide must be a regression_color of the model's crop size, for a diffusion model
+    diffusion = export(tmp_path, "ddpm_color")
+    for model, guide, message in (
+        (diffusion, diffusion, "holds a ddpm_color of 8 px crops; it must be a regression_color"),
+        (models, models, "--guide needs a diffusion --model, not a regression_color"),
+    ):
+        result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
+                            "--model", str(model), "--guide", str(guide),
+                            "--out", str(tmp_path / "none"))  # fmt: skip
+        assert result.returncode == 2 and message in result.stderr, result.stderr
+        assert not (tmp_path / "none").exists()
     # and the sample command sends a colorizer's user here, before drawing anything
     result = run_python("-m", "pipeline", "sample", "--model", str(models), "--count", "2",
                         "--out", str(tmp_path / "grid.png"))  # fmt: skip
@@ -416,7 +447,8 @@ def test_min_colourfulness_trains_on_the_colourful_crops_only(photos_processed, 
 
 
 # ------------------------------------------------------------ the colorizer that ships (issue 25, 3)
-def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypatch):
+def test_ship_copies_a_checked_colorizer_and_its_guide_with_their_provenance(tmp_path, monkeypatch):
+    import hashlib
     import json
 
     from pipeline import shipped
@@ -424,30 +456,39 @@ def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypat
     from pipeline.methods.export import load_model
     from tests.factories import train_report
 
-    models = export(tmp_path, "ddpm_color")
+    models, guide = export(tmp_path, "ddpm_color"), export(tmp_path, "regression_color")
     metrics = tmp_path / "metrics.json"
     metrics.write_text(json.dumps({"num_samples": 12, "fid_colour": 3.5, "hue_accuracy": 0.4}))
-    params_file = tmp_path / "params.yaml"
+    params_file, guide_params = tmp_path / "params.yaml", tmp_path / "guide.yaml"
     params_file.write_text("train:\n  steps: 7\n")
-    report = train_report(mlflow_run_id="abc")
-    tags = {"git_commit": "f" * 40, "data_manifest_sha256": "d" * 64}
+    guide_params.write_text("train:\n  steps: 8\n")
 
-    def ship(models_dir, out):
-        return shipped.ship(models_dir, out, params_file=params_file, train_report=report,
-                            run_tags=tags, metrics=metrics)  # fmt: skip
+    def trained(models_dir, params, run_id):
+        tags = {"git_commit": run_id[0] * 40, "data_manifest_sha256": "d" * 64}
+        return shipped.Trained(models_dir, params, train_report(mlflow_run_id=run_id), tags)
 
-    provenance = ship(models, tmp_path / "shipped")
+    def ship(colorizer, guide_dir, out):
+        return shipped.ship(trained(colorizer, params_file, "abc"),
+                            trained(guide_dir, guide_params, "bcd"), out, metrics=metrics)  # fmt: skip
+
+    provenance = ship(models, guide, tmp_path / "shipped")
     assert shipped.shipped_colorizer(tmp_path / "shipped") == tmp_path / "shipped"
+    assert shipped.shipped_guide(tmp_path / "shipped") == tmp_path / "shipped" / "guide"
     assert shipped.read_provenance(tmp_path / "shipped") == provenance
-    assert provenance["git_commit"] == "f" * 40 and provenance["metrics"]["fid_colour"] == 3.5
+    assert provenance["git_commit"] == "a" * 40 and provenance["metrics"]["fid_colour"] == 3.5
+    assert provenance["guide"]["git_commit"] == "b" * 40
+    assert provenance["guide"]["mlflow_run_id"] == "bcd"
     assert provenance["data_manifest_sha256"] == "d" * 64 and provenance["step"] == 0
+    assert provenance["params_sha256"] == hashlib.sha256(b"train:\n  steps: 7\n").hexdigest()
     assert (
-        provenance["params_sha256"]
-        == __import__("hashlib").sha256(b"train:\n  steps: 7\n").hexdigest()
+        provenance["guide"]["params_sha256"] == hashlib.sha256(b"train:\n  steps: 8\n").hexdigest()
     )
-    reloaded, original = load_model(tmp_path / "shipped").net, load_model(models).net
-    for a, b in zip(reloaded.state_dict().values(), original.state_dict().values(), strict=True):
-        assert torch.equal(a, b)
+    for source, copy in ((models, "shipped"), (guide, "shipped/guide")):
+        reloaded, original = load_model(tmp_path / copy).net, load_model(source).net
+        for a, b in zip(
+            reloaded.state_dict().values(), original.state_dict().values(), strict=True
+        ):
+            assert torch.equal(a, b)
     # an edited provenance is refused on read; a folder without a model names what to do
     path = tmp_path / "shipped" / shipped.PROVENANCE_FILE
     path.write_text(path.read_text().replace('"fid_colour": 3.5', '"fid_colour": 1.5'))
@@ -455,30 +496,37 @@ def test_ship_copies_a_checked_colorizer_with_its_provenance(tmp_path, monkeypat
         shipped.read_provenance(tmp_path / "shipped")
     with pytest.raises(FileNotFoundError, match="no colorizer ships with this install.*--model"):
         shipped.shipped_colorizer(tmp_path / "none")
-    # only a ddpm_color colorizer within the size budget ships, and nothing is written otherwise
-    with pytest.raises(ValueError, match="model.family 'regression_color'; the shipped"):
-        ship(export(tmp_path, "regression_color"), tmp_path / "regression")
+    # only a ddpm_color and a regression_color within the size budget ship, else nothing is written
+    with pytest.raises(
+        ValueError, match="model.family 'regression_color'; the shipped colorizer's model"
+    ):
+        ship(guide, guide, tmp_path / "swapped")
+    with pytest.raises(
+        ValueError, match="model.family 'ddpm_color'; the shipped colorizer's guide"
+    ):
+        ship(models, models, tmp_path / "two")
     monkeypatch.setattr(shipped, "MAX_SHIPPED_BYTES", 1000)
     with pytest.raises(ValueError, match="MiB, above the 0 MiB a shipped colorizer may take"):
-        ship(models, tmp_path / "large")
-    assert not (tmp_path / "regression").exists() and not (tmp_path / "large").exists()
+        ship(models, guide, tmp_path / "large")
+    assert not any((tmp_path / name).exists() for name in ("swapped", "two", "large"))
 
 
 def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where_it_came_from(
     run_python, tmp_path
 ):
+    import hashlib
     import json
     import re
 
     from PIL import Image
 
-    from pipeline.shipped import MAX_SHIPPED_BYTES, SHIPPED_DIR, read_provenance
+    from pipeline.shipped import MAX_SHIPPED_BYTES, SHIPPED_DIR, read_provenance, shipped_guide
     from tests.conftest import ROOT
 
-    kite = ROOT / "docs/kite.jpg"
+    kite, guide = ROOT / "docs/kite.jpg", shipped_guide()
 
     provenance = read_provenance()  # checked against its sidecar
-    assert sum(p.stat().st_size for p in SHIPPED_DIR.iterdir()) <= MAX_SHIPPED_BYTES
+    assert sum(p.stat().st_size for p in SHIPPED_DIR.rglob("*")) <= MAX_SHIPPED_BYTES
     assert re.fullmatch(r"[0-9a-f]{40}", provenance["git_commit"])
     assert re.fullmatch(r"[0-9a-f]{64}", provenance["data_manifest_sha256"])
     # what ships is what the shipped pipeline last scored: no stale number in the provenance
@@ -494,3 +542,19 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
     assert np.abs(lightness_of(out) - lightness_of(kite)).max() < 1.0
     rgb = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
     assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 2  # colours, not a gray copy
+    # the shipped guide is used: at --vividness 0 the output is its colours alone, as when it
+    # runs as the model itself (the mean of identical draws)
+    for name, flags in (("default", ["--vividness", "0"]), ("alone", ["--model", str(guide)])):
+        result = run_python("-m", "pipeline", "colorize", str(kite), "--out",
+                            str(tmp_path / name), *flags)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    guided, alone = (np.asarray(Image.open(tmp_path / name / "kite.png"), dtype=np.int16)
+                     for name in ("default", "alone"))  # fmt: skip
+    assert np.abs(guided - alone).max() <= 1 and np.abs(guided - rgb).max() > 10
+    # the guide that ships is the one the shipped pipeline trained last, from today's guide.yaml
+    guide_report = json.loads((ROOT / "colorize/shipped/reports/guide.json").read_text())
+    assert provenance["guide"]["mlflow_run_id"] == guide_report["mlflow_run_id"]
+    assert (
+        provenance["guide"]["params_sha256"]
+        == hashlib.sha256((ROOT / "colorize/shipped/guide.yaml").read_bytes()).hexdigest()
+    )

@@ -19,6 +19,11 @@ and lower CIEDE2000 by 6% at the same colourfulness, for 4x the time; plain aver
 mean's estimate) would halve the colourfulness instead. ``--vividness`` below 1 moves the chroma
 toward the plain mean's: paler colours, closer to the truth on average (benchmarks/README.md).
 
+With a guide (``--guide``, by default the shipped colorizer's: a ``regression_color`` model, one
+forward pass that estimates the posterior mean E[ab | L*] directly) the guide's ab takes the place
+of the draws' mean: each pixel gets the guide's hue, at the guide's chroma plus ``--vividness``
+times what the draws' chroma has beyond it; ``--vividness 0`` is the guide alone and draws nothing.
+
 Bounded work, whatever the input (docs/colorization.md, benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
 are refused; the model sees at most WORK_PIXELS pixels (larger working sizes shrink to fit), one
@@ -60,7 +65,7 @@ from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.registry import METHODS
 from pipeline.reports.grid import save_image
-from pipeline.shipped import shipped_colorizer
+from pipeline.shipped import GUIDE_FAMILY, shipped_colorizer, shipped_guide
 
 log = logging.getLogger(__name__)
 
@@ -107,21 +112,25 @@ def bilinear_rows(small: torch.Tensor, size: tuple[int, int], rows: range) -> to
     return F.interpolate(mixed, size=(len(rows), W), mode="bilinear", align_corners=False)
 
 
-def consensus(ab: torch.Tensor, vividness: float = DEFAULT_VIVIDNESS) -> torch.Tensor:
-    """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the hue of their mean
-    m = (1/N) sum_k ab_k at a chroma between the mean's and the draws', |m| + vividness
-    ((1/N) sum_k |ab_k| - |m|) (0 where m = 0). The hue is the chroma-weighted circular mean of the
-    draws' hues. At vividness 1 the chroma is that of one draw on average; at 0 the output is the
-    plain mean (an estimate of the posterior mean, which a per-pixel error rewards), desaturated
-    wherever the draws disagree. (Zhang, Isola and Efros 2016, eq. 5, interpolate between the mean
-    and the mode of a predicted distribution for the same reason: the mean is desaturated, a mode
-    can be a wrong, isolated guess.) One draw is returned unchanged."""
-    if len(ab) == 1:
+def consensus(
+    ab: torch.Tensor, vividness: float = DEFAULT_VIVIDNESS, guide: torch.Tensor | None = None
+) -> torch.Tensor:
+    """N draws of ab (N, 2, H, W) -> one (1, 2, H, W): per pixel the hue of a centre c, the draws'
+    mean m = (1/N) sum_k ab_k or a ``guide``'s ab (1, 2, H, W), at a chroma between the centre's
+    and the draws', |c| + vividness max(0, (1/N) sum_k |ab_k| - |c|) (0 where c = 0). Without a
+    guide the hue is the chroma-weighted circular mean of the draws' hues; at vividness 1 the
+    chroma is that of one draw on average; at 0 the output is the plain mean (an estimate of the
+    posterior mean, which a per-pixel error rewards), desaturated wherever the draws disagree.
+    (Zhang, Isola and Efros 2016, eq. 5, interpolate between the mean and the mode of a predicted
+    distribution for the same reason: the mean is desaturated, a mode can be a wrong, isolated
+    guess.) One draw without a guide is returned unchanged."""
+    if len(ab) == 1 and guide is None:
         return ab
-    mean = ab.mean(0, keepdim=True)
-    norm = mean.norm(dim=1, keepdim=True)
-    chroma = norm + vividness * (ab.norm(dim=1, keepdim=True).mean(0, keepdim=True) - norm)
-    return torch.where(norm > 0, mean * chroma / norm.clamp(min=torch.finfo(ab.dtype).tiny), 0.0)
+    centre = ab.mean(0, keepdim=True) if guide is None else guide
+    norm = centre.norm(dim=1, keepdim=True)
+    extra = (ab.norm(dim=1, keepdim=True).mean(0, keepdim=True) - norm).clamp(min=0)
+    chroma = norm + vividness * extra
+    return torch.where(norm > 0, centre * chroma / norm.clamp(min=torch.finfo(ab.dtype).tiny), 0.0)
 
 
 def ab_draws(
@@ -173,17 +182,27 @@ def colorize_image(
     scale: float,
     generator: torch.Generator,
     vividness: float = DEFAULT_VIVIDNESS,
+    guide: GenerativeModel | None = None,
     precision: str = "fp32",
 ) -> Iterator[np.ndarray]:
     """``samples`` colorizations (each uint8 (H, W, 3)) of a uint8 RGB image (H, W, 3), one at a
-    time, each the ``consensus`` at ``vividness`` of ``draws`` samples (``ab_draws``) joined onto
-    the full-size L* (``join_full_size``)."""
+    time, each the ``consensus`` at ``vividness`` of ``draws`` samples (``ab_draws``), around the
+    ``guide``'s ab if one is given, joined onto the full-size L* (``join_full_size``). A guide at
+    vividness 0 is the guide's ab alone: nothing is drawn."""
+    centre = None
+    if guide is not None:
+        centre = next(
+            ab_draws(guide, rgb, steps=1, scale=scale, generator=generator, precision=precision)
+        )
+        if vividness == 0:
+            yield from itertools.repeat(join_full_size(rgb, centre), samples)
+            return
     stream = ab_draws(
         model, rgb, steps=steps, scale=scale, generator=generator, precision=precision
     )
     for _ in range(samples):
         ab = torch.cat(list(itertools.islice(stream, draws)))  # (draws, 2, h, w)
-        yield join_full_size(rgb, consensus(ab, vividness))
+        yield join_full_size(rgb, consensus(ab, vividness, centre))
 
 
 def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
@@ -198,22 +217,46 @@ def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
     return model
 
 
+def load_guide(guide_dir: str, model: GenerativeModel) -> GenerativeModel:
+    """The exported guide in ``guide_dir`` on ``model``'s device; ValueError unless it is a
+    GUIDE_FAMILY model of ``model``'s crop size and ``model`` is a diffusion colorizer."""
+    if model.params.model.family == GUIDE_FAMILY:
+        raise ValueError(f"--guide needs a diffusion --model, not a {GUIDE_FAMILY}")
+    guide = load_on(guide_dir, str(model.device))
+    family, crop = guide.params.model.family, guide.params.data.image_size
+    if family != GUIDE_FAMILY or crop != model.params.data.image_size:
+        raise ValueError(
+            f"--guide {guide_dir} holds a {family} of {crop} px crops; it must be a "
+            f"{GUIDE_FAMILY} of the model's {model.params.data.image_size} px crops"
+        )
+    return guide
+
+
+def colorizer_dirs(model: str | None, guide: str | None) -> tuple[str, str | None]:
+    """--model and --guide as given, or their defaults: the shipped colorizer and its guide
+    without --model; no guide with it."""
+    if model:
+        return model, guide
+    return str(shipped_colorizer()), guide or str(shipped_guide())
+
+
 def run(args: argparse.Namespace) -> None:
     """The command: check every output, colorize every input, then report the inputs that were
     skipped (UnreadableImages)."""
     jobs = find_inputs(args.inputs)
     out_dir = Path(args.out)
-    models_dir = args.model or str(shipped_colorizer())
+    models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
     targets = iter(
         check_outputs(
             [out_dir / name for job in jobs for name in output_names(job, args.samples)],
-            [*args.inputs, models_dir],
+            [*args.inputs, models_dir, *([guide_dir] if guide_dir else [])],
             overwrite=args.overwrite,
         )
     )
     outputs = {job: [next(targets) for _ in range(args.samples)] for job in jobs}
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     model = load_colorizer(models_dir, device)
+    guide = load_guide(guide_dir, model) if guide_dir else None
     steps = args.steps or model.params.eval.steps
     if steps > model.params.diffusion.timesteps:
         raise ValueError(
@@ -235,6 +278,7 @@ def run(args: argparse.Namespace) -> None:
                 generator=generator,
                 draws=args.draws,
                 vividness=args.vividness,
+                guide=guide,
                 precision=resolve_precision(args.precision, model.device),
             )
             for image, target in zip(images, outputs[job], strict=True):
@@ -259,6 +303,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="an exported colorizer (e.g. colorize/models); default: the one that ships with the "
         "project (pipeline/colorizer, trained by colorize/shipped/dvc.yaml)",
     )
+    parser.add_argument(
+        "--guide",
+        help=f"a {GUIDE_FAMILY} model (e.g. colorize/models_regression) whose hue and chroma each "
+        "output starts from, the draws adding --vividness of theirs; default: the shipped "
+        "colorizer's guide without --model, none with it",
+    )
     parser.add_argument("--out", required=True, help="folder for the colorized PNGs")
     parser.add_argument(
         "--steps",
@@ -282,8 +332,9 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "--vividness",
         type=float_in(0.0, 1.0),
         default=DEFAULT_VIVIDNESS,
-        help="chroma of each output between the draws' mean (0: paler, closer to the true colours "
-        "on average) and one draw's (1: as vivid as one sample) (default %(default)s)",
+        help="chroma of each output between the draws' mean or the guide's (0: paler, closer to "
+        "the true colours on average; with a guide nothing is drawn) and one draw's (1: as vivid "
+        "as one sample) (default %(default)s)",
     )
     parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same colours")
     parser.add_argument(
