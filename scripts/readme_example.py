@@ -1,11 +1,14 @@
 """The README's before/after pictures: a photo the model never saw (``docs/kite.jpg``; scikit-image's
-``motorcycle_left.png``) as the gray input the colorizer receives, K colorizations by ``python -m
-pipeline colorize``'s own code with the colorizer that ships (or ``--model``), and the original,
-side by side in ``docs/kite_colorized.png``.
+``motorcycle_left.png`` and ``coffee.png``) as the gray input the colorizer receives, colorized by
+``python -m pipeline colorize``'s own code with the colorizer that ships (or ``--model`` and
+``--guide``) at its defaults, at ``--vividness 1`` and (with a guide) by the draws alone at
+``--vividness 1``, and the original, side by side in ``docs/kite_colorized.png``.
 
-    python scripts/readme_example.py --samples 3
+    python scripts/readme_example.py
     python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/motorcycle_left.png \
         --out docs/motorcycle_colorized.jpg
+    python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/coffee.png \
+        --out docs/coffee_colorized.jpg
 """
 
 from __future__ import annotations
@@ -46,24 +49,29 @@ def main() -> None:
     parser.add_argument("--guide", help="default: the shipped guide without --model")
     parser.add_argument("--photo", default="docs/kite.jpg")
     parser.add_argument("--out", default="docs/kite_colorized.png")
-    parser.add_argument("--samples", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
     model = load_colorizer(models_dir, "cpu")
     guide = load_guide(guide_dir, model) if guide_dir else None
     rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
-    colours = colorize_image(
-        model,
-        rgb,
-        samples=args.samples,
-        steps=model.params.eval.steps,
-        scale=DEFAULT_SCALE,
-        generator=torch.Generator().manual_seed(args.seed),
-        draws=DEFAULT_DRAWS,
-        vividness=DEFAULT_VIVIDNESS,
-        guide=guide,
-    )
+    columns = [(guide, DEFAULT_VIVIDNESS), (guide, 1.0)] + ([(None, 1.0)] if guide else [])
+    colours = [
+        next(
+            colorize_image(
+                model,
+                rgb,
+                samples=1,
+                steps=model.params.eval.steps,
+                scale=DEFAULT_SCALE,
+                generator=torch.Generator().manual_seed(args.seed),
+                draws=DEFAULT_DRAWS,
+                vividness=vividness,
+                guide=around,
+            )
+        )
+        for around, vividness in columns
+    ]
     panels = [gray_of(rgb), *colours, rgb]
     gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)

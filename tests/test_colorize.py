@@ -168,7 +168,7 @@ def hue_chroma(ab):
 def test_consensus_keeps_the_mean_hue_at_the_draws_chroma(draws, hue, chroma):
     from pipeline.apps.colorize import consensus
 
-    out = consensus(torch.cat([polar(c, h) for c, h in draws]).double())
+    out = consensus(torch.cat([polar(c, h) for c, h in draws]).double(), vividness=1.0)
     assert out.shape == (1, 2, 1, 1)
     assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((hue, chroma), abs=1e-9)
     cancel = consensus(torch.tensor([[30.0, 0.0], [-30.0, 0.0]]).reshape(2, 2, 1, 1))
