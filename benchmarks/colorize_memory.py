@@ -1,7 +1,8 @@
 """Peak memory of `python -m pipeline colorize` by input size: bounded whatever the input (issue 29).
 
 Runs the real command in a subprocess per case on generated photos (smooth colour gradients, as
-JPEG) with an untrained colorizer of colorize/params.yaml (memory does not depend on the weights),
+JPEG) with an untrained colorizer of colorize/params.yaml and an untrained guide of the same params
+(``regression_color``), as the command runs by default (memory does not depend on the weights),
 `--steps 2` (nor on the steps), and reads the child's peak RSS from the kernel (os.wait4). Prints
 each case's peak, wall time and peak / BOUND, the figure the README documents.
 
@@ -58,10 +59,11 @@ def main() -> None:
     params = load_params(ROOT / "colorize/params.yaml")
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        method = method_class(params.model.family)
-        model = export_model(
-            method.build_net(params).state_dict(), step=0, params=params, out_dir=tmp / "model"
-        )
+        model, guide = (
+            export_model(method_class(family).build_net(params).state_dict(), step=0,
+                         params=params.with_values({"model.family": family}), out_dir=tmp / family)
+            for family in (params.model.family, "regression_color")
+        )  # fmt: skip
         cases = [
             ("imports only", ["-c", "import pipeline.apps.colorize"], None),
             ("0.3 MP (640x480)", None, photo(tmp / "vga.jpg", 640, 480)),
@@ -77,7 +79,8 @@ def main() -> None:
             else:
                 out = tmp / f"out-{source.stem}-{len(extra or [])}"
                 args = ["-m", "pipeline", "colorize", str(source), "--model", str(model),
-                        "--out", str(out), "--steps", "2", *(extra or [])]  # fmt: skip
+                        "--guide", str(guide), "--out", str(out), "--steps", "2",
+                        *(extra or [])]  # fmt: skip
             peak, wall, code = peak_mib(args)
             print(f"{name:<45} {peak:>9.0f} {wall:>7.1f} {code:>5} {peak / BOUND_MIB:>13.2f}")
 
