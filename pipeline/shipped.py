@@ -55,6 +55,18 @@ def shipped_guide(folder: Path = SHIPPED_DIR) -> Path:
     return shipped_colorizer(folder / GUIDE_DIR)
 
 
+def guide_mismatch(model: GenerativeModel, guide: GenerativeModel) -> str | None:
+    """Why ``guide`` cannot guide ``model`` (it must be a GUIDE_FAMILY model of the model's crop
+    size), or None when it can."""
+    family, crop = guide.params.model.family, guide.params.data.image_size
+    if family == GUIDE_FAMILY and crop == model.params.data.image_size:
+        return None
+    return (
+        f"holds a {family} of {crop} px crops; a guide is a {GUIDE_FAMILY} of the model's "
+        f"{model.params.data.image_size} px crops"
+    )
+
+
 def read_provenance(folder: Path = SHIPPED_DIR) -> dict:
     """``provenance.json`` of a shipped colorizer, checked against its sidecar."""
     return read_json(
@@ -71,17 +83,6 @@ class Trained:
     params_file: Path
     report: TrainReport
     run_tags: dict[str, str]
-
-    def checked(self, family: str) -> GenerativeModel:
-        """The model, after every check a user's load makes; ValueError unless it is a
-        ``family`` model."""
-        model = load_model(self.models_dir)
-        if model.params.model.family != family:
-            raise ValueError(
-                f"{self.models_dir}: model.family {model.params.model.family!r}; the shipped "
-                f"colorizer's {'guide' if family == GUIDE_FAMILY else 'model'} is a {family}"
-            )
-        return model
 
     def size(self) -> int:
         """Bytes its files take."""
@@ -107,14 +108,15 @@ def ship(colorizer: Trained, guide: Trained, out_dir: str | Path, *, metrics: st
     return the provenance. Refuses models that do not load (sha256, fit), are not a ``ddpm_color``
     and a ``regression_color`` of the same crop size, or together take more than
     MAX_SHIPPED_BYTES."""
-    models = colorizer.checked(FAMILY), guide.checked(GUIDE_FAMILY)
-    crops = [model.params.data.image_size for model in models]
-    size = colorizer.size() + guide.size()
-    if crops[0] != crops[1]:
+    model = load_model(colorizer.models_dir)  # every check a user's load makes, before copying
+    if model.params.model.family != FAMILY:
         raise ValueError(
-            f"{guide.models_dir}: data.image_size {crops[1]}; the guide must colorize the "
-            f"colorizer's {crops[0]} px crops"
+            f"{colorizer.models_dir}: model.family {model.params.model.family!r}; the shipped "
+            f"colorizer is a {FAMILY}"
         )
+    if problem := guide_mismatch(model, load_model(guide.models_dir)):
+        raise ValueError(f"{guide.models_dir} {problem}")
+    size = colorizer.size() + guide.size()
     if size > MAX_SHIPPED_BYTES:
         raise ValueError(
             f"{colorizer.models_dir} and {guide.models_dir}: {size / 2**20:.1f} MiB, above the "

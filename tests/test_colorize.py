@@ -233,7 +233,11 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
     # a guide must be a regression_color of the model's crop size, for a diffusion model
     diffusion = export(tmp_path, "ddpm_color")
     for model, guide, message in (
-        (diffusion, diffusion, "holds a ddpm_color of 8 px crops; it must be a regression_color"),
+        (
+            diffusion,
+            diffusion,
+            "holds a ddpm_color of 8 px crops; a guide is a regression_color of the model's 8 px",
+        ),
         (models, models, "--guide needs a diffusion --model, not a regression_color"),
     ):
         result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
@@ -498,11 +502,11 @@ def test_ship_copies_a_checked_colorizer_and_its_guide_with_their_provenance(tmp
         shipped.shipped_colorizer(tmp_path / "none")
     # only a ddpm_color and a regression_color within the size budget ship, else nothing is written
     with pytest.raises(
-        ValueError, match="model.family 'regression_color'; the shipped colorizer's model"
+        ValueError, match="model.family 'regression_color'; the shipped colorizer is a ddpm"
     ):
         ship(guide, guide, tmp_path / "swapped")
     with pytest.raises(
-        ValueError, match="model.family 'ddpm_color'; the shipped colorizer's guide"
+        ValueError, match="holds a ddpm_color of 8 px crops; a guide is a regression"
     ):
         ship(models, models, tmp_path / "two")
     monkeypatch.setattr(shipped, "MAX_SHIPPED_BYTES", 1000)

@@ -66,7 +66,7 @@ from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.registry import METHODS
 from pipeline.reports.grid import save_image
-from pipeline.shipped import GUIDE_FAMILY, shipped_colorizer, shipped_guide
+from pipeline.shipped import GUIDE_FAMILY, guide_mismatch, shipped_colorizer, shipped_guide
 
 log = logging.getLogger(__name__)
 
@@ -225,12 +225,8 @@ def load_guide(guide_dir: str, model: GenerativeModel) -> GenerativeModel:
     if model.params.model.family == GUIDE_FAMILY:
         raise ValueError(f"--guide needs a diffusion --model, not a {GUIDE_FAMILY}")
     guide = load_on(guide_dir, str(model.device))
-    family, crop = guide.params.model.family, guide.params.data.image_size
-    if family != GUIDE_FAMILY or crop != model.params.data.image_size:
-        raise ValueError(
-            f"--guide {guide_dir} holds a {family} of {crop} px crops; it must be a "
-            f"{GUIDE_FAMILY} of the model's {model.params.data.image_size} px crops"
-        )
+    if problem := guide_mismatch(model, guide):
+        raise ValueError(f"--guide {guide_dir} {problem}")
     return guide
 
 
