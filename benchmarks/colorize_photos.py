@@ -40,6 +40,7 @@ from pipeline.apps.colorize import (  # noqa: E402
     DEFAULT_VIVIDNESS,
     ab_draws,
     consensus,
+    guide_ab,
     join_full_size,
     load_colorizer,
     load_guide,
@@ -75,13 +76,11 @@ def colour(
     ``vividness``, from the same draws: the scores of the command's output and the seconds the
     command takes for it (the guide, the draws it needs and one join)."""
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
-    generator = torch.Generator(model.device).manual_seed(0)
     start = time.perf_counter()
-    centre = None if guide is None else next(ab_draws(guide, rgb, steps=1, scale=DEFAULT_SCALE,
-                                                      generator=generator))  # fmt: skip
+    centre = None if guide is None else guide_ab(guide, rgb, scale=DEFAULT_SCALE)
     guided = time.perf_counter() - start
     stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
-                      generator=generator)  # fmt: skip
+                      generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
     ab = torch.cat(list(itertools.islice(stream, draws)))
     drawn = time.perf_counter() - start - guided
     truth = {"chroma_truth": chroma(rgb)}

@@ -159,6 +159,15 @@ def ab_draws(
         yield split_lab(out.cpu())[1].double() * AB_SCALE
 
 
+def guide_ab(
+    guide: GenerativeModel, rgb: np.ndarray, *, scale: float, precision: str = "fp32"
+) -> torch.Tensor:
+    """A guide's ab (1, 2, h, w) in CIELAB units for a uint8 RGB image (H, W, 3), at the working
+    size ``ab_draws`` uses: one network pass, no noise."""
+    unused = torch.Generator(guide.device)  # a regression draws no noise
+    return next(ab_draws(guide, rgb, steps=1, scale=scale, generator=unused, precision=precision))
+
+
 def join_full_size(rgb: np.ndarray, ab: torch.Tensor) -> np.ndarray:
     """ab (1, 2, h, w) in CIELAB units upsampled (bilinear) onto the full-resolution L* of a uint8
     RGB image (H, W, 3), strip by strip: the colorized image, uint8 (H, W, 3)."""
@@ -193,9 +202,7 @@ def colorize_image(
     vividness 0 is the guide's ab alone: nothing is drawn."""
     centre = None
     if guide is not None:
-        centre = next(
-            ab_draws(guide, rgb, steps=1, scale=scale, generator=generator, precision=precision)
-        )
+        centre = guide_ab(guide, rgb, scale=scale, precision=precision)
         if vividness == 0:
             yield from itertools.repeat(join_full_size(rgb, centre), samples)
             return
