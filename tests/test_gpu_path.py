@@ -1,16 +1,20 @@
 """The per-GPU code (issue 26): it imports with torch alone; its step never waits on the device
-(the EMA counts its updates on the host, AdamW is fused on CUDA); on CPU it computes what it did
-before (tests/test_regression.py holds the values bit for bit). The CUDA tests run where a GPU is,
-and are skipped elsewhere (CI has none)."""
+(the EMA counts its updates on the host, AdamW is fused on CUDA, no family reads a value back: a
+dispatch-level watch checks every family on CPU, so CI sees a read a GPU would stall on); on CPU it
+computes what it did before (tests/test_regression.py holds the values bit for bit). The CUDA tests
+run where a GPU is, and are skipped elsewhere (CI has none)."""
 
 import subprocess
 import sys
 import textwrap
+import traceback
 
 import pytest
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
+from pipeline.config import Params, from_dict
 from pipeline.methods.base import Sampling
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
@@ -138,6 +142,89 @@ def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode()
     assert "project / diffusers:" in result.stdout
     sampling = [line for line in result.stdout.splitlines() if "sampling" in line]
     assert len(sampling) == 4 and all(float(line.split()[-2]) > 0 for line in sampling)
+
+
+class HostReads(TorchDispatchMode):
+    """Records every operator that hands a tensor's values to the host (``.item()``, ``int(t)``,
+    ``bool(t)`` in an ``if``, ``nonzero``, boolean masks, ``torch.equal``): on CUDA each of them
+    waits for the device to drain. On CPU nothing waits, but the same calls run, so CI sees them."""
+
+    READS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "equal"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.READS:  # named with the innermost caller of ours
+            *ours, _ = [
+                f for f in traceback.extract_stack() if "torch" not in f.filename.split("/")
+            ]
+            caller = ours[-1]
+            self.reads.append(
+                f"{func.overloadpacket.__name__} at {caller.filename}:{caller.lineno}"
+            )
+        return func(*args, **(kwargs or {}))
+
+
+class FusedAdamW(torch.optim.AdamW):
+    """AdamW as ``adamw`` builds it on CUDA (fused), here on CPU (PyTorch has a fused CPU kernel).
+    The CPU default reads each parameter's step count with ``.item()``: the CPU's affair only."""
+
+    def __init__(self, params, fused=None, **options):
+        super().__init__(params, fused=True, **options)
+
+
+def tiny_family(family: str) -> Params:
+    """The smallest params that build ``family``: 8 x 8 images, 8 channels."""
+    colour = family in ("ddpm_color", "regression_color")
+    return from_dict(Params, {
+        "data": {"image_size": 8, "channels": 3 if colour else 1},
+        "model": {"family": family, "base_channels": 8, "channel_mult": [1, 2],
+                  "num_res_blocks": 1, "attention_resolutions": [4], "num_heads": 1},
+        "vae": {"latent_dim": 4, "width": 8},
+        "gan": {"latent_dim": 8, "width": 8},
+        "diffusion": {"timesteps": 50},
+        "guidance": {"num_classes": 10},  # the default data's (mnist-5k)
+        "tune": {"enabled": False},
+    })  # fmt: skip
+
+
+def steps_reads(family: str) -> list[str]:
+    """The host reads of a family's third training step and EMA update (the first two warm up:
+    the EMA's first update copies and reads its count once)."""
+    params = tiny_family(family)
+    torch.manual_seed(0)
+    method = method_class(family)(params, torch.device("cpu"))
+    method.prepare(lambda net: net)
+    ema = make_ema(method.net)
+    images = torch.rand(4, *params.data.image_shape) * 2 - 1
+    batch = [images, torch.tensor([0, 1, 1, 0])] if family == "ddpm_cfg" else images
+    for step in range(2):
+        method.train_step([batch], lr=1e-3, step=step)
+        ema.update_parameters(method.net)
+    with HostReads() as watch:
+        method.train_step([batch], lr=1e-3, step=2)
+        ema.update_parameters(method.net)
+    return watch.reads
+
+
+@pytest.mark.parametrize("family", sorted(METHODS))
+def test_no_family_reads_a_tensor_back_to_the_host_in_its_training_step(monkeypatch, family):
+    """Issue 26: a step that reads a value back (a loss's ``.item()``, the EMA's ``int(n)``)
+    stalls the GPU every step. On CPU, with AdamW fused as on CUDA, no step reads anything."""
+    monkeypatch.setattr(torch.optim, "AdamW", FusedAdamW)
+    assert steps_reads(family) == []
+
+
+def test_the_host_read_watch_sees_a_read_when_there_is_one():
+    with HostReads() as watch:
+        lineno = sys._getframe().f_lineno + 1
+        torch.tensor(2.0).item()
+    assert len(watch.reads) == 1 and watch.reads[0] == f"_local_scalar_dense at {__file__}:{lineno}"
+    # PyTorch's unfused CPU AdamW reads each parameter's step count: the watch sees every one
+    parameters = method_class("ddpm")(tiny_family("ddpm"), torch.device("cpu")).net.parameters()
+    assert len(steps_reads("ddpm")) == len(list(parameters))
 
 
 @CUDA
