@@ -8,15 +8,19 @@ the precision the worker would use (``train.precision: auto``: bf16 autocast on 
 CPU). Printed: ms per step, img/s and MFU, the share of the device's peak (``--peak-tflops``)
 that the step's FLOPs (torch.utils.flop_counter, one forward and backward) reach.
 
-Sampling: DDIM with ``--sample-steps`` steps of ``--samples`` images, fp32 and under bf16 autocast,
-the project's sampler (pipeline.diffusion via the model's ``sample``) against diffusers'
-DDIMScheduler loop on its UNet.
+Sampling: DDIM with ``--sample-steps`` steps of ``--samples`` images, fp32 and bf16, the project's
+sampler as evaluate, sample and colorize run it (the model's ``sample`` with ``precision``: the
+network under bf16 autocast, x_t in fp32) against diffusers' DDIMScheduler loop on its UNet under
+the same autocast. benchmarks/bf16_fid.py checks that bf16 draws images as good as fp32's.
 
 Profiles: ``default`` (params.yaml's UNet on 28 x 28 gray images, batch 64) and ``gpu`` (the
 README's GPU profile: 128 channels, [1, 2, 2, 2], attention at 16, CIFAR-10-sized, batch 128);
-``--compile`` adds torch.compile rows. On a CUDA machine:
+``--modes`` picks the rows: ``eager``, ``compiled`` (torch.compile, what ``train.compile: auto``
+does on CUDA) and ``graphs`` (torch.compile's reduce-overhead mode: CUDA graphs replay the step's
+kernels without launching each from Python; CUDA only; each step is marked with
+``torch.compiler.cudagraph_mark_step_begin``). On a CUDA machine:
 
-    python benchmarks/gpu_step.py --profiles default,gpu --batches 128,512 --compile
+    python benchmarks/gpu_step.py --profiles default,gpu --batches 128,512 --modes eager,compiled,graphs
     python benchmarks/gpu_step.py --smoke     # tiny, on CPU, in seconds: CI keeps it working
 
 It needs torch, diffusers and this package only (no Ray, MLflow or DVC: the per-GPU code imports
@@ -123,16 +127,31 @@ def step_flops(net: torch.nn.Module, forward: Callable[[], torch.Tensor]) -> int
     return counter.get_total_flops()
 
 
-def project_step(params: Params, device: torch.device, compile: bool):
-    """The worker's step: the method's train_step and the EMA update."""
+MODES = {
+    "eager": lambda net: net,
+    "compiled": torch.compile,
+    "graphs": lambda net: torch.compile(net, mode="reduce-overhead"),
+}
+
+
+def begin_step(mode: str) -> None:
+    """Tell CUDA graph trees that a new step starts (its outputs of the last one may be reused)."""
+    if mode == "graphs":
+        torch.compiler.cudagraph_mark_step_begin()
+
+
+def project_step(params: Params, device: torch.device, mode: str):
+    """The worker's step: the method's train_step and the EMA update, the network wrapped as
+    ``mode`` says (the worker's ``prepare`` wraps it in DDP around that)."""
     method = method_class("ddpm")(params, device)
-    method.prepare(torch.compile if compile else (lambda net: net))
+    method.prepare(MODES[mode])
     ema = make_ema(method.net, params.train.ema_decay)
     shape = (params.train.batch_size, *params.data.image_shape)
     batch = torch.rand(shape, device=device) * 2 - 1
     counter = iter(range(10**9))
 
     def step() -> None:
+        begin_step(mode)
         method.train_step([batch], lr=params.train.lr, step=next(counter))
         ema.update_parameters(method.net)
 
@@ -141,10 +160,10 @@ def project_step(params: Params, device: torch.device, compile: bool):
     return step, flops, method
 
 
-def peer_step(params: Params, device: torch.device, compile: bool):
+def peer_step(params: Params, device: torch.device, mode: str):
     """The same work with diffusers' UNet2DModel: epsilon MSE at a random t, AdamW, the EMA."""
     unet = peer_unet(params).to(device)
-    trained = torch.compile(unet) if compile else unet
+    trained = MODES[mode](unet)
     optimizer = adamw(unet.parameters(), device, lr=params.train.lr)
     ema = make_ema(unet, params.train.ema_decay)
     precision = resolve_precision(params.train.precision, device)
@@ -155,6 +174,7 @@ def peer_step(params: Params, device: torch.device, compile: bool):
     alpha_bar = torch.cumprod(1 - betas, 0)
 
     def step() -> None:
+        begin_step(mode)
         t = torch.randint(0, len(alpha_bar), (shape[0],), device=device)
         noise = torch.randn_like(x0)
         a = alpha_bar[t].view(-1, 1, 1, 1)
@@ -184,10 +204,9 @@ def sampling_rates(method, unet, params, device, args) -> dict[str, float]:
     for precision in ("fp32", "bf16"):
         enabled = precision == "bf16"
 
-        def ours(enabled=enabled) -> None:
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled):
-                model.sample(args.samples, generator=torch.Generator(device).manual_seed(0),
-                             how=Sampling(steps=args.sample_steps))  # fmt: skip
+        def ours(precision=precision) -> None:
+            model.sample(args.samples, precision=precision, how=Sampling(steps=args.sample_steps),
+                         generator=torch.Generator(device).manual_seed(0))  # fmt: skip
 
         @torch.no_grad()
         def theirs(enabled=enabled) -> None:
@@ -213,7 +232,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--profiles", default="default,gpu")
     parser.add_argument("--batches", help="comma-separated batch sizes (default: the profile's)")
-    parser.add_argument("--compile", action="store_true", help="add torch.compile rows")
+    parser.add_argument("--modes", default="eager", help=f"rows, of {', '.join(MODES)}")
     parser.add_argument("--steps", type=int, default=30, help="timed steps (after 5 warm-up)")
     parser.add_argument("--samples", type=int, default=1000, help="images sampled")
     parser.add_argument("--sample-steps", type=int, default=50, help="DDIM steps")
@@ -228,6 +247,11 @@ def main() -> None:
     if args.smoke:
         args.profiles, args.steps, args.samples, args.sample_steps = "smoke", 2, 4, 3
     device = torch.device("cuda" if torch.cuda.is_available() and not args.smoke else "cpu")
+    modes = args.modes.split(",")
+    if unknown := [m for m in modes if m not in MODES or (m == "graphs" and device.type != "cuda")]:
+        parser.error(
+            f"--modes: {','.join(unknown)} not among {', '.join(MODES)} (graphs: CUDA only)"
+        )
     peak = args.peak_tflops or (790.0 if device.type == "cuda" else None)  # CPU: no MFU
     print(f"device {device} ({torch.cuda.get_device_name() if device.type == 'cuda' else 'CPU'}), "
           f"torch {torch.__version__}, peak {peak or '-'} TFLOP/s")  # fmt: skip
@@ -239,15 +263,15 @@ def main() -> None:
         )
         for batch in batches:
             params = params_of(profile, batch, device)
-            for compile in (False, True) if args.compile else (False,):
+            for mode in modes:
                 rates, built = {}, {}
                 for code, build in (("project", project_step), ("diffusers", peer_step)):
-                    step, flops, net = build(params, device, compile)
+                    step, flops, net = build(params, device, mode)
                     seconds = timed(step, device, 5 if not args.smoke else 1, args.steps)
                     network = net.net if code == "project" else net
                     size = sum(p.numel() for p in network.parameters()) / 1e6
                     rates[code], built[code] = batch / seconds, net
-                    print(f"{profile:<8} {batch:>5} {'compiled' if compile else 'eager':<8} "
+                    print(f"{profile:<8} {batch:>5} {mode:<8} "
                           f"{code:<9} {size:6.1f}M {flops / batch / 1e9:9.2f} "
                           f"{1000 * seconds:8.1f} {batch / seconds:8.0f} "
                           f"{mfu(flops, seconds, peak):>6}")  # fmt: skip

@@ -4,6 +4,7 @@ dispatch-level watch checks every family on CPU, so CI sees a read a GPU would s
 computes what it did before (tests/test_regression.py holds the values bit for bit). The CUDA tests
 run where a GPU is, and are skipped elsewhere (CI has none)."""
 
+import re
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from pipeline.config import Params, from_dict
+from pipeline.config import Params, from_dict, to_dict
 from pipeline.methods.base import Sampling
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
@@ -225,6 +226,45 @@ def test_the_host_read_watch_sees_a_read_when_there_is_one():
     # PyTorch's unfused CPU AdamW reads each parameter's step count: the watch sees every one
     parameters = method_class("ddpm")(tiny_family("ddpm"), torch.device("cpu")).net.parameters()
     assert len(steps_reads("ddpm")) == len(list(parameters))
+
+
+def test_the_bf16_fid_benchmark_scores_both_precisions_on_the_same_seeds(processed_data, tmp_path):
+    """benchmarks/bf16_fid.py end to end on a tiny untrained colorizer (its own eval section:
+    colour features, 3 steps) and the photos' test crops: per seed an FID for fp32 and bf16, bf16's
+    its own (the network ran in bf16), each seed other images, and the summary."""
+    from pipeline.config import DataConfig
+    from pipeline.methods.export import export_model
+    from tests.conftest import ROOT
+
+    data = DataConfig(source="photos", image_size=8, channels=3, fit="tiles")
+    params = from_dict(Params, {
+        "data": to_dict(data),
+        "model": {"family": "ddpm_color", "base_channels": 8, "channel_mult": [1, 2],
+                  "num_res_blocks": 1, "attention_resolutions": [], "num_heads": 1},
+        "diffusion": {"timesteps": 50},
+        "eval": {"steps": 3, "batch_size": 16, "features": "colour"},
+        "tune": {"enabled": False},
+    })  # fmt: skip
+    torch.manual_seed(0)
+    net = method_class("ddpm_color").build_net(params)
+    nn.init.normal_(net.conv_out.weight, std=0.05)  # zero at init: every draw would be the same
+    models = export_model(net.state_dict(), step=0, params=params, out_dir=tmp_path / "models")
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/bf16_fid.py"), "--models", str(models),
+         "--data", str(processed_data(data)), "--seeds", "0,1"],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    fids = {
+        int(seed): (float(fp32), float(bf16))
+        for seed, fp32, bf16 in re.findall(
+            r"seed (\d+): fp32 ([\d.]+), bf16 ([\d.]+)", result.stdout
+        )
+    }
+    assert set(fids) == {0, 1}, result.stdout
+    assert all(fp32 != bf16 for fp32, bf16 in fids.values())
+    assert fids[0] != fids[1]
+    assert re.search(r"fp32's spread over seeds \(std\) [\d.]+; \|shift\| / spread", result.stdout)
 
 
 @CUDA
