@@ -2,8 +2,13 @@
 (the EMA counts its updates on the host, AdamW is fused on CUDA, no family reads a value back: a
 dispatch-level watch checks every family on CPU, so CI sees a read a GPU would stall on); on CPU it
 computes what it did before (tests/test_regression.py holds the values bit for bit). The CUDA tests
-run where a GPU is, and are skipped elsewhere (CI has none)."""
+run where a GPU is, and are skipped elsewhere (CI has none). They need torch alone, so a bare GPU
+machine runs them without the conftest (which starts Ray clusters):
 
+    python -m pytest --noconftest tests/test_gpu_path.py -k "cuda and not compile"
+"""
+
+import contextlib
 import re
 import subprocess
 import sys
@@ -22,6 +27,89 @@ from pipeline.models import make_ema
 from pipeline.registry import METHODS, method_class, method_module
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+class HostReads(TorchDispatchMode):
+    """Records every operator that hands a tensor's values to the host (``.item()``, ``int(t)``,
+    ``bool(t)`` in an ``if``, ``nonzero``, boolean masks, ``torch.equal``): on CUDA each of them
+    waits for the device to drain. On CPU nothing waits, but the same calls run, so CI sees them."""
+
+    READS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "equal"}
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.reads: list[str] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.overloadpacket.__name__ in self.READS:  # named with the innermost caller of ours
+            *ours, _ = [
+                f for f in traceback.extract_stack() if "torch" not in f.filename.split("/")
+            ]
+            caller = ours[-1]
+            self.reads.append(
+                f"{func.overloadpacket.__name__} at {caller.filename}:{caller.lineno}"
+            )
+        return func(*args, **(kwargs or {}))
+
+
+class FusedAdamW(torch.optim.AdamW):
+    """AdamW as ``adamw`` builds it on CUDA (fused), here on CPU (PyTorch has a fused CPU kernel).
+    The CPU default reads each parameter's step count with ``.item()``: the CPU's affair only."""
+
+    def __init__(self, params, fused=None, **options):
+        super().__init__(params, fused=True, **options)
+
+
+def tiny_family(family: str) -> Params:
+    """The smallest params that build ``family``: 8 x 8 images, 8 channels."""
+    colour = family in ("ddpm_color", "regression_color")
+    return from_dict(Params, {
+        "data": {"image_size": 8, "channels": 3 if colour else 1},
+        "model": {"family": family, "base_channels": 8, "channel_mult": [1, 2],
+                  "num_res_blocks": 1, "attention_resolutions": [4], "num_heads": 1},
+        "vae": {"latent_dim": 4, "width": 8},
+        "gan": {"latent_dim": 8, "width": 8},
+        "diffusion": {"timesteps": 50},
+        "guidance": {"num_classes": 10},  # the default data's (mnist-5k)
+        "tune": {"enabled": False},
+    })  # fmt: skip
+
+
+def third_step(family: str, device: str, watch: contextlib.AbstractContextManager) -> None:
+    """A family's third training step and EMA update under ``watch``, on ``device`` (the first two
+    warm up: allocations, and the EMA's first update copies and reads its count once)."""
+    params = tiny_family(family)
+    torch.manual_seed(0)
+    method = method_class(family)(params, torch.device(device))
+    method.prepare(lambda net: net)
+    ema = make_ema(method.net)
+    images = torch.rand(4, *params.data.image_shape, device=device) * 2 - 1
+    labels = torch.tensor([0, 1, 1, 0], device=device)
+    batch = [images, labels] if family == "ddpm_cfg" else images
+    for step in range(2):
+        method.train_step([batch], lr=1e-3, step=step)
+        ema.update_parameters(method.net)
+    with watch:
+        method.train_step([batch], lr=1e-3, step=2)
+        ema.update_parameters(method.net)
+
+
+def steps_reads(family: str) -> list[str]:
+    """The host reads of ``third_step`` on CPU."""
+    watch = HostReads()
+    third_step(family, "cpu", watch)
+    return watch.reads
+
+
+@contextlib.contextmanager
+def device_syncs_fail():
+    """Any CUDA call that waits for the device raises (torch.cuda.set_sync_debug_mode)."""
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        yield
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
 
 
 def test_the_per_gpu_code_imports_with_torch_alone():
@@ -99,9 +187,7 @@ def test_compile_auto_compiles_on_cuda_only():
 
 @pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
 def test_bf16_sampling_runs_the_network_under_autocast_and_returns_float32_near_fp32(device):
-    from tests.factories import TINY
-
-    method = method_class("ddpm")(TINY, torch.device(device))
+    method = method_class("ddpm")(tiny_family("ddpm"), torch.device(device))
     torch.manual_seed(0)
     nn.init.normal_(method.net.conv_out.weight, std=0.05)  # zero at init: eps would be exactly 0
     model = method.model(method.net.eval())
@@ -117,9 +203,12 @@ def test_bf16_sampling_runs_the_network_under_autocast_and_returns_float32_near_
     assert torch.equal(sample("fp32"), fp32)  # fp32 is what it always was: seeded, exact
 
 
-def test_adamw_is_fused_on_cuda_only():
-    cpu = adamw(nn.Linear(2, 2).parameters(), torch.device("cpu"), lr=1e-3)
-    assert not cpu.defaults["fused"]  # PyTorch's default on CPU: the regression values hold
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=CUDA)])
+def test_adamw_is_fused_on_cuda_only(device):
+    net = nn.Linear(2, 2).to(device)
+    optimizer = adamw(net.parameters(), torch.device(device), lr=1e-3)
+    # CPU: PyTorch's default (the regression values hold); CUDA: one launch, no host sync
+    assert bool(optimizer.defaults["fused"]) == (device == "cuda")
 
 
 def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode():
@@ -143,71 +232,6 @@ def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode()
     assert "project / diffusers:" in result.stdout
     sampling = [line for line in result.stdout.splitlines() if "sampling" in line]
     assert len(sampling) == 4 and all(float(line.split()[-2]) > 0 for line in sampling)
-
-
-class HostReads(TorchDispatchMode):
-    """Records every operator that hands a tensor's values to the host (``.item()``, ``int(t)``,
-    ``bool(t)`` in an ``if``, ``nonzero``, boolean masks, ``torch.equal``): on CUDA each of them
-    waits for the device to drain. On CPU nothing waits, but the same calls run, so CI sees them."""
-
-    READS = {"_local_scalar_dense", "nonzero", "masked_select", "_unique2", "unique_dim", "equal"}
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.reads: list[str] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func.overloadpacket.__name__ in self.READS:  # named with the innermost caller of ours
-            *ours, _ = [
-                f for f in traceback.extract_stack() if "torch" not in f.filename.split("/")
-            ]
-            caller = ours[-1]
-            self.reads.append(
-                f"{func.overloadpacket.__name__} at {caller.filename}:{caller.lineno}"
-            )
-        return func(*args, **(kwargs or {}))
-
-
-class FusedAdamW(torch.optim.AdamW):
-    """AdamW as ``adamw`` builds it on CUDA (fused), here on CPU (PyTorch has a fused CPU kernel).
-    The CPU default reads each parameter's step count with ``.item()``: the CPU's affair only."""
-
-    def __init__(self, params, fused=None, **options):
-        super().__init__(params, fused=True, **options)
-
-
-def tiny_family(family: str) -> Params:
-    """The smallest params that build ``family``: 8 x 8 images, 8 channels."""
-    colour = family in ("ddpm_color", "regression_color")
-    return from_dict(Params, {
-        "data": {"image_size": 8, "channels": 3 if colour else 1},
-        "model": {"family": family, "base_channels": 8, "channel_mult": [1, 2],
-                  "num_res_blocks": 1, "attention_resolutions": [4], "num_heads": 1},
-        "vae": {"latent_dim": 4, "width": 8},
-        "gan": {"latent_dim": 8, "width": 8},
-        "diffusion": {"timesteps": 50},
-        "guidance": {"num_classes": 10},  # the default data's (mnist-5k)
-        "tune": {"enabled": False},
-    })  # fmt: skip
-
-
-def steps_reads(family: str) -> list[str]:
-    """The host reads of a family's third training step and EMA update (the first two warm up:
-    the EMA's first update copies and reads its count once)."""
-    params = tiny_family(family)
-    torch.manual_seed(0)
-    method = method_class(family)(params, torch.device("cpu"))
-    method.prepare(lambda net: net)
-    ema = make_ema(method.net)
-    images = torch.rand(4, *params.data.image_shape) * 2 - 1
-    batch = [images, torch.tensor([0, 1, 1, 0])] if family == "ddpm_cfg" else images
-    for step in range(2):
-        method.train_step([batch], lr=1e-3, step=step)
-        ema.update_parameters(method.net)
-    with HostReads() as watch:
-        method.train_step([batch], lr=1e-3, step=2)
-        ema.update_parameters(method.net)
-    return watch.reads
 
 
 @pytest.mark.parametrize("family", sorted(METHODS))
@@ -268,25 +292,9 @@ def test_the_bf16_fid_benchmark_scores_both_precisions_on_the_same_seeds(process
 
 
 @CUDA
-def test_a_training_step_and_its_ema_update_never_sync_with_the_host():
-    from tests.factories import TINY
-
-    device = torch.device("cuda")
-    trainer = method_class("ddpm")(TINY, device)
-    trainer.prepare(lambda net: net)
-    ema = make_ema(trainer.net)
-    batch = torch.rand(8, *TINY.data.image_shape, device=device) * 2 - 1
-    trainer.train_step([batch], lr=1e-3, step=0)  # warm-up: allocations, the EMA's first read
-    ema.update_parameters(trainer.net)
-    torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
-    try:
-        for step in range(1, 4):
-            trainer.train_step([batch], lr=1e-3, step=step)
-            ema.update_parameters(trainer.net)
-    finally:
-        torch.cuda.set_sync_debug_mode("default")
-    assert adamw(trainer.net.parameters(), device, lr=1e-3).defaults["fused"]
+@pytest.mark.parametrize("family", sorted(METHODS))
+def test_no_family_syncs_with_the_host_in_its_training_step_on_cuda(family):
+    third_step(family, "cuda", device_syncs_fail())
 
 
 @pytest.mark.parametrize("kind", ["random", "colorizer"])
