@@ -24,6 +24,7 @@ import dataclasses
 import statistics
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -69,6 +70,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="0,1,2,3,4", help="eval seeds, comma-separated")
     parser.add_argument("--samples", type=int, help="images per draw (default: eval.num_samples)")
     args = parser.parse_args()
+    warnings.filterwarnings("ignore", message="Metric `Kernel Inception Distance`")  # its buffer
     model = load_model(args.models, "cuda" if torch.cuda.is_available() else "cpu")
     config = load_params(args.params).eval if args.params else model.params.eval
     if args.samples:

@@ -23,6 +23,9 @@ kernels without launching each from Python; CUDA only; each step is marked with
     python benchmarks/gpu_step.py --profiles default,gpu --batches 128,512 --modes eager,compiled,graphs
     python benchmarks/gpu_step.py --smoke     # tiny, on CPU, in seconds: CI keeps it working
 
+``--ops N`` adds, per profile and batch, torch.profiler's N most expensive operators of the
+project's eager step and of its bf16 sampling: where the time goes, from the same run.
+
 It needs torch, diffusers and this package only (no Ray, MLflow or DVC: the per-GPU code imports
 without them).
 """
@@ -31,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -223,6 +227,21 @@ def sampling_rates(method, unet, params, device, args) -> dict[str, float]:
     return rates
 
 
+def top_ops(run: Callable[[], None], device: torch.device, count: int) -> str:
+    """torch.profiler's table of the ``count`` operators that took the most device time (CPU time
+    on a CPU) over one call of ``run``: where the time goes, in one run of the benchmark."""
+    cuda = device.type == "cuda"
+    activities = [torch.profiler.ProfilerActivity.CPU]
+    if cuda:
+        activities.append(torch.profiler.ProfilerActivity.CUDA)
+    with torch.profiler.profile(activities=activities) as profiler:
+        run()
+        if cuda:
+            torch.cuda.synchronize(device)
+    key = "self_device_time_total" if cuda else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=key, row_limit=count)
+
+
 def mfu(flops: int, seconds: float, peak: float | None) -> str:
     """The share of the peak reached, or "-" without a peak (a CPU's depends on its kernels)."""
     return f"{flops / seconds / (peak * 1e12):.1%}" if peak else "-"
@@ -241,6 +260,13 @@ def main() -> None:
         "--peak-tflops",
         type=float,
         help="the device's peak for MFU (default on CUDA: 790, an H200's bf16)",
+    )
+    parser.add_argument(
+        "--ops",
+        type=int,
+        default=0,
+        help="print the N operators that take the most time in the project's eager step and bf16 "
+        "sampling (torch.profiler), per profile and batch",
     )
     parser.add_argument("--smoke", action="store_true", help="tiny sizes on CPU, in seconds")
     args = parser.parse_args()
@@ -283,6 +309,19 @@ def main() -> None:
                 method, built["diffusers"], params, device, args
             ).items():
                 print(f"{profile:<8} DDIM-{args.sample_steps} sampling {name}: {rate:.0f} img/s")
+            if args.ops:
+                step, _, _ = project_step(params, device, "eager")
+                step()  # warm-up
+                print(f"{profile} batch {batch}: the project's eager step, top {args.ops} ops")
+                print(top_ops(step, device, args.ops))
+                model = method.model(method.net.eval())
+                print(f"{profile}: the project's DDIM-{args.sample_steps} bf16 sampling of "
+                      f"{args.samples}, top {args.ops} ops")  # fmt: skip
+                sample = functools.partial(
+                    model.sample, args.samples, precision="bf16",
+                    how=Sampling(steps=args.sample_steps), generator=torch.Generator(device),
+                )  # fmt: skip
+                print(top_ops(sample, device, args.ops))
 
 
 if __name__ == "__main__":
