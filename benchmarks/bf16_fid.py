@@ -7,7 +7,9 @@ it (``eval.features`` FID against the test split; a colorizer colours the test i
 A seed gives both precisions the same x_T and step noise, so each seed's bf16 - fp32 difference is
 paired. Sampling noise is the spread of fp32's FID over the seeds (the same model drawing other
 images). Printed: per seed both FIDs and their difference; per precision the mean FID and img/s;
-then the mean difference in units of that spread ("within noise": at most 1) and bf16's speed-up.
+then the mean difference with its paired standard error (a consistent bias shows as a difference
+of several standard errors, however small), in units of that spread ("within noise": at most 1),
+and bf16's speed-up.
 
     python benchmarks/bf16_fid.py --models models --featurenet featurenet --data data/processed
     python benchmarks/bf16_fid.py --models pipeline/colorizer --data colorize/data/processed
@@ -99,11 +101,14 @@ def main() -> None:
         print(f"seed {seed}: fp32 {fid['fp32'][-1]:.3f}, bf16 {fid['bf16'][-1]:.3f}, "
               f"bf16 - fp32 {difference:+.3f}")  # fmt: skip
     noise = statistics.stdev(fid["fp32"]) if len(seeds) > 1 else float("nan")
-    shift = statistics.mean(fid["bf16"]) - statistics.mean(fid["fp32"])
+    differences = [bf16 - fp32 for fp32, bf16 in zip(fid["fp32"], fid["bf16"], strict=True)]
+    shift = statistics.mean(differences)
+    error = statistics.stdev(differences) / len(seeds) ** 0.5 if len(seeds) > 1 else float("nan")
     for precision, values in fid.items():
         print(f"{precision}: FID {statistics.mean(values):.3f} (over {len(seeds)} seeds), "
               f"{len(seeds) * config.num_samples / seconds[precision]:.1f} img/s")  # fmt: skip
-    print(f"bf16 - fp32: {shift:+.3f}; fp32's spread over seeds (std) {noise:.3f}; "
+    print(f"bf16 - fp32: {shift:+.3f} (paired over the seeds: standard error {error:.3f}); "
+          f"fp32's spread over seeds (std) {noise:.3f}; "
           f"|shift| / spread {abs(shift) / noise:.2f} "
           f"({'within' if abs(shift) <= noise else 'beyond'} sampling noise); "
           f"bf16 / fp32 speed {seconds['fp32'] / seconds['bf16']:.2f}x")  # fmt: skip

@@ -15,7 +15,7 @@ itself, in no source: motorcycle_left.png (Middlebury 2014 stereo), astronaut.pn
 chelsea.png (a cat), coffee.png (a cup), rocket.jpg (NASA).
 
     .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models] [--draws 1,4]
-        [--splits val,test] [--vividness 0,0.5,1]
+        [--splits val,test] [--vividness 0,0.5,1] [--precision fp32,bf16]
 """
 
 from __future__ import annotations
@@ -70,17 +70,21 @@ def chroma(rgb: np.ndarray) -> float:
 
 
 def colour(
-    model, guide, photo: Path, draws: int, vividness: list[float]
+    model, guide, photo: Path, draws: int, vividness: list[float], precision: str = "fp32"
 ) -> dict[str, list[tuple[dict, float]]]:
     """Per decoding (the draws alone; with a ``guide``, also around the guide's ab) and per
     ``vividness``, from the same draws: the scores of the command's output and the seconds the
-    command takes for it (the guide, the draws it needs and one join)."""
+    command takes for it (the guide, the draws it needs and one join), the networks run at
+    ``precision`` (the command's --precision)."""
     rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
     start = time.perf_counter()
-    centre = None if guide is None else guide_ab(guide, rgb, scale=DEFAULT_SCALE)
+    centre = (
+        None if guide is None else guide_ab(guide, rgb, scale=DEFAULT_SCALE, precision=precision)
+    )
     guided = time.perf_counter() - start
     stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
-                      generator=torch.Generator(model.device).manual_seed(0))  # fmt: skip
+                      generator=torch.Generator(model.device).manual_seed(0),
+                      precision=precision)  # fmt: skip
     ab = torch.cat(list(itertools.islice(stream, draws)))
     drawn = time.perf_counter() - start - guided
     truth = {"chroma_truth": chroma(rgb)}
@@ -125,6 +129,7 @@ def main() -> None:
                         help="--vividness values to compare, from the same draws")  # fmt: skip
     parser.add_argument("--splits", default="test", help="of the set: train, val, test")
     parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
+    parser.add_argument("--precision", default="fp32", help="--precision values to compare")
     args = parser.parse_args()
     torch.set_num_threads(2)
     vividness = [float(v) for v in args.vividness.split(",")]
@@ -134,14 +139,19 @@ def main() -> None:
         guide = load_guide(str(shipped_guide()), model) if name == "shipped" else None
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (*groups, ("outside the data", OUTSIDE)):
-            for draws in map(int, args.draws.split(",")):
-                rows = [colour(model, guide, photo, draws, vividness) for photo in photos]
+            for draws, precision in itertools.product(
+                map(int, args.draws.split(",")), args.precision.split(",")
+            ):
+                rows = [
+                    colour(model, guide, photo, draws, vividness, precision) for photo in photos
+                ]
                 for decode, k in itertools.product(rows[0], range(len(vividness))):
                     scored = [row[decode][k] for row in rows]
                     if args.per_photo:
                         for photo, row in zip(photos, scored, strict=True):
                             print(f"    {photo.name:<40} {summary([row])}")
                     flag = f"{decode:<6} --draws {draws:<2} --vividness {vividness[k]:<4}"
+                    flag += f" --precision {precision}" if "," in args.precision else ""
                     print(f"  {group:<17} ({len(photos):>2}) {flag} {summary(scored)}", flush=True)
 
 
