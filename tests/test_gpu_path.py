@@ -228,7 +228,7 @@ def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode()
     assert set(steps) == {"project", "diffusers"}
     for row in steps.values():
         ms, images = float(row[6]), float(row[7])
-        assert ms > 0 and images == pytest.approx(4 / (ms / 1000), rel=0.02)
+        assert ms > 0 and images == pytest.approx(4 / (ms / 1000), rel=0.02, abs=0.5)  # "%.0f"
     assert "project / diffusers:" in result.stdout
     sampling = [line for line in result.stdout.splitlines() if "sampling" in line]
     assert len(sampling) == 4 and all(float(line.split()[-2]) > 0 for line in sampling)
