@@ -29,13 +29,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.colorize_levers import VAL_CROPS  # noqa: E402
-from pipeline.apps.colorize import consensus  # noqa: E402
 from pipeline.color import join_lab  # noqa: E402
 from pipeline.config import EvalConfig  # noqa: E402
 from pipeline.data.dataset import spread  # noqa: E402
 from pipeline.evaluate.colour import ColourStatistics, fidelity, to_lab  # noqa: E402
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance  # noqa: E402
 from pipeline.evaluate.sampling import sample_batch  # noqa: E402
+from pipeline.photo import consensus  # noqa: E402
 from pipeline.pixels import to_uint8  # noqa: E402
 from pipeline.shipped import shipped_colorizer  # noqa: E402
 

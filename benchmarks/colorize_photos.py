@@ -1,7 +1,7 @@
 """The colorize command on whole photos, as a user runs it (issue 25's "done when"): the held-out
 test photos of the shipped set (or the splits --splits names) and photos outside all of the
-project's data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: --scale 4,
-the model's eval.steps, seed 0), with one draw per output and with the default --draws, side by
+project's data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: the
+model's own --scale, its eval.steps, seed 0), with one draw per output and with the default --draws, side by
 side; with --vividness several values, each from the same draws. The shipped colorizer is scored
 twice from the same draws: decoded by the draws alone (``draws``) and around its guide's ab
 (``guided``, what the command does without --model).
@@ -34,20 +34,18 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.apps.colorize import (  # noqa: E402
+from pipeline.apps.colorize import load_colorizer, load_guide  # noqa: E402
+from pipeline.evaluate.colour import photo_scores  # noqa: E402
+from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
+from pipeline.photo import (  # noqa: E402
     DEFAULT_DRAWS,
-    DEFAULT_SCALE,
     DEFAULT_VIVIDNESS,
     ab_draws,
     consensus,
+    default_scale,
     guide_ab,
     join_full_size,
-    load_colorizer,
-    load_guide,
 )
-from pipeline.color import rgb_to_lab  # noqa: E402
-from pipeline.evaluate.colour import fidelity  # noqa: E402
-from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
 from pipeline.shipped import shipped_colorizer, shipped_guide  # noqa: E402
 
 PHOTOS = ROOT / "pipeline/data/photos"
@@ -64,60 +62,43 @@ def split_photos(split: str) -> list[Path]:
         return [PHOTOS / row["file"] for row in csv.DictReader(f) if row["split"] == split]
 
 
-def chroma(rgb: np.ndarray) -> float:
-    lab = rgb_to_lab(torch.from_numpy(rgb.transpose(2, 0, 1)[None].copy()).double() / 255)
-    return float(lab[:, 1:].norm(dim=1).mean())
-
-
 def colour(
-    model, guide, photo: Path, draws: int, vividness: list[float], precision: str = "fp32"
-) -> dict[str, list[tuple[dict, float]]]:
+    model, guide, rgb: np.ndarray, draws: int, vividness: list[float], precision: str = "fp32"
+) -> dict[str, list[tuple[np.ndarray, float]]]:
     """Per decoding (the draws alone; with a ``guide``, also around the guide's ab) and per
-    ``vividness``, from the same draws: the scores of the command's output and the seconds the
-    command takes for it (the guide, the draws it needs and one join), the networks run at
-    ``precision`` (the command's --precision)."""
-    rgb = read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6))
+    ``vividness``, from the same draws: the command's output and the seconds the command takes
+    for it (the guide, the draws it needs and one join), the networks run at ``precision`` (the
+    command's --precision)."""
+    scale = default_scale(model)
     start = time.perf_counter()
-    centre = (
-        None if guide is None else guide_ab(guide, rgb, scale=DEFAULT_SCALE, precision=precision)
-    )
+    centre = None if guide is None else guide_ab(guide, rgb, scale=scale, precision=precision)
     guided = time.perf_counter() - start
-    stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=DEFAULT_SCALE,
+    stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=scale,
                       generator=torch.Generator(model.device).manual_seed(0),
                       precision=precision)  # fmt: skip
     ab = torch.cat(list(itertools.islice(stream, draws)))
     drawn = time.perf_counter() - start - guided
-    truth = {"chroma_truth": chroma(rgb)}
     decodes = {"draws": (None, 0.0)} | ({} if guide is None else {"guided": (centre, guided)})
-    rows: dict[str, list[tuple[dict, float]]] = {}
+    rows: dict[str, list[tuple[np.ndarray, float]]] = {}
     for name, (around, setup) in decodes.items():
         for v in vividness:
             start = time.perf_counter()
             nothing_drawn = around is not None and v == 0  # the command draws nothing
             out = join_full_size(rgb, around if nothing_drawn else consensus(ab, v, around))
             seconds = setup + (0 if nothing_drawn else drawn) + time.perf_counter() - start
-            scores = fidelity(
-                out.transpose(2, 0, 1)[None].copy(), rgb.transpose(2, 0, 1)[None].copy()
-            )
-            rows.setdefault(name, []).append(({**scores, "chroma": chroma(out), **truth}, seconds))
+            rows.setdefault(name, []).append((out, seconds))
     return rows
 
 
-def summary(rows: list[tuple[dict[str, float], float]]) -> str:
-    """Pooled over the photos: CIEDE2000 and chroma as sums over the photos (so a nearly gray
-    photo, whose gray image is almost exact, does not dominate a mean of ratios); right hue as
-    the mean over the photos that have coloured pixels."""
-    total = {k: sum(r[k] for r, _ in rows) for k in ("ciede2000", "chroma", "chroma_truth")}
-    gray = sum(r["ciede2000"] / max(r["ciede2000_relative"], 1e-12) for r, _ in rows)
-    hues = [r["hue_accuracy"] for r, _ in rows if not np.isnan(r["hue_accuracy"])]
-    gap = np.mean([r["colourfulness_gap"] for r, _ in rows])
+def summary(rows: list[tuple[np.ndarray, float]], truths: list[np.ndarray]) -> str:
+    """Pooled over the photos as the evaluate stage pools them (``photo_scores``)."""
+    s = photo_scores([out for out, _ in rows], truths)
+    fid = f"  fid_colour {s['fid_colour']:6.2f}" if len(rows) > 1 else ""
     return (
-        f"{np.mean([s for _, s in rows]):6.1f} s/photo  CIEDE2000 "
-        f"{total['ciede2000'] / len(rows):5.2f} ({total['ciede2000'] / gray:.2f} of gray's)  "
-        f"chroma {total['chroma'] / len(rows):5.1f} (truth {total['chroma_truth'] / len(rows):.1f}, "
-        f"{total['chroma'] / total['chroma_truth']:.2f})  "
-        f"right hue {100 * np.mean(hues) if hues else float('nan'):4.1f}%  "
-        f"colourfulness gap {gap:5.1f}"
+        f"{np.mean([t for _, t in rows]):6.1f} s/photo  CIEDE2000 {s['ciede2000']:5.2f} "
+        f"({s['ciede2000_relative']:.2f} of gray's)  chroma {s['chroma_ratio']:.2f} of the "
+        f"truth's  right hue {100 * s['hue_accuracy']:4.1f}%  colourfulness gap "
+        f"{s['colourfulness_gap']:5.1f}{fid}"
     )
 
 
@@ -139,20 +120,22 @@ def main() -> None:
         guide = load_guide(str(shipped_guide()), model) if name == "shipped" else None
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (*groups, ("outside the data", OUTSIDE)):
+            truths = [read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6)) for photo in photos]
             for draws, precision in itertools.product(
                 map(int, args.draws.split(",")), args.precision.split(",")
             ):
-                rows = [
-                    colour(model, guide, photo, draws, vividness, precision) for photo in photos
-                ]
+                rows = [colour(model, guide, rgb, draws, vividness, precision) for rgb in truths]
                 for decode, k in itertools.product(rows[0], range(len(vividness))):
                     scored = [row[decode][k] for row in rows]
                     if args.per_photo:
-                        for photo, row in zip(photos, scored, strict=True):
-                            print(f"    {photo.name:<40} {summary([row])}")
+                        for photo, row, truth in zip(photos, scored, truths, strict=True):
+                            print(f"    {photo.name:<40} {summary([row], [truth])}")
                     flag = f"{decode:<6} --draws {draws:<2} --vividness {vividness[k]:<4}"
                     flag += f" --precision {precision}" if "," in args.precision else ""
-                    print(f"  {group:<17} ({len(photos):>2}) {flag} {summary(scored)}", flush=True)
+                    print(
+                        f"  {group:<17} ({len(photos):>2}) {flag} {summary(scored, truths)}",
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

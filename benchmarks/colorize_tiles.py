@@ -30,12 +30,12 @@ from PIL import Image
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.apps.colorize import colorize_image, working_size  # noqa: E402
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab  # noqa: E402
 from pipeline.evaluate.colour import hue_accuracy  # noqa: E402
 from pipeline.imagefile import read_rgb  # noqa: E402
 from pipeline.methods.base import Sampling  # noqa: E402
 from pipeline.methods.export import load_model  # noqa: E402
+from pipeline.photo import colorize_image, working_size  # noqa: E402
 from pipeline.pixels import to_uint8, to_unit  # noqa: E402
 
 SCALE, STEPS, SEED = 4.0, 20, 0

@@ -30,5 +30,9 @@ def read_rgb(path: Path, max_pixels: int) -> np.ndarray:
         if max(w, h) > MAX_ASPECT * min(w, h):
             raise ValueError(f"{w}x{h} is longer than {MAX_ASPECT} times its width; not a photo")
         img.load()
-        pixels = decode_image(img)
+        return as_rgb(decode_image(img))
+
+
+def as_rgb(pixels: np.ndarray) -> np.ndarray:
+    """Decoded pixels, uint8 (H, W) gray or (H, W, 3) RGB, as RGB: gray repeated."""
     return np.repeat(pixels[..., None], 3, axis=-1) if pixels.ndim == 2 else pixels

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING
 import pipeline
 from pipeline.io import atomic_dir, read_json, write_json
 from pipeline.methods.export import CONFIG_FILE, WEIGHTS_FILE, load_model, read_config
+from pipeline.photo import guide_mismatch
 
 if TYPE_CHECKING:
-    from pipeline.methods.base import GenerativeModel
     from pipeline.reports.train import TrainReport
 
 SHIPPED_DIR = Path(pipeline.__file__).parent / "colorizer"
@@ -35,7 +35,6 @@ PROVENANCE_FILE = "provenance.json"
 MADE_BY = "dvc repro colorize/shipped/dvc.yaml"
 MAX_SHIPPED_BYTES = 30 * 2**20  # what the repository carries (issue 25: about 30 MB)
 FAMILY = "ddpm_color"
-GUIDE_FAMILY = "regression_color"
 MODEL_FILES = (WEIGHTS_FILE, f"{WEIGHTS_FILE}.sha256", CONFIG_FILE, f"{CONFIG_FILE}.sha256")
 
 
@@ -53,18 +52,6 @@ def shipped_colorizer(folder: Path = SHIPPED_DIR) -> Path:
 def shipped_guide(folder: Path = SHIPPED_DIR) -> Path:
     """The shipped colorizer's guide (``folder``/guide); FileNotFoundError as shipped_colorizer."""
     return shipped_colorizer(folder / GUIDE_DIR)
-
-
-def guide_mismatch(model: GenerativeModel, guide: GenerativeModel) -> str | None:
-    """Why ``guide`` cannot guide ``model`` (it must be a GUIDE_FAMILY model of the model's crop
-    size), or None when it can."""
-    family, crop = guide.params.model.family, guide.params.data.image_size
-    if family == GUIDE_FAMILY and crop == model.params.data.image_size:
-        return None
-    return (
-        f"holds a {family} of {crop} px crops; a guide is a {GUIDE_FAMILY} of the model's "
-        f"{model.params.data.image_size} px crops"
-    )
 
 
 def read_provenance(folder: Path = SHIPPED_DIR) -> dict:

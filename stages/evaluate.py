@@ -37,6 +37,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--baseline", help="colorizers: the regression baseline's exported model, scored alongside"
     )
+    parser.add_argument(
+        "--photos",
+        help="colorizers: the download stage's raw images, whose test photos are colorized whole "
+        "as the colorize command does (eval.colorizer.photos)",
+    )
     args = parser.parse_args(argv)
     params = load_params(args.params)
     metrics = evaluate(
@@ -50,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         trajectory_gif=args.trajectory,
         figures_dir=args.figures,
         baseline_dir=args.baseline,
+        photos_dir=args.photos,
     )
     name = metrics["features"]
     say(
@@ -77,6 +83,23 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"{metrics['colourfulness_truth']:.1f})"
                 )
         say(f"  diversity_ab {metrics['diversity_ab']:.2f} (mean pairwise ab distance of samples)")
+    if "photo_hue_accuracy" in metrics:  # whole test photos, as the colorize command colours them
+        say(
+            f"  whole test photos ({params.eval.colorizer.photos} at most), as the colorize command does:"
+        )
+        for prefix, label in (
+            ("photo_", "command"),
+            ("photo_draws_", "draws"),
+            ("photo_regression_", "regression"),
+        ):
+            if f"{prefix}hue_accuracy" in metrics:
+                say(
+                    f"  {label:<10} fid_colour {metrics[f'{prefix}fid_colour']:7.3f}  ciede2000 "
+                    f"{metrics[f'{prefix}ciede2000_relative']:.2f} of gray's  right hue "
+                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  chroma "
+                    f"{metrics[f'{prefix}chroma_ratio']:.2f} of the truth's"
+                )
+        say(f"  gray       fid_colour {metrics['photo_gray_fid_colour']:7.3f}")
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):  # a server: its URI may carry a password
         say(f"compare runs: open {redacted(uri)} in a browser")

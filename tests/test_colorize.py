@@ -166,7 +166,7 @@ def hue_chroma(ab):
     ],
 )
 def test_consensus_keeps_the_mean_hue_at_the_draws_chroma(draws, hue, chroma):
-    from pipeline.apps.colorize import consensus
+    from pipeline.photo import consensus
 
     out = consensus(torch.cat([polar(c, h) for c, h in draws]).double(), vividness=1.0)
     assert out.shape == (1, 2, 1, 1)
@@ -179,7 +179,7 @@ def test_consensus_keeps_the_mean_hue_at_the_draws_chroma(draws, hue, chroma):
 def test_vividness_moves_the_chroma_from_the_mean_to_the_draws(vividness, chroma):
     """Draws of chroma 40 at hues 60 degrees either side of 90: their mean has hue 90 and chroma
     40 cos(60) = 20; vividness 0 is that plain mean, 1 the draws' chroma, 0.5 halfway."""
-    from pipeline.apps.colorize import consensus
+    from pipeline.photo import consensus
 
     draws = torch.cat([polar(40, 30), polar(40, 150)]).double()
     out = consensus(draws, vividness)
@@ -200,7 +200,7 @@ def test_vividness_moves_the_chroma_from_the_mean_to_the_draws(vividness, chroma
 def test_a_guide_sets_the_hue_and_the_chroma_the_draws_add_to(vividness, guide, chroma):
     """Draws of chroma 40 at hues 30 and 150 (their mean: hue 90, chroma 20) around a guide:
     the output takes the guide's hue, and vividness of the draws' chroma beyond the guide's."""
-    from pipeline.apps.colorize import consensus
+    from pipeline.photo import consensus
 
     draws = torch.cat([polar(40, 30), polar(40, 150)]).double()
     out = consensus(draws, vividness, polar(*guide).double())
@@ -236,7 +236,7 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         (
             diffusion,
             diffusion,
-            "holds a ddpm_color of 8 px crops; a guide is a regression_color of the model's 8 px",
+            "holds a ddpm_color of 8 px images (data.fit tiles); a guide is a regression_color of the model's 8 px",
         ),
         (models, models, "--guide needs a diffusion --model, not a regression_color"),
     ):
@@ -356,10 +356,10 @@ def test_fidelity_and_diversity_against_closed_forms(photo_test_split):
 
 # ------------------------------------------- the command against the crops' path (issue 25, step 1)
 def test_the_command_and_evaluate_colour_a_crop_at_the_training_scale_alike(tmp_path):
-    from pipeline.apps.colorize import colorize_image
     from pipeline.config import EvalConfig
     from pipeline.evaluate.sampling import sample_batch
     from pipeline.methods.export import load_model
+    from pipeline.photo import colorize_image
     from pipeline.seeding import derived_seed
 
     models = export(tmp_path, "ddpm_color")  # crops of 8 px
@@ -392,8 +392,8 @@ def test_a_learned_colour_survives_the_command_on_a_larger_photo():
     """A colorizer with attention that learned bright -> orange, dark -> blue on 8 px crops
     colours a 96 x 128 photo through the command's path (working sizes up to 64 px, attention over
     16x as many positions as in training) as it colours crops: the command adds no cast."""
-    from pipeline.apps.colorize import colorize_image
     from pipeline.color import lab_to_rgb, rgb_to_lab
+    from pipeline.photo import colorize_image
 
     model_config = {**TINY["model"], "family": "regression_color", "attention_resolutions": [4],
                     "mid_attention": True, "num_heads": 2}  # fmt: skip
@@ -506,7 +506,8 @@ def test_ship_copies_a_checked_colorizer_and_its_guide_with_their_provenance(tmp
     ):
         ship(guide, guide, tmp_path / "swapped")
     with pytest.raises(
-        ValueError, match="holds a ddpm_color of 8 px crops; a guide is a regression"
+        ValueError,
+        match=r"holds a ddpm_color of 8 px images .data.fit \w+.; a guide is a regression",
     ):
         ship(models, models, tmp_path / "two")
     monkeypatch.setattr(shipped, "MAX_SHIPPED_BYTES", 1000)

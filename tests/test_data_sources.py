@@ -13,7 +13,7 @@ from PIL import Image
 from pipeline.config import ConfigError, DataConfig, DownloadConfig
 from pipeline.data import SOURCES, download_source, preprocess
 from pipeline.data.download import RemoteFile
-from pipeline.data.preprocess import fit_image, tile_image
+from pipeline.data.preprocess import fit_image, fitted, tile_image
 from pipeline.data.sources import idx_files
 from tests.data_fixtures import make_cifar_tarball, make_idx_dataset, md5
 
@@ -260,6 +260,10 @@ def test_registry_pins_real_urls_and_checksums():
         (dict(val_fraction=-0.1), "val_fraction must be in [0, 1), got -0.1"),
         (dict(limit=0), "limit must be an integer >= 1, got 0"),
         (dict(tile_scales=[0.5]), "tile_scales must be a non-empty list of numbers >= 1"),
+        (dict(views=0), "data: views must be an integer >= 1, got 0"),
+        (dict(view_scale=[0.8, 0.5]), "view_scale must be [low, high] with 0 < low <= high <= 1"),
+        (dict(view_scale=[0.5, 1.2]), "a view's side as a share of the photo's shorter side), got"),
+        (dict(view_scale=[0.5]), "view_scale must be [low, high]"),
     ],
 )
 def test_data_config_errors(kwargs, message):
@@ -339,6 +343,32 @@ def test_tile_image_cuts_a_centred_grid_at_each_scale():
     assert len(tiles) == 1 + 6 + 24 and all(t.shape == (1, 10, 10) for t in tiles)
     np.testing.assert_array_equal(tiles[-1][0], image[30:40, 50:60])  # unscaled: exact pixels
     np.testing.assert_array_equal(tiles[7][0], image[:10, :10])
+
+
+def test_views_are_squares_of_most_of_the_photo_fixed_by_the_photo():
+    x = np.arange(90, dtype=np.float64)
+    image = np.stack(np.broadcast_arrays(x[None] * 2, x[:60, None] * 4, 128 + 0 * x), -1)
+    image = image.astype(np.uint8)  # (60, 90, 3): red grows to the right, green downwards
+    config = DataConfig(image_size=16, channels=3, fit="views", views=64, view_scale=(0.5, 1.0))
+    views = fitted(image, config, "street.jpg")
+    assert len(views) == 64 and all(v.shape == (3, 16, 16) and v.dtype == np.uint8 for v in views)
+    # the same photo gives the same views, another photo (origin) or data.seed others
+    np.testing.assert_array_equal(np.stack(views), np.stack(fitted(image, config, "street.jpg")))
+    assert not np.array_equal(np.stack(views), np.stack(fitted(image, config, "house.jpg")))
+    reseeded = dataclasses.replace(config, seed=1)
+    assert not np.array_equal(np.stack(views), np.stack(fitted(image, reseeded, "street.jpg")))
+    # each view spans 30 to 60 of the 60 rows: green (4 per row) spans 120 to 240 within a view
+    span = np.array([int(v[1, -1].mean()) - int(v[1, 0].mean()) for v in views])
+    assert span.min() >= 100 and span.max() <= 240 and span.max() - span.min() > 60
+    # about half are mirrored: red falls from left to right
+    mirrored = np.mean([v[0, :, 0].mean() > v[0, :, -1].mean() for v in views])
+    assert 0.3 < mirrored < 0.7
+    # a square photo seen whole (view_scale [1, 1]) is the photo resized, or its mirror image
+    square = image[:, :60]
+    whole = DataConfig(image_size=16, channels=3, fit="views", views=4, view_scale=(1.0, 1.0))
+    resized = np.asarray(Image.fromarray(square).resize((16, 16), Image.Resampling.BICUBIC))
+    for view in fitted(square, whole, "square.jpg"):
+        assert any(np.array_equal(view.transpose(1, 2, 0), r) for r in (resized, resized[:, ::-1]))
 
 
 def write_kaggle_layout(root, rgb_images):

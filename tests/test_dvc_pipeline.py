@@ -235,7 +235,7 @@ def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
 
 TINY_COLORIZER = {
     "data.image_size": 16,
-    "data.tile_scales": [2],
+    "data.views": 2,
     **{k: v for k, v in TINY_TRAINING.items() if k.startswith(("model.", "train."))},
     "train.sample_every": 2,
     "eval.num_samples": 12,
@@ -245,6 +245,7 @@ TINY_COLORIZER = {
     "eval.kid_subset_size": 6,
     "eval.colorizer.diversity_count": 2,
     "eval.colorizer.diversity_samples": 2,
+    "eval.colorizer.photos": 3,
     # a real two-trial sweep ranked on fid_colour; the winner's prediction type goes to train
     "tune.enabled": True,
     "tune.space": {"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}},
@@ -268,8 +269,9 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     assert not (repo / "models").exists()  # the default pipeline's outputs are untouched
 
     manifest = json.loads((repo / "colorize/data/processed/manifest.json").read_text())
-    assert manifest["source"] == "photos" and manifest["params"]["fit"] == "tiles"
+    assert manifest["source"] == "photos" and manifest["params"]["fit"] == "views"
     assert manifest["splits"]["train"]["images"]["shape"][1:] == [3, 16, 16]
+    assert manifest["splits"]["test"]["count"] == 2 * 35  # two views of each test photo
     table = pd.read_csv(repo / "colorize/reports/tune_results.csv")
     assert set(table["status"]) == {"completed"} and len(table) == 2
     assert table["fid_colour"].notna().all() and "fid_colour@2" in table
@@ -300,6 +302,13 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     assert "gray_colourfulness_truth" not in scores  # the truth's is reported once
     assert scores["diversity_ab"] > 0 and scores["psnr"] < 100
     assert scores["gray_fid_colour"] > 0 and scores["colourfulness"] > 0
+    # three test photos colorized whole as the command does: with the regression as the guide
+    # (the command's default decoding), the draws alone, the guide alone
+    for prefix in ("photo_", "photo_draws_", "photo_regression_"):
+        for key in ("ciede2000_relative", "hue_accuracy", "chroma_ratio", "fid_colour"):
+            assert math.isfinite(scores[f"{prefix}{key}"]), (prefix, key)
+    assert 0 < scores["photo_chroma_ratio"] and scores["photo_gray_fid_colour"] > 0
+    assert scores["photo_draws_chroma_ratio"] > scores["photo_regression_chroma_ratio"]
     # gray | 2 samples | truth, twice in a row
     with Image.open(repo / "colorize/reports/triptychs.png") as grid:
         assert grid.size == (2 + 8 * 18, 2 + 18)

@@ -311,7 +311,7 @@ def test_colorize_turns_photos_upright_by_their_exif_orientation(run_python, col
 def test_working_size_and_strip_upsampling_are_bounded_and_exact():
     import torch.nn.functional as F
 
-    from pipeline.apps.colorize import WORK_PIXELS, bilinear_rows, working_size
+    from pipeline.photo import WORK_PIXELS, bilinear_rows, working_size
 
     for h, w, scale in ((389, 517, 4.0), (7000, 7000, 8.0), (20, 400, 8.0), (50000, 2500, 8.0)):
         wh, ww = working_size(h, w, 32, scale)

@@ -21,6 +21,8 @@ from pipeline.registry import check_family
 # Upper bounds: values past them fail late (out of memory, integer overflow in torch), not here.
 MAX_TIMESTEPS = 100_000  # T; betas and every per-timestep buffer are T long
 MAX_IMAGE_SIZE = 1024  # pixels per side
+MAX_VIEWS = 1024  # data.views per photo
+MAX_PHOTOS = 10_000  # eval.colorizer.photos: whole photos colorized one at a time
 MAX_SAMPLES = 200_000  # generated images scored (4x the usual 50k of FID), held in memory as uint8
 MAX_GRID = 1024  # images in one sample grid or GIF
 
@@ -176,8 +178,12 @@ class DataConfig:
     folder: str | None = None  # the directory of images for source 'folder'
     image_size: int = 28  # H = W in pixels
     channels: int = 1  # 1 grayscale, 3 RGB
-    fit: Literal["resize", "pad_crop", "tiles"] = "resize"  # how other sizes become image_size
+    fit: Literal["resize", "pad_crop", "tiles", "views"] = (
+        "resize"  # how other sizes become image_size
+    )
     tile_scales: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0, 8.0)  # fit 'tiles': shorter side / size
+    views: int = 32  # fit 'views': square views of most of each photo, per photo
+    view_scale: tuple[float, float] = (0.6, 1.0)  # fit 'views': a view's side / the shorter side
     val_fraction: float = 0.1  # share of the training images held out for validation
     test_fraction: float = 0.1  # share held out for test when the source has no test split
     seed: int = 0  # split assignment
@@ -210,6 +216,12 @@ class DataConfig:
                 raise ValueError(
                     f"tile_scales must be a non-empty list of numbers >= 1 (the shorter side as a "
                     f"multiple of image_size), got {list(self.tile_scales)}"
+                )
+            check_positive("views", self.views, MAX_VIEWS)
+            if len(self.view_scale) != 2 or not 0 < self.view_scale[0] <= self.view_scale[1] <= 1:
+                raise ValueError(
+                    f"view_scale must be [low, high] with 0 < low <= high <= 1 (a view's side as a "
+                    f"share of the photo's shorter side), got {list(self.view_scale)}"
                 )
 
     @property
@@ -384,9 +396,18 @@ class ColorizerEvalConfig:
 
     diversity_count: int = 8  # test images colorized diversity_samples times each
     diversity_samples: int = 3  # K samples per image for diversity and the triptychs
+    photos: int = 0  # test photos colorized whole as the colorize command does (the evaluate
+    # stage's --photos); 0: none, else at least 2 (their colour FID compares two sets)
 
     def __post_init__(self) -> None:
         with section("eval.colorizer"):
+            if self.photos != 0:
+                check_positive("photos", self.photos, MAX_PHOTOS)
+            if self.photos == 1:
+                raise ValueError(
+                    "photos must be 0 (none) or at least 2 (their colour FID compares two sets), "
+                    "got 1"
+                )
             check_positive("diversity_count", self.diversity_count, MAX_GRID)
             check_positive("diversity_samples", self.diversity_samples, MAX_GRID)
             if self.diversity_samples < 2:

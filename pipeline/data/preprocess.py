@@ -10,8 +10,8 @@ Splits (``train``, ``val``, ``test``) are deterministic: an official test split 
 source with fixed splits (``photos``) keeps all three; every other image draws u in [0, 1) from
 sha256(seed, its origin) and goes to ``test`` if u < test_fraction (sources without an official test
 split), to ``val`` if u >= 1 - val_fraction, else to ``train``. Keying on the origin keeps an image's
-split when a folder gains or loses other images. With ``fit: tiles`` every crop of an image lands in
-the image's split, so splits are disjoint by photo.
+split when a folder gains or loses other images. With ``fit: tiles`` or ``fit: views`` every crop of
+an image lands in the image's split, so splits are disjoint by photo.
 
 Memory: images are decoded one at a time and appended to per-split files; nothing holds the
 dataset in Python lists (peak memory is recorded in benchmarks/README.md).
@@ -22,6 +22,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import shutil
+from collections import Counter
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,13 +102,72 @@ def tile_image(image: np.ndarray, size: int, channels: int, scales: tuple[float,
     return tiles
 
 
-def fitted(image: np.ndarray, config: DataConfig) -> list[np.ndarray]:
-    """The preprocessed images (C, H, W) one decoded image gives: its tiles with ``fit: tiles``,
-    else the one image ``fit_image`` makes."""
+def view_image(
+    image: np.ndarray,
+    size: int,
+    channels: int,
+    count: int,
+    scale: tuple[float, float],
+    rng: np.random.Generator,
+) -> list[np.ndarray]:
+    """``count`` views (channels, size, size) uint8 of most of one photo, the augmentation of
+    whole-image colorizers (Zhang et al. 2016, Iizuka et al. 2016: random crops, flips): each a
+    square of side U(scale) times the photo's shorter side at a uniform place, resized to ``size``
+    (bicubic, antialiased, as the colorize command resizes a whole photo) and mirrored with
+    probability 1/2. A view sees its scene as the command sees a whole photo whose shorter side
+    is ``size``."""
+    img = Image.fromarray(image).convert("L" if channels == 1 else "RGB")
+    w, h = img.size
+    views = []
+    for _ in range(count):
+        side = max(1, round(min(w, h) * rng.uniform(*scale)))
+        x, y = int(rng.integers(0, w - side + 1)), int(rng.integers(0, h - side + 1))
+        view = img.resize((size, size), Image.Resampling.BICUBIC, box=(x, y, x + side, y + side))
+        if rng.random() < 0.5:
+            view = view.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+        array = np.asarray(view)
+        views.append(array[None] if channels == 1 else array.transpose(2, 0, 1))
+    return views
+
+
+def image_rng(config: DataConfig, origin: str, purpose: str) -> np.random.Generator:
+    """A generator seeded by sha256(data.seed, the image's origin, ``purpose``): an image's random
+    choices do not depend on which other images are preprocessed, or in which order."""
+    digest = hashlib.sha256(f"{config.seed}:{origin}:{purpose}".encode()).digest()
+    return np.random.default_rng(int.from_bytes(digest[:8], "big"))
+
+
+def fitted(image: np.ndarray, config: DataConfig, origin: str) -> list[np.ndarray]:
+    """The preprocessed images (C, H, W) one decoded image (from ``origin``) gives: its tiles with
+    ``fit: tiles``, its views with ``fit: views``, else the one image ``fit_image`` makes."""
     size, channels = config.image_size, config.channels
     if config.fit == "tiles":
         return tile_image(image, size, channels, config.tile_scales)
+    if config.fit == "views":
+        rng = image_rng(config, origin, "views")
+        return view_image(image, size, channels, config.views, config.view_scale, rng)
     return [fit_image(image, size, channels, config.fit)]
+
+
+def within_limit(examples: Iterable[Example], limit: int | None) -> Iterator[Example]:
+    """``examples`` in order, at most ``limit`` decodable ones per official split (data.limit;
+    undecodable ones pass, uncounted, for the caller to skip or refuse)."""
+    taken: Counter[str] = Counter()
+    for example in examples:
+        if limit is not None and taken[example.split] >= limit:
+            continue
+        taken[example.split] += example.image is not None
+        yield example
+
+
+def split_images(config: DataConfig, raw_dir: str | Path, split: str) -> Iterator[Example]:
+    """The decodable images of ``raw_dir`` that ``preprocess`` puts in ``split``, whole (before
+    ``fitted``), in order: the held-out photos the evaluate stage colours as the colorize command
+    does."""
+    source = get_source(config.source)
+    for example in within_limit(source.examples(Path(raw_dir)), config.limit):
+        if example.image is not None and split_of(example, config, source.fixed_splits) == split:
+            yield example
 
 
 class NpyAppender:
@@ -153,19 +214,16 @@ def preprocess(
     raw_dir = Path(raw_dir)
     source = get_source(config.source)
     item_shape = config.image_shape
-    taken = dict.fromkeys(("", *SPLITS), 0)  # per official split, for data.limit
     skipped: list[str] = []
     with atomic_dir(out_dir) as tmp:
         writers = {s: NpyAppender(tmp / f"{s}_images.npy", item_shape) for s in SPLITS}
         labels: dict[str, list[int]] = {s: [] for s in SPLITS}
         for example in progress_bar(
-            source.examples(raw_dir),
+            within_limit(source.examples(raw_dir), config.limit),
             desc=f"preprocess {source.name}",
             unit="img",
             disable=not progress,
         ):
-            if config.limit is not None and taken[example.split] >= config.limit:
-                continue
             if example.image is None:
                 if config.strict:
                     raise ValueError(
@@ -173,9 +231,8 @@ def preprocess(
                     )
                 skipped.append(f"{example.origin}: {example.error}")
                 continue
-            taken[example.split] += 1
             split = split_of(example, config, source.fixed_splits)
-            for image in fitted(example.image, config):
+            for image in fitted(example.image, config, example.origin):
                 writers[split].append(image)
                 labels[split].append(example.label)
         if writers["train"].count == 0:
@@ -206,6 +263,11 @@ def preprocess(
                 "test_fraction": config.test_fraction,
                 "limit": config.limit,
                 **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
+                **(
+                    {"views": config.views, "view_scale": list(config.view_scale)}
+                    if config.fit == "views"
+                    else {}
+                ),
             },
             "classes": list(classes) if classes and has_labels else None,
             "splits": splits,

@@ -33,6 +33,7 @@ samples of one input (0 for a deterministic model).
 from __future__ import annotations
 
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -41,6 +42,7 @@ from torch import nn
 from torchmetrics.functional.image import structural_similarity_index_measure
 
 from pipeline.color import colourfulness, grayed, rgb_to_lab
+from pipeline.evaluate.frechet import feature_statistics, frechet_distance
 from pipeline.pixels import to_uint8, to_unit
 
 HIST_BINS, HIST_RANGE, HIST_SIGMA = 7, 60.0, 10.0
@@ -143,6 +145,55 @@ def fidelity(outputs: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         "colourfulness": colourful,
         "colourfulness_truth": colourful_truth,
         "colourfulness_gap": colourful_truth - colourful,
+    }
+
+
+def mean_chroma(rgb: np.ndarray) -> float:
+    """Mean C*ab = sqrt(a*^2 + b*^2) of a uint8 RGB image (H, W, 3)."""
+    lab = to_lab(torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None])
+    return float(lab[:, 1:].norm(dim=1).mean())
+
+
+def photo_scores(outputs: Sequence[np.ndarray], truths: Sequence[np.ndarray]) -> dict[str, float]:
+    """Whole photos colorized (uint8 RGB (H, W, 3), any sizes) against their truths, as a user sees
+    them, pooled over the photos: ``ciede2000_relative`` (the sum of the photos' mean CIEDE2000
+    over the sum of the gray images': a nearly gray photo, whose gray image is almost exact, does
+    not dominate as in a mean of ratios), ``hue_accuracy`` (the mean over the photos that have
+    truly coloured pixels), ``chroma_ratio`` (mean C*ab over the truth's, summed over photos),
+    ``colourfulness_gap`` (mean), and ``fid_colour``: the Frechet distance of the photos'
+    ColourStatistics to the truths' (Heusel et al. 2017, eq. 6; few photos make it noisy and
+    biased upwards, so compare it only at the same photo count; NaN for one photo)."""
+    if len(outputs) != len(truths) or not outputs:
+        raise ValueError(
+            f"photo scores need as many outputs as truths, got {len(outputs)}, {len(truths)}"
+        )
+    rows = [
+        fidelity(out.transpose(2, 0, 1)[None], truth.transpose(2, 0, 1)[None])
+        for out, truth in zip(outputs, truths, strict=True)
+    ]
+    ciede = sum(r["ciede2000"] for r in rows)
+    gray = sum(r["ciede2000"] / max(r["ciede2000_relative"], 1e-12) for r in rows)
+    hues = [r["hue_accuracy"] for r in rows if not np.isnan(r["hue_accuracy"])]
+    fid = float("nan")  # one photo has no covariance
+    if len(rows) > 1:
+        statistics = ColourStatistics()
+        real, fake = (
+            torch.cat(
+                [
+                    statistics.image_features(torch.from_numpy(x.transpose(2, 0, 1)[None].copy()))
+                    for x in images
+                ]
+            )
+            for images in (truths, outputs)
+        )
+        fid = frechet_distance(*feature_statistics(real), *feature_statistics(fake))
+    return {
+        "ciede2000": ciede / len(rows),
+        "ciede2000_relative": ciede / max(gray, 1e-12),
+        "hue_accuracy": float(np.mean(hues)) if hues else float("nan"),
+        "chroma_ratio": sum(map(mean_chroma, outputs)) / max(sum(map(mean_chroma, truths)), 1e-12),
+        "colourfulness_gap": float(np.mean([r["colourfulness_gap"] for r in rows])),
+        "fid_colour": fid,
     }
 
 

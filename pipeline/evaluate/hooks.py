@@ -11,6 +11,8 @@ branches on the family.
 from __future__ import annotations
 
 import dataclasses
+import itertools
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,16 +23,22 @@ import pandas as pd
 import torch
 
 from pipeline.config import EvalConfig
+from pipeline.console import progress_bar
 from pipeline.data.dataset import spread
-from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images
+from pipeline.data.preprocess import split_images
+from pipeline.evaluate.colour import ab_diversity, fidelity, gray_images, photo_scores
 from pipeline.evaluate.featurenet import FeatureNet, classify, load_featurenet
 from pipeline.evaluate.figures import guidance_strip, interpolation, trajectory_frames
 from pipeline.evaluate.sampling import generate
+from pipeline.imagefile import as_rgb
 from pipeline.methods.base import GenerativeModel
 from pipeline.methods.export import load_model
+from pipeline.photo import decodings, guide_mismatch
 from pipeline.pixels import to_unit
 from pipeline.registry import evaluation_class
 from pipeline.reports.grid import image_grid
+
+log = logging.getLogger(__name__)
 
 Score = Callable[[np.ndarray], dict[str, float]]  # uint8 images -> fid_/kid_<features>
 
@@ -43,6 +51,7 @@ class Inputs:
     featurenet_dir: str | Path | None = None
     figures_dir: str | Path | None = None
     baseline_dir: str | Path | None = None
+    photos_dir: str | Path | None = None  # a colorizer's raw images, whose test photos it colours
 
 
 @dataclass(frozen=True)
@@ -196,17 +205,40 @@ class ColorizerEvaluation(Evaluation):
     """A colorizer's: its fidelity to the true colours and diversity (K = ``diversity_samples``
     samples of each of ``diversity_count`` test images), and FID/KID and fidelity of the
     baselines: ``gray_*`` (ab = 0) and, with a baseline model, ``regression_*``. The grid shows
-    triptychs gray | K colorized | truth."""
+    triptychs gray | K colorized | truth. With ``eval.colorizer.photos`` and the raw images, the
+    first that many test photos are colorized whole, as the colorize command does (``photo_*``:
+    the model with the baseline as its guide, the command's default; ``photo_draws_*``: the
+    model's draws alone; ``photo_regression_*``: the baseline alone; ``photo_gray_fid_colour``),
+    scored by ``pipeline.evaluate.colour.photo_scores``."""
+
+    baseline: GenerativeModel | None = None
+    photos: list[np.ndarray] | None = None
 
     def prepare(self, inputs: Inputs) -> None:
-        if inputs.baseline_dir is None:
-            return
-        baseline = load_model(inputs.baseline_dir)  # fails early on a missing or corrupted one
-        if not isinstance(evaluation_of(baseline, self.config), ColorizerEvaluation):
+        if inputs.baseline_dir is not None:
+            self.baseline = load_model(inputs.baseline_dir)  # fails early on a bad one
+            if not isinstance(evaluation_of(self.baseline, self.config), ColorizerEvaluation):
+                raise ValueError(
+                    f"evaluate: a baseline ({inputs.baseline_dir}) is compared with colorizers "
+                    f"only; it holds model.family {self.baseline.params.model.family!r}"
+                )
+            if problem := guide_mismatch(self.model, self.baseline):
+                self.baseline = None  # scored on crops, but it cannot guide on photos
+                log.info("the baseline %s %s: no guided photo scores", inputs.baseline_dir, problem)
+        wanted = self.config.colorizer.photos
+        if wanted and inputs.photos_dir is None:
             raise ValueError(
-                f"evaluate: a baseline ({inputs.baseline_dir}) is compared with colorizers only; "
-                f"it holds model.family {baseline.params.model.family!r}"
+                f"evaluate: eval.colorizer.photos is {wanted}: pass --photos (the raw images)"
             )
+        if wanted:
+            data = self.model.params.data
+            examples = itertools.islice(split_images(data, inputs.photos_dir, "test"), wanted)
+            self.photos = [as_rgb(example.image) for example in examples]
+            if len(self.photos) < 2:
+                raise ValueError(
+                    f"evaluate: {inputs.photos_dir} holds {len(self.photos)} test photo(s) of "
+                    f"data.source {data.source!r}; eval.colorizer.photos needs at least 2"
+                )
 
     def test_images(self) -> tuple[int, str]:
         return self.config.num_samples, "evaluate (eval.num_samples test images to colorize)"
@@ -226,9 +258,31 @@ class ColorizerEvaluation(Evaluation):
         for name, baseline in baselines.items():
             scored = {**sampler.score(baseline), **fidelity(baseline, conditions)}
             scores |= {f"{name}_{k}": v for k, v in scored.items() if k != "colourfulness_truth"}
+        if self.photos:
+            scores |= self.photo_scores()
         flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
         grid = image_grid(*self.model.panel(to_unit(flat), shown))
         return Extras(grid, self.trajectory(conditions), scores)
+
+    def photo_scores(self) -> dict[str, float]:
+        """The held-out photos colorized whole as the colorize command does at its defaults
+        (pipeline.photo; the draws seeded by eval.seed), each decoding scored."""
+        decoded: dict[str, list[np.ndarray]] = {}
+        for rgb in progress_bar(self.photos, desc="colorize test photos", unit="photo"):
+            generator = torch.Generator(self.model.device).manual_seed(self.config.seed)
+            for name, image in decodings(
+                self.model, rgb, self.baseline, steps=self.config.steps, generator=generator
+            ).items():
+                decoded.setdefault(name, []).append(image)
+        out = {}
+        for name, images in decoded.items():
+            prefix = "photo_" if name == "command" else f"photo_{name}_"
+            out |= {f"{prefix}{k}": v for k, v in photo_scores(images, self.photos).items()}
+        gray = [
+            gray_images(rgb.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0) for rgb in self.photos
+        ]
+        out["photo_gray_fid_colour"] = photo_scores(gray, self.photos)["fid_colour"]
+        return out
 
 
 def class_accuracy(

@@ -80,6 +80,7 @@ def evaluate(
     trajectory_gif: str | Path,
     figures_dir: str | Path | None = None,
     baseline_dir: str | Path | None = None,
+    photos_dir: str | Path | None = None,
     project_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """Write metrics.json (fid_/kid_<features> of every family and the family's own scores,
@@ -91,7 +92,7 @@ def evaluate(
     report = TrainReport.read(train_report)
     model = load_model(models_dir)  # fails early on a missing or corrupted model
     hooks = evaluation_of(model, ec)
-    hooks.prepare(Inputs(models_dir, featurenet_dir, figures_dir, baseline_dir))
+    hooks.prepare(Inputs(models_dir, featurenet_dir, figures_dir, baseline_dir, photos_dir))
     verify_processed(
         processed_dir,
         image_shape=model.params.data.image_shape,
