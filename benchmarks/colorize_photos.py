@@ -1,20 +1,21 @@
-"""The colorize command on whole photos, as a user runs it (issue 25's "done when"): the held-out
-test photos of the shipped set (or the splits --splits names) and photos outside all of the
-project's data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: the
-model's own --scale, its eval.steps, seed 0), with one draw per output and with the default --draws, side by
-side; with --vividness several values, each from the same draws. The shipped colorizer is scored
+"""The colorize command on whole photos, as a user runs it (issues 25 and 40): the held-out test
+photos of the shipped set (or the splits --splits names) and photos outside all of the project's
+data, at the command's defaults (`python -m pipeline colorize PHOTO --out DIR`: the model's own
+--scale, its eval.steps, seed 0), with one draw per output and with the default --draws, side by
+side; with --vividness several values, each from the same draws. A shipped colorizer (``shipped``,
+or a folder in its layout, with its guide in guide/, such as a copy of an earlier one) is scored
 twice from the same draws: decoded by the draws alone (``draws``) and around its guide's ab
 (``guided``, what the command does without --model).
 
 Per model: seconds per photo, CIEDE2000 relative to the gray image's (below 1: better than no
 colour), mean chroma C*ab relative to the truth's, and the share of truly coloured pixels with the
-right hue (pipeline.evaluate.colour.fidelity, the evaluate stage's scores, on each whole photo;
-pooled over the photos as ``summary`` says). Photos outside the data: docs/kite.jpg (Plasma's
+right hue, colourfulness gap and colour FID over the photos (pipeline.evaluate.colour.photo_scores,
+the evaluate stage's photo_* scores). Photos outside the data: docs/kite.jpg (Plasma's
 "Kite", kept out of the set on purpose) and the five colour photographs scikit-image installs with
 itself, in no source: motorcycle_left.png (Middlebury 2014 stereo), astronaut.png (NASA),
 chelsea.png (a cat), coffee.png (a cup), rocket.jpg (NASA).
 
-    .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models] [--draws 1,4]
+    .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models,OLD] [--draws 1,4]
         [--splits val,test] [--vividness 0,0.5,1] [--precision fp32,bf16]
 """
 
@@ -46,7 +47,7 @@ from pipeline.photo import (  # noqa: E402
     guide_ab,
     join_full_size,
 )
-from pipeline.shipped import shipped_colorizer, shipped_guide  # noqa: E402
+from pipeline.shipped import GUIDE_DIR, shipped_colorizer, shipped_guide  # noqa: E402
 
 PHOTOS = ROOT / "pipeline/data/photos"
 SKIMAGE = Path(skimage.__file__).parent / "data"
@@ -116,8 +117,10 @@ def main() -> None:
     vividness = [float(v) for v in args.vividness.split(",")]
     groups = [(f"{split} photos", split_photos(split)) for split in args.splits.split(",")]
     for name in args.models.split(","):
-        model = load_colorizer(str(shipped_colorizer() if name == "shipped" else name), "cpu")
-        guide = load_guide(str(shipped_guide()), model) if name == "shipped" else None
+        folder = shipped_colorizer() if name == "shipped" else Path(name)
+        model = load_colorizer(str(folder), "cpu")
+        shipped = (folder / GUIDE_DIR).is_dir()  # a shipped colorizer's layout: with its guide
+        guide = load_guide(str(shipped_guide(folder)), model) if shipped else None
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (*groups, ("outside the data", OUTSIDE)):
             truths = [read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6)) for photo in photos]

@@ -224,10 +224,11 @@ def decodings(
     precision: str = "fp32",
 ) -> dict[str, np.ndarray]:
     """One photo (uint8 (H, W, 3)) colorized from the same ``draws`` the ways the evaluate stage
-    and benchmarks/colorize_photos.py compare, at the command's defaults otherwise: ``command``,
+    compares, at the command's defaults otherwise: ``command``,
     what ``colorize_image`` writes first (around the ``guide`` at ``vividness`` when there is
-    one); with a guide also ``draws`` (their consensus alone, at vividness 1, the command with
-    ``--model`` alone) and ``regression`` (the guide alone: vividness 0)."""
+    one); with a guide also ``draws`` (their consensus alone at vividness 1, as vivid as one draw:
+    the command's ``--model`` without a guide at ``--vividness 1``) and ``regression`` (the guide
+    alone: ``--vividness 0``)."""
     scale = default_scale(model)
     stream = ab_draws(
         model, rgb, steps=steps, scale=scale, generator=generator, precision=precision

@@ -19,17 +19,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.apps.colorize import (
-    DEFAULT_DRAWS,
-    DEFAULT_SCALE,
-    DEFAULT_VIVIDNESS,
-    colorize_image,
-    colorizer_dirs,
-    load_colorizer,
-    load_guide,
-)
+from pipeline.apps.colorize import colorizer_dirs, load_colorizer, load_guide
 from pipeline.color import grayed
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
+from pipeline.photo import DEFAULT_DRAWS, DEFAULT_VIVIDNESS, colorize_image, default_scale
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
@@ -63,7 +56,7 @@ def main() -> None:
                 rgb,
                 samples=1,
                 steps=model.params.eval.steps,
-                scale=DEFAULT_SCALE,
+                scale=default_scale(model),
                 generator=torch.Generator().manual_seed(args.seed),
                 draws=DEFAULT_DRAWS,
                 vividness=vividness,

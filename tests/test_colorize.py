@@ -1,6 +1,8 @@
 """The colorization families (pipeline.methods.colorize) without Ray: what they train on, that they
 learn, that their outputs keep the condition's lightness, their triptych panel and their config."""
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -563,3 +565,126 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
         provenance["guide"]["params_sha256"]
         == hashlib.sha256((ROOT / "colorize/shipped/guide.yaml").read_bytes()).hexdigest()
     )
+
+
+# ------------------------------------------------------------- whole photos (issue 40, step 1)
+def test_a_model_trained_on_views_sees_the_whole_photo_in_one_call(tmp_path):
+    """A colorizer trained on views (data.fit views) runs once on the whole photo at its views'
+    scale (the shorter side at data.image_size), not on tiles; a model of crops still tiles."""
+    from pipeline.methods.export import export_model, load_model
+    from pipeline.photo import colorize_image, default_scale
+
+    seen = {}
+    for fit in ("views", "tiles"):
+        p = from_dict(Params, {**TINY, "data": {**TINY["data"], "fit": fit},
+                               "model": {**TINY["model"], "family": "regression_color"}})  # fmt: skip
+        torch.manual_seed(0)
+        net = method_class("regression_color").build_net(p)
+        model = load_model(export_model(net.state_dict(), step=0, params=p, out_dir=tmp_path / fit))
+        shapes = seen.setdefault(fit, [])
+        model.net.register_forward_hook(
+            lambda net, args, out, shapes=shapes: shapes.append(tuple(out.shape))
+        )
+        photo = np.random.default_rng(0).integers(0, 256, (24, 40, 3), dtype=np.uint8)
+        (out,) = colorize_image(model, photo, samples=1, draws=1, steps=1,
+                                scale=default_scale(model), generator=torch.Generator())  # fmt: skip
+        assert out.shape == photo.shape
+    assert seen["views"] == [(1, 2, 8, 13)]  # 24 x 40 at shorter side 8, in one call
+    assert all(shape[-2:] == (8, 8) for shape in seen["tiles"])  # batches of 8 px tiles
+    assert sum(shape[0] for shape in seen["tiles"]) > 1
+
+
+def test_photo_scores_against_closed_forms():
+    from pipeline.evaluate.colour import gray_images, photo_scores
+
+    rng = np.random.default_rng(0)
+    photos = [
+        rng.integers(0, 256, shape, dtype=np.uint8)
+        for shape in ((12, 20, 3), (16, 9, 3), (10, 10, 3))
+    ]
+    gray = [gray_images(p.transpose(2, 0, 1)[None])[0].transpose(1, 2, 0) for p in photos]
+    exact = photo_scores(photos, photos)
+    assert exact["ciede2000"] == 0 and exact["ciede2000_relative"] == 0
+    assert exact["hue_accuracy"] == 1 and exact["chroma_ratio"] == 1
+    assert exact["colourfulness_gap"] == 0 and abs(exact["fid_colour"]) < 1e-6
+    none = photo_scores(gray, photos)
+    assert none["ciede2000_relative"] == pytest.approx(1, abs=0.02)  # gray's own, within rounding
+    assert none["hue_accuracy"] == 0 and none["chroma_ratio"] < 0.02
+    assert none["fid_colour"] > 1
+    assert np.isnan(photo_scores(photos[:1], photos[:1])["fid_colour"])  # one photo: no covariance
+    with pytest.raises(ValueError, match="as many outputs as truths, got 2, 3"):
+        photo_scores(photos[:2], photos)
+
+
+def test_the_evaluate_stage_colours_the_held_out_photos_whole(tmp_path, processed_data):
+    """eval.colorizer.photos: the first test photos of the raw source, colorized as the command
+    does (pipeline.photo.decodings: the model around its baseline as guide, the draws alone, the
+    guide alone) and scored whole."""
+    import csv
+
+    from pipeline.config import EvalConfig
+    from pipeline.config.sections import ColorizerEvalConfig
+    from pipeline.data.preprocess import split_images
+    from pipeline.evaluate.hooks import ColorizerEvaluation, Inputs
+    from pipeline.methods.export import load_model
+
+    data = DataConfig(source="photos", image_size=8, channels=3, fit="tiles")
+    raw = processed_data(data).parent / "raw"
+    with open(raw / "index.csv", newline="") as f:
+        test = [row["file"] for row in csv.DictReader(f) if row["split"] == "test"]
+    found = [Path(e.origin).name for e in split_images(data, raw, "test")]
+    assert found == test and len(found) == 35  # as preprocessing assigns them
+    models, guide = export(tmp_path, "ddpm_color"), export(tmp_path, "regression_color")
+    config = EvalConfig(steps=2, colorizer=ColorizerEvalConfig(photos=3))
+    hooks = ColorizerEvaluation(load_model(models), config)
+    with pytest.raises(ValueError, match="eval.colorizer.photos is 3: pass --photos"):
+        hooks.prepare(Inputs(models, baseline_dir=guide))
+    hooks.prepare(Inputs(models, baseline_dir=guide, photos_dir=raw))
+    assert [p.shape[2] for p in hooks.photos] == [3, 3, 3]
+    scores = hooks.photo_scores()
+    for prefix in ("photo_", "photo_draws_", "photo_regression_"):
+        for key in ("ciede2000_relative", "hue_accuracy", "chroma_ratio", "fid_colour"):
+            assert np.isfinite(scores[f"{prefix}{key}"]), (prefix, key)
+    assert scores["photo_gray_fid_colour"] > 0
+    # the same seed, the same photos: the same scores
+    assert hooks.photo_scores() == scores
+
+
+def test_a_sepia_scan_is_coloured_as_its_lightness(tmp_path):
+    """An archive's toned print (sepia: one warm hue at every lightness) gets the colours of the
+    gray print of the same lightness: the model sees L* alone and the output keeps the input's
+    L*, so the tint is neither kept nor mistaken for a colour."""
+    from pipeline.color import lab_to_rgb, rgb_to_lab
+    from pipeline.methods.export import load_model
+    from pipeline.photo import colorize_image
+
+    model = load_model(export(tmp_path, "ddpm_color"))
+    rng = np.random.default_rng(1)
+    L = torch.from_numpy(rng.uniform(20, 90, (1, 1, 24, 32)))
+    toned = [
+        torch.cat([L, a * torch.ones_like(L), b * torch.ones_like(L)], 1)
+        for a, b in ((0, 0), (6, 18))
+    ]
+    gray, sepia = (to_uint8(lab_to_rgb(lab) * 2 - 1)[0].permute(1, 2, 0).numpy() for lab in toned)
+    outs = [
+        next(
+            colorize_image(
+                model,
+                image,
+                samples=1,
+                draws=2,
+                steps=3,
+                scale=1.0,
+                generator=torch.Generator().manual_seed(0),
+            )
+        )  # fmt: skip
+        for image in (gray, sepia)
+    ]
+    lab = [
+        rgb_to_lab(torch.from_numpy(o.transpose(2, 0, 1)[None].copy()).double() / 255) for o in outs
+    ]
+    assert (lab[0] - lab[1]).abs().amax() < 3  # uint8 rounding of the inputs' L* apart
+    sepia_ab = rgb_to_lab(torch.from_numpy(sepia.transpose(2, 0, 1)[None].copy()).double() / 255)[
+        :, 1:
+    ]
+    assert (lab[1][:, 1:] - sepia_ab).abs().mean() > 5  # the tint itself is not kept

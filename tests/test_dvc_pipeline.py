@@ -235,6 +235,7 @@ def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
 
 TINY_COLORIZER = {
     "data.image_size": 16,
+    "data.fit": "views",  # whole-photo views (issue 40): two of each photo
     "data.views": 2,
     **{k: v for k, v in TINY_TRAINING.items() if k.startswith(("model.", "train."))},
     "train.sample_every": 2,
