@@ -1,18 +1,17 @@
 """A trained colorizer on a whole photograph, as ``python -m pipeline colorize`` and the evaluate
 stage run it.
 
-Per photo: decode it (any size and mode, as the photos source does, turned upright by its EXIF
-orientation), take its CIE L* at full resolution, and make the condition the way training made it:
-the image resized (bicubic, as preprocessing resizes) so its shorter side is ``scale`` times the
-model's image size, then ``pipeline.color.lightness``. A model trained on views of whole photos
-(``data.fit: views``, the shipped colorizer) sees the whole photo at once, at the scale of its
-views (default scale 1), so every decision it makes has the whole scene in view; a model trained
-on crops (``fit: tiles``) is run on overlapping tiles of its crop size (half a crop apart,
-blended: pipeline.models.tiled) of the photo at the middle of its crops' scales (default scale 4),
-so that its attention sees the context it was trained on. ab is upsampled (bilinear) to the
-input's size and joined with the input's own full-resolution L*, with the chroma of out-of-gamut
-pixels reduced at constant L* (``pipeline.color.join_lab``). So the output has the input's exact
-size and lightness (within uint8 rounding).
+Per photo (uint8 RGB, decoded by the caller): take its CIE L* at full resolution, and make the
+condition the way training made it: the image resized (bicubic, as preprocessing resizes) so its
+shorter side is ``scale`` times the model's image size, then ``pipeline.color.lightness``. A model
+trained on views of whole photos (``data.fit: views``) sees the whole photo at once, at the scale
+of its views (default scale 1), so every decision it makes has the whole scene in view; a model
+trained on crops (``fit: tiles``, the shipped colorizer) is run on overlapping tiles of its crop
+size (half a crop apart, blended: pipeline.models.tiled) of the photo at the middle of its crops'
+scales (default scale 4), so that its attention sees the context it was trained on. ab is
+upsampled (bilinear) to the input's size and joined with the input's own full-resolution L*, with
+the chroma of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the
+output has the input's exact size and lightness (within uint8 rounding).
 
 Each output combines ``--draws`` N samples of ab (``consensus``) around a centre: per pixel the
 centre's hue, at the centre's chroma plus ``--vividness`` times what the draws' mean chroma has

@@ -688,3 +688,15 @@ def test_a_sepia_scan_is_coloured_as_its_lightness(tmp_path):
         :, 1:
     ]
     assert (lab[1][:, 1:] - sepia_ab).abs().mean() > 5  # the tint itself is not kept
+
+
+def test_eval_colorizer_photos_are_none_or_at_least_two():
+    from pipeline.config.sections import ColorizerEvalConfig
+
+    with pytest.raises(
+        ConfigError, match=r"eval.colorizer: photos must be 0 \(none\) or at least 2"
+    ):
+        ColorizerEvalConfig(photos=1)
+    with pytest.raises(ConfigError, match="eval.colorizer: photos must be an integer >= 1, got -3"):
+        ColorizerEvalConfig(photos=-3)
+    assert ColorizerEvalConfig(photos=0).photos == 0 and ColorizerEvalConfig(photos=35).photos == 35

@@ -2,28 +2,17 @@
 colorizer (model.family ddpm_color or regression_color).
 
 Per input file: decode it (any size and mode, as the photos source does, turned upright by its EXIF
-orientation) and colorize it as pipeline.photo says: a model trained on views of whole
-photos (the shipped colorizer) sees the whole photo at once; the predicted ab is joined onto the
-input's own full-resolution L*, so the output has the input's exact size and lightness.
-
-Each output combines ``--draws`` N samples of ab (``consensus``) around a centre: per pixel the
-centre's hue, at the centre's chroma plus ``--vividness`` times what the draws' mean chroma has
-beyond it. The centre is the guide's ab where there is a guide (``--guide``; by default, without
-``--model``, the shipped colorizer's: a ``regression_color`` model, one forward pass trained with
-L2 to estimate the posterior mean E[ab | L*]), else the draws' mean. Measured on whole photos
-(benchmarks/README.md, "guide"): the guide's hue is right more often than the draws' (62% of the
-coloured pixels of the validation photos against 40-56%) and its colours are closer to the truth
-than the gray image's; the draws add the vividness the L2 estimate averages away. ``--vividness 0``
-is the guide alone (nothing is drawn: 0.3 s a photo), 1 as vivid as one draw. Without a guide,
-where the draws agree on a hue it is kept at their vividness; where they disagree, their mean's hue
-is the one most of their chroma points to: on 500 validation crops (benchmarks/colorize_draws.py) 4
-draws raise the share of pixels with the right hue from 37% to 48% and lower CIEDE2000 by 6% at the
-same colourfulness.
+orientation) and colorize it as pipeline.photo says: a model trained on crops (the shipped
+colorizer) runs on overlapping tiles of the photo at its crops' scale, one trained on whole-photo
+views sees the whole photo at once; each output combines ``--draws`` samples around the guide's
+colours (``--guide``; by default, without ``--model``, the shipped colorizer's) at
+``--vividness``; the predicted ab is joined onto the input's own full-resolution L*, so the output
+has the input's exact size and lightness.
 
 Bounded work, whatever the input (docs/colorization.md, benchmarks/README.md for the measured
 peak): inputs above ``--max-megapixels`` (default 50) or longer than MAX_ASPECT times their width
-are refused; the model sees at most WORK_PIXELS pixels (larger working sizes shrink to fit), one
-sample at a time; the full-resolution join runs in strips of STRIP_PIXELS.
+are refused; the model sees at most pipeline.photo.WORK_PIXELS pixels (larger working sizes shrink
+to fit), one sample at a time; the full-resolution join runs in strips.
 
 Outputs: ``OUT/<name>.png`` per input (the first sample) and, with ``--samples K``, also
 ``OUT/<name>_2.png`` ... ``OUT/<name>_K.png``; files found in a folder keep their path relative to
