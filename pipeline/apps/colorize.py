@@ -85,7 +85,8 @@ def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
 
 def load_guide(guide_dir: str, model: GenerativeModel) -> GenerativeModel:
     """The exported guide in ``guide_dir`` on ``model``'s device; ValueError unless it is a
-    GUIDE_FAMILY model of ``model``'s crop size and ``model`` is a diffusion colorizer."""
+    GUIDE_FAMILY model that fits ``model`` (pipeline.photo.guide_mismatch) and ``model`` is a
+    diffusion colorizer."""
     if model.params.model.family == GUIDE_FAMILY:
         raise ValueError(f"--guide needs a diffusion --model, not a {GUIDE_FAMILY}")
     guide = load_on(guide_dir, str(model.device))
