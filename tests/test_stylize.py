@@ -3,7 +3,10 @@ against closed forms, the features' invariances, the colour-transfer baseline's 
 scores' fixed points, that the optimisation moves a synthetic photo toward a synthetic painting's
 texture while keeping its edges, and the command's files and errors."""
 
+import json
+import os
 import re
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -381,8 +384,6 @@ def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on
     at the content's size, the panels, metrics per pair and their means, one FINISHED MLflow run
     per pair with its loss curves, scores and pictures; a second repro does nothing, a changed
     search re-runs both stages."""
-    import json
-
     import pandas as pd
     import yaml
     from mlflow.tracking import MlflowClient
@@ -465,9 +466,6 @@ def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on
 def write_safetensors(path, tensors, *, dtype="F32"):
     """A safetensors file written by hand (the format, not the package): 8-byte header length,
     JSON header, raw little-endian bytes."""
-    import json
-    import struct
-
     header, blobs, offset = {"__metadata__": {"format": "pt"}}, [], 0
     for name, tensor in tensors.items():
         blob = tensor.contiguous().numpy().astype("<f4").tobytes()
@@ -502,6 +500,62 @@ def test_safetensors_are_read_without_pickle_and_checked(tmp_path):
         (tmp_path / f"case{i}").write_bytes(broken)
         with pytest.raises(WeightsError, match=message):
             read_safetensors(tmp_path / f"case{i}")
+
+
+def crafted_safetensors(path, header, data=b"\0" * 8):
+    text = json.dumps(header).encode()
+    path.write_bytes(struct.pack("<Q", len(text)) + text + data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        ([1, 2], "the safetensors header is not a JSON object"),
+        ({"a": "F32"}, "tensor 'a' has a bad dtype, shape or byte range"),
+        (
+            {"a": {"dtype": "F32", "shape": [-2, -1], "data_offsets": [0, 8]}},
+            "tensor 'a' has a bad",
+        ),
+        ({"a": {"dtype": "F32", "shape": [2.0], "data_offsets": [0, 8]}}, "tensor 'a' has a bad"),
+        ({"a": {"dtype": ["F32"], "shape": [2], "data_offsets": [0, 8]}}, "tensor 'a' has a bad"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": "0-8"}}, "tensor 'a' has a bad"),
+        ({"a": {"dtype": "F32", "shape": [2], "data_offsets": [True, 8]}}, "tensor 'a' has a bad"),
+    ],
+)
+def test_crafted_safetensors_headers_get_one_line(tmp_path, header, message):
+    """Issue 47, class 6: headers of the wrong types are a WeightsError naming the file."""
+    from pipeline.style.vgg import WeightsError, read_safetensors
+
+    path = crafted_safetensors(tmp_path / "w.safetensors", header)
+    with pytest.raises(WeightsError, match=re.escape(f"{path}: {message}")):
+        read_safetensors(path)
+
+
+def test_weights_files_are_checked_before_they_are_read(tmp_path):
+    """Issue 47, classes 2 and 3: NaN weights, a device, a FIFO and an oversized file are refused
+    (without reading them) with one line naming the file."""
+    from pipeline.style.vgg import MAX_WEIGHTS_BYTES, WeightsError, load_vgg19, read_safetensors
+
+    nan = torch.tensor([1.0, float("nan")])
+    write_safetensors(tmp_path / "nan.safetensors", {"a": nan})
+    with pytest.raises(WeightsError, match="tensor 'a' holds NaN or infinite values"):
+        read_safetensors(tmp_path / "nan.safetensors")
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    huge = tmp_path / "huge.safetensors"
+    with open(huge, "wb") as f:
+        f.truncate(MAX_WEIGHTS_BYTES + 1)  # sparse: no disk used
+    for path, message in [
+        ("/dev/zero", "/dev/zero: not a regular file"),
+        (fifo, f"{fifo}: not a regular file"),
+        (huge, f"{huge}: 1,073,741,825 bytes, more than the 1,073,741,824"),
+        (tmp_path / "missing", "cannot read it"),
+    ]:
+        with pytest.raises(WeightsError, match=re.escape(message)):
+            read_safetensors(path)
+        with pytest.raises(WeightsError, match=re.escape(message)):
+            load_vgg19(path, "0" * 64)
 
 
 def vgg19_file(tmp_path):

@@ -13,9 +13,9 @@ and timm's VGG-19 (ImageNet; inputs normalised by ImageNet's mean and deviation)
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
+import stat
 import struct
 from pathlib import Path
 
@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from pipeline.io import file_digest
 from pipeline.style.features import Layers
 
 # (name, index in torchvision's vgg19().features, in channels, out channels), in order; pools between
@@ -40,16 +41,55 @@ CONTENT_LAYERS = ("conv4_2",)
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 DTYPES = {"F32": (torch.float32, 4), "F16": (torch.float16, 2), "BF16": (torch.bfloat16, 2)}
 MAX_HEADER = 1 << 24  # bytes of JSON header: VGG-19's is about 4 kB
+MAX_WEIGHTS_BYTES = 1 << 30  # a weights file: torchvision's whole VGG-19 in float32 is 548 MB
 
 
 class WeightsError(ValueError):
     """A weights file that is not what it must be (one line naming the file and the problem)."""
 
 
+def weights_file(path: str | Path) -> Path:
+    """``path`` if it is a regular file of at most MAX_WEIGHTS_BYTES; WeightsError otherwise (a
+    device such as /dev/zero or a FIFO would be read forever, a huge file into memory)."""
+    path = Path(path)
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise WeightsError(f"{path}: cannot read it ({exc.strerror or exc})") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise WeightsError(f"{path}: not a regular file; weights must be a safetensors file")
+    if info.st_size > MAX_WEIGHTS_BYTES:
+        raise WeightsError(
+            f"{path}: {info.st_size:,} bytes, more than the {MAX_WEIGHTS_BYTES:,} a VGG-19 file "
+            "can hold"
+        )
+    return path
+
+
+def tensor_spec(spec: object) -> tuple[torch.dtype, int, tuple[int, ...], int, int] | None:
+    """A header entry {"dtype", "shape", "data_offsets"} as (dtype, item size, shape, begin,
+    end), or None where an entry is not of those types (a crafted header: a list, a string,
+    negative sizes)."""
+    if not isinstance(spec, dict):
+        return None
+    kind, shape, offsets = spec.get("dtype"), spec.get("shape"), spec.get("data_offsets")
+    dtype, itemsize = DTYPES.get(kind, (None, 0)) if isinstance(kind, str) else (None, 0)
+    if (
+        dtype is None
+        or not isinstance(shape, list)
+        or not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(type(v) is int and v >= 0 for v in (*shape, *offsets))
+    ):
+        return None
+    return dtype, itemsize, tuple(shape), offsets[0], offsets[1]
+
+
 def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of a safetensors file, checked: header within the file, known dtypes, each
-    tensor's byte range inside the data and of its shape's size (WeightsError otherwise)."""
-    data = Path(path).read_bytes()
+    """The tensors of a safetensors file, checked: a regular file of bounded size, a header (a
+    JSON object) within the file, known dtypes, each tensor's byte range inside the data and of
+    its shape's size, finite values (WeightsError naming the file otherwise)."""
+    data = weights_file(path).read_bytes()
     if len(data) < 8:
         raise WeightsError(f"{path}: {len(data)} bytes, not a safetensors file")
     (size,) = struct.unpack("<Q", data[:8])
@@ -59,24 +99,33 @@ def read_safetensors(path: str | Path) -> dict[str, torch.Tensor]:
         header = json.loads(data[8 : 8 + size])
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise WeightsError(f"{path}: unreadable safetensors header ({exc})") from None
+    if not isinstance(header, dict):
+        raise WeightsError(f"{path}: the safetensors header is not a JSON object")
     buffer = memoryview(data)[8 + size :]
     tensors = {}
     for name, spec in header.items():
         if name == "__metadata__":
             continue
-        dtype, itemsize = DTYPES.get(spec.get("dtype"), (None, 0))
-        begin, end = spec.get("data_offsets", (0, -1))
-        count = math.prod(spec.get("shape", [-1]))
-        if dtype is None or not 0 <= begin <= end <= len(buffer) or end - begin != count * itemsize:
+        checked = tensor_spec(spec)
+        if checked is not None:
+            dtype, itemsize, shape, begin, end = checked
+        if (
+            checked is None
+            or not begin <= end <= len(buffer)
+            or end - begin != math.prod(shape) * itemsize
+        ):
             raise WeightsError(f"{path}: tensor {name!r} has a bad dtype, shape or byte range")
         raw = bytearray(buffer[begin:end])  # a copy: the tensors outlive the file's bytes
-        tensors[name] = torch.frombuffer(raw, dtype=dtype).reshape(spec["shape"]).float()
+        tensor = torch.frombuffer(raw, dtype=dtype).reshape(shape).float()
+        if not torch.isfinite(tensor).all():
+            raise WeightsError(f"{path}: tensor {name!r} holds NaN or infinite values")
+        tensors[name] = tensor
     return tensors
 
 
 def load_vgg19(path: str | Path, sha256: str) -> VGG19Features:
     """VGG19Features with the weights of ``path``, whose sha256 must be ``sha256``."""
-    digest = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    digest = file_digest(weights_file(path))
     if digest != sha256.lower():
         raise WeightsError(f"{path}: sha256 {digest}, expected {sha256}")
     tensors = read_safetensors(path)
