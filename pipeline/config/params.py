@@ -81,6 +81,12 @@ class Params:
                 f"train.min_colourfulness {self.train.min_colourfulness:g} measures colour: "
                 f"data.channels must be 3, got {self.data.channels}"
             )
+        if self.train.degrade.active and not needs.needs_rgb:
+            raise ConfigError(
+                f"train.degrade degrades a colorizer's lightness condition: model.family "
+                f"{self.model.family!r} has none (set its p or every maximum to 0, or use "
+                "ddpm_color or regression_color)"
+            )
         if needs.needs_labels and source.classes is None and not source.needs_folder:
             raise ConfigError(
                 f"model.family {self.model.family!r} trains on class labels: data.source "

@@ -269,6 +269,37 @@ TRAIN_OPERATIONAL = (
 )
 
 
+# Bounds of train.degrade: past them a crop is no longer a photograph (a blur wider than the
+# 32 px crop, grain as strong as L*'s whole range, a print faded to one gray).
+DEGRADE_BOUNDS = {"blur": 4.0, "fade": 0.4, "gamma": 1.0, "grain": 25.0}
+
+
+@dataclass(frozen=True)
+class DegradeConfig:
+    """A colorizer's condition L* degraded as an old print's while training
+    (pipeline.data.degrade): each degradation applied to a crop with probability p, at a strength
+    uniform in [0, its maximum]; the colour target stays the clean photo's. 0 turns one off."""
+
+    p: float = 0.5  # probability that a crop gets each degradation
+    blur: float = 0.0  # max Gaussian sigma, pixels of the crop (soft focus)
+    fade: float = 0.0  # max share of L*'s range lost at each end (lifted blacks, dim whites)
+    gamma: float = 0.0  # max |log gamma| of a tone curve (crushed or washed-out mid-tones)
+    grain: float = 0.0  # max standard deviation of per-pixel grain, L* units (0-100)
+
+    def __post_init__(self) -> None:
+        with section("train.degrade"):
+            check_unit_interval("p", self.p, closed=True)
+            for name, maximum in DEGRADE_BOUNDS.items():
+                value = getattr(self, name)
+                if not 0 <= value <= maximum:
+                    raise ValueError(f"{name} must be in [0, {maximum:g}], got {value!r}")
+
+    @property
+    def active(self) -> bool:
+        """Whether any degradation can happen."""
+        return self.p > 0 and any(getattr(self, name) > 0 for name in DEGRADE_BOUNDS)
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     """Data-parallel training on Ray Train workers (pipeline.train)."""
@@ -295,6 +326,7 @@ class TrainConfig:
     sample_count: int = 16  # images in each grid (EMA model, DDIM eta=0, seeded)
     sample_steps: int = 50  # DDIM steps for the grids
     min_colourfulness: float = 0.0  # RGB: train only on crops at least this colourful (0: all)
+    degrade: DegradeConfig = field(default_factory=DegradeConfig)  # colorizers: old-print inputs
 
     def __post_init__(self) -> None:
         with section("train"):

@@ -13,6 +13,7 @@ lightness exactly.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator, Mapping, Sequence
 
 import numpy as np
@@ -22,6 +23,7 @@ from torch import nn
 
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
+from pipeline.data.degrade import degrade
 from pipeline.methods.base import DEFAULT_SAMPLING, References, Sampling, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 from pipeline.pixels import to_unit
@@ -140,10 +142,13 @@ class DDPMColor(DDPM):
     def build_net(cls, params: Params) -> nn.Module:
         return build_unet(params, in_channels=AB_CHANNELS, cond_channels=L_CHANNELS)
 
-    @staticmethod
-    def split(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB images in [-1, 1] -> (ab / AB_SCALE, L* / 50 - 1)."""
+    def split(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """RGB images in [-1, 1] -> (ab / AB_SCALE, L* / 50 - 1), L* degraded as an old print's
+        by ``train.degrade`` (pipeline.data.degrade; the target ab stays the clean photo's)."""
         condition, ab = split_lab(batch)
+        config = self.params.train.degrade
+        if config.active:
+            condition = degrade((condition + 1) * 50, **dataclasses.asdict(config)) / 50 - 1
         return ab, condition
 
 
