@@ -167,7 +167,12 @@ def guide_ab(
 
 def join_full_size(rgb: np.ndarray, ab: torch.Tensor) -> np.ndarray:
     """ab (1, 2, h, w) in CIELAB units upsampled (bilinear) onto the full-resolution L* of a uint8
-    RGB image (H, W, 3), strip by strip: the colorized image, uint8 (H, W, 3)."""
+    RGB image (H, W, 3), strip by strip: the colorized image, uint8 (H, W, 3). ValueError for
+    non-finite ab (a diverged model), which would otherwise come out black."""
+    if not torch.isfinite(ab).all():
+        raise ValueError(
+            "the colorizer gave non-finite colours (a diverged model?); nothing written"
+        )
     h, w = rgb.shape[:2]
     rows_per_strip = max(1, STRIP_PIXELS // w)
     colour = np.empty_like(rgb)

@@ -232,8 +232,20 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
     )
     assert not (tmp_path / "none").exists()
-    # a guide must be a regression_color of the model's crop size, for a diffusion model
+    # weights holding NaN coloured the photo black with exit 0 (issue 47, class 2)
+    from pipeline.methods.export import export_model, load_params_of
+
+    state = torch.load(models / "ema.pt", weights_only=True)
+    next(v for v in state.values() if v.is_floating_point()).view(-1)[0] = float("nan")
+    broken_model = export_model(state, step=0, params=load_params_of(models),
+                                out_dir=tmp_path / "nan")  # fmt: skip
     diffusion = export(tmp_path, "ddpm_color")
+    for flags in (("--model", broken_model), ("--model", diffusion, "--guide", broken_model)):
+        result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
+                            *map(str, flags), "--out", str(tmp_path / "none"))  # fmt: skip
+        assert result.returncode == 2 and "holds NaN or infinite values" in result.stderr
+        assert not (tmp_path / "none").exists()
+    # a guide must be a regression_color of the model's crop size, for a diffusion model
     for model, guide, message in (
         (
             diffusion,
@@ -700,3 +712,15 @@ def test_eval_colorizer_photos_are_none_or_at_least_two():
     with pytest.raises(ConfigError, match="eval.colorizer: photos must be an integer >= 1, got -3"):
         ColorizerEvalConfig(photos=-3)
     assert ColorizerEvalConfig(photos=0).photos == 0 and ColorizerEvalConfig(photos=35).photos == 35
+
+
+def test_non_finite_colours_are_never_written_as_black():
+    """Issue 47, class 2: ab holding NaN (a diverged model) is a ValueError, not a black photo."""
+    from pipeline.photo import join_full_size
+
+    rgb = np.full((6, 9, 3), 120, np.uint8)
+    ab = torch.zeros(1, 2, 3, 4, dtype=torch.float64)
+    assert join_full_size(rgb, ab).shape == (6, 9, 3)
+    ab[0, 1, 2, 3] = float("nan")
+    with pytest.raises(ValueError, match="non-finite colours"):
+        join_full_size(rgb, ab)

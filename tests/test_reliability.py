@@ -137,7 +137,20 @@ FILE_CASES = [
     ("ema.pt without its checksum", lambda r: sidecar(r / "models/ema.pt").unlink(), "ema.pt: no readable ema.pt.sha256"),
     ("ema.pt holding a pickle of code", lambda r: pickled_code(r / "models/ema.pt"), "models/ema.pt: cannot be loaded as a tensor file"),
     ("flipped featurenet byte", lambda r: flip(r / "fn/weights.pt"), "fn/weights.pt: sha256"),
+    ("a huge network in config.json, checksum re-recorded", lambda r: _edit_json(r / "models/config.json", ["params", "model", "base_channels"], 4096, resum=True), "models/ema.pt: does not fit the ddpm network of"),
+    ("NaN weights, checksums consistent", lambda r: nan_weights(r / "models"), "holds NaN or infinite values"),
 ]  # fmt: skip
+
+
+def nan_weights(models):
+    """ema.pt with one NaN, saved and recorded as the trainer records weights (its sidecar and
+    config.json's weights_sha256 rewritten): only the values themselves can tell."""
+    state = torch.load(models / "ema.pt", weights_only=True)
+    first = next(k for k, v in state.items() if v.is_floating_point())
+    state[first].view(-1)[0] = float("nan")
+    torch.save(state, models / "ema.pt")
+    _edit_json(models / "config.json", ["weights_sha256"], write_checksum(models / "ema.pt"),
+               resum=True)  # fmt: skip
 
 
 def _resummed(path, edit):
@@ -174,6 +187,32 @@ def test_bad_files_fail_the_evaluate_stage_naming_the_file(work, caplog, name, c
     assert message in one_error(caplog)
     assert outputs(work) == before
     assert not (work / "pwned").exists()
+
+
+def test_a_huge_network_in_a_consistent_config_is_refused_before_it_is_allocated(work):
+    """Issue 47, class 3: config.json asking for base_channels 4096 (its checksum re-recorded) is
+    refused from the weights' shapes, compared with the network built on the meta device: the
+    loading process never holds the network (gigabytes) in memory."""
+    from pipeline.config import Params, from_dict
+    from pipeline.registry import method_class
+
+    _edit_json(work / "models/config.json", ["params", "model", "base_channels"], 4096, resum=True)
+    params = from_dict(Params, json.loads((work / "models/config.json").read_text())["params"])
+    with torch.device("meta"):
+        net = method_class(params.model.family).build_net(params)
+    size = sum(p.numel() * p.element_size() for p in net.parameters())
+    assert size > 3e9  # what building it would allocate
+    script = (
+        "import resource, sys\n"
+        "from pipeline.methods.export import load_model\n"
+        "try:\n    load_model(sys.argv[1])\nexcept ValueError as exc:\n    print(exc)\n"
+        "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script, str(work / "models")],
+                            capture_output=True, text=True, timeout=300)  # fmt: skip
+    message, peak_kb = result.stdout.strip().splitlines()
+    assert "models/ema.pt: does not fit the ddpm network of" in message, result.stderr
+    assert int(peak_kb) * 1024 < 1.5e9, peak_kb  # torch itself and the small weights
 
 
 # ------------------------------------------------------------------- bad params, one table

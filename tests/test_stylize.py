@@ -151,6 +151,11 @@ def test_stylize_moves_a_photo_toward_the_paintings_texture_and_keeps_its_edges(
                            on_step=steps.append)  # fmt: skip
     assert out.shape == (1, 3, 48, 64) and 0 <= out.min() and out.max() <= 1
     assert history.sizes == [(24, 32), (48, 64)] and pass_sizes(options) == [32, 64]
+    assert pass_sizes(StyleOptions(size=64, passes=4), longest=12) == [8, 8, 8, 12]
+    for side in (2, 5, 8, 9):  # passes of 1 px painted NaN: a black image
+        image, _ = stylize(torch.rand(1, 3, side, side), torch.rand(1, 3, 64, 64),
+                           RandomFeatures(seed=0), StyleOptions(steps=3, size=64, passes=3))  # fmt: skip
+        assert torch.isfinite(image).all() and image.max() > 0.05, side
     assert sum(steps) == 2 * options.steps  # the progress bar's total, exactly
     assert history.style[-1] < 0.2 * history.style[0]  # the optimised loss fell
     before, after = style_distance(photo, painting), style_distance(out, painting)
@@ -196,10 +201,14 @@ def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_
     write_png(photos / "a.png", rng.integers(0, 256, (40, 70, 3), dtype=np.uint8))
     write_png(photos / "sub/b.png", rng.integers(0, 256, (33, 21), dtype=np.uint8))  # gray
     (photos / "broken.png").write_bytes(b"not a png")
+    write_png(photos / "tiny.png", rng.integers(0, 256, (5, 5, 3), dtype=np.uint8))  # was black
     out = tmp_path / "out"
     args = ("-m", "pipeline", "stylize", str(photos), "--style", str(style), "--out", str(out))
     result = run_python(*args, *fast)
     assert result.returncode == 2 and "broken.png" in result.stderr
+    assert "tiny.png: 5x5 px; stylize paints images of at least 8 px on the longer side" in (
+        result.stderr
+    )
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
     with Image.open(out / "sub/b.png") as b:
         assert b.size == (21, 33) and b.mode == "RGB"

@@ -30,6 +30,7 @@ from pipeline.style.choice import FeatureChoice, build_features
 from pipeline.style.transfer import (
     MAX_STEPS,
     MAX_WEIGHT,
+    MIN_SIDE,
     SIZES,
     StyleOptions,
     stylize,
@@ -90,11 +91,19 @@ def run(args: argparse.Namespace) -> None:
         for job, target in zip(jobs, targets, strict=True):
             try:
                 rgb = read_rgb(job.path, max_pixels)
+                if max(rgb.shape[:2]) < MIN_SIDE:
+                    raise ValueError(
+                        f"{rgb.shape[0]}x{rgb.shape[1]} px; stylize paints images of at least "
+                        f"{MIN_SIDE} px on the longer side"
+                    )
             except (OSError, ValueError) as exc:
                 failed.append(f"{job.path}: {first_line(exc)}")
                 bar.total -= options.steps * options.passes
                 continue
             image, _ = stylize(to_tensor(rgb, device), style, features, options, on_step=bar.update)
+            if not torch.isfinite(image).all():  # never a black image in its place
+                failed.append(f"{job.path}: painting it gave non-finite pixels; nothing written")
+                continue
             save_image(to_uint8(image, rgb.shape[:2]), target, overwrite=args.overwrite)
     log.info("stylize: wrote %d image(s) to %s", len(jobs) - len(failed), args.out)
     raise_for_skipped(failed, len(jobs), "stylized")

@@ -11,6 +11,7 @@ any size), checks that ``weights_sha256`` names the weights beside it, and reads
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -20,7 +21,6 @@ from pipeline.config.params import upgraded
 from pipeline.io import (
     CorruptFileError,
     atomic_dir,
-    first_line,
     load_verified,
     read_json,
     recorded_digest,
@@ -78,15 +78,35 @@ def load_model(models_dir: str | Path, device: torch.device | str = "cpu") -> Ge
             f"sha256 of {weights} (files of two exports mixed); re-export the model"
         )
     method = method_class(params.model.family)
+    fit_weights(state, method.build_net, params, weights, models_dir / CONFIG_FILE)
     net = method.build_net(params)
-    try:
-        net.load_state_dict(state)
-    except (RuntimeError, TypeError, AttributeError) as exc:
-        raise CorruptFileError(
-            f"{weights}: does not fit the {params.model.family} network of "
-            f"{models_dir / CONFIG_FILE} ({first_line(exc)})"
-        ) from None
+    net.load_state_dict(state)
     return method.model_class(net.to(device).eval(), params)
+
+
+def fit_weights(
+    state: object, build: Callable[[Params], torch.nn.Module], params: Params, weights: Path,
+    config: Path,
+) -> None:  # fmt: skip
+    """CorruptFileError naming the file unless ``state`` is a state_dict of finite tensors that
+    fits the network ``build(params)`` exactly, checked on a network built on the meta device
+    (shapes without memory): an edited or crafted config.json asking for a huge network is
+    refused before anything is allocated, and NaN weights never colour an image black."""
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in build(params).state_dict().items()}
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise CorruptFileError(f"{weights}: not a state_dict of tensors")
+    found = {k: tuple(v.shape) for k, v in state.items()}
+    if found != shapes:
+        wrong = sorted(k for k in shapes.keys() | found.keys() if shapes.get(k) != found.get(k))
+        raise CorruptFileError(
+            f"{weights}: does not fit the {params.model.family} network of {config} "
+            f"({len(wrong)} tensor(s) missing, unexpected or of another shape, e.g. {wrong[0]!r}: "
+            f"{found.get(wrong[0], 'missing')}, the network's {shapes.get(wrong[0], 'none')})"
+        )
+    for name, tensor in state.items():
+        if tensor.is_floating_point() and not torch.isfinite(tensor).all():
+            raise CorruptFileError(f"{weights}: {name} holds NaN or infinite values")
 
 
 def load_on(models_dir: str | Path, device: str) -> GenerativeModel:

@@ -83,8 +83,11 @@ class RandomFeatures(nn.Module):
         x = rgb * 2 - 1
         colour = pyramid(x, self.levels)
         luma = (x * self.luma).sum(1, keepdim=True)  # (B, 1, H, W)
-        luma = (luma - luma.mean((2, 3), keepdim=True)) / luma.std((2, 3), keepdim=True).clamp(
-            min=LUMA_STD_FLOOR
+        # one pixel has no sample variance (NaN: a black output): its population variance, 0;
+        # floored before the square root, whose gradient at 0 is infinite
+        variance = luma.var((2, 3), keepdim=True, correction=int(luma[0, 0].numel() > 1))
+        luma = (
+            (luma - luma.mean((2, 3), keepdim=True)) / variance.clamp(min=LUMA_STD_FLOOR**2).sqrt()
         )  # the pattern of light and dark, not its level or contrast: those the style may set
         gray = pyramid(luma, self.levels)
         pad = self.style_filters.shape[-1] // 2

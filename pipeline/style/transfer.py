@@ -36,6 +36,7 @@ MAX_WEIGHT = 1e9  # content_weight, style_weight
 MAX_STEPS = 100_000  # steps
 SIZES = (64, 4096)  # size: the coarsest pass (size / 2^(passes - 1)) must hold the pyramid
 MAX_PASSES = 5
+MIN_SIDE = 8  # px: the smallest pass, and the smallest photo the command paints (longer side)
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,11 @@ def to_uint8(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.nda
 
 def pass_sizes(options: StyleOptions, longest: int | None = None) -> list[int]:
     """The longer side of each pass, coarse to fine: up to ``options.size``, or to ``longest`` (the
-    content's longer side) when that is smaller: a photo is not enlarged to be painted."""
+    content's longer side) when that is smaller: a photo is not enlarged to be painted. No pass
+    is below MIN_SIDE px (a photo smaller than that is painted at its size): on one or two pixels
+    L-BFGS diverges, and a pass of NaN paints the whole image black."""
     size = min(options.size, longest or options.size)
-    return [max(1, size >> k) for k in reversed(range(options.passes))]
+    return [max(min(size, MIN_SIDE), size >> k) for k in reversed(range(options.passes))]
 
 
 def loss(
