@@ -724,3 +724,29 @@ def test_non_finite_colours_are_never_written_as_black():
     ab[0, 1, 2, 3] = float("nan")
     with pytest.raises(ValueError, match="non-finite colours"):
         join_full_size(rgb, ab)
+
+
+def test_a_file_named_dot_dot_png_is_colorized_and_stylized(run_python, tmp_path):
+    """Issue 47, class 7: ``..png`` given directly (colorize failed after the work, "unknown file
+    extension"; stylize "has an empty name") is written as ``..png.png``, as inside a folder."""
+    from PIL import Image
+
+    from tests.conftest import ROOT
+
+    photo = tmp_path / "in" / "..png"
+    photo.parent.mkdir()
+    with Image.open(ROOT / "docs/kite.jpg") as kite:
+        kite.resize((40, 30)).save(photo, format="PNG")
+    models = export(tmp_path, "regression_color")
+    painting = ROOT / "pipeline/style/paintings/kandinsky_composition_viii.jpg"
+    for command, extra in (
+        ("colorize", ("--model", str(models))),
+        ("stylize", ("--style", str(painting), "--steps", "2", "--size", "64")),
+    ):
+        for given in (photo, photo.parent):
+            out = tmp_path / f"{command}-{'file' if given.is_file() else 'folder'}"
+            result = run_python("-m", "pipeline", command, str(given), *extra, "--out", str(out))
+            assert result.returncode == 0, result.stderr
+            assert [p.name for p in out.iterdir()] == ["..png.png"]
+            with Image.open(out / "..png.png") as image:
+                assert image.format == "PNG" and image.size == (40, 30)

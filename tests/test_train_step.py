@@ -6,7 +6,7 @@ import torch
 
 from pipeline.config import DiffusionConfig, ModelConfig, Params, TrainConfig
 from pipeline.methods.ddpm import build_diffusion, build_unet, train_step
-from pipeline.methods.step import lr_at, resolve_precision
+from pipeline.methods.step import lr_at, native_bf16_cpu, resolve_precision
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
 
@@ -113,6 +113,20 @@ def test_lr_warmup_then_constant_and_precision_auto():
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
     assert resolve_precision("fp16", torch.device("cpu")) == "fp16"
+
+
+def test_cpu_bf16_only_where_the_cpu_has_it(tmp_path):
+    """The colorize command's auto (cpu_bf16): bf16 on a CPU whose flags list AVX512-BF16 or AMX,
+    fp32 on one without, or where there is no /proc/cpuinfo; training and evaluation keep fp32."""
+    with_bf16, without, missing = tmp_path / "a", tmp_path / "b", tmp_path / "none"
+    with_bf16.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx512f avx512_bf16 avx512bw\n")
+    without.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512bw\n")
+    assert native_bf16_cpu(with_bf16) and not native_bf16_cpu(without)
+    assert not native_bf16_cpu(missing)
+    here = "bf16" if native_bf16_cpu() else "fp32"
+    assert resolve_precision("auto", torch.device("cpu"), cpu_bf16=True) == here
+    assert resolve_precision("fp32", torch.device("cpu"), cpu_bf16=True) == "fp32"
+    assert resolve_precision("auto", torch.device("cuda", 0), cpu_bf16=True) == "bf16"
 
 
 def test_image_grid_tiles_and_maps_pixels():

@@ -99,6 +99,24 @@ def test_outputs_never_replace_inputs_each_other_or_unasked_files(
             assert not any(path.resolve().is_relative_to(i.resolve()) for i in given_inputs)
 
 
+def test_a_linked_subfolder_inside_the_output_folder_is_refused(tmp_path, run_python, colorizer):
+    """Issue 47: an existing subfolder of --out that links elsewhere would carry an output out of
+    --out: refused before any work, nothing written there; --out itself may be a link."""
+    elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
+    elsewhere.mkdir()
+    out.mkdir()
+    (out / "sub").symlink_to(elsewhere, target_is_directory=True)
+    with pytest.raises(ValueError, match=r"out/sub is a link, which would carry the output out"):
+        check_outputs([out / "sub/a.png"], root=out)
+    assert check_outputs([out / "a.png"], root=out) == [(out / "a.png").resolve()]
+    (tmp_path / "out_link").symlink_to(out, target_is_directory=True)
+    check_outputs([tmp_path / "out_link/b.png"], root=tmp_path / "out_link")  # the user's link
+    photos(tmp_path / "in/sub", "a.png")
+    result = colorize(run_python, colorizer, tmp_path / "in", "--out", out)
+    assert result.returncode == 2 and "is a link, which would carry the output out" in result.stderr
+    assert list(elsewhere.iterdir()) == []
+
+
 def test_no_clobber_publish_keeps_a_file_that_appeared_meanwhile(tmp_path):
     target = tmp_path / "grid.png"
     with pytest.raises(OutputExistsError, match="appeared while this command ran"):

@@ -61,12 +61,17 @@ def add_overwrite(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_precision(parser: argparse.ArgumentParser) -> None:
-    """``--precision``: the network's arithmetic while sampling (GenerativeModel.sample)."""
+def add_precision(parser: argparse.ArgumentParser, *, cpu_bf16: bool = False) -> None:
+    """``--precision``: the network's arithmetic while sampling (GenerativeModel.sample); auto as
+    pipeline.methods.step.resolve_precision resolves it (``cpu_bf16``: bf16 on CPUs that have it
+    in hardware)."""
+    on_cpu = (
+        "on CPUs with bf16 in hardware (AVX512-BF16, AMX), else fp32" if cpu_bf16 else "fp32 on CPU"
+    )
     parser.add_argument(
         "--precision",
         choices=("auto", "fp32", "bf16"),
         default="auto",
-        help="the network while sampling: bf16 autocast or fp32 (default auto: bf16 on CUDA, "
-        "fp32 on CPU)",
+        help=f"the network while sampling: bf16 autocast or fp32 (default auto: bf16 on CUDA and "
+        f"{on_cpu})",
     )

@@ -114,6 +114,7 @@ def run(args: argparse.Namespace) -> None:
             [out_dir / name for job in jobs for name in output_names(job, args.samples)],
             [*args.inputs, models_dir, *([guide_dir] if guide_dir else [])],
             overwrite=args.overwrite,
+            root=out_dir,
         )
     )
     outputs = {job: [next(targets) for _ in range(args.samples)] for job in jobs}
@@ -142,7 +143,7 @@ def run(args: argparse.Namespace) -> None:
                 draws=args.draws,
                 vividness=args.vividness,
                 guide=guide,
-                precision=resolve_precision(args.precision, model.device),
+                precision=resolve_precision(args.precision, model.device, cpu_bf16=True),
             )
             for image, target in zip(images, outputs[job], strict=True):
                 save_image(image, target, overwrite=args.overwrite)
@@ -211,6 +212,6 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         parser, "peak memory grows about 7 MB per megapixel, see docs/colorization.md"
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    add_precision(parser)
+    add_precision(parser, cpu_bf16=True)
     add_overwrite(parser)
     parser.set_defaults(func=run)

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,6 +37,13 @@ class Job:
     name: Path
 
 
+def output_stem(relative: Path) -> Path:
+    """An input's path (relative to its folder) without its suffix, as outputs are named: the
+    name's root by os.path.splitext, which keeps a leading dot (``..png`` -> ``..png``, where
+    pathlib's stem would be ``.``, a folder, not a name)."""
+    return relative.parent / os.path.splitext(relative.name)[0]
+
+
 def find_inputs(inputs: list[str]) -> list[Job]:
     """Files as given (any suffix: unreadable ones are reported later), folders searched for
     png/jpg files recursively; ValueError for a missing input or an empty folder (two inputs with
@@ -47,9 +55,9 @@ def find_inputs(inputs: list[str]) -> list[Job]:
             found = list_images(path)
             if not found:
                 raise ValueError(f"{given}: no {'/'.join(IMAGE_SUFFIXES)} files in this folder")
-            jobs += [Job(p, p.relative_to(path).with_suffix("")) for p in found]
+            jobs += [Job(p, output_stem(p.relative_to(path))) for p in found]
         elif path.is_file():
-            jobs.append(Job(path, Path(path.stem)))
+            jobs.append(Job(path, output_stem(Path(path.name))))
         else:
             raise ValueError(f"{given}: no such file or folder")
     return jobs

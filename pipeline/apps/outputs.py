@@ -10,7 +10,9 @@ the user's files are theirs; a command writes only what it creates in this run).
    input folder (the next run would read it back as an input);
 4. a target that exists, unless ``overwrite``; even then only a regular file is replaced, never a
    folder, a link or anything else;
-5. a target below something that is not a folder.
+5. a target below something that is not a folder;
+6. a target below a link inside the output folder ``root`` (a subfolder of --out that links
+   elsewhere would carry the output out of it; ``root`` itself may be a link the user made).
 
 A command then writes each target through a temporary file beside it
 (``pipeline.io.atomic_path(target, overwrite=...)``): a failure leaves no partial file, and without
@@ -37,11 +39,16 @@ def _identity(path: Path) -> tuple[int, int] | None:
 
 
 def check_outputs(
-    targets: Iterable[str | Path], inputs: Iterable[str | Path] = (), *, overwrite: bool = False
+    targets: Iterable[str | Path],
+    inputs: Iterable[str | Path] = (),
+    *,
+    overwrite: bool = False,
+    root: str | Path | None = None,
 ) -> list[Path]:
     """The targets as absolute paths with links and ``..`` resolved (what the file system would
-    write), when every one may be written (module docstring, rules 1-5); else ValueError, or
-    OutputExistsError (a FileExistsError) for rule 4, naming the first offending target."""
+    write), when every one may be written (module docstring, rules 1-6; ``root``: the output
+    folder the targets lie in, if any); else ValueError, or OutputExistsError (a
+    FileExistsError) for rule 4, naming the first offending target."""
     given = [Path(t) for t in targets]
     sources = [(Path(i), Path(i).resolve()) for i in inputs]
     input_files = {_identity(path) for path, _ in sources if path.is_file()} - {None}
@@ -66,6 +73,13 @@ def check_outputs(
                 )
             if parent.exists() and not parent.is_dir():
                 raise ValueError(f"{target}: {parent} is a file, not a folder")
+        if root is not None:
+            inside = [p for p in target.parents if p.is_relative_to(root) and p != Path(root)]
+            if link := next((p for p in inside if p.is_symlink()), None):
+                raise ValueError(
+                    f"{target}: {link} is a link, which would carry the output out of {root}; "
+                    "outputs are written only inside it"
+                )
         if _identity(path) in input_files or any(path == source for _, source in sources):
             raise ValueError(f"{target} is an input of this command; it would be overwritten")
         for source_given, source in sources:

@@ -49,7 +49,7 @@ def targets_of(jobs: list[Job], out: Path) -> list[Path]:
     else ``out/<name>.png``."""
     if len(jobs) == 1 and out.suffix.lower() in FILE_SUFFIXES:
         return [out]
-    return [out / job.name.with_suffix(".png") for job in jobs]
+    return [out / job.name.parent / f"{job.name.name}.png" for job in jobs]
 
 
 def run(args: argparse.Namespace) -> None:
@@ -65,7 +65,10 @@ def run(args: argparse.Namespace) -> None:
     )
     jobs = find_inputs(args.inputs)
     inputs = [*args.inputs, args.style]
-    targets = check_outputs(targets_of(jobs, Path(args.out)), inputs, overwrite=args.overwrite)
+    out = Path(args.out)
+    targets = targets_of(jobs, out)
+    folder = None if targets == [out] else out  # one file named by --out, or files inside it
+    targets = check_outputs(targets, inputs, overwrite=args.overwrite, root=folder)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     max_pixels = round(args.max_megapixels * 1e6)
     try:

@@ -34,12 +34,25 @@ def image_grid(images: torch.Tensor, nrow: int | None = None, padding: int = 2) 
     return grid
 
 
+def image_format(path: str | Path) -> str:
+    """The PIL format ``path``'s suffix names (PNG for ``x.png``, also for a name such as
+    ``..png`` that PIL's own guess, os.path.splitext, reads as having no suffix); ValueError
+    naming the file otherwise."""
+    suffix = Path(path).suffix.lower()
+    found = Image.registered_extensions().get(suffix)
+    if found is None or found not in Image.SAVE:
+        raise ValueError(f"{path}: cannot write images of suffix {suffix or '(none)'!r}")
+    return found
+
+
 def save_image(array: np.ndarray, path: str | Path, *, overwrite: bool = True) -> Path:
-    """Write an (H, W, C) uint8 array as PNG (C = 1 becomes grayscale), atomically; without
-    ``overwrite``, never over a file that exists (pipeline.io.OutputExistsError)."""
+    """Write an (H, W, C) uint8 array (C = 1 becomes grayscale) in the format its suffix names
+    (``image_format``), atomically; without ``overwrite``, never over a file that exists
+    (pipeline.io.OutputExistsError)."""
     mode_array = array[..., 0] if array.shape[-1] == 1 else array
+    kind = image_format(path)
     with atomic_path(path, overwrite=overwrite) as tmp:
-        Image.fromarray(mode_array).save(tmp)
+        Image.fromarray(mode_array).save(tmp, format=kind)
     return Path(path)
 
 
