@@ -8,6 +8,7 @@ import hashlib
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -24,6 +25,17 @@ SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRE
 # training run, contending for the cores the run is starting on; it only watches for drains) is off.
 # A value the user set wins; a cluster the pipeline joins keeps its own.
 LOCAL_CLUSTER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+
+
+def private_ray_dir() -> Path:
+    """Ray's root temp directory for a cluster this machine starts for itself: its own, mode 0700
+    (Ray's default, /tmp/ray, is world-readable and its session logs hold every worker's output).
+    Starting there also means a stage never joins a cluster someone else started with
+    ``ray start`` (Ray looks for one in the temp directory); RAY_ADDRESS=auto joins one."""
+    path = Path(tempfile.gettempdir()) / f"ray-{os.getuid()}"
+    path.mkdir(mode=0o700, exist_ok=True)
+    path.chmod(0o700)
+    return path
 
 
 def local_cluster_env() -> None:
@@ -87,10 +99,12 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
     if local_store and is_remote(address):
         refuse(f"{where} {address!r} is a remote Ray cluster")
     if not ray.is_initialized():
-        if address in (None, "", "local"):
+        options = {"address": address}
+        if address in (None, "", "local"):  # its processes inherit this one's environment
             local_cluster_env()
+            options = {"address": "local", "_temp_dir": str(private_ray_dir())}
         try:  # with the dashboard: Ray Train's cleanup uses its state API
-            ray.init(address=address)
+            ray.init(**options)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:
             raise ConnectionError(
                 f"cannot connect to the Ray cluster at {where} {address!r}: {first_line(exc)}"

@@ -15,7 +15,7 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import mlflow
 from mlflow.data.meta_dataset import MetaDataset
@@ -32,6 +32,7 @@ from mlflow.utils.mlflow_tags import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.config import Params, flatten, to_dict
+from pipeline.console import redact
 from pipeline.io import CorruptFileError, first_line
 
 RUN_NAME_TAG = "pipeline.run_name"
@@ -40,15 +41,6 @@ UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
 PROBE_TIMEOUT_S = 10  # seconds: how long a tracking server may take to answer the first request
-
-
-def redacted(uri: str) -> str:
-    """``uri`` without a password (``scheme://user:***@host``): what may be logged or printed."""
-    parts = urlsplit(uri)
-    if parts.password is None:
-        return uri
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{host}"))
 
 
 @contextlib.contextmanager
@@ -72,7 +64,7 @@ def connect(uri: str, timeout_s: int = PROBE_TIMEOUT_S) -> MlflowClient:
     """A client of the tracking store ``uri`` once it has answered one request: ConnectionError
     naming a server that does not answer within ``timeout_s``, CorruptFileError naming a SQLite
     file that is not a readable MLflow database (instead of a SQLAlchemy traceback)."""
-    shown = redacted(uri)
+    shown = redact(uri)
     parts = urlsplit(uri)
     if parts.scheme in ("http", "https"):
         port = parts.port or (443 if parts.scheme == "https" else 80)

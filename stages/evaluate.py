@@ -9,9 +9,9 @@ from pathlib import Path
 
 from pipeline.cli import entry_point
 from pipeline.config import load_params
-from pipeline.console import say
+from pipeline.console import redact, say
 from pipeline.evaluate.run import evaluate
-from pipeline.tracking import redacted, tracking_uri
+from pipeline.tracking import tracking_uri
 
 
 @entry_point
@@ -102,7 +102,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         say(f"  gray       fid_colour {metrics['photo_gray_fid_colour']:7.3f}")
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):  # a server: its URI may carry a password
-        say(f"compare runs: open {redacted(uri)} in a browser")
+        say(f"compare runs: open {redact(uri)} in a browser")
     else:
         say(f"compare runs: mlflow ui --backend-store-uri {uri}")
 

@@ -8,11 +8,11 @@ import sys
 from collections.abc import Sequence
 
 from pipeline.cli import entry_point
-from pipeline.console import say
+from pipeline.console import redact, say
 from pipeline.style.params import load_style_params
 from pipeline.style.runs import stylize_pairs
 from pipeline.style.sweep import apply_best
-from pipeline.tracking import redacted, tracking_uri
+from pipeline.tracking import tracking_uri
 
 
 @entry_point
@@ -52,7 +52,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     say(f"  pictures: {args.panels} (content | style | stylized | colour transfer), {args.out}/")
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):
-        say(f"compare runs: open {redacted(uri)} in a browser")
+        say(f"compare runs: open {redact(uri)} in a browser")
     else:
         say(f"compare runs: mlflow ui --backend-store-uri {uri}")
 

@@ -9,6 +9,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -388,6 +389,62 @@ def test_a_bad_ray_address_fails_before_an_mlflow_run_exists(work):
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "ray.address 'bogus:x:y'" in errors[0], result.stderr
     assert not (work / "mlflow.db").exists() and not (work / "new-models").exists()
+
+
+@pytest.mark.slow  # a real mlflow server and a real train stage on its own Ray cluster
+def test_a_tracking_password_reaches_no_log(work):
+    """Issue 47, class 1: with MLFLOW_TRACKING_URI=http://user:PASSWORD@host, the train stage
+    writes the password nowhere: not to the terminal, logs/train.log (mode 0600) or the logs of
+    its Ray cluster (under a private temp dir, mode 0700); MLflow's "View run ... at: <URI>" line
+    was the leak."""
+    import urllib.request
+
+    from pipeline.cluster import private_ray_dir
+    from tests.loopback import free_port, start, stop, wait_for
+
+    port, secret = free_port(), os.urandom(8).hex()
+    server = start([sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port",
+                    str(port), "--backend-store-uri", f"sqlite:///{work / 'server.db'}",
+                    "--workers", "1"], work / "server.log", dict(os.environ))  # fmt: skip
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    raw = yaml.safe_load((work / "params.yaml").read_text())
+    raw["tune"]["enabled"] = False
+    raw["train"] |= {"steps": 4, "batch_size": 8, "checkpoint_every": 4, "sample_every": 0,
+                     "sample_count": 4, "sample_steps": 2}  # fmt: skip
+    (work / "params.yaml").write_text(yaml.safe_dump(raw))
+    started = time.time()
+    try:
+        wait_for(ready, "mlflow server", 120, server)
+        result = subprocess.run(
+            [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"),
+             "--data", str(work / "processed"), "--checkpoints", str(work / "checkpoints"),
+             "--models", str(work / "new-models"), "--report", str(work / "reports/new.json"),
+             "--history", str(work / "h.csv"), "--samples", str(work / "s.png")],
+            cwd=work, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "PYTHONPATH": str(pipeline_root()), "RAY_ADDRESS": "",
+                 "MLFLOW_TRACKING_URI": f"http://user:{secret}@127.0.0.1:{port}"},
+        )  # fmt: skip
+    finally:
+        stop(server)
+    assert result.returncode == 0, result.stderr
+    log = work / "logs/train.log"
+    assert "user:***@127.0.0.1" in log.read_text() or "View run" not in log.read_text()
+    assert secret not in result.stdout + result.stderr + log.read_text()
+    assert stat.S_IMODE(log.stat().st_mode) == 0o600
+    ray_dir = private_ray_dir()
+    assert stat.S_IMODE(ray_dir.stat().st_mode) == 0o700
+    session_logs = [p for p in ray_dir.rglob("*") if p.is_file() and not p.is_symlink()
+                    and p.stat().st_mtime >= started]  # fmt: skip
+    assert any(p.suffix in (".out", ".err", ".log") for p in session_logs)  # this run's logs
+    leaked = [p for p in session_logs if secret.encode() in p.read_bytes()]
+    assert not leaked, leaked
 
 
 # ------------------------------------------------------------------------ folder source

@@ -399,12 +399,21 @@ def test_compare_names_a_corrupt_store_or_a_silent_server_in_one_line(tmp_path):
 
 
 def test_redacted_uris_keep_everything_but_the_password():
-    from pipeline.tracking import redacted
+    from pipeline.console import redact as redacted
 
     assert redacted("http://u:p%40ss@host:5000/x") == "http://u:***@host:5000/x"
     assert redacted("postgresql://u:pw@db/mlflow") == "postgresql://u:***@db/mlflow"
     assert redacted("http://host:5000") == "http://host:5000"
     assert redacted("sqlite:////tmp/mlflow.db") == "sqlite:////tmp/mlflow.db"
+    line = "View run x at: https://me:s3cr%2Ft@mlflow.example:443/#/experiments/1 (and ftp://a:b@c)"
+    assert (
+        redacted(line)
+        == "View run x at: https://me:***@mlflow.example:443/#/experiments/1 (and ftp://a:***@c)"
+    )
+    assert (
+        redacted("user@host and a:b@c and http://host/a:b@c")
+        == "user@host and a:b@c and http://host/a:b@c"
+    )
 
 
 def test_weights_saved_twice_have_the_same_bytes(tmp_path):
