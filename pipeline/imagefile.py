@@ -5,6 +5,7 @@ refused with one line."""
 
 from __future__ import annotations
 
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,10 @@ MAX_ASPECT = 20  # longer side / shorter side: a 1 x 20000 strip is not a photo
 def read_rgb(path: Path, max_pixels: int) -> np.ndarray:
     """An image file as uint8 RGB (H, W, 3), upright by its EXIF orientation: gray repeated,
     transparency composited on white. ValueError, before decoding, for more than ``max_pixels``
-    pixels or a side longer than MAX_ASPECT times the other."""
+    pixels or a side longer than MAX_ASPECT times the other; for anything but a regular file (a
+    FIFO would block the command forever, a device be read without end) before opening it."""
+    if not stat.S_ISREG(Path(path).stat().st_mode):
+        raise ValueError("not a regular file; images are read from files")
     with Image.open(path) as img:
         w, h = img.size
         if w * h > max_pixels:

@@ -248,6 +248,20 @@ def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
     assert not out.exists()
 
 
+def test_a_fifo_as_the_painting_is_refused_instead_of_blocking(run_python, tmp_path):
+    """Issue 47: reading a FIFO given as --style waited forever for a writer."""
+    from tests.conftest import ROOT
+
+    fifo = tmp_path / "style.png"
+    os.mkfifo(fifo)
+    out = tmp_path / "out.png"
+    result = run_python("-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--style",
+                        str(fifo), "--out", str(out))  # fmt: skip
+    assert result.returncode == 2, result.stderr
+    assert f"--style {fifo}: not a regular file; images are read from files" in result.stderr
+    assert not out.exists()
+
+
 # ----------------------------------------------------------------------- the features' choices
 def test_colorizer_features_are_the_shipped_unets_first_levels_at_every_pyramid_level():
     from pipeline.methods.export import load_model

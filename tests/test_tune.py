@@ -303,6 +303,59 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
     assert [m.step for m in done_losses] == sorted(before) == list(range(2, 17, 2))
 
 
+def test_a_killed_asha_sweep_starts_over_and_gives_the_uninterrupted_table(
+    ray_cluster, inputs, searched, tmp_path
+):
+    """Issue 47, class 5: SIGKILL during an ASHA sweep, then the stage again. Tune.restore does not
+    restore ASHA's rungs (resumed trials that were due to stop ran on), so the sweep starts over,
+    saying so, and its table and winner are the uninterrupted sweep's (``searched``: the same
+    params, one trial at a time); the parent keeps one child per trial."""
+    processed, featurenet = inputs
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(BASE)))
+    command = [sys.executable, "-m", "stages.tune", "--params", "params.yaml",
+               "--data", str(processed), "--featurenet", str(featurenet),
+               "--checkpoints", "checkpoints", "--best", "reports/best_params.yaml",
+               "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    experiment_id(client, BASE.mlflow.experiment, tmp_path)
+
+    def two_ended_trials():
+        runs = client.search_runs(
+            [e.experiment_id for e in client.search_experiments()],
+            filter_string="tags.`tune.trial_id` != '' and attributes.status != 'RUNNING'",
+        )
+        return runs if len(runs) >= 2 else None
+
+    with (tmp_path / "first.log").open("w") as out:
+        first = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=out, stderr=out)
+        try:
+            wait_for(two_ended_trials, 300, "two ended trials")
+            first.send_signal(signal.SIGKILL)
+            first.wait(timeout=60)
+        finally:
+            first.kill()
+    assert not (tmp_path / "reports/tune_results.csv").exists()
+    second = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True,
+                            timeout=900)  # fmt: skip
+    output = second.stdout + second.stderr
+    assert second.returncode == 0, output[-3000:]
+    assert "was interrupted; starting it over" in output and "resuming sweep" not in output
+    columns = [c for c in pd.read_csv(searched[0] / "reports/tune_results.csv").columns
+               if c not in ("trial_id", "error")]  # fmt: skip
+    table = pd.read_csv(tmp_path / "reports/tune_results.csv")
+    expected = pd.read_csv(searched[0] / "reports/tune_results.csv")
+    pd.testing.assert_frame_equal(table[columns], expected[columns])
+    assert yaml.safe_load((tmp_path / "reports/best_params.yaml").read_text()) == (
+        yaml.safe_load((searched[0] / "reports/best_params.yaml").read_text())
+    )
+    parent_id = client.get_run(
+        client.search_runs([e.experiment_id for e in client.search_experiments()],
+                           filter_string="tags.`tune.trial_id` != ''")[0].info.run_id
+    ).data.tags["mlflow.parentRunId"]  # fmt: skip
+    assert set(children(client, parent_id)) == set(table["trial_id"])
+
+
 def test_a_trial_counts_as_ended_only_with_its_run_finished_and_its_final_checkpoint(tmp_path):
     """A sweep stopped between a trial's end and Tune's record of it re-runs that trial: it must
     then leave its child run as it ended (status, end time), and only then."""

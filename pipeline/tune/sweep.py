@@ -19,7 +19,7 @@ from typing import Any
 import pandas as pd
 import ray
 import ray.tune
-from mlflow.entities import Metric, RunStatus, RunTag
+from mlflow.entities import Metric, Run, RunStatus, RunTag
 from mlflow.tracking import MlflowClient
 from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 from ray.tune.search import ConcurrencyLimiter
@@ -28,6 +28,7 @@ from ray.tune.search.optuna import OptunaSearch
 
 from pipeline.cluster import for_workers, resolve_use_gpu
 from pipeline.config import TRIAL_FIXED, Params, SearchConfig, to_dict
+from pipeline.console import say
 from pipeline.data.manifest import manifest_digest
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.probe import probe_metric
@@ -233,7 +234,7 @@ def run_sweep(
     )
     path = stage.storage_dir / name
     with recorded(stage.client, parent_id, finish=False):  # a failed or interrupted sweep: FAILED
-        tuner = restored_or_new(sweep, path, identity)
+        tuner = restored_or_new(sweep, path, identity, stage.client)
         table = results_table(tuner.fit(), path, params.tune, list(params.tune.specs), metric)
     return finish_sweep(
         params, table, stage.client, parent_id, name, (best_params_path, results_csv, plot_png)
@@ -270,17 +271,32 @@ def checked_inputs(
     return params, sweep_identity(params, processed_dir, backend["weights_sha256"])
 
 
-def restored_or_new(sweep: SweepConfig, path: Path, identity: dict[str, Any]) -> ray.tune.Tuner:
-    """The interrupted sweep at ``path`` restored when it is this very sweep (``restorable``),
-    else a new one there (whatever was there removed, with its trials' checkpoints)."""
+def restored_or_new(
+    sweep: SweepConfig, path: Path, identity: dict[str, Any], client: MlflowClient
+) -> ray.tune.Tuner:
+    """The interrupted sweep at ``path`` restored when it is this very sweep (``restorable``) and
+    its scheduler keeps no state (fifo), else a new one there (whatever was there removed, with
+    its trials' checkpoints). An interrupted ASHA sweep starts over, saying so: Tune.restore does
+    not restore ASHA's rungs, so restored trials that ASHA had stopped, or would have, ran to the
+    end (seen: two trials due to stop at step 20 ran to 40) and the table and winner were not the
+    sweep's. The interrupted attempt's trial runs are then deleted (MLflow's soft delete: the UI
+    can restore them), so that the parent keeps one child per trial of the sweep."""
     trainable = ray.tune.with_resources(
         ray.tune.with_parameters(run_trial, sweep=sweep), TRIAL_DRIVER_RESOURCES
     )
     if restorable(path, identity):
-        log.info("resuming sweep %s from %s", sweep.name, path)
-        return ray.tune.Tuner.restore(
-            str(path), trainable, resume_unfinished=True, resume_errored=False
+        if sweep.params.tune.scheduler == "fifo":
+            log.info("resuming sweep %s from %s", sweep.name, path)
+            return ray.tune.Tuner.restore(
+                str(path), trainable, resume_unfinished=True, resume_errored=False
+            )
+        say(
+            f"sweep {sweep.name} was interrupted; starting it over: Ray Tune does not restore "
+            "ASHA's stopping decisions, so a resumed sweep would not be this sweep "
+            "(tune.scheduler: fifo resumes where it stopped)"
         )
+        for run in trial_runs(client, sweep.parent_run_id):
+            client.delete_run(run.info.run_id)
     specs = sweep.params.tune.specs
     log.info("sweep %s: %s", sweep.name, {k: s.values for k, s in specs.items()})
     for stale in (path, Path(sweep.storage_dir)):  # another sweep's, or unreadable
@@ -346,14 +362,7 @@ def record_sweep(
     )
     for path in files:
         client.log_artifact(parent_id, str(path), "tune")
-    children = {
-        run.data.tags.get(TRIAL_TAG): run
-        for run in client.search_runs(
-            [client.get_run(parent_id).info.experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
-            max_results=10000,
-        )
-    }
+    children = {run.data.tags.get(TRIAL_TAG): run for run in trial_runs(client, parent_id)}
     status_of = {"completed": RunStatus.FINISHED, "stopped_early": RunStatus.KILLED}
     for row in table.itertuples():
         run = children.get(row.trial_id)
@@ -366,3 +375,12 @@ def record_sweep(
         if run.info.status != status:  # keeps the end time of runs that ended themselves
             client.set_terminated(run.info.run_id, status)
     client.set_terminated(parent_id, RunStatus.to_string(RunStatus.FINISHED))
+
+
+def trial_runs(client: MlflowClient, parent_id: str) -> list[Run]:
+    """The child runs (one per trial) of the sweep's parent run ``parent_id``."""
+    return client.search_runs(
+        [client.get_run(parent_id).info.experiment_id],
+        filter_string=f"tags.`mlflow.parentRunId` = '{parent_id}'",
+        max_results=10000,
+    )
