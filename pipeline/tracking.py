@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import sqlite3
 import subprocess
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -18,6 +19,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import mlflow
+import sqlalchemy
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
 from mlflow.entities import DatasetInput, InputTag, Param, Run, RunStatus
@@ -41,6 +43,24 @@ UNLOGGED_SECTIONS = ("featurenet", "eval", "tune")
 
 
 PROBE_TIMEOUT_S = 10  # seconds: how long a tracking server may take to answer the first request
+# seconds a write to a SQLite store waits while another process holds its lock (SQLite's busy
+# timeout; Python's default, 5 s, failed a training's metric logging while an `mlflow ui` or a
+# second pipeline wrote for ~30 s)
+BUSY_TIMEOUT_S = 300
+
+
+def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
+    if isinstance(dbapi_connection, sqlite3.Connection):
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+
+
+def patient_sqlite() -> None:
+    """Every SQLite connection this process opens (MLflow's SQLAlchemy engines included) waits up
+    to BUSY_TIMEOUT_S for a lock another process holds, instead of failing after 5 s with
+    "database is locked": a busy store delays a write, it does not end a run. Call before the
+    first MlflowClient of a process; idempotent."""
+    if not sqlalchemy.event.contains(sqlalchemy.engine.Engine, "connect", _busy_timeout):
+        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _busy_timeout)
 
 
 @contextlib.contextmanager
@@ -75,14 +95,21 @@ def connect(uri: str, timeout_s: int = PROBE_TIMEOUT_S) -> MlflowClient:
                 f"MLflow tracking server {shown} does not answer ({first_line(exc)}); check "
                 "MLFLOW_TRACKING_URI and that the server runs"
             ) from None
+    patient_sqlite()
     try:
         with _patient_once(timeout_s):
             client = MlflowClient(uri)
             client.search_experiments(max_results=1)
     except (MlflowException, SQLAlchemyError) as exc:
+        database = "/" + parts.path.lstrip("/")  # sqlite:////abs/mlflow.db -> /abs/mlflow.db
+        if parts.scheme == "sqlite" and "database is locked" in str(exc):
+            raise ConnectionError(
+                f"{database}: the MLflow database stayed locked by another process for "
+                f"{BUSY_TIMEOUT_S} s (busy, not damaged); re-run when that process is done"
+            ) from None
         if parts.scheme == "sqlite":
             raise CorruptFileError(
-                f"{parts.path}: not a readable MLflow database ({first_line(exc)}); move it "
+                f"{database}: not a readable MLflow database ({first_line(exc)}); move it "
                 "aside and re-run, or set MLFLOW_TRACKING_URI"
             ) from None
         raise ConnectionError(f"MLflow tracking store {shown}: {first_line(exc)}") from None

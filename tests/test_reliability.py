@@ -560,3 +560,66 @@ def test_dvc_deps_cover_the_code_each_result_comes_from(pipeline, stage, script)
     }
     uncovered = sorted(f for f in files if not any(f == d or f.startswith(d + "/") for d in deps))
     assert not uncovered, f"{pipeline} stage {stage} lacks deps {uncovered}"
+
+
+# ------------------------------------------------------------------------ a busy store
+HOLD_LOCK = """
+import sqlite3, sys, time
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN EXCLUSIVE")
+print("locked", flush=True)
+time.sleep(float(sys.argv[2]))
+db.execute("COMMIT")
+"""
+
+
+def locked_for(db, seconds):
+    """Another process holding ``db``'s write lock for ``seconds`` (as a long `mlflow ui` query or a
+    second pipeline's write does); returns once it holds it."""
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(db), str(seconds)],
+                              stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_busy_sqlite_store_delays_a_write_instead_of_failing_it(tmp_path):
+    """Issue 47, class 4: another process holding mlflow.db's lock for longer than SQLite's 5 s
+    made a metric write fail ('database is locked'), which stopped a training. Now the write waits
+    (pipeline.tracking.patient_sqlite) and lands; a store locked past BUSY_TIMEOUT_S is reported as
+    busy, not as a damaged file to move aside."""
+    from mlflow.entities import Metric
+    from mlflow.tracking import MlflowClient
+
+    from pipeline import tracking
+
+    db = tmp_path / "mlflow.db"
+    client = tracking.connect(f"sqlite:///{db}")
+    run_id = client.create_run(client.create_experiment("busy")).info.run_id
+    holder = locked_for(db, 8)
+    start = time.monotonic()
+    client.log_batch(run_id, metrics=[Metric("loss", 0.5, 0, 1)])
+    waited = time.monotonic() - start
+    holder.wait(timeout=30)
+    assert waited > 6  # it waited for the lock (SQLite alone gives up after 5 s)
+    assert [
+        m.value for m in MlflowClient(f"sqlite:///{db}").get_metric_history(run_id, "loss")
+    ] == [0.5]
+
+    other = tmp_path / "other.db"
+    tracking.connect(f"sqlite:///{other}")  # creates the store
+    holder = locked_for(other, 15)
+    script = (
+        "import sys\nfrom pipeline import tracking\ntracking.BUSY_TIMEOUT_S = 1\n"
+        "tracking.connect(sys.argv[1])\n"
+    )  # a new process: MLflow opens the store afresh, and writes to it
+    try:
+        result = subprocess.run([sys.executable, "-c", script, f"sqlite:///{other}"],
+                                capture_output=True, text=True, timeout=120,
+                                env={**os.environ, "PYTHONPATH": str(pipeline_root())})  # fmt: skip
+    finally:
+        holder.wait(timeout=30)
+    assert result.returncode != 0
+    assert (
+        f"{other}: the MLflow database stayed locked by another process for 1 s (busy, not "
+        "damaged); re-run when that process is done" in result.stderr
+    ), result.stderr

@@ -44,6 +44,7 @@ from pipeline.style.runs import EDGE_FLOOR, images_digest, paint, read_image
 from pipeline.tracking import (
     connect,
     experiment_id,
+    patient_sqlite,
     provenance_tags,
     recorded,
     start_run,
@@ -79,6 +80,7 @@ def style_trial(config: dict[str, Any], *, sweep: StyleSweep) -> None:
     torch.set_num_threads(max(1, int(cpus)))
     trial_id = ray.tune.get_context().get_trial_id()
     options = sweep.params.trial_options(config)
+    patient_sqlite()
     client = MlflowClient(sweep.tracking_uri)
     tags = {MLFLOW_PARENT_RUN_ID: sweep.parent_run_id, TRIAL_TAG: trial_id}
     tags.update({f"tune.value.{key}": str(value) for key, value in config.items()})

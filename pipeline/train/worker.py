@@ -44,6 +44,7 @@ from pipeline.pixels import to_uint8
 from pipeline.registry import Family
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
+from pipeline.tracking import patient_sqlite
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.state import TrainState
 
@@ -174,6 +175,7 @@ class Rank0Jobs:
     def __init__(self, config: LoopConfig, device: torch.device) -> None:
         self.train, self.probe, self.device = config.params.train, config.probe, device
         self.run_id = config.run_id
+        patient_sqlite()  # a busy store delays the metrics, it does not stop the workers
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
         self.score = config.probe.make_score() if config.probe else None
         self.progress_file = config.progress_file

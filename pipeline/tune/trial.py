@@ -28,6 +28,7 @@ from pipeline.tracking import (
     find_run,
     log_dataset,
     logged_params,
+    patient_sqlite,
     recorded,
     start_run,
 )
@@ -107,6 +108,7 @@ def run_trial(config: dict[str, Any], *, sweep: SweepConfig) -> None:
     final result to Tune again and leaves its run as it ended."""
     trial_id = ray.tune.get_context().get_trial_id()
     params = trial_params(sweep.params, config)
+    patient_sqlite()
     client = MlflowClient(sweep.tracking_uri)
     train = functools.partial(
         fit,
