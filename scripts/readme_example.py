@@ -2,13 +2,17 @@
 ``motorcycle_left.png`` and ``coffee.png``) as the gray input the colorizer receives, colorized by
 ``python -m pipeline colorize``'s own code with the colorizer that ships (or ``--model`` and
 ``--guide``) at its defaults, at ``--vividness 1`` and (with a guide) by the draws alone at
-``--vividness 1``, and the original, side by side in ``docs/kite_colorized.png``.
+``--vividness 1``, and the original, side by side in ``docs/kite_colorized.png``. A real
+black-and-white photograph (R = G = B everywhere, such as scikit-image's ``camera.png``) has no
+original: its row ends with the colorized panels.
 
     python scripts/readme_example.py
     python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/motorcycle_left.png \
         --out docs/motorcycle_colorized.jpg
     python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/coffee.png \
         --out docs/coffee_colorized.jpg
+    python scripts/readme_example.py --photo .venv/lib/python3.11/site-packages/skimage/data/camera.png \
+        --out docs/camera_colorized.jpg
 """
 
 from __future__ import annotations
@@ -65,7 +69,8 @@ def main() -> None:
         )
         for around, vividness in columns
     ]
-    panels = [gray_of(rgb), *colours, rgb]
+    black_and_white = bool((rgb == rgb[..., :1]).all())  # no colour to compare with
+    panels = [gray_of(rgb), *colours, *([] if black_and_white else [rgb])]
     gap = np.full((rgb.shape[0], GAP, 3), 255, np.uint8)
     row = np.concatenate([p for panel in panels for p in (panel, gap)][:-1], axis=1)
     save_image(row, args.out)
