@@ -28,14 +28,21 @@ LOCAL_CLUSTER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
 
 
 def private_ray_dir() -> Path:
-    """Ray's root temp directory for a cluster this machine starts for itself: its own, mode 0700
-    (Ray's default, /tmp/ray, is world-readable and its session logs hold every worker's output).
-    Starting there also means a stage never joins a cluster someone else started with
-    ``ray start`` (Ray looks for one in the temp directory); RAY_ADDRESS=auto joins one."""
+    """Where the clusters this user's stages start for themselves keep their files: mode 0700
+    (Ray's default, /tmp/ray, is world-readable, and its session logs hold every worker's
+    output)."""
     path = Path(tempfile.gettempdir()) / f"ray-{os.getuid()}"
     path.mkdir(mode=0o700, exist_ok=True)
     path.chmod(0o700)
     return path
+
+
+def cluster_temp_dir() -> Path:
+    """A new directory in ``private_ray_dir`` for one local cluster: Ray looks for clusters to join
+    in its temp directory, so with one of its own a stage never joins a cluster another pipeline or
+    someone's ``ray start`` left there (two in one directory stopped Ray Train: "Found multiple
+    active Ray instances"); RAY_ADDRESS=auto joins one on purpose."""
+    return Path(tempfile.mkdtemp(dir=private_ray_dir(), prefix=""))
 
 
 def local_cluster_env() -> None:
@@ -102,7 +109,7 @@ def init_ray(params: Params, tracking: str | None = None) -> None:
         options = {"address": address}
         if address in (None, "", "local"):  # its processes inherit this one's environment
             local_cluster_env()
-            options = {"address": "local", "_temp_dir": str(private_ray_dir())}
+            options = {"address": "local", "_temp_dir": str(cluster_temp_dir())}
         try:  # with the dashboard: Ray Train's cleanup uses its state API
             ray.init(**options)
         except (ConnectionError, ValueError, RuntimeError, TimeoutError) as exc:

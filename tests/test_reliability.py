@@ -371,20 +371,25 @@ def test_a_remote_cluster_with_a_local_sqlite_store_is_refused_before_connecting
         init_ray(PARAMS, "sqlite:////tmp/x/mlflow.db")
 
 
+def train_stage(work, **env):
+    """``python -m stages.train`` on ``work``'s inputs, its outputs beside them, with ``env``."""
+    return subprocess.run(
+        [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"),
+         "--data", str(work / "processed"), "--checkpoints", str(work / "checkpoints"),
+         "--models", str(work / "new-models"), "--report", str(work / "reports/new.json"),
+         "--history", str(work / "h.csv"), "--samples", str(work / "s.png")],
+        cwd=work, capture_output=True, text=True, timeout=600,
+        env={**os.environ, "PYTHONPATH": str(pipeline_root()), **env},
+    )  # fmt: skip
+
+
 def test_a_bad_ray_address_fails_before_an_mlflow_run_exists(work):
     raw = yaml.safe_load((work / "params.yaml").read_text())
     raw["ray"]["address"] = "bogus:x:y"
     raw["tune"]["enabled"] = False
     raw["train"]["batch_size"] = 8  # 52 training images: valid data, so only the address is bad
     (work / "params.yaml").write_text(yaml.safe_dump(raw))
-    result = subprocess.run(
-        [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"),
-         "--data", str(work / "processed"), "--checkpoints", str(work / "checkpoints"),
-         "--models", str(work / "new-models"), "--report", str(work / "reports/new.json"),
-         "--history", str(work / "h.csv"), "--samples", str(work / "s.png")],
-        cwd=work, capture_output=True, text=True, timeout=300,
-        env={**os.environ, "PYTHONPATH": str(pipeline_root())},
-    )  # fmt: skip
+    result = train_stage(work)
     assert result.returncode == 2, result.stderr
     errors = [line for line in result.stderr.splitlines() if " ERROR " in line]
     assert len(errors) == 1 and "ray.address 'bogus:x:y'" in errors[0], result.stderr
@@ -422,15 +427,8 @@ def test_a_tracking_password_reaches_no_log(work):
     started = time.time()
     try:
         wait_for(ready, "mlflow server", 120, server)
-        result = subprocess.run(
-            [sys.executable, "-m", "stages.train", "--params", str(work / "params.yaml"),
-             "--data", str(work / "processed"), "--checkpoints", str(work / "checkpoints"),
-             "--models", str(work / "new-models"), "--report", str(work / "reports/new.json"),
-             "--history", str(work / "h.csv"), "--samples", str(work / "s.png")],
-            cwd=work, capture_output=True, text=True, timeout=600,
-            env={**os.environ, "PYTHONPATH": str(pipeline_root()), "RAY_ADDRESS": "",
-                 "MLFLOW_TRACKING_URI": f"http://user:{secret}@127.0.0.1:{port}"},
-        )  # fmt: skip
+        uri = f"http://user:{secret}@127.0.0.1:{port}"
+        result = train_stage(work, RAY_ADDRESS="", MLFLOW_TRACKING_URI=uri)
     finally:
         stop(server)
     assert result.returncode == 0, result.stderr

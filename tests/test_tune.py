@@ -240,9 +240,24 @@ def wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def tune_stage(project, params, inputs, ray_cluster):
+    """The tune stage's command line in ``project`` (its params.yaml written), the environment
+    that joins ``ray_cluster``, and a client of the project's store (created first: polling a
+    database while the stage creates it can race)."""
+    processed, featurenet = inputs
+    (project / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
+    command = [sys.executable, "-m", "stages.tune", "--params", "params.yaml",
+               "--data", str(processed), "--featurenet", str(featurenet),
+               "--checkpoints", "checkpoints", "--best", "reports/best_params.yaml",
+               "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
+    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
+    client = MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment_id(client, params.mlflow.experiment, project)
+    return command, env, client
+
+
 def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, inputs, tmp_path):
     """Two trials side by side (fifo): SIGINT once one has finished, then re-run the stage."""
-    processed, featurenet = inputs
     params = with_tune(
         BASE,
         space={"diffusion.schedule": {"grid": ["linear", "cosine", "sigmoid"]}},
@@ -250,15 +265,7 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
         steps=16,
         max_concurrent_trials=None,  # as many as the cluster holds: 2 CPUs, 1 worker each
     )
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(params)))
-    command = [sys.executable, "-m", "stages.tune", "--params", "params.yaml",
-               "--data", str(processed), "--featurenet", str(featurenet),
-               "--checkpoints", "checkpoints", "--best", "reports/best_params.yaml",
-               "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    # the store exists before the stage starts: polling a database being created can race
-    experiment_id(client, params.mlflow.experiment, tmp_path)
+    command, env, client = tune_stage(tmp_path, params, inputs, ray_cluster)
 
     def finished_children():
         runs = client.search_runs(
@@ -310,15 +317,7 @@ def test_a_killed_asha_sweep_starts_over_and_gives_the_uninterrupted_table(
     restore ASHA's rungs (resumed trials that were due to stop ran on), so the sweep starts over,
     saying so, and its table and winner are the uninterrupted sweep's (``searched``: the same
     params, one trial at a time); the parent keeps one child per trial."""
-    processed, featurenet = inputs
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(to_dict(BASE)))
-    command = [sys.executable, "-m", "stages.tune", "--params", "params.yaml",
-               "--data", str(processed), "--featurenet", str(featurenet),
-               "--checkpoints", "checkpoints", "--best", "reports/best_params.yaml",
-               "--results", "reports/tune_results.csv", "--plot", "reports/tune_fid.png"]  # fmt: skip
-    env = {**os.environ, "RAY_ADDRESS": ray_cluster, "PYTHONPATH": str(ROOT)}
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    experiment_id(client, BASE.mlflow.experiment, tmp_path)
+    command, env, client = tune_stage(tmp_path, BASE, inputs, ray_cluster)
 
     def two_ended_trials():
         runs = client.search_runs(
