@@ -103,22 +103,34 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     On an exception the temporary file is removed and ``path`` is left as it was. The suffix is kept
     so that writers which infer the format from it (matplotlib, PIL) still work. The result has the
     usual mode (0666 less the umask), not mkstemp's 0600. ``overwrite=False``: OutputExistsError,
-    and ``path`` untouched, when ``path`` exists by the time the file is published.
+    and ``path`` untouched, when ``path`` exists by the time the file is published. Folders it
+    made for ``path`` are removed again when nothing was published (a full disk left empty
+    subfolders behind), unless something else was written into them meanwhile.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
-    tmp = Path(tmp)
+    made = [folder for folder in path.parents if not folder.exists()]  # innermost first
+    tmp = None
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
+        os.close(fd)
+        tmp = Path(name)
         yield tmp
         tmp.chmod(0o666 & ~_umask())
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         _publish(tmp, path, overwrite)
         _fsync_dir(path.parent)
+    except BaseException:
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
+        for folder in made:
+            with contextlib.suppress(OSError):  # not empty: someone else's file keeps it
+                folder.rmdir()
+        raise
     finally:
-        tmp.unlink(missing_ok=True)
+        if tmp is not None:
+            tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager

@@ -467,6 +467,27 @@ def test_folder_images_keep_their_tones_and_transparency_is_white(tmp_path, capl
 
 
 # ------------------------------------------------------------------------------ file output
+def test_a_failed_write_leaves_no_folder_it_made(tmp_path):
+    """Issue 47: a write that failed (a full disk) left the subfolders made for it behind, empty;
+    folders that existed before, or that another file landed in meanwhile, stay."""
+    target = tmp_path / "out/sub/deeper/a.png"
+    with pytest.raises(OSError, match="No space left"):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise OSError(28, "No space left on device")
+    assert list(tmp_path.iterdir()) == []
+    (tmp_path / "out").mkdir()
+    with pytest.raises(OSError):
+        with atomic_path(target) as tmp:
+            (tmp_path / "out/sub/other.png").write_bytes(b"another writer's")
+            raise OSError(28, "No space left on device")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["other.png", "out", "sub"]
+    with atomic_path(target) as tmp:
+        tmp.write_bytes(b"whole")
+    assert target.read_bytes() == b"whole"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["a.png"]
+
+
 def test_atomic_dir_keeps_the_old_version_when_the_swap_fails(tmp_path, monkeypatch):
     target = tmp_path / "models"
     target.mkdir()
