@@ -38,10 +38,9 @@ def private_ray_dir() -> Path:
 
 
 def cluster_temp_dir() -> Path:
-    """A new directory in ``private_ray_dir`` for one local cluster: Ray looks for clusters to join
-    in its temp directory, so with one of its own a stage never joins a cluster another pipeline or
-    someone's ``ray start`` left there (two in one directory stopped Ray Train: "Found multiple
-    active Ray instances"); RAY_ADDRESS=auto joins one on purpose."""
+    """A new directory in ``private_ray_dir`` for one local cluster: Ray looks for a cluster to
+    join in its temp directory, so with one of its own a stage never joins a cluster that another
+    pipeline or someone's ``ray start`` left there; RAY_ADDRESS=auto joins one on purpose."""
     return Path(tempfile.mkdtemp(dir=private_ray_dir(), prefix=""))
 
 
