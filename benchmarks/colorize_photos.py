@@ -15,8 +15,15 @@ the evaluate stage's photo_* scores). Photos outside the data: docs/kite.jpg (Pl
 itself, in no source: motorcycle_left.png (Middlebury 2014 stereo), astronaut.png (NASA),
 chelsea.png (a cat), coffee.png (a cup), rocket.jpg (NASA).
 
+With ``--prints none,archive``, each photo is also given to the models as an archive's print of
+it (``archive_print``: its lightness blurred, faded, put through a tone curve and grained by
+pipeline.data.degrade, every photo its own draw, then toned sepia) and their colours are joined
+onto the clean photo's L*, so that the scores measure the colour decisions alone against the same
+truth: what an old print costs a model.
+
     .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models,OLD] [--draws 1,4]
-        [--splits val,test] [--vividness 0,0.5,1] [--precision fp32,bf16]
+        [--splits val,test] [--vividness 0,0.5,1] [--precision fp32,bf16] [--steps 10,20]
+        [--prints none,archive]
 """
 
 from __future__ import annotations
@@ -36,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from pipeline.apps.colorize import load_colorizer, load_guide  # noqa: E402
+from pipeline.color import lab_to_rgb, rgb_to_lab  # noqa: E402
+from pipeline.data.degrade import degrade  # noqa: E402
 from pipeline.evaluate.colour import photo_scores  # noqa: E402
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
 from pipeline.photo import (  # noqa: E402
@@ -58,23 +67,52 @@ OUTSIDE = [
 ]  # fmt: skip
 
 
+# An archive's print at the scale a model sees (pipeline.data.degrade's maxima; blur in pixels of
+# the model's working size, so a 3000 px scan is blurred as much as a 500 px one, relative to
+# the scene) and its tint: sepia, a* 6 and b* 18 at every pixel.
+ARCHIVE = {"p": 1.0, "blur": 1.0, "fade": 0.15, "gamma": 0.4, "grain": 6.0}
+SEPIA_AB = (6.0, 18.0)
+
+
+def archive_print(rgb: np.ndarray, working_short: float, seed: int) -> np.ndarray:
+    """A uint8 RGB photo (H, W, 3) as an old sepia print of it: its L* degraded by ``ARCHIVE``
+    (blur scaled from ``working_short``, the shorter side the model sees, to the photo's), drawn
+    from ``seed``, with the sepia ``SEPIA_AB`` as its colour."""
+    lab = rgb_to_lab(torch.from_numpy(np.array(rgb)).permute(2, 0, 1)[None].double() / 255)
+    torch.manual_seed(seed)
+    factor = min(rgb.shape[:2]) / working_short
+    L = degrade(lab[:, :1], **ARCHIVE | {"blur": ARCHIVE["blur"] * factor})
+    ab = torch.tensor(SEPIA_AB, dtype=L.dtype).reshape(1, 2, 1, 1).expand(1, 2, *L.shape[2:])
+    toned = lab_to_rgb(torch.cat([L, ab], dim=1))[0].permute(1, 2, 0)
+    return (toned * 255).round().to(torch.uint8).numpy()
+
+
 def split_photos(split: str) -> list[Path]:
     with open(PHOTOS / "index.csv", newline="") as f:
         return [PHOTOS / row["file"] for row in csv.DictReader(f) if row["split"] == split]
 
 
 def colour(
-    model, guide, rgb: np.ndarray, draws: int, vividness: list[float], precision: str = "fp32"
+    model,
+    guide,
+    rgb: np.ndarray,
+    draws: int,
+    vividness: list[float],
+    precision: str = "fp32",
+    seen: np.ndarray | None = None,
+    steps: int | None = None,
 ) -> dict[str, list[tuple[np.ndarray, float]]]:
     """Per decoding (the draws alone; with a ``guide``, also around the guide's ab) and per
     ``vividness``, from the same draws: the command's output and the seconds the command takes
     for it (the guide, the draws it needs and one join), the networks run at ``precision`` (the
-    command's --precision)."""
+    command's --precision) for ``steps`` sampler steps (default: the model's eval.steps) on
+    ``seen`` (default: ``rgb``), the colours joined onto ``rgb``."""
+    seen = rgb if seen is None else seen
     scale = default_scale(model)
     start = time.perf_counter()
-    centre = None if guide is None else guide_ab(guide, rgb, scale=scale, precision=precision)
+    centre = None if guide is None else guide_ab(guide, seen, scale=scale, precision=precision)
     guided = time.perf_counter() - start
-    stream = ab_draws(model, rgb, steps=model.params.eval.steps, scale=scale,
+    stream = ab_draws(model, seen, steps=steps or model.params.eval.steps, scale=scale,
                       generator=torch.Generator(model.device).manual_seed(0),
                       precision=precision)  # fmt: skip
     ab = torch.cat(list(itertools.islice(stream, draws)))
@@ -112,7 +150,13 @@ def main() -> None:
     parser.add_argument("--splits", default="test", help="of the set: train, val, test")
     parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
     parser.add_argument("--precision", default="fp32", help="--precision values to compare")
+    parser.add_argument("--steps", default="0",
+                        help="--steps values to compare (0: the model's eval.steps)")  # fmt: skip
+    parser.add_argument("--prints", default="none",
+                        help="what the models see: none (the photo), archive (an old print of it)")  # fmt: skip
     args = parser.parse_args()
+    if unknown := set(args.prints.split(",")) - {"none", "archive"}:
+        parser.error(f"--prints: unknown {', '.join(sorted(unknown))}; allowed: none, archive")
     torch.set_num_threads(2)
     vividness = [float(v) for v in args.vividness.split(",")]
     groups = [(f"{split} photos", split_photos(split)) for split in args.splits.split(",")]
@@ -124,10 +168,17 @@ def main() -> None:
         print(f"{name} ({model.params.model.family}, {model.params.train.steps} steps)")
         for group, photos in (*groups, ("outside the data", OUTSIDE)):
             truths = [read_rgb(photo, round(DEFAULT_MEGAPIXELS * 1e6)) for photo in photos]
-            for draws, precision in itertools.product(
-                map(int, args.draws.split(",")), args.precision.split(",")
+            short = default_scale(model) * model.params.data.image_size
+            for draws, precision, prints, steps in itertools.product(
+                map(int, args.draws.split(",")),
+                args.precision.split(","),
+                args.prints.split(","),
+                map(int, args.steps.split(",")),
             ):
-                rows = [colour(model, guide, rgb, draws, vividness, precision) for rgb in truths]
+                seen = [rgb if prints == "none" else archive_print(rgb, short, seed)
+                        for seed, rgb in enumerate(truths)]  # fmt: skip
+                rows = [colour(model, guide, rgb, draws, vividness, precision, shown, steps)
+                        for rgb, shown in zip(truths, seen, strict=True)]  # fmt: skip
                 for decode, k in itertools.product(rows[0], range(len(vividness))):
                     scored = [row[decode][k] for row in rows]
                     if args.per_photo:
@@ -135,6 +186,10 @@ def main() -> None:
                             print(f"    {photo.name:<40} {summary([row], [truth])}")
                     flag = f"{decode:<6} --draws {draws:<2} --vividness {vividness[k]:<4}"
                     flag += f" --precision {precision}" if "," in args.precision else ""
+                    flag += f" {prints} prints" if "," in args.prints else ""
+                    flag += (
+                        f" --steps {steps or model.params.eval.steps}" if "," in args.steps else ""
+                    )
                     print(
                         f"  {group:<17} ({len(photos):>2}) {flag} {summary(scored, truths)}",
                         flush=True,
