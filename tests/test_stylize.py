@@ -151,7 +151,7 @@ def test_stylize_moves_a_photo_toward_the_paintings_texture_and_keeps_its_edges(
                            on_step=steps.append)  # fmt: skip
     assert out.shape == (1, 3, 48, 64) and 0 <= out.min() and out.max() <= 1
     assert history.sizes == [(24, 32), (48, 64)] and pass_sizes(options) == [32, 64]
-    assert pass_sizes(StyleOptions(size=64, passes=4), longest=12) == [8, 8, 8, 12]
+    assert pass_sizes(StyleOptions(size=64, passes=3), longest=12) == [8, 8, 12]
     for side in (2, 5, 8, 9):  # passes of 1 px painted NaN: a black image
         image, _ = stylize(torch.rand(1, 3, side, side), torch.rand(1, 3, 64, 64),
                            RandomFeatures(seed=0), StyleOptions(steps=3, size=64, passes=3))  # fmt: skip
