@@ -726,6 +726,7 @@ def test_non_finite_colours_are_never_written_as_black():
         join_full_size(rgb, ab)
 
 
+@pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
 def test_a_file_named_dot_dot_png_is_colorized_and_stylized(run_python, tmp_path):
     """Issue 47, class 7: ``..png`` given directly (colorize failed after the work, "unknown file
     extension"; stylize "has an empty name") is written as ``..png.png``, as inside a folder."""

@@ -602,6 +602,7 @@ def locked_for(db, seconds):
     return holder
 
 
+@pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
 def test_a_busy_sqlite_store_delays_a_write_instead_of_failing_it(tmp_path):
     """Issue 47, class 4: another process holding mlflow.db's lock for longer than SQLite's 5 s
     made a metric write fail ('database is locked'), which stopped a training. Now the write waits

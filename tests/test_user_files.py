@@ -99,6 +99,7 @@ def test_outputs_never_replace_inputs_each_other_or_unasked_files(
             assert not any(path.resolve().is_relative_to(i.resolve()) for i in given_inputs)
 
 
+@pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
 def test_a_linked_subfolder_inside_the_output_folder_is_refused(tmp_path, run_python, colorizer):
     """Issue 47: an existing subfolder of --out that links elsewhere would carry an output out of
     --out: refused before any work, nothing written there; --out itself may be a link."""
