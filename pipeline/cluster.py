@@ -23,8 +23,13 @@ SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRE
 # Ray settings for a cluster this machine starts for itself (its processes inherit them): its one
 # node is never drained or preempted, so Ray Train's preemption watcher (one more actor process per
 # training run, contending for the cores the run is starting on; it only watches for drains) is off.
-# A value the user set wins; a cluster the pipeline joins keeps its own.
-LOCAL_CLUSTER_ENV = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0"}
+# Its per-node Prometheus exporter, which answers without Ray's token on every interface of the
+# machine, is off (docs/reliability.md, "What listens on the network"). A value the user set wins;
+# a cluster the pipeline joins keeps its own.
+LOCAL_CLUSTER_ENV = {
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+    "RAY_enable_metrics_collection": "0",
+}
 
 
 def private_ray_dir() -> Path:

@@ -50,6 +50,14 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
+def naming(exc: BaseException, path: str | Path) -> BaseException:
+    """``exc`` itself, or, for an OSError that names no file (a write that hit a full disk or a
+    quota), the same error naming ``path``: "[Errno 28] No space left on device: '<path>'"."""
+    if isinstance(exc, OSError) and exc.errno and exc.filename is None:
+        return type(exc)(exc.errno, exc.strerror, str(path))
+    return exc
+
+
 def _umask() -> int:
     umask = os.umask(0)
     os.umask(umask)
@@ -121,13 +129,16 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
             os.fsync(f.fileno())
         _publish(tmp, path, overwrite)
         _fsync_dir(path.parent)
-    except BaseException:
+    except BaseException as exc:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
         for folder in made:
             with contextlib.suppress(OSError):  # not empty: someone else's file keeps it
                 folder.rmdir()
-        raise
+        named = naming(exc, path)
+        if named is exc:
+            raise
+        raise named from exc
     finally:
         if tmp is not None:
             tmp.unlink(missing_ok=True)
@@ -147,7 +158,13 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     # mkdtemp makes 0700: the result should look like any other directory
     tmp.chmod(0o777 & ~_umask())
     try:
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            named = naming(exc, path)
+            if named is exc:
+                raise
+            raise named from exc
         _fsync_tree(tmp)
         old = None
         if path.exists() or path.is_symlink():
@@ -165,6 +182,19 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def copy_into_place(source: str | Path, path: str | Path) -> None:
+    """Copy the file ``source`` to ``path``, or the files of the folder ``source`` into a folder
+    that replaces ``path``, atomically (atomic_path, atomic_dir)."""
+    source = Path(source)
+    if source.is_dir():
+        with atomic_dir(path) as tmp:
+            for file in source.iterdir():
+                shutil.copyfile(file, tmp / file.name)
+    else:
+        with atomic_path(path) as tmp:
+            shutil.copyfile(source, tmp)
 
 
 # --------------------------------------------------------------------------- checksums

@@ -13,6 +13,8 @@ import os
 import socket
 import sqlite3
 import subprocess
+import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -22,7 +24,7 @@ import mlflow
 import sqlalchemy
 from mlflow.data.meta_dataset import MetaDataset
 from mlflow.data.sources import LocalArtifactDatasetSource
-from mlflow.entities import DatasetInput, InputTag, Param, Run, RunStatus
+from mlflow.entities import DatasetInput, InputTag, Metric, Param, Run, RunStatus
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import (
@@ -34,7 +36,7 @@ from mlflow.utils.mlflow_tags import (
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipeline.config import Params, flatten, to_dict
-from pipeline.console import redact
+from pipeline.console import redact, say
 from pipeline.io import CorruptFileError, first_line
 
 RUN_NAME_TAG = "pipeline.run_name"
@@ -49,6 +51,42 @@ PROBE_TIMEOUT_S = 10  # seconds: how long a tracking server may take to answer t
 BUSY_TIMEOUT_S = 300
 
 
+BUSY_NOTICE_S = 10  # seconds a statement waits before the wait is said
+
+
+class _LockWatch:
+    """The SQLite statements this process has in flight; a daemon thread says, once per wait,
+    when one has waited BUSY_NOTICE_S for a lock (SQLite's busy handler cannot call Python)."""
+
+    def __init__(self) -> None:
+        self.inflight: dict[int, tuple[float, str]] = {}  # thread id -> (start, database)
+        self.said: set[int] = set()
+        threading.Thread(target=self.watch, name="sqlite-lock-watch", daemon=True).start()
+
+    def before(self, conn: Any, *_args: Any) -> None:
+        if conn.engine.dialect.name == "sqlite":
+            self.inflight[threading.get_ident()] = (time.monotonic(), conn.engine.url.database)
+
+    def after(self, *_args: Any) -> None:
+        self.inflight.pop(threading.get_ident(), None)
+        self.said.discard(threading.get_ident())
+
+    def watch(self) -> None:
+        while True:
+            time.sleep(1)
+            now = time.monotonic()
+            for thread, (start, database) in list(self.inflight.items()):
+                if now - start >= BUSY_NOTICE_S and thread not in self.said:
+                    self.said.add(thread)
+                    say(
+                        f"{database}: waiting for the MLflow database, which another process "
+                        f"holds locked (up to {BUSY_TIMEOUT_S} s)"
+                    )
+
+
+_lock_watch: _LockWatch | None = None
+
+
 def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
@@ -57,10 +95,16 @@ def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
 def patient_sqlite() -> None:
     """Every SQLite connection this process opens (MLflow's SQLAlchemy engines included) waits up
     to BUSY_TIMEOUT_S for a lock another process holds, instead of failing after 5 s with
-    "database is locked": a busy store delays a write, it does not end a run. Call before the
-    first MlflowClient of a process; idempotent."""
-    if not sqlalchemy.event.contains(sqlalchemy.engine.Engine, "connect", _busy_timeout):
-        sqlalchemy.event.listen(sqlalchemy.engine.Engine, "connect", _busy_timeout)
+    "database is locked": a busy store delays a write, it does not end a run. A wait longer than
+    BUSY_NOTICE_S is said. Call before the first MlflowClient of a process; idempotent."""
+    global _lock_watch
+    engine = sqlalchemy.engine.Engine
+    if not sqlalchemy.event.contains(engine, "connect", _busy_timeout):
+        _lock_watch = _LockWatch()
+        sqlalchemy.event.listen(engine, "connect", _busy_timeout)
+        sqlalchemy.event.listen(engine, "before_cursor_execute", _lock_watch.before)
+        sqlalchemy.event.listen(engine, "after_cursor_execute", _lock_watch.after)
+        sqlalchemy.event.listen(engine, "handle_error", _lock_watch.after)
 
 
 @contextlib.contextmanager
@@ -114,6 +158,31 @@ def connect(uri: str, timeout_s: int = PROBE_TIMEOUT_S) -> MlflowClient:
             ) from None
         raise ConnectionError(f"MLflow tracking store {shown}: {first_line(exc)}") from None
     return client
+
+
+class BufferedMetrics:
+    """A run's metrics logged off the caller's thread (MLflow's asynchronous logging): a busy
+    store delays the records, not the training steps. ``flush`` waits for every batch logged so
+    far and raises ConnectionError naming the store and the first failure, so a run whose
+    metrics did not all land is not reported finished."""
+
+    def __init__(self, client: MlflowClient, run_id: str) -> None:
+        self.client, self.run_id = client, run_id
+        self.pending: list[Any] = []  # mlflow RunOperations, one per log()
+
+    def log(self, metrics: list[Metric]) -> None:
+        self.pending.append(self.client.log_batch(self.run_id, metrics=metrics, synchronous=False))
+
+    def flush(self) -> None:
+        pending, self.pending = self.pending, []
+        try:
+            for operations in pending:
+                operations.wait()
+        except MlflowException as exc:
+            raise ConnectionError(
+                f"MLflow tracking store {redact(self.client.tracking_uri)}: the run's metrics "
+                f"were not all recorded ({first_line(exc)})"
+            ) from None
 
 
 def tracking_uri(project_dir: str | Path = ".") -> str:

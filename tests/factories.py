@@ -73,9 +73,12 @@ def train_report(**changes) -> TrainReport:
     return TrainReport(**(fields | changes))
 
 
-def kill_worker(monkeypatch, *, rank: int, step: int, marker: Path) -> None:
-    """Rank ``rank`` of the trainings started from now on dies (``os._exit``) the first time it
-    takes optimiser step ``step`` (from 0), once: ``marker`` records that it did. The driver's
+def kill_worker(
+    monkeypatch, *, rank: int, step: int, marker: Path, error: Exception | None = None
+) -> None:
+    """Rank ``rank`` of the trainings started from now on dies (``os._exit``; with ``error``,
+    raises it) the first time it takes optimiser step ``step`` (from 0), once: ``marker``
+    records that it did. The driver's
     family class becomes a subclass that does this, which Ray ships to the workers by value; the
     run's identity (its name, from the family's module) stays the same."""
     from pipeline.train import driver
@@ -88,6 +91,8 @@ def kill_worker(monkeypatch, *, rank: int, step: int, marker: Path) -> None:
                 here = ray.train.get_context().get_world_rank()
                 if (here, step) == where and not Path(marker).exists():
                     Path(marker).touch()
+                    if error is not None:
+                        raise error
                     os._exit(1)
                 return super().train_step(micro_batches, lr=lr, step=step)
 

@@ -1,9 +1,13 @@
 """Where workers on other nodes find their inputs (pipeline.cluster), without a cluster: the shared
-directory's copies, their checks, and the settings that are refused before connecting."""
+directory's copies, their checks, the settings that are refused before connecting, and (in a
+subprocess) what a local cluster listens on."""
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -18,6 +22,7 @@ from pipeline.cluster import (
     tree_digest,
 )
 from pipeline.config import ConfigError, Params, from_dict
+from tests.conftest import ROOT
 
 
 def inputs(tmp_path):
@@ -93,10 +98,59 @@ def test_a_ray_client_address_in_the_environment_is_refused_before_connecting(mo
 
 
 def test_a_local_cluster_runs_without_the_preemption_watcher_unless_the_user_set_it(monkeypatch):
-    (key,) = LOCAL_CLUSTER_ENV
-    monkeypatch.delenv(key, raising=False)
+    for key in LOCAL_CLUSTER_ENV:
+        monkeypatch.delenv(key, raising=False)
     local_cluster_env()
-    assert os.environ[key] == "0"
-    monkeypatch.setenv(key, "1")
+    assert {key: os.environ[key] for key in LOCAL_CLUSTER_ENV} == {
+        "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+        "RAY_enable_metrics_collection": "0",
+    }
+    monkeypatch.setenv("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "1")
     local_cluster_env()
-    assert os.environ[key] == "1"
+    assert os.environ["RAY_TRAIN_ENABLE_PREEMPTION_WATCHER"] == "1"
+
+
+LISTENERS = """
+import json, socket, sys, urllib.request
+import psutil, ray
+from pipeline.cluster import init_ray
+from pipeline.config import Params
+init_ray(Params())
+me = psutil.Process()
+pids = {me.pid} | {child.pid for child in me.children(recursive=True)}
+ports = {c.laddr.port for c in psutil.net_connections("inet")
+         if c.status == psutil.CONN_LISTEN and c.pid in pids}
+ip = ray.nodes()[0]["NodeManagerAddress"]  # the machine's address other machines reach
+answering = []
+for port in sorted(ports):
+    try:
+        with urllib.request.urlopen(f"http://{ip}:{port}/metrics", timeout=3) as response:
+            answering.append([port, response.status, response.read(200).decode(errors="replace")])
+    except Exception:  # refused, 401 without the token, or not HTTP (gRPC)
+        pass
+print(json.dumps({"ip": ip, "ports": len(ports), "answering": answering,
+                  "exporter": [node["MetricsExportPort"] for node in ray.nodes()]}))
+ray.shutdown()
+"""
+
+
+@pytest.mark.slow  # starts its own local cluster
+def test_a_local_cluster_has_no_per_node_metrics_exporter(tmp_path):
+    """Issue 47: Ray's per-node Prometheus exporter answered without the token on every
+    interface of the machine. A stage's own cluster runs without it; what still answers from
+    the machine's address is the dashboard's and the autoscaler's own request counters, which
+    Ray binds with the node (docs/reliability.md)."""
+    from ray.autoscaler._private.constants import AUTOSCALER_METRIC_PORT
+    from ray.dashboard.consts import DASHBOARD_METRIC_PORT
+
+    env = {**os.environ, "RAY_ADDRESS": "", "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_enable_metrics_collection", None)
+    result = subprocess.run([sys.executable, "-c", LISTENERS], capture_output=True, text=True,
+                            timeout=300, cwd=tmp_path, env=env)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["ports"] >= 5 and found["exporter"] == [-1]  # -1: no exporter on the node
+    assert {port for port, _, _ in found["answering"]} <= {
+        AUTOSCALER_METRIC_PORT,
+        DASHBOARD_METRIC_PORT,
+    }, found["answering"]

@@ -5,6 +5,7 @@ never reuses an old run. (Each case failed before issue 11: see docs/reliability
 import json
 import logging
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -177,17 +178,43 @@ def _edit_json(path, keys, value, *, resum=False):
 def test_bad_files_fail_the_evaluate_stage_naming_the_file(work, caplog, name, corrupt, message):
     before = outputs(work)
     corrupt(work)
-    code = evaluate_main(
+    assert evaluate_work(work) == 2
+    assert message in one_error(caplog)
+    assert outputs(work) == before
+    assert not (work / "pwned").exists()
+
+
+def evaluate_work(work):
+    return evaluate_main(
         ["--params", str(work / "params.yaml"), "--models", str(work / "models"),
          "--featurenet", str(work / "fn"), "--data", str(work / "processed"),
          "--train-report", str(work / "reports/train.json"),
          "--metrics", str(work / "reports/metrics.json"), "--grid", str(work / "reports/samples.png"),
          "--trajectory", str(work / "reports/trajectory.gif")]
     )  # fmt: skip
-    assert code == 2
-    assert message in one_error(caplog)
+
+
+def test_evaluate_refuses_a_training_run_the_store_lacks_before_sampling(work, caplog, monkeypatch):
+    """Issue 47, class 4: evaluate sampled and scored, rewrote metrics.json and its pictures, and
+    only then failed to log into the training run. Now the run is checked first (missing, or
+    deleted in the UI) and the outputs are written after the store took the scores."""
+    from mlflow.tracking import MlflowClient
+
+    monkeypatch.chdir(work)  # the default store: ./mlflow.db
+    before = outputs(work)
+    assert evaluate_work(work) == 2  # train.json names run 000...0
+    assert (
+        f"reports/train.json: mlflow_run_id {'0' * 32} is not a run of the tracking store sqlite:///"
+        f"{work}/mlflow.db" in one_error(caplog)
+    )
+    client = MlflowClient(f"sqlite:///{work}/mlflow.db")
+    run_id = client.create_run(client.create_experiment("deleted")).info.run_id
+    client.delete_run(run_id)
+    _edit_json(work / "reports/train.json", ["mlflow_run_id"], run_id)
+    caplog.clear()
+    assert evaluate_work(work) == 2
+    assert f"reports/train.json: MLflow run {run_id} is deleted; restore it" in one_error(caplog)
     assert outputs(work) == before
-    assert not (work / "pwned").exists()
 
 
 def test_a_huge_network_in_a_consistent_config_is_refused_before_it_is_allocated(work):
@@ -472,7 +499,7 @@ def test_a_failed_write_leaves_no_folder_it_made(tmp_path):
     """Issue 47: a write that failed (a full disk) left the subfolders made for it behind, empty;
     folders that existed before, or that another file landed in meanwhile, stay."""
     target = tmp_path / "out/sub/deeper/a.png"
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(OSError, match=re.escape(f"No space left on device: '{target}'")):
         with atomic_path(target) as tmp:
             tmp.write_bytes(b"half")
             raise OSError(28, "No space left on device")
@@ -506,6 +533,9 @@ def test_atomic_dir_keeps_the_old_version_when_the_swap_fails(tmp_path, monkeypa
     monkeypatch.undo()
     assert (target / "ema.pt").read_text() == "old"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["models"]
+    with pytest.raises(OSError, match=re.escape(f"No space left on device: '{target}'")):
+        with atomic_dir(target) as tmp:  # a write inside the block that found the disk full
+            raise OSError(28, "No space left on device")
     with atomic_dir(target) as tmp:
         (tmp / "ema.pt").write_text("new")
     assert (target / "ema.pt").read_text() == "new"
@@ -603,7 +633,7 @@ def locked_for(db, seconds):
 
 
 @pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
-def test_a_busy_sqlite_store_delays_a_write_instead_of_failing_it(tmp_path):
+def test_a_busy_sqlite_store_delays_a_write_instead_of_failing_it(tmp_path, monkeypatch, caplog):
     """Issue 47, class 4: another process holding mlflow.db's lock for longer than SQLite's 5 s
     made a metric write fail ('database is locked'), which stopped a training. Now the write waits
     (pipeline.tracking.patient_sqlite) and lands; a store locked past BUSY_TIMEOUT_S is reported as
@@ -613,18 +643,44 @@ def test_a_busy_sqlite_store_delays_a_write_instead_of_failing_it(tmp_path):
 
     from pipeline import tracking
 
+    monkeypatch.setattr(tracking, "BUSY_NOTICE_S", 2)
     db = tmp_path / "mlflow.db"
     client = tracking.connect(f"sqlite:///{db}")
     run_id = client.create_run(client.create_experiment("busy")).info.run_id
     holder = locked_for(db, 8)
     start = time.monotonic()
-    client.log_batch(run_id, metrics=[Metric("loss", 0.5, 0, 1)])
+    with caplog.at_level(logging.INFO, logger="pipeline"):
+        client.log_batch(run_id, metrics=[Metric("loss", 0.5, 0, 1)])
     waited = time.monotonic() - start
     holder.wait(timeout=30)
     assert waited > 6  # it waited for the lock (SQLite alone gives up after 5 s)
     assert [
         m.value for m in MlflowClient(f"sqlite:///{db}").get_metric_history(run_id, "loss")
     ] == [0.5]
+    notices = [r.getMessage() for r in caplog.records if "waiting for the MLflow" in r.message]
+    assert notices == [
+        f"{db}: waiting for the MLflow database, which another process holds locked (up to "
+        f"{tracking.BUSY_TIMEOUT_S} s)"
+    ]  # said once per wait
+
+    # a training's metrics are buffered: logging them does not wait for the lock, flush does
+    buffered = tracking.BufferedMetrics(client, run_id)
+    holder = locked_for(db, 6)
+    start = time.monotonic()
+    for step in range(2, 12):
+        buffered.log([Metric("loss", 1 / step, 0, step)])
+    logged_in = time.monotonic() - start
+    buffered.flush()
+    flushed_in = time.monotonic() - start
+    holder.wait(timeout=30)
+    assert logged_in < 2 < flushed_in
+    history = MlflowClient(f"sqlite:///{db}").get_metric_history(run_id, "loss")
+    assert sorted(m.step for m in history) == list(range(1, 12))
+    buffered.log([Metric("loss", 0.1, 0, 1)])
+    buffered.run_id = "0" * 32  # a run the store does not have: the failure surfaces at flush
+    buffered.log([Metric("loss", 0.1, 0, 1)])
+    with pytest.raises(ConnectionError, match="the run's metrics were not all recorded"):
+        buffered.flush()
 
     other = tmp_path / "other.db"
     tracking.connect(f"sqlite:///{other}")  # creates the store

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import math
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -13,16 +14,19 @@ import numpy as np
 import pandas as pd
 import torch
 from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
 from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
+from pipeline.console import redact
 from pipeline.data.dataset import ProcessedImages, spread
 from pipeline.data.manifest import verify_processed
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.figures import plot_guidance
 from pipeline.evaluate.hooks import Drawn, Inputs, Sampler, evaluation_of
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
-from pipeline.io import atomic_dir, write_json
+from pipeline.io import atomic_dir, copy_into_place, first_line, write_json
 from pipeline.methods.export import load_model
 from pipeline.reports.grid import save_gif, save_image
 from pipeline.reports.train import TrainReport
@@ -87,9 +91,11 @@ def evaluate(
     pipeline.evaluate.hooks; settings, wall time), the sample grid, the GIF (the denoising
     trajectory; a latent family: a latent interpolation) and the family's figures in
     ``figures_dir``, and log them to the training run recorded in ``train_report``. Returns the
-    metrics. Every path is a keyword."""
+    metrics. Every path is a keyword. The outputs are written once the store holds them: a store
+    that fails leaves the previous outputs as they were (``dvc repro`` runs the stage again)."""
     ec = params.eval
     report = TrainReport.read(train_report)
+    client = connect(tracking_uri(project_dir))  # an unreachable store fails before any compute
     model = load_model(models_dir)  # fails early on a missing or corrupted model
     hooks = evaluation_of(model, ec)
     hooks.prepare(Inputs(models_dir, featurenet_dir, figures_dir, baseline_dir, photos_dir))
@@ -99,6 +105,7 @@ def evaluate(
         min_counts={"test": hooks.test_images()},
     )
     extractor, backend_report = load_extractor(ec, featurenet_dir)
+    check_run(client, report, train_report)
     real_images = ProcessedImages(processed_dir, "test").images  # uint8 (N, C, H, W), memmap
 
     started = time.perf_counter()
@@ -132,12 +139,26 @@ def evaluate(
         **extras.settings,
         "wall_time_s": round(time.perf_counter() - started, 2),
     }
-    save_image(extras.grid, grid_png)
-    save_gif(extras.trajectory, trajectory_gif)
-    figures = write_figures(figures_dir, extras.pictures, extras.guidance, f"fid_{ec.features}")
-    write_json(metrics_path, metrics)
-    files = (metrics_path, grid_png, trajectory_gif, *figures)
-    log_to_run(report, params, metrics, list(results), files, project_dir)
+    with tempfile.TemporaryDirectory(prefix="evaluate-") as staging:
+        staged = {
+            Path(path): Path(staging) / Path(path).name
+            for path in (metrics_path, grid_png, trajectory_gif)
+        }
+        save_image(extras.grid, staged[Path(grid_png)])
+        save_gif(extras.trajectory, staged[Path(trajectory_gif)])
+        write_json(staged[Path(metrics_path)], metrics)
+        figures = write_figures(
+            figures_dir and Path(staging) / "figures",
+            extras.pictures,
+            extras.guidance,
+            f"fid_{ec.features}",
+        )
+        files = [*staged.values(), *figures]
+        log_to_run(client, report, params, metrics, list(results), files)
+        if figures_dir:
+            staged[Path(figures_dir)] = Path(staging) / "figures"
+        for path, source in staged.items():
+            copy_into_place(source, path)
     return metrics
 
 
@@ -152,13 +173,31 @@ def check_finite(results: dict[str, float], config: EvalConfig) -> None:
         )
 
 
+def check_run(client: MlflowClient, report: TrainReport, train_report: str | Path) -> None:
+    """ValueError unless the store holds the training run ``train_report`` names, active (the
+    scores are logged into it): said before any sampling, not after."""
+    try:
+        run = client.get_run(report.mlflow_run_id)
+    except MlflowException as exc:
+        raise ValueError(
+            f"{train_report}: mlflow_run_id {report.mlflow_run_id} is not a run of the tracking "
+            f"store {redact(client.tracking_uri)} ({first_line(exc)}); re-run the train stage "
+            "or set MLFLOW_TRACKING_URI to the store it logged to"
+        ) from None
+    if run.info.lifecycle_stage != "active":
+        raise ValueError(
+            f"{train_report}: MLflow run {report.mlflow_run_id} is deleted; restore it "
+            "(mlflow runs restore) or re-run the train stage"
+        )
+
+
 def log_to_run(
+    client: MlflowClient,
     report: TrainReport,
     params: Params,
     metrics: dict[str, Any],
     scored: list[str],
-    files,
-    project_dir: str | Path,
+    files: list[Path],
 ) -> None:
     """The ``scored`` metrics as metrics of the training run (``report``: reports/train.json); the
     eval settings as ``eval.*``/``featurenet.*`` tags (tags, not params: a later evaluation with
@@ -166,7 +205,6 @@ def log_to_run(
     ``evaluation/``; the scores and their backend as tags of the registered model version, when
     there is one."""
     run_id = report.mlflow_run_id
-    client = connect(tracking_uri(project_dir))
     now = int(time.time() * 1000)
     logged = {k: metrics[k] for k in scored}
     if "featurenet_test_accuracy" in metrics:
@@ -174,14 +212,20 @@ def log_to_run(
     logged["eval_wall_time_s"] = metrics["wall_time_s"]
     settings = flatten({"eval": to_dict(params.eval), "featurenet": to_dict(params.featurenet)})
     settings["features_sha256"] = str(metrics["weights_sha256"])  # None: a weight-free space
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()],
-        tags=[RunTag(k, v) for k, v in settings.items()],
-    )
-    for path in files:
-        client.log_artifact(run_id, str(path), "evaluation")
     name, version = report.registered_model, report.registered_model_version
-    if name and version:
-        for key, value in {**logged, "features": metrics["features"]}.items():
-            client.set_model_version_tag(name, str(version), key, str(value))
+    try:
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, float(v), now, 0) for k, v in logged.items()],
+            tags=[RunTag(k, v) for k, v in settings.items()],
+        )
+        for path in files:
+            client.log_artifact(run_id, str(path), "evaluation")
+        if name and version:
+            for key, value in {**logged, "features": metrics["features"]}.items():
+                client.set_model_version_tag(name, str(version), key, str(value))
+    except MlflowException as exc:
+        raise ConnectionError(
+            f"MLflow tracking store {redact(client.tracking_uri)}: the scores could not be "
+            f"logged to run {run_id} ({first_line(exc)}); no output was written"
+        ) from None

@@ -97,14 +97,18 @@ def resize_longer(image: torch.Tensor, longer: int) -> torch.Tensor:
 
 def to_tensor(rgb: np.ndarray, device: str = "cpu") -> torch.Tensor:
     """uint8 (H, W, 3) -> (1, 3, H, W) float32 in [0, 1] on ``device``."""
-    return torch.from_numpy(rgb.transpose(2, 0, 1).copy())[None].float().div(255).to(device)
+    pixels = torch.from_numpy(rgb).permute(2, 0, 1)[None]
+    return pixels.to(device, torch.float32, memory_format=torch.contiguous_format).div_(255)
 
 
 def to_uint8(image: torch.Tensor, size: tuple[int, int] | None = None) -> np.ndarray:
     """(1, 3, h, w) in [0, 1], resized (bicubic) to ``size`` when given -> uint8 (H, W, 3)."""
     if size is not None and tuple(image.shape[-2:]) != tuple(size):
         image = F.interpolate(image, size=size, mode="bicubic", align_corners=False)
-    pixels = image.clamp(0, 1).mul(255).round().to(torch.uint8)
+    else:
+        image = image.clone()  # the caller's tensor stays as it was
+    # in place: at 50 MP every out-of-place step would hold another 600 MB copy
+    pixels = image.clamp_(0, 1).mul_(255).round_().to(torch.uint8)
     return pixels[0].permute(1, 2, 0).cpu().numpy()
 
 

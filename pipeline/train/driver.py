@@ -32,7 +32,7 @@ from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
 from pipeline.config import Params
 from pipeline.console import progress_bar
 from pipeline.data.manifest import manifest_digest, read_manifest
-from pipeline.io import atomic_path
+from pipeline.io import atomic_path, first_line
 from pipeline.methods.export import export_model
 from pipeline.provenance import code_digest, identity_name
 from pipeline.registry import family, method_class, method_module
@@ -176,9 +176,9 @@ def fit(
     log.info("training %s: %d steps on %d workers", name, train.steps, train.num_workers)
     if progress:
         with following(progress_file, train.steps):
-            result = trainer.fit()
+            result = fitted(trainer)
     else:
-        result = trainer.fit()
+        result = fitted(trainer)
     if diverged_file.is_file():
         last = json.loads(diverged_file.read_text())
         raise Diverged(
@@ -187,6 +187,23 @@ def fit(
             "learning rate or check the loss weights"
         )
     return result
+
+
+def fitted(trainer: TorchTrainer) -> ray.train.Result:
+    """``trainer.fit()``; a worker's I/O error (a full disk, a missing file) as one OSError
+    naming the rank and the path instead of Ray's multi-line worker-group report."""
+    try:
+        return trainer.fit()
+    except ray.train.WorkerGroupError as exc:
+        failures = sorted(
+            (error.errno is None, rank, error)  # errors with an errno (ENOSPC, ...) first
+            for rank, error in exc.worker_failures.items()
+            if isinstance(error, OSError)
+        )
+        if not failures:
+            raise
+        _, rank, error = failures[0]
+        raise OSError(f"training failed on worker rank {rank}: {first_line(error)}") from exc
 
 
 def write_history(history: list[dict[str, float]], path: str | Path) -> None:

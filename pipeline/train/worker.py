@@ -44,7 +44,7 @@ from pipeline.pixels import to_uint8
 from pipeline.registry import Family
 from pipeline.reports.grid import image_grid
 from pipeline.seeding import derived_seed
-from pipeline.tracking import patient_sqlite
+from pipeline.tracking import BufferedMetrics, patient_sqlite
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.state import TrainState
 
@@ -177,6 +177,7 @@ class Rank0Jobs:
         self.run_id = config.run_id
         patient_sqlite()  # a busy store delays the metrics, it does not stop the workers
         self.client = MlflowClient(config.tracking_uri) if config.run_id else None
+        self.metrics = self.client and BufferedMetrics(self.client, self.run_id)
         self.score = config.probe.make_score() if config.probe else None
         self.progress_file = config.progress_file
         self.validation = ProcessedImages(config.processed_dir, "val")  # conditional families
@@ -248,12 +249,14 @@ class Rank0Jobs:
 
     def log(self, metrics: dict[str, float], step: int) -> None:
         self.last = {k: v for k, v in metrics.items() if isinstance(v, float)}
-        if self.client:
+        if self.metrics:
             now = int(time.time() * 1000)
-            self.client.log_batch(
-                self.run_id,
-                metrics=[Metric(k, v, now, step) for k, v in metrics.items() if k != "step"],
-            )
+            self.metrics.log([Metric(k, v, now, step) for k, v in metrics.items() if k != "step"])
+
+    def flush(self) -> None:
+        """Wait until the store holds every metric logged (BufferedMetrics.flush)."""
+        if self.metrics:
+            self.metrics.flush()
 
 
 def worker_nodes(world: int) -> list[str]:
@@ -350,9 +353,12 @@ def train_fn_per_worker(config: LoopConfig) -> None:
         if report is None or not (save or milestone):  # rank 0 logged it to MLflow
             continue
         if save and rank == 0:
+            jobs.flush()  # the store holds every metric up to the checkpoint a resume starts from
             with checkpoint_of(state.state_dict()) as checkpoint:
                 ray.train.report(report, checkpoint=checkpoint)
         else:
             ray.train.report(report)
     if start_step == train.steps:  # resumed a finished run: report its last result again (Tune)
         ray.train.report(state.history[-1] if rank == 0 else {"step": state.step})
+    if jobs:
+        jobs.flush()  # before the driver marks the run finished
