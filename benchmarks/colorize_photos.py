@@ -22,8 +22,8 @@ onto the clean photo's L*, so that the scores measure the colour decisions alone
 truth: what an old print costs a model.
 
     .venv/bin/python benchmarks/colorize_photos.py [--models shipped,colorize/models,OLD] [--draws 1,4]
-        [--splits val,test] [--vividness 0,0.5,1] [--precision fp32,bf16] [--steps 10,20]
-        [--prints none,archive]
+        [--splits val,test] [--vividness 0,0.5,1] [--saturation 1,1.3] [--precision fp32,bf16]
+        [--steps 10,20] [--prints none,archive]
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from pipeline.evaluate.colour import photo_scores  # noqa: E402
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb  # noqa: E402
 from pipeline.photo import (  # noqa: E402
     DEFAULT_DRAWS,
-    DEFAULT_VIVIDNESS,
+    GUIDED,
     ab_draws,
     consensus,
     default_scale,
@@ -101,12 +101,14 @@ def colour(
     precision: str = "fp32",
     seen: np.ndarray | None = None,
     steps: int | None = None,
+    saturation: tuple[float, ...] = (1.0,),
 ) -> dict[str, list[tuple[np.ndarray, float]]]:
-    """Per decoding (the draws alone; with a ``guide``, also around the guide's ab) and per
-    ``vividness``, from the same draws: the command's output and the seconds the command takes
-    for it (the guide, the draws it needs and one join), the networks run at ``precision`` (the
-    command's --precision) for ``steps`` sampler steps (default: the model's eval.steps) on
-    ``seen`` (default: ``rgb``), the colours joined onto ``rgb``."""
+    """Per decoding (the draws alone; with a ``guide``, also around the guide's ab), per
+    ``vividness`` and per ``saturation`` (in that order), from the same draws: the command's
+    output and the seconds the command takes for it (the guide, the draws it needs and one
+    join), the networks run at ``precision`` (the command's --precision) for ``steps`` sampler
+    steps (default: the model's eval.steps) on ``seen`` (default: ``rgb``), the colours joined
+    onto ``rgb``."""
     seen = rgb if seen is None else seen
     scale = default_scale(model)
     start = time.perf_counter()
@@ -120,10 +122,11 @@ def colour(
     decodes = {"draws": (None, 0.0)} | ({} if guide is None else {"guided": (centre, guided)})
     rows: dict[str, list[tuple[np.ndarray, float]]] = {}
     for name, (around, setup) in decodes.items():
-        for v in vividness:
+        for v, gain in itertools.product(vividness, saturation):
             start = time.perf_counter()
             nothing_drawn = around is not None and v == 0  # the command draws nothing
-            out = join_full_size(rgb, around if nothing_drawn else consensus(ab, v, around))
+            decoded = around if nothing_drawn else consensus(ab, v, around)
+            out = join_full_size(rgb, decoded, gain)
             seconds = setup + (0 if nothing_drawn else drawn) + time.perf_counter() - start
             rows.setdefault(name, []).append((out, seconds))
     return rows
@@ -145,13 +148,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="shipped,colorize/models")
     parser.add_argument("--draws", default=f"1,{DEFAULT_DRAWS}", help="--draws values to compare")
-    parser.add_argument("--vividness", default=str(DEFAULT_VIVIDNESS),
+    parser.add_argument("--vividness", default=str(GUIDED.vividness),
                         help="--vividness values to compare, from the same draws")  # fmt: skip
     parser.add_argument("--splits", default="test", help="of the set: train, val, test")
     parser.add_argument("--per-photo", action="store_true", help="also a line per photo")
     parser.add_argument("--precision", default="fp32", help="--precision values to compare")
     parser.add_argument("--steps", default="0",
                         help="--steps values to compare (0: the model's eval.steps)")  # fmt: skip
+    parser.add_argument("--saturation", default=str(GUIDED.saturation),
+                        help="--saturation values to compare")  # fmt: skip
     parser.add_argument("--prints", default="none",
                         help="what the models see: none (the photo), archive (an old print of it)")  # fmt: skip
     args = parser.parse_args()
@@ -159,6 +164,8 @@ def main() -> None:
         parser.error(f"--prints: unknown {', '.join(sorted(unknown))}; allowed: none, archive")
     torch.set_num_threads(2)
     vividness = [float(v) for v in args.vividness.split(",")]
+    saturation = tuple(float(v) for v in args.saturation.split(","))
+    settings = list(itertools.product(vividness, saturation))
     groups = [(f"{split} photos", split_photos(split)) for split in args.splits.split(",")]
     for name in args.models.split(","):
         folder = shipped_colorizer() if name == "shipped" else Path(name)
@@ -177,14 +184,16 @@ def main() -> None:
             ):
                 seen = [rgb if prints == "none" else archive_print(rgb, short, seed)
                         for seed, rgb in enumerate(truths)]  # fmt: skip
-                rows = [colour(model, guide, rgb, draws, vividness, precision, shown, steps)
-                        for rgb, shown in zip(truths, seen, strict=True)]  # fmt: skip
-                for decode, k in itertools.product(rows[0], range(len(vividness))):
+                rows = [colour(model, guide, rgb, draws, vividness, precision, shown, steps,
+                               saturation) for rgb, shown in zip(truths, seen, strict=True)]  # fmt: skip
+                for decode, k in itertools.product(rows[0], range(len(settings))):
                     scored = [row[decode][k] for row in rows]
                     if args.per_photo:
                         for photo, row, truth in zip(photos, scored, truths, strict=True):
                             print(f"    {photo.name:<40} {summary([row], [truth])}")
-                    flag = f"{decode:<6} --draws {draws:<2} --vividness {vividness[k]:<4}"
+                    v, gain = settings[k]
+                    flag = f"{decode:<6} --draws {draws:<2} --vividness {v:<4}"
+                    flag += f" --saturation {gain:<4}" if "," in args.saturation else ""
                     flag += f" --precision {precision}" if "," in args.precision else ""
                     flag += f" {prints} prints" if "," in args.prints else ""
                     flag += (

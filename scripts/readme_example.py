@@ -26,7 +26,7 @@ import torch
 from pipeline.apps.colorize import colorizer_dirs, load_colorizer, load_guide
 from pipeline.color import grayed
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
-from pipeline.photo import DEFAULT_DRAWS, DEFAULT_VIVIDNESS, colorize_image, default_scale
+from pipeline.photo import DEFAULT_DRAWS, colorize_image, default_scale
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
@@ -52,7 +52,7 @@ def main() -> None:
     model = load_colorizer(models_dir, "cpu")
     guide = load_guide(guide_dir, model) if guide_dir else None
     rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
-    columns = [(guide, DEFAULT_VIVIDNESS), (guide, 1.0)] + ([(None, 1.0)] if guide else [])
+    columns = [(guide, None), (guide, 1.0)] + ([(None, 1.0)] if guide else [])  # None: default
     colours = [
         next(
             colorize_image(

@@ -143,7 +143,7 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
     one = run_python(*args, "--overwrite", "--draws", "1")
     assert one.returncode == 0, one.stderr
     assert (out / "kite.png").read_bytes() != first  # the default combines several draws
-    for flag, value in (("--draws", "0"), ("--vividness", "1.5")):
+    for flag, value in (("--draws", "0"), ("--vividness", "1.5"), ("--saturation", "3.5")):
         bad = run_python(*args, flag, value)
         assert bad.returncode == 2 and flag in bad.stderr and value in bad.stderr
 
@@ -208,6 +208,25 @@ def test_a_guide_sets_the_hue_and_the_chroma_the_draws_add_to(vividness, guide, 
     out = consensus(draws, vividness, polar(*guide).double())
     assert hue_chroma(out[0, :, 0, 0]) == pytest.approx((guide[1], chroma), abs=1e-9)
     assert consensus(draws, vividness, torch.zeros(1, 2, 1, 1).double()).abs().max() == 0
+
+
+@pytest.mark.parametrize("saturation", [0.0, 0.5, 1.0, 1.6])
+def test_saturation_scales_the_chroma_and_keeps_the_hue_and_lightness(saturation):
+    """--saturation s: the joined colour's chroma is s times the decoded ab's, at its hue, on
+    the photo's own L* (an in-gamut mid-gray photo and a muted orange ab)."""
+    from pipeline.color import rgb_to_lab
+    from pipeline.photo import join_full_size
+
+    rgb = np.full((4, 6, 3), 128, dtype=np.uint8)
+    ab = polar(15, 60).float().expand(1, 2, 2, 3)
+    out = join_full_size(rgb, ab, saturation)
+    lab = rgb_to_lab(torch.from_numpy(out).permute(2, 0, 1)[None].double() / 255)[0, :, 0, 0]
+    gray_L = rgb_to_lab(torch.full((1, 3, 1, 1), 128 / 255, dtype=torch.float64))[0, 0, 0, 0]
+    assert float(lab[0]) == pytest.approx(float(gray_L), abs=0.5)
+    hue, chroma = hue_chroma(lab[1:])
+    assert chroma == pytest.approx(15 * saturation, abs=0.6)  # within uint8 rounding
+    if saturation:
+        assert hue == pytest.approx(60, abs=2.5)
 
 
 def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_python, tmp_path):
@@ -561,15 +580,22 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
     assert np.abs(lightness_of(out) - lightness_of(kite)).max() < 1.0
     rgb = np.asarray(Image.open(out).convert("RGB"), dtype=np.int16)
     assert np.abs(rgb[..., 0] - rgb[..., 2]).mean() > 2  # colours, not a gray copy
-    # the shipped guide is used: at --vividness 0 the output is its colours alone, as when it
-    # runs as the model itself (the mean of identical draws)
-    for name, flags in (("default", ["--vividness", "0"]), ("alone", ["--model", str(guide)])):
+    # the shipped guide is used: by default (--vividness 0) the output is its colours alone at
+    # --saturation 1.15, as when it runs as the model itself (the mean of identical draws);
+    # --vividness 0.25 adds the diffusion draws' chroma
+    for name, flags in (("alone", ["--model", str(guide), "--saturation", "1.15"]),
+                        ("drawn", ["--vividness", "0.25", "--steps", "3"])):  # fmt: skip
         result = run_python("-m", "pipeline", "colorize", str(kite), "--out",
                             str(tmp_path / name), *flags)  # fmt: skip
         assert result.returncode == 0, result.stderr
-    guided, alone = (np.asarray(Image.open(tmp_path / name / "kite.png"), dtype=np.int16)
-                     for name in ("default", "alone"))  # fmt: skip
-    assert np.abs(guided - alone).max() <= 1 and np.abs(guided - rgb).max() > 10
+    alone, drawn = (np.asarray(Image.open(tmp_path / name / "kite.png"), dtype=np.int16)
+                    for name in ("alone", "drawn"))  # fmt: skip
+    assert np.abs(rgb - alone).max() <= 1 and np.abs(drawn - rgb).max() > 10
+    # K samples of the guide alone would be K copies: refused before any work
+    result = run_python("-m", "pipeline", "colorize", str(kite), "--out", str(tmp_path / "k"),
+                        "--samples", "2")  # fmt: skip
+    assert result.returncode == 2 and "--samples 2: at --vividness 0 with a guide" in result.stderr
+    assert not (tmp_path / "k").exists()
     # the guide that ships is the one the shipped pipeline trained last, from today's guide.yaml
     guide_report = json.loads((ROOT / "colorize/shipped/reports/guide.json").read_text())
     assert provenance["guide"]["mlflow_run_id"] == guide_report["mlflow_run_id"]

@@ -4,9 +4,10 @@ colorizer (model.family ddpm_color or regression_color).
 Per input file: decode it (any size and mode, as the photos source does, turned upright by its EXIF
 orientation) and colorize it as pipeline.photo says: a model trained on crops (the shipped
 colorizer) runs on overlapping tiles of the photo at its crops' scale, one trained on whole-photo
-views sees the whole photo at once; each output combines ``--draws`` samples around the guide's
-colours (``--guide``; by default, without ``--model``, the shipped colorizer's) at
-``--vividness``; the predicted ab is joined onto the input's own full-resolution L*, so the output
+views sees the whole photo at once; each output takes the guide's colours (``--guide``; by
+default, without ``--model``, the shipped colorizer's) with ``--vividness`` of the chroma that
+``--draws`` diffusion samples add (default with a guide: none, so nothing is drawn), at
+``--saturation``; the predicted ab is joined onto the input's own full-resolution L*, so the output
 has the input's exact size and lightness.
 
 Bounded work, whatever the input (docs/colorization.md, benchmarks/README.md for the measured
@@ -42,12 +43,14 @@ from pipeline.methods.export import load_on
 from pipeline.methods.step import resolve_precision
 from pipeline.photo import (
     DEFAULT_DRAWS,
-    DEFAULT_VIVIDNESS,
     GUIDE_FAMILY,
+    GUIDED,
     TILED_SCALE,
+    UNGUIDED,
     WHOLE_SCALE,
     WORK_PIXELS,
     colorize_image,
+    decoding,
     default_scale,
     guide_mismatch,
 )
@@ -58,6 +61,7 @@ from pipeline.shipped import shipped_colorizer, shipped_guide
 log = logging.getLogger(__name__)
 
 SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
+SATURATIONS = (0.0, 3.0)  # --saturation's range: 0 gray, 3 beyond any photo's colours
 MAX_SAMPLES = 16  # --samples: colorizations per input
 MAX_DRAWS = 16
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
@@ -109,6 +113,13 @@ def run(args: argparse.Namespace) -> None:
     jobs = find_inputs(args.inputs)
     out_dir = Path(args.out)
     models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
+    chosen = decoding(guide_dir is not None, args.vividness, args.saturation)
+    if guide_dir and chosen.vividness == 0 and args.samples > 1:
+        raise ValueError(
+            f"--samples {args.samples}: at --vividness 0 with a guide (the default with one) "
+            f"every sample is the guide's colours, the same {args.samples} times; pass "
+            "--vividness above 0 (e.g. 0.25) for samples that differ"
+        )
     targets = iter(
         check_outputs(
             [out_dir / name for job in jobs for name in output_names(job, args.samples)],
@@ -141,7 +152,8 @@ def run(args: argparse.Namespace) -> None:
                 scale=args.scale or default_scale(model),
                 generator=generator,
                 draws=args.draws,
-                vividness=args.vividness,
+                vividness=chosen.vividness,
+                saturation=chosen.saturation,
                 guide=guide,
                 precision=resolve_precision(args.precision, model.device, cpu_bf16=True),
             )
@@ -195,10 +207,16 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--vividness",
         type=float_in(0.0, 1.0),
-        default=DEFAULT_VIVIDNESS,
         help="share of the draws' chroma beyond the guide's (without a guide: beyond their mean's) "
-        "that each output takes: 0 the guide alone (fast, closest to the true colours on "
-        "average), 1 as vivid as one draw (default %(default)s)",
+        f"that each output takes: 0 the guide alone (nothing drawn: fast), 1 as vivid as one "
+        f"draw (default {GUIDED.vividness:g} with a guide, {UNGUIDED.vividness:g} without)",
+    )
+    parser.add_argument(
+        "--saturation",
+        type=float_in(*SATURATIONS),
+        help="the output's chroma times this, its hue kept: 0 gray, 1 as decoded (default "
+        f"{GUIDED.saturation:g} with a guide, {UNGUIDED.saturation:g} without; "
+        "benchmarks/README.md, 'saturation')",
     )
     parser.add_argument("--seed", type=seed, default=0, help="the same seed gives the same colours")
     parser.add_argument(
