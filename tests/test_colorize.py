@@ -654,6 +654,7 @@ def test_photo_scores_against_closed_forms():
         photo_scores(photos[:2], photos)
 
 
+@pytest.mark.slow  # the evaluate stage on Ray (~25 s): make test-fast took 4:59 with it
 def test_the_evaluate_stage_colours_the_held_out_photos_whole(tmp_path, processed_data):
     """eval.colorizer.photos: the first test photos of the raw source, colorized as the command
     does (pipeline.photo.decodings: the model around its baseline as guide, the draws alone, the

@@ -198,7 +198,6 @@ def test_killed_worker_restarts_from_the_last_checkpoint_and_finishes(
         )
 
 
-@pytest.mark.slow  # a training that fails: out of make test-fast
 def test_a_full_disk_on_a_worker_is_one_line_naming_the_path(
     ray_cluster, processed, tmp_path, monkeypatch
 ):
@@ -221,7 +220,6 @@ def test_a_full_disk_on_a_worker_is_one_line_naming_the_path(
     assert failed.info.status == "FAILED"
 
 
-@pytest.mark.slow  # a killed and a resumed training (~30 s): make test-fast took 4:59 with it
 def test_interrupted_training_resumes_into_the_same_mlflow_run_and_then_is_reused(
     ray_cluster, processed, trained, tmp_path, monkeypatch, caplog
 ):
