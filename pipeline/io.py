@@ -50,12 +50,16 @@ def file_digest(path: str | Path, algorithm: str = "sha256") -> str:
     return digest.hexdigest()
 
 
-def naming(exc: BaseException, path: str | Path) -> BaseException:
-    """``exc`` itself, or, for an OSError that names no file (a write that hit a full disk or a
-    quota), the same error naming ``path``: "[Errno 28] No space left on device: '<path>'"."""
-    if isinstance(exc, OSError) and exc.errno and exc.filename is None:
-        return type(exc)(exc.errno, exc.strerror, str(path))
-    return exc
+@contextlib.contextmanager
+def _naming(path: Path) -> Iterator[None]:
+    """An OSError of the block that names no file (a write that hit a full disk or a quota),
+    raised again naming ``path``: "[Errno 28] No space left on device: '<path>'"."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno and exc.filename is None:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        raise
 
 
 def _umask() -> int:
@@ -118,30 +122,30 @@ def atomic_path(path: str | Path, *, overwrite: bool = True) -> Iterator[Path]:
     path = Path(path)
     made = [folder for folder in path.parents if not folder.exists()]  # innermost first
     tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-        os.close(fd)
-        tmp = Path(name)
-        yield tmp
-        tmp.chmod(0o666 & ~_umask())
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        _publish(tmp, path, overwrite)
-        _fsync_dir(path.parent)
-    except BaseException as exc:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
-        for folder in made:
-            with contextlib.suppress(OSError):  # not empty: someone else's file keeps it
-                folder.rmdir()
-        named = naming(exc, path)
-        if named is exc:
+    with _naming(path):
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, name = tempfile.mkstemp(
+                dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix
+            )
+            os.close(fd)
+            tmp = Path(name)
+            yield tmp
+            tmp.chmod(0o666 & ~_umask())
+            with open(tmp, "rb") as f:
+                os.fsync(f.fileno())
+            _publish(tmp, path, overwrite)
+            _fsync_dir(path.parent)
+        except BaseException:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
+            for folder in made:
+                with contextlib.suppress(OSError):  # not empty: someone else's file keeps it
+                    folder.rmdir()
             raise
-        raise named from exc
-    finally:
-        if tmp is not None:
-            tmp.unlink(missing_ok=True)
+        finally:
+            if tmp is not None:
+                tmp.unlink(missing_ok=True)
 
 
 @contextlib.contextmanager
@@ -158,13 +162,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     # mkdtemp makes 0700: the result should look like any other directory
     tmp.chmod(0o777 & ~_umask())
     try:
-        try:
+        with _naming(path):
             yield tmp
-        except OSError as exc:
-            named = naming(exc, path)
-            if named is exc:
-                raise
-            raise named from exc
         _fsync_tree(tmp)
         old = None
         if path.exists() or path.is_symlink():

@@ -56,6 +56,8 @@ GUIDE_FAMILY = "regression_color"
 WHOLE_SCALE = 1.0  # shorter side / image size for a model trained on views: a whole view's scale
 TILED_SCALE = 4.0  # for a model trained on crops: the middle of the photos' tile_scales (2 ... 8)
 DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)
+WORK_PIXELS = 256 * 256  # the most the model sees per sample
+STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
 
 
 @dataclass(frozen=True)
@@ -67,10 +69,11 @@ class Decoding:
     saturation: float
 
 
-# The command's defaults, each chosen on the 36 validation photos alone as the lowest fid_colour
-# whose CIEDE2000 is no worse than the default before it (benchmarks/README.md, "saturation"):
-# with a guide, the guide alone (nothing drawn: 0.3 s a photo instead of 18) at 1.15 times its
-# chroma; without one, a quarter of the draws' extra chroma beyond their mean, at their chroma.
+# The command's defaults, chosen on the 36 validation photos alone as the lowest fid_colour whose
+# CIEDE2000 is no worse than the default before it (benchmarks/README.md, "saturation"): with a
+# guide, the guide alone (nothing drawn: 0.3 s a photo instead of 18) at 1.15 times its chroma;
+# without one, the earlier quarter of the draws' extra chroma beyond their mean, at saturation 1
+# (every step above it raised CIEDE2000).
 GUIDED = Decoding(vividness=0.0, saturation=1.15)
 UNGUIDED = Decoding(vividness=0.25, saturation=1.0)
 
@@ -83,10 +86,6 @@ def decoding(guided: bool, vividness: float | None, saturation: float | None) ->
         default.vividness if vividness is None else vividness,
         default.saturation if saturation is None else saturation,
     )
-
-
-WORK_PIXELS = 256 * 256  # the most the model sees per sample
-STRIP_PIXELS = 1 << 19  # full-resolution pixels joined at a time (about 100 MB of float64)
 
 
 def whole_photo(model: GenerativeModel) -> bool:

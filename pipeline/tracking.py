@@ -84,9 +84,6 @@ class _LockWatch:
                     )
 
 
-_lock_watch: _LockWatch | None = None
-
-
 def _busy_timeout(dbapi_connection: Any, _record: Any) -> None:
     if isinstance(dbapi_connection, sqlite3.Connection):
         dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
@@ -97,14 +94,13 @@ def patient_sqlite() -> None:
     to BUSY_TIMEOUT_S for a lock another process holds, instead of failing after 5 s with
     "database is locked": a busy store delays a write, it does not end a run. A wait longer than
     BUSY_NOTICE_S is said. Call before the first MlflowClient of a process; idempotent."""
-    global _lock_watch
     engine = sqlalchemy.engine.Engine
     if not sqlalchemy.event.contains(engine, "connect", _busy_timeout):
-        _lock_watch = _LockWatch()
+        watch = _LockWatch()
         sqlalchemy.event.listen(engine, "connect", _busy_timeout)
-        sqlalchemy.event.listen(engine, "before_cursor_execute", _lock_watch.before)
-        sqlalchemy.event.listen(engine, "after_cursor_execute", _lock_watch.after)
-        sqlalchemy.event.listen(engine, "handle_error", _lock_watch.after)
+        sqlalchemy.event.listen(engine, "before_cursor_execute", watch.before)
+        sqlalchemy.event.listen(engine, "after_cursor_execute", watch.after)
+        sqlalchemy.event.listen(engine, "handle_error", watch.after)
 
 
 @contextlib.contextmanager
