@@ -8,7 +8,9 @@ trained on views of whole photos (``data.fit: views``) sees the whole photo at o
 of its views (default scale 1), so every decision it makes has the whole scene in view; a model
 trained on crops (``fit: tiles``, the shipped colorizer) is run on overlapping tiles of its crop
 size (half a crop apart, blended: pipeline.models.tiled) of the photo at the middle of its crops'
-scales (default scale 4), so that its attention sees the context it was trained on. ab is
+scales (default scale 4), so that its attention sees the context it was trained on; one trained
+with ``data.scene`` is also told, tile by tile, the whole photo's thumbnail and the tile's place
+in it, as its crops were. ab is
 upsampled (bilinear) to the input's size and joined with the input's own full-resolution L*, with
 the chroma of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the
 output has the input's exact size and lightness (within uint8 rounding).
@@ -51,6 +53,7 @@ from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
+from pipeline.scene import thumbnail
 
 GUIDE_FAMILY = "regression_color"
 WHOLE_SCALE = 1.0  # shorter side / image size for a model trained on views: a whole view's scale
@@ -180,7 +183,11 @@ def ab_draws(
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
     if not whole_photo(model):
-        model = type(model)(TiledNet(model.net, tile=crop, stride=crop // 2), model.params)
+        thumb = None
+        if model.params.data.scene:  # the photo's thumbnail, made as preprocessing made it
+            thumb = to_unit(torch.from_numpy(thumbnail(rgb, crop))[None, None]).to(model.device)
+        tiled = TiledNet(model.net, tile=crop, stride=crop // 2, thumb=thumb)
+        model = type(model)(tiled, model.params)
     how = Sampling(steps=steps)
     while True:
         out = model.sample(1, precision=precision, generator=generator, how=how, cond=cond)

@@ -2,7 +2,8 @@
 
 Output directory (written to a temporary sibling, then renamed into place):
 
-    {split}_images.npy   uint8, (N, C, H, W), C = data.channels, H = W = data.image_size
+    {split}_images.npy   uint8, (N, C, H, W), C = data.channels (+ 2 scene planes with data.scene),
+                         H = W = data.image_size
     {split}_labels.npy   int64, (N,)            (only when the source has labels)
     manifest.json        counts, shapes, dtypes, sha256 of every array, the params, skipped files
 
@@ -34,6 +35,7 @@ from pipeline.console import progress_bar
 from pipeline.data.download import file_digest
 from pipeline.data.sources import Example, get_source
 from pipeline.io import atomic_dir, write_json
+from pipeline.scene import scene_planes, thumbnail
 
 if TYPE_CHECKING:
     from pipeline.config import DataConfig
@@ -80,11 +82,16 @@ def fit_image(image: np.ndarray, size: int, channels: int, fit: str) -> np.ndarr
     return array[None] if channels == 1 else array.transpose(2, 0, 1)  # (C, H, W)
 
 
-def tile_image(image: np.ndarray, size: int, channels: int, scales: tuple[float, ...]) -> list:
+def tile_image(
+    image: np.ndarray, size: int, channels: int, scales: tuple[float, ...], scene: bool = False
+) -> list:
     """Crops (channels, size, size) uint8 of one photo at several scales: for each s in ``scales``
     the shorter side is resized to round(s * size) (bicubic, antialiased; never above the photo's
-    own size) and cut into the centred grid of non-overlapping size x size tiles."""
+    own size) and cut into the centred grid of non-overlapping size x size tiles. With ``scene``
+    each crop is followed by its scene planes (pipeline.scene: the photo's thumbnail and the
+    crop's box on it): (channels + SCENE_PLANES, size, size)."""
     img = Image.fromarray(image).convert("L" if channels == 1 else "RGB")
+    thumb = thumbnail(np.asarray(img), size) if scene else None
     tiles, seen = [], set()
     for scale in scales:
         short = min(round(scale * size), *img.size)
@@ -98,7 +105,11 @@ def tile_image(image: np.ndarray, size: int, channels: int, scales: tuple[float,
             for c in range(cols):
                 y, x = top + r * size, left + c * size
                 tile = resized[y : y + size, x : x + size]
-                tiles.append(tile[None] if channels == 1 else tile.transpose(2, 0, 1))
+                tile = tile[None] if channels == 1 else tile.transpose(2, 0, 1)
+                if thumb is not None:
+                    box = (y / h, x / w, (y + size) / h, (x + size) / w)
+                    tile = np.concatenate([tile, scene_planes(thumb, box)])
+                tiles.append(tile)
     return tiles
 
 
@@ -142,7 +153,7 @@ def fitted(image: np.ndarray, config: DataConfig, origin: str) -> list[np.ndarra
     ``fit: tiles``, its views with ``fit: views``, else the one image ``fit_image`` makes."""
     size, channels = config.image_size, config.channels
     if config.fit == "tiles":
-        return tile_image(image, size, channels, config.tile_scales)
+        return tile_image(image, size, channels, config.tile_scales, config.scene)
     if config.fit == "views":
         rng = image_rng(config, origin, "views")
         return view_image(image, size, channels, config.views, config.view_scale, rng)
@@ -263,6 +274,7 @@ def preprocess(
                 "test_fraction": config.test_fraction,
                 "limit": config.limit,
                 **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
+                **({"scene": True} if config.scene else {}),
                 **(
                     {"views": config.views, "view_scale": list(config.view_scale)}
                     if config.fit == "views"

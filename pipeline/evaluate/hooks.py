@@ -37,6 +37,7 @@ from pipeline.photo import decodings, guide_mismatch
 from pipeline.pixels import to_unit
 from pipeline.registry import evaluation_class
 from pipeline.reports.grid import image_grid
+from pipeline.scene import colour
 
 log = logging.getLogger(__name__)
 
@@ -246,17 +247,18 @@ class ColorizerEvaluation(Evaluation):
     def extras(self, sampler: Sampler, drawn: Drawn) -> Extras:
         config = self.config
         conditions = drawn.conditions
-        scores = fidelity(drawn.images, conditions)
+        truth = colour(conditions)  # the colour planes (crops may carry the scene's)
+        scores = fidelity(drawn.images, truth)
         shown = conditions[spread(len(conditions), config.colorizer.diversity_count)]
         k = config.colorizer.diversity_samples
         samples = sampler.generate(sampler.models, np.repeat(shown, k, axis=0))
-        samples = samples.reshape(len(shown), k, *shown.shape[1:])
+        samples = samples.reshape(len(shown), k, *samples.shape[1:])
         scores["diversity_ab"] = ab_diversity(samples)
-        baselines = {"gray": gray_images(conditions)}
+        baselines = {"gray": gray_images(truth)}
         if sampler.baseline is not None:
             baselines["regression"] = sampler.generate(sampler.baseline, conditions)
         for name, baseline in baselines.items():
-            scored = {**sampler.score(baseline), **fidelity(baseline, conditions)}
+            scored = {**sampler.score(baseline), **fidelity(baseline, truth)}
             scores |= {f"{name}_{k}": v for k, v in scored.items() if k != "colourfulness_truth"}
         if self.photos:
             scores |= self.photo_scores()

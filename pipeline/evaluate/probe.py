@@ -19,6 +19,7 @@ from pipeline.data.dataset import ProcessedImages
 from pipeline.evaluate.backends import load_extractor
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance
 from pipeline.evaluate.scores import extract
+from pipeline.scene import colour
 
 
 def probe_metric(config: EvalConfig) -> str:
@@ -38,7 +39,7 @@ class FIDProbe:
         split: str = "val",
     ):
         self.extractor, _ = load_extractor(config, featurenet_dir)
-        real = ProcessedImages(processed_dir, split).images  # (N, C, H, W) uint8
+        real = colour(ProcessedImages(processed_dir, split).images)  # (N, C, H, W) uint8
         self.real_statistics = feature_statistics(extract(self.extractor, real, desc=None))
 
     def __call__(self, images: np.ndarray) -> float:

@@ -30,6 +30,7 @@ from pipeline.io import atomic_dir, copy_into_place, first_line, write_json
 from pipeline.methods.export import load_model
 from pipeline.reports.grid import save_gif, save_image
 from pipeline.reports.train import TrainReport
+from pipeline.scene import colour
 from pipeline.tracking import connect, tracking_uri
 
 log = logging.getLogger(__name__)
@@ -113,8 +114,8 @@ def evaluate(
     conditions = model.conditions(
         ec.num_samples, lambda n: np.array(real_images[spread(len(real_images), n)])
     )  # a colorizer: num_samples test images spread over the split (every test photo)
-    real = cached_features(
-        extractor, real_images, params.download.resolved_cache_dir() / "fid-stats"
+    real = cached_features(  # of the colour planes (a colorizer's crops may carry the scene's)
+        extractor, colour(real_images), params.download.resolved_cache_dir() / "fid-stats"
     )
     sampler = Sampler(
         ec,

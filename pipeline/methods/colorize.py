@@ -6,6 +6,11 @@ what ``diffusion.prediction_type`` says; every schedule, prediction type and los
 unconditional model applies. ``regression_color``: Palette's regression baseline, the same UNet
 trained with L2 to predict ab in one step (its noisy input held at zero, t = 0).
 
+With ``data.scene`` each training crop also carries its photo's thumbnail and its box on it
+(pipeline.scene): the condition is L* followed by these planes, which the UNet encodes into one
+global feature (pipeline.models.unet.SceneEncoder), and the colorize command tiles a photo with the
+same planes made from it (pipeline.models.tiled).
+
 Both sample images in [-1, 1] RGB: the condition's own L* with the predicted ab, chroma reduced
 into the sRGB gamut at constant L* (``pipeline.color.colorized``), so outputs keep their input's
 lightness exactly.
@@ -27,13 +32,19 @@ from pipeline.data.degrade import degrade
 from pipeline.methods.base import DEFAULT_SAMPLING, References, Sampling, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 from pipeline.pixels import to_unit
+from pipeline.scene import SCENE_PLANES, colour, scene_of
 
 AB_CHANNELS, L_CHANNELS = 2, 1
 
 
+def cond_planes(params: Params) -> int:
+    """Planes of a colorizer's condition: L*, then the scene's with ``data.scene``."""
+    return L_CHANNELS + (SCENE_PLANES if params.data.scene else 0)
+
+
 class ColorizerModel(DDPMModel):
-    """A trained colorizer: ``sample(n, cond=L)`` colorizes n conditions (n, 1, H, W) =
-    ``condition(rgb)``. ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
+    """A trained colorizer: ``sample(n, cond=L)`` colorizes n conditions (n, P, H, W) =
+    ``condition(rgb)`` (P = ``cond_planes``). ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
     network's output."""
 
     def conditions(self, n: int, references: References) -> np.ndarray:
@@ -44,13 +55,18 @@ class ColorizerModel(DDPMModel):
         return self.condition(to_unit(conditions).to(self.device))
 
     def condition(self, images: torch.Tensor) -> torch.Tensor:
-        return lightness(images)
+        """Images in [-1, 1] (N, 3 [+ SCENE_PLANES], H, W) -> L* / 50 - 1 of the colour planes,
+        with ``data.scene`` followed by the scene planes."""
+        planes = [lightness(colour(images))]
+        if self.params.data.scene:
+            planes.append(scene_of(images).float())
+        return torch.cat(planes, dim=1)
 
     def panel(self, samples: torch.Tensor, conditions: np.ndarray) -> tuple[torch.Tensor, int]:
         """Triptychs gray | colorized | truth, one per reference image (``conditions``), two to a
         row; with K samples per reference (``samples`` of K n images, reference-major),
         gray | K colorized | truth."""
-        references = to_unit(conditions).to(samples)
+        references = colour(to_unit(conditions)).to(samples)
         n = len(references)
         k = len(samples) // n
         gray = grayed(references)
@@ -59,12 +75,16 @@ class ColorizerModel(DDPMModel):
         return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
 
     def _check(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
-        """``cond`` (n, 1, H, W) on the model's device; any H, W (the UNet is convolutional: the
-        colorize command runs it on whole photos at the scale of its training crops)."""
-        if cond is None or cond.ndim != 4 or tuple(cond.shape[:2]) != (n, L_CHANNELS):
+        """``cond`` (n, P, H, W) on the model's device (P = ``cond_planes``); any H, W (the UNet
+                is convolutional: the colorize command runs it on whole photos or their tiles; with tiles that
+        add the scene planes, P = 1)."""
+        # a network that makes the scene planes itself (pipeline.models.tiled) takes L* alone
+        planes = cond_planes(self.params) - getattr(self.net, "scene_planes", 0)
+        if cond is None or cond.ndim != 4 or tuple(cond.shape[:2]) != (n, planes):
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(
-                f"a colorizer samples from cond of shape ({n}, 1, H, W) (lightness), got {got}"
+                f"a colorizer samples from cond of shape ({n}, {planes}, H, W) (lightness"
+                f"{', scene' if planes > L_CHANNELS else ''}), got {got}"
             )
         return cond.to(self.device)
 
@@ -82,7 +102,7 @@ class ColorizerModel(DDPMModel):
         for step in self.diffusion.sample_progressive(
             self.net, shape, how.steps, how.sampler, how.eta, cond, generator
         ):
-            yield colorized(cond, step.x)
+            yield colorized(cond[:, :L_CHANNELS], step.x)
 
     def predict(self, inputs: Mapping[str, np.ndarray], params: dict | None = None) -> np.ndarray:
         x_t, t, cond = (torch.as_tensor(np.asarray(inputs[k])) for k in ("x_t", "t", "cond"))
@@ -95,7 +115,7 @@ class ColorizerModel(DDPMModel):
             [
                 TensorSpec("float32", (-1, AB_CHANNELS, s, s), "x_t"),
                 TensorSpec("int64", (-1,), "t"),
-                TensorSpec("float32", (-1, L_CHANNELS, s, s), "cond"),
+                TensorSpec("float32", (-1, cond_planes(self.params), s, s), "cond"),
             ],
             [TensorSpec("float32", (-1, self.net.out_channels, s, s))],
         )
@@ -107,7 +127,7 @@ class ColorizerModel(DDPMModel):
         return {
             "x_t": rng.standard_normal((1, AB_CHANNELS, s, s)).astype(np.float32),
             "t": np.array([self.params.diffusion.timesteps - 1], dtype=np.int64),
-            "cond": np.zeros((1, L_CHANNELS, s, s), dtype=np.float32),
+            "cond": np.zeros((1, cond_planes(self.params), s, s), dtype=np.float32),
         }
 
 
@@ -123,7 +143,7 @@ class RegressionModel(ColorizerModel):
         cond: torch.Tensor | None = None,
     ) -> Iterator[torch.Tensor]:
         cond = self._check(n, cond)
-        yield colorized(cond, regress(self.net, cond))
+        yield colorized(cond[:, :L_CHANNELS], regress(self.net, cond))
 
 
 def regress(net: nn.Module, cond: torch.Tensor) -> torch.Tensor:
@@ -140,16 +160,21 @@ class DDPMColor(DDPM):
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
-        return build_unet(params, in_channels=AB_CHANNELS, cond_channels=L_CHANNELS)
+        scene = SCENE_PLANES if params.data.scene else 0
+        return build_unet(
+            params, in_channels=AB_CHANNELS, cond_channels=L_CHANNELS, scene_channels=scene
+        )
 
     def split(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """RGB images in [-1, 1] -> (ab / AB_SCALE, L* / 50 - 1), L* degraded as an old print's
-        by ``train.degrade`` (pipeline.data.degrade; the target ab stays the clean photo's)."""
-        condition, ab = split_lab(batch)
+        """RGB images in [-1, 1] (with ``data.scene`` followed by their scene planes) ->
+        (ab / AB_SCALE, the condition: L* / 50 - 1 [, scene planes]), L* degraded as an old
+        print's by ``train.degrade`` (pipeline.data.degrade; the target ab stays the clean
+        photo's)."""
+        condition, ab = split_lab(colour(batch))
         config = self.params.train.degrade
         if config.active:
             condition = degrade((condition + 1) * 50, **dataclasses.asdict(config)) / 50 - 1
-        return ab, condition
+        return ab, torch.cat([condition, scene_of(batch)], dim=1)
 
 
 class RegressionColor(DDPMColor):

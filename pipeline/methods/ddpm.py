@@ -47,16 +47,22 @@ def build_diffusion(config: DiffusionConfig) -> GaussianDiffusion:
 
 
 def build_unet(
-    params: Params, in_channels: int | None = None, cond_channels: int = 0, num_classes: int = 0
+    params: Params,
+    in_channels: int | None = None,
+    cond_channels: int = 0,
+    num_classes: int = 0,
+    scene_channels: int = 0,
 ) -> UNet:
     """The denoiser of the ``model`` section: ``in_channels`` (default: the data's) noisy channels
     plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance);
-    ``num_classes``: a class-conditional one."""
+    ``num_classes``: a class-conditional one; ``scene_channels``: scene planes after the
+    condition's."""
     return UNet(
         params.model,
         image_size=params.data.image_size,
         in_channels=params.data.channels if in_channels is None else in_channels,
         cond_channels=cond_channels,
+        scene_channels=scene_channels,
         num_classes=num_classes,
         learned_variance=params.diffusion.variance_type == "learned_range",
     )

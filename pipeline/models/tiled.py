@@ -6,12 +6,19 @@ Why: a UNet with self-attention trained on 32 px crops attends over 8 x 8 positi
 whole photo it attends over hundreds, a context it never saw. On the colorizer's test photos the
 whole-photo output was nearly gray with no right hue, while the same model run crop by crop gave
 twice the chroma and 13-33% right hue (docs/colorization.md).
+
+A network whose condition ends in scene planes (``data.scene``, pipeline.scene) is told, tile by
+tile, the whole photo's thumbnail and where the tile sits in it, as each training crop was.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from pipeline.pixels import to_unit
+from pipeline.scene import SCENE_PLANES, box_plane
 
 TILE_BATCH = 64  # tiles per network call: bounds activation memory whatever the image size
 
@@ -35,31 +42,61 @@ def crops(z: torch.Tensor, spots: list[tuple[int, int]], tile: int) -> torch.Ten
     return torch.cat([z[..., i : i + tile, j : j + tile] for i, j in spots])
 
 
+def with_scene(
+    cond: torch.Tensor, thumb: torch.Tensor, box: tuple[float, float, float, float]
+) -> torch.Tensor:
+    """A tile's condition (B, C, h, w) followed by its scene planes: the photo's thumbnail
+    (B, 1, S, S) in condition units and the ``box`` (top, left, bottom, right, shares of the
+    photo) on it, both resized to h x w where the tile is not S x S (a photo smaller than one
+    tile)."""
+    size = thumb.shape[-1]
+    box_unit = to_unit(torch.from_numpy(box_plane(box, size))).to(thumb)
+    planes = torch.cat([thumb, box_unit.expand(len(thumb), 1, size, size)], dim=1)
+    if planes.shape[-2:] != cond.shape[-2:]:
+        planes = F.interpolate(planes, size=cond.shape[-2:], mode="bilinear", antialias=True)
+    return torch.cat([cond, planes], dim=1)
+
+
 class TiledNet(nn.Module):
     """``net(x, t, cond)`` on (B, C, H, W) inputs as tiles of ``tile`` px every ``stride`` px,
-    outputs blended by ``blend_window``; an input smaller than one tile goes through whole."""
+    outputs blended by ``blend_window``; an input smaller than one tile goes through whole. With
+    ``thumb``, the thumbnail (B, 1, S, S) of the photo the input shows, in condition units
+    (pipeline.scene), each tile's condition is followed by its scene planes (``with_scene``)."""
 
-    def __init__(self, net: nn.Module, tile: int, stride: int) -> None:
+    def __init__(
+        self, net: nn.Module, tile: int, stride: int, thumb: torch.Tensor | None = None
+    ) -> None:
         super().__init__()
-        self.net, self.tile, self.stride = net, tile, stride
+        self.net, self.tile, self.stride, self.thumb = net, tile, stride, thumb
+        self.scene_planes = 0 if thumb is None else SCENE_PLANES  # what it adds to a cond
+
+    def tile_cond(self, cond: torch.Tensor | None, spots: list, size: tuple[int, int]):
+        """The conditions of the tiles at ``spots`` of an input of ``size`` (H, W), spot-major."""
+        if cond is None or self.thumb is None:
+            return None if cond is None else crops(cond, spots, self.tile)
+        (h, w), k = size, self.tile
+        return torch.cat([
+            with_scene(cond[..., i : i + k, j : j + k], self.thumb,
+                       (i / h, j / w, (i + k) / h, (j + k) / w))
+            for i, j in spots
+        ])  # fmt: skip
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         h, w, tile = x.shape[-2], x.shape[-1], self.tile
-        if h < tile or w < tile:
-            return self.net(x, t, cond)
+        if h < tile or w < tile:  # the whole input is the one tile
+            whole = cond if cond is None or self.thumb is None else with_scene(
+                cond, self.thumb, (0.0, 0.0, 1.0, 1.0))  # fmt: skip
+            return self.net(x, t, whole)
         spots = [(i, j) for i in tile_starts(h, tile, self.stride)
                  for j in tile_starts(w, tile, self.stride)]  # fmt: skip
         window = blend_window(tile, x.dtype, x.device)
         out, total = None, torch.zeros(h, w, dtype=x.dtype, device=x.device)
         for first in range(0, len(spots), TILE_BATCH):
             chunk = spots[first : first + TILE_BATCH]
-            y = self.net(
-                crops(x, chunk, tile),
-                t.repeat(len(chunk)),
-                None if cond is None else crops(cond, chunk, tile),
-            )
+            y = self.net(crops(x, chunk, tile), t.repeat(len(chunk)),
+                         self.tile_cond(cond, chunk, (h, w)))  # fmt: skip
             if out is None:
                 out = x.new_zeros(x.shape[0], y.shape[1], h, w)
             for k, (i, j) in enumerate(chunk):  # y: (len(chunk) * B, C', tile, tile)

@@ -4,7 +4,10 @@ Sinusoidal time embedding -> MLP; residual blocks with GroupNorm whose second no
 the time embedding (scale-shift, improved DDPM / Dhariwal & Nichol 2021); multi-head self-attention
 at chosen feature-map sizes and in the bottleneck; strided-conv down- and nearest up-sampling.
 Image conditioning (colorization: the grayscale image) is concatenated to x_t on the channel axis;
-class conditioning adds a learned class embedding to the time embedding (classifier-free guidance,
+scene conditioning (a colorizer's crop: the whole photo and the crop's place in it,
+pipeline.scene) is encoded to one vector added to the time embedding, so that every block is
+modulated by it (Iizuka et al. 2016's fusion of global features into every position); class
+conditioning adds a learned class embedding to the time embedding (classifier-free guidance,
 Ho and Salimans 2022: one extra row, index ``num_classes``, is the null class). With a learned
 variance the output has twice the image channels (improved DDPM section 3.1).
 Any H = W works: up-sampling restores the exact size of the matching skip connection (28 -> 14 -> 7
@@ -45,6 +48,7 @@ class Architecture(Protocol):
 MAX_PERIOD = 10_000  # sinusoidal embedding's longest wavelength (Vaswani et al. 2017, section 3.5)
 MAX_GROUPS = 32  # GroupNorm groups at most (DDPM)
 MIN_CHANNELS_PER_GROUP = 4  # fewer groups at small widths so each normalises several channels
+SCENE_GRID = 4  # the scene encoder's last feature map: SCENE_GRID x SCENE_GRID positions
 
 
 def feature_sizes(image_size: int, levels: int) -> list[int]:
@@ -144,6 +148,31 @@ class SelfAttention(nn.Module):
         return x + self.proj(out)
 
 
+class SceneEncoder(nn.Module):
+    """Scene planes (B, P, S, S) -> a global feature (B, emb_dim): stride-2 convolutions down to
+    at most SCENE_GRID px, average-pooled to SCENE_GRID x SCENE_GRID (any S works) and flattened,
+    so that where things are in the photo is kept (Iizuka et al. 2016, section 3.2: convolutions,
+    then fully connected layers), then an MLP whose last layer starts at zero (a new scene input
+    changes nothing until trained)."""
+
+    def __init__(self, planes: int, base: int, emb_dim: int, image_size: int) -> None:
+        super().__init__()
+        layers, ch = [], planes
+        for _ in range(max(1, math.ceil(math.log2(max(1, image_size / SCENE_GRID))))):
+            layers += [nn.Conv2d(ch, base, 3, stride=2, padding=1), nn.SiLU()]
+            ch = base
+        self.convs = nn.Sequential(*layers)
+        self.mlp = nn.Sequential(
+            nn.Linear(base * SCENE_GRID**2, emb_dim),
+            nn.SiLU(),
+            zero_init(nn.Linear(emb_dim, emb_dim)),
+        )
+
+    def forward(self, scene: torch.Tensor) -> torch.Tensor:
+        h = F.adaptive_avg_pool2d(self.convs(scene), SCENE_GRID)  # (B, base, G, G)
+        return self.mlp(h.flatten(1))
+
+
 class Level(nn.Module):
     """The residual (+ attention) blocks of one resolution level."""
 
@@ -165,6 +194,7 @@ class UNet(nn.Module):
         image_size: H = W of the images.
         in_channels: image channels C (1 grayscale, 3 RGB).
         cond_channels: channels of a conditioning image concatenated to x_t (0: none).
+        scene_channels: planes after those of ``cond`` that describe the scene (``SceneEncoder``).
         num_classes: classes of a class-conditional UNet (0: none); ``cond`` is then the labels
             (B,) in [0, num_classes], num_classes being the null class.
         learned_variance: output 2C channels (mean part, variance interpolation part).
@@ -177,6 +207,7 @@ class UNet(nn.Module):
         image_size: int,
         in_channels: int,
         cond_channels: int = 0,
+        scene_channels: int = 0,
         num_classes: int = 0,
         learned_variance: bool = False,
     ) -> None:
@@ -185,7 +216,10 @@ class UNet(nn.Module):
         if cond_channels and num_classes:
             raise ValueError("a UNet takes an image condition or a class label, not both")
         self.config, self.image_size = config, image_size
+        if scene_channels and not cond_channels:
+            raise ValueError("a UNet's scene planes come after an image condition's")
         self.in_channels, self.cond_channels = in_channels, cond_channels
+        self.scene_channels = scene_channels
         self.num_classes = num_classes
         self.out_channels = in_channels * (2 if learned_variance else 1)
         base, emb_dim = config.base_channels, 4 * config.base_channels
@@ -199,6 +233,9 @@ class UNet(nn.Module):
             nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
         self.class_emb = nn.Embedding(num_classes + 1, emb_dim) if num_classes else None
+        self.scene_enc = (
+            SceneEncoder(scene_channels, base, emb_dim, image_size) if scene_channels else None
+        )
         self.conv_in = nn.Conv2d(in_channels + cond_channels, base, 3, padding=1)
 
         # Down path: each level's blocks, then a stride-2 conv; every output is kept as a skip.
@@ -237,10 +274,15 @@ class UNet(nn.Module):
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         """x: (B, C, H, W) noisy images; t: (B,) or scalar timesteps; cond: (B, C_cond, H, W) of an
-        image-conditioned UNet, (B,) labels of a class-conditional one."""
+        image-conditioned UNet (its last ``scene_channels`` planes the scene's), (B,) labels of a
+        class-conditional one."""
+        scene = None
+        if self.scene_enc is not None and cond is not None:
+            cond, scene = cond[:, : -self.scene_channels], cond[:, -self.scene_channels :]
         if (cond is None) != (self.cond_channels == 0 and self.num_classes == 0):
+            planes = f" (+ {self.scene_channels} scene planes)" if self.scene_channels else ""
             raise ValueError(
-                f"this UNet takes cond_channels={self.cond_channels}, num_classes="
+                f"this UNet takes cond_channels={self.cond_channels}{planes}, num_classes="
                 f"{self.num_classes}; got cond={'None' if cond is None else tuple(cond.shape)}"
             )
         if self.cond_channels:
@@ -249,6 +291,8 @@ class UNet(nn.Module):
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels))  # (B, 4 base)
         if self.class_emb is not None:
             emb = emb + self.class_emb(cond)  # (B, 4 base)
+        if scene is not None:
+            emb = emb + self.scene_enc(scene)  # (B, 4 base)
 
         h = self.conv_in(x)
         skips = [h]

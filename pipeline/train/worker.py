@@ -43,6 +43,7 @@ from pipeline.methods.step import lr_at
 from pipeline.pixels import to_uint8
 from pipeline.registry import Family
 from pipeline.reports.grid import image_grid
+from pipeline.scene import colour
 from pipeline.seeding import derived_seed
 from pipeline.tracking import BufferedMetrics, patient_sqlite
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
@@ -96,7 +97,7 @@ def train_split(
         raise ValueError(f"the train split of {processed_dir} has no labels")
     if train.min_colourfulness == 0:
         return dataset
-    kept = colourful(dataset.images, train.min_colourfulness)
+    kept = colourful(colour(dataset.images), train.min_colourfulness)
     if len(kept) < train.batch_size:
         raise ValueError(
             f"train.min_colourfulness {train.min_colourfulness:g} leaves {len(kept)} of "
