@@ -9,8 +9,8 @@ of its views (default scale 1), so every decision it makes has the whole scene i
 trained on crops (``fit: tiles``, the shipped colorizer) is run on overlapping tiles of its crop
 size (half a crop apart, blended: pipeline.models.tiled) of the photo at the middle of its crops'
 scales (default scale 4), so that its attention sees the context it was trained on; one trained
-with ``data.scene`` is also told, tile by tile, the whole photo's thumbnail and the tile's place
-in it, as its crops were. ab is
+with ``data.scene`` is also told, tile by tile, the tile's place in the photo (and with ``photo``
+the photo's thumbnail), as its crops were. ab is
 upsampled (bilinear) to the input's size and joined with the input's own full-resolution L*, with
 the chroma of out-of-gamut pixels reduced at constant L* (``pipeline.color.join_lab``). So the
 output has the input's exact size and lightness (within uint8 rounding).
@@ -183,10 +183,9 @@ def ab_draws(
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
     if not whole_photo(model):
-        thumb = None
-        if model.params.data.scene:  # the photo's thumbnail, made as preprocessing made it
-            thumb = to_unit(torch.from_numpy(thumbnail(rgb, crop))[None, None]).to(model.device)
-        tiled = TiledNet(model.net, tile=crop, stride=crop // 2, thumb=thumb)
+        scene = model.params.data.scene  # each tile told of the photo as each crop was
+        thumb = thumbnail(rgb, crop) if scene == "photo" else None
+        tiled = TiledNet(model.net, tile=crop, stride=crop // 2, scene=scene, thumb=thumb)
         model = type(model)(tiled, model.params)
     how = Sampling(steps=steps)
     while True:

@@ -2,18 +2,20 @@
 
 A crop of smooth mid-gray is sky, water, a wall or a road depending on where it sits and what
 surrounds it. Iizuka, Simo-Serra and Ishikawa (2016, section 3) fuse a global feature vector of the
-whole image into every position of the local features; here the whole photo and the crop's place
-in it are two planes of the crop's size S (``data.scene``), made the same way when the crops are
-preprocessed and when the colorize command tiles a photo:
+whole image into every position of the local features; here the crop's place in the photo and,
+with ``data.scene: photo``, the whole photo are planes of the crop's size S, made the same way when
+the crops are preprocessed and when the colorize command tiles a photo:
 
-- the thumbnail: the whole photo resized to S x S (bicubic, antialiased; aspect not kept), its
-  CIE L* quantised to uint8 as round(2.55 L*), so that plane / 127.5 - 1 = L* / 50 - 1, the
-  condition's own units (``pipeline.color.lightness``);
-- the box: the share of each thumbnail pixel that the crop covers, as uint8 (255: inside).
+- the box (``scene: box`` and ``photo``): the share of each pixel of the photo squeezed to S x S
+  that the crop covers, as uint8 (255: inside);
+- the thumbnail (``scene: photo``): the whole photo resized to S x S (bicubic, antialiased; aspect
+  not kept), its CIE L* quantised to uint8 as round(2.55 L*), so that plane / 127.5 - 1 =
+  L* / 50 - 1, the condition's own units (``pipeline.color.lightness``).
 
-A crop's stored image is then its RGB (3 planes) followed by these SCENE_PLANES planes; ``colour``
-gives back the RGB of such an image (and leaves images without scene planes as they are),
-``scene_of`` its scene planes.
+A crop's stored image is then its RGB (3 planes) followed by these ``PLANES[scene]`` planes;
+``colour`` gives back the RGB of such an image (and leaves images without scene planes as they
+are), ``scene_of`` its scene planes. Measured (benchmarks/README.md, "the scene"): the box alone
+helps on new photos; the thumbnail lets a model learn its 368 training scenes by heart.
 """
 
 from __future__ import annotations
@@ -25,13 +27,14 @@ from PIL import Image
 from pipeline.color import lightness
 from pipeline.pixels import to_unit
 
-SCENE_PLANES = 2  # thumbnail L*, box
+SCENES = ("none", "box", "photo")  # data.scene
+PLANES = {"none": 0, "box": 1, "photo": 2}  # scene planes per data.scene: box [, thumbnail L*]
 COLOUR_PLANES = 3  # RGB: the planes before the scene's
 
 
 def colour(images: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """The colour planes of (N, C, H, W) images: the first three of a crop with scene planes
-    (C = 3 + SCENE_PLANES), all of any other image (a view, not a copy)."""
+    (C = 3 + PLANES[scene]), all of any other image (a view, not a copy)."""
     return images[:, :COLOUR_PLANES]
 
 
@@ -62,7 +65,9 @@ def box_plane(box: tuple[float, float, float, float], size: int) -> np.ndarray:
     return np.round(255 * share).astype(np.uint8)
 
 
-def scene_planes(thumb: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
-    """A crop's scene planes, uint8 (SCENE_PLANES, S, S): the photo's ``thumbnail`` and the crop's
-    ``box_plane`` on it."""
-    return np.stack([thumb, box_plane(box, thumb.shape[0])])
+def scene_planes(
+    box: tuple[float, float, float, float], size: int, thumb: np.ndarray | None = None
+) -> np.ndarray:
+    """A crop's scene planes, uint8 (P, size, size): its ``box_plane``, then the photo's
+    ``thumbnail`` where one is given (``scene: photo``)."""
+    return np.stack([box_plane(box, size), *([] if thumb is None else [thumb])])

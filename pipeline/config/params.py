@@ -76,9 +76,9 @@ class Params:
                 f"model.family {self.model.family!r} colorizes RGB images: data.channels must be "
                 f"3, got {self.data.channels}"
             )
-        if self.data.scene and not needs.needs_rgb:
+        if self.data.scene != "none" and not needs.needs_rgb:
             raise ConfigError(
-                f"data.scene conditions a colorizer on the whole photo: model.family "
+                f"data.scene {self.data.scene} tells a colorizer of the whole photo: model.family "
                 f"{self.model.family!r} is not one (use ddpm_color or regression_color)"
             )
         if self.train.min_colourfulness > 0 and self.data.channels != 3:

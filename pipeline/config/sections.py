@@ -17,7 +17,7 @@ from pipeline.data.sources import SOURCES, get_source
 from pipeline.diffusion.gaussian import check_loss_weights
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.registry import check_family
-from pipeline.scene import SCENE_PLANES
+from pipeline.scene import PLANES, SCENES
 
 # Upper bounds: values past them fail late (out of memory, integer overflow in torch), not here.
 MAX_TIMESTEPS = 100_000  # T; betas and every per-timestep buffer are T long
@@ -183,7 +183,7 @@ class DataConfig:
         "resize"  # how other sizes become image_size
     )
     tile_scales: tuple[float, ...] = (2.0, 3.0, 4.0, 6.0, 8.0)  # fit 'tiles': shorter side / size
-    scene: bool = False  # fit 'tiles': each crop carries its photo's thumbnail and its box on it
+    scene: str = "none"  # fit 'tiles': what a crop is told of its photo: none | box | photo
     views: int = 32  # fit 'views': square views of most of each photo, per photo
     view_scale: tuple[float, float] = (0.6, 1.0)  # fit 'views': a view's side / the shorter side
     val_fraction: float = 0.1  # share of the training images held out for validation
@@ -219,10 +219,12 @@ class DataConfig:
                     f"tile_scales must be a non-empty list of numbers >= 1 (the shorter side as a "
                     f"multiple of image_size), got {list(self.tile_scales)}"
                 )
-            if self.scene and (self.fit != "tiles" or self.channels != 3):
+            if self.scene not in SCENES:
+                raise ValueError(f"scene must be one of {', '.join(SCENES)}, got {self.scene!r}")
+            if self.scene != "none" and (self.fit != "tiles" or self.channels != 3):
                 raise ValueError(
-                    f"scene: true needs fit 'tiles' and channels 3 (it tells each crop of an RGB "
-                    f"photo where it sits), got fit {self.fit!r} and channels {self.channels}"
+                    f"scene {self.scene} needs fit 'tiles' and channels 3 (it tells each crop of "
+                    f"an RGB photo where it sits), got fit {self.fit!r} and channels {self.channels}"
                 )
             check_positive("views", self.views, MAX_VIEWS)
             if len(self.view_scale) != 2 or not 0 < self.view_scale[0] <= self.view_scale[1] <= 1:
@@ -235,7 +237,7 @@ class DataConfig:
     def image_shape(self) -> tuple[int, int, int]:
         """(C, H, W) of a preprocessed image: its colour planes, then with ``scene`` the scene's
         (pipeline.scene)."""
-        planes = self.channels + (SCENE_PLANES if self.scene else 0)
+        planes = self.channels + PLANES[self.scene]
         return (planes, self.image_size, self.image_size)
 
 

@@ -2,7 +2,7 @@
 
 Output directory (written to a temporary sibling, then renamed into place):
 
-    {split}_images.npy   uint8, (N, C, H, W), C = data.channels (+ 2 scene planes with data.scene),
+    {split}_images.npy   uint8, (N, C, H, W), C = data.channels (+ data.scene's planes),
                          H = W = data.image_size
     {split}_labels.npy   int64, (N,)            (only when the source has labels)
     manifest.json        counts, shapes, dtypes, sha256 of every array, the params, skipped files
@@ -83,15 +83,15 @@ def fit_image(image: np.ndarray, size: int, channels: int, fit: str) -> np.ndarr
 
 
 def tile_image(
-    image: np.ndarray, size: int, channels: int, scales: tuple[float, ...], scene: bool = False
+    image: np.ndarray, size: int, channels: int, scales: tuple[float, ...], scene: str = "none"
 ) -> list:
     """Crops (channels, size, size) uint8 of one photo at several scales: for each s in ``scales``
     the shorter side is resized to round(s * size) (bicubic, antialiased; never above the photo's
-    own size) and cut into the centred grid of non-overlapping size x size tiles. With ``scene``
-    each crop is followed by its scene planes (pipeline.scene: the photo's thumbnail and the
-    crop's box on it): (channels + SCENE_PLANES, size, size)."""
+    own size) and cut into the centred grid of non-overlapping size x size tiles. With a ``scene``
+    each crop is followed by its scene planes (pipeline.scene: the crop's box on the photo, with
+    ``photo`` also the photo's thumbnail): (channels + PLANES[scene], size, size)."""
     img = Image.fromarray(image).convert("L" if channels == 1 else "RGB")
-    thumb = thumbnail(np.asarray(img), size) if scene else None
+    thumb = thumbnail(np.asarray(img), size) if scene == "photo" else None
     tiles, seen = [], set()
     for scale in scales:
         short = min(round(scale * size), *img.size)
@@ -106,9 +106,9 @@ def tile_image(
                 y, x = top + r * size, left + c * size
                 tile = resized[y : y + size, x : x + size]
                 tile = tile[None] if channels == 1 else tile.transpose(2, 0, 1)
-                if thumb is not None:
+                if scene != "none":
                     box = (y / h, x / w, (y + size) / h, (x + size) / w)
-                    tile = np.concatenate([tile, scene_planes(thumb, box)])
+                    tile = np.concatenate([tile, scene_planes(box, size, thumb)])
                 tiles.append(tile)
     return tiles
 
@@ -274,7 +274,7 @@ def preprocess(
                 "test_fraction": config.test_fraction,
                 "limit": config.limit,
                 **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
-                **({"scene": True} if config.scene else {}),
+                **({"scene": config.scene} if config.scene != "none" else {}),
                 **(
                     {"views": config.views, "view_scale": list(config.view_scale)}
                     if config.fit == "views"

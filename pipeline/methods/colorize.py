@@ -6,8 +6,8 @@ what ``diffusion.prediction_type`` says; every schedule, prediction type and los
 unconditional model applies. ``regression_color``: Palette's regression baseline, the same UNet
 trained with L2 to predict ab in one step (its noisy input held at zero, t = 0).
 
-With ``data.scene`` each training crop also carries its photo's thumbnail and its box on it
-(pipeline.scene): the condition is L* followed by these planes, which the UNet encodes into one
+With ``data.scene`` each training crop also carries its box on the photo (and with ``photo`` the
+photo's thumbnail; pipeline.scene): the condition is L* followed by these planes, which the UNet encodes into one
 global feature (pipeline.models.unet.SceneEncoder), and the colorize command tiles a photo with the
 same planes made from it (pipeline.models.tiled).
 
@@ -32,14 +32,14 @@ from pipeline.data.degrade import degrade
 from pipeline.methods.base import DEFAULT_SAMPLING, References, Sampling, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
 from pipeline.pixels import to_unit
-from pipeline.scene import SCENE_PLANES, colour, scene_of
+from pipeline.scene import PLANES, colour, scene_of
 
 AB_CHANNELS, L_CHANNELS = 2, 1
 
 
 def cond_planes(params: Params) -> int:
     """Planes of a colorizer's condition: L*, then the scene's with ``data.scene``."""
-    return L_CHANNELS + (SCENE_PLANES if params.data.scene else 0)
+    return L_CHANNELS + PLANES[params.data.scene]
 
 
 class ColorizerModel(DDPMModel):
@@ -55,10 +55,10 @@ class ColorizerModel(DDPMModel):
         return self.condition(to_unit(conditions).to(self.device))
 
     def condition(self, images: torch.Tensor) -> torch.Tensor:
-        """Images in [-1, 1] (N, 3 [+ SCENE_PLANES], H, W) -> L* / 50 - 1 of the colour planes,
+        """Images in [-1, 1] (N, 3 [+ scene planes], H, W) -> L* / 50 - 1 of the colour planes,
         with ``data.scene`` followed by the scene planes."""
         planes = [lightness(colour(images))]
-        if self.params.data.scene:
+        if self.params.data.scene != "none":
             planes.append(scene_of(images).float())
         return torch.cat(planes, dim=1)
 
@@ -160,9 +160,11 @@ class DDPMColor(DDPM):
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
-        scene = SCENE_PLANES if params.data.scene else 0
         return build_unet(
-            params, in_channels=AB_CHANNELS, cond_channels=L_CHANNELS, scene_channels=scene
+            params,
+            in_channels=AB_CHANNELS,
+            cond_channels=L_CHANNELS,
+            scene_channels=PLANES[params.data.scene],
         )
 
     def split(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -8,17 +8,19 @@ whole-photo output was nearly gray with no right hue, while the same model run c
 twice the chroma and 13-33% right hue (docs/colorization.md).
 
 A network whose condition ends in scene planes (``data.scene``, pipeline.scene) is told, tile by
-tile, the whole photo's thumbnail and where the tile sits in it, as each training crop was.
+tile, where the tile sits in the photo (and with ``photo`` the photo's thumbnail), as each
+training crop was.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from pipeline.pixels import to_unit
-from pipeline.scene import SCENE_PLANES, box_plane
+from pipeline.scene import PLANES, scene_planes
 
 TILE_BATCH = 64  # tiles per network call: bounds activation memory whatever the image size
 
@@ -43,15 +45,17 @@ def crops(z: torch.Tensor, spots: list[tuple[int, int]], tile: int) -> torch.Ten
 
 
 def with_scene(
-    cond: torch.Tensor, thumb: torch.Tensor, box: tuple[float, float, float, float]
+    cond: torch.Tensor,
+    box: tuple[float, float, float, float],
+    size: int,
+    thumb: np.ndarray | None = None,
 ) -> torch.Tensor:
-    """A tile's condition (B, C, h, w) followed by its scene planes: the photo's thumbnail
-    (B, 1, S, S) in condition units and the ``box`` (top, left, bottom, right, shares of the
-    photo) on it, both resized to h x w where the tile is not S x S (a photo smaller than one
-    tile)."""
-    size = thumb.shape[-1]
-    box_unit = to_unit(torch.from_numpy(box_plane(box, size))).to(thumb)
-    planes = torch.cat([thumb, box_unit.expand(len(thumb), 1, size, size)], dim=1)
+    """A tile's condition (B, C, h, w) followed by its scene planes (``pipeline.scene.scene_planes``
+    of its ``box``, top, left, bottom, right as shares of the photo, at ``size``; with the photo's
+    uint8 ``thumb`` where given), in condition units, resized to h x w where the tile is not
+    size x size (a photo smaller than one tile)."""
+    planes = to_unit(torch.from_numpy(scene_planes(box, size, thumb))).to(cond)[None]
+    planes = planes.expand(len(cond), -1, size, size)
     if planes.shape[-2:] != cond.shape[-2:]:
         planes = F.interpolate(planes, size=cond.shape[-2:], mode="bilinear", antialias=True)
     return torch.cat([cond, planes], dim=1)
@@ -59,25 +63,32 @@ def with_scene(
 
 class TiledNet(nn.Module):
     """``net(x, t, cond)`` on (B, C, H, W) inputs as tiles of ``tile`` px every ``stride`` px,
-    outputs blended by ``blend_window``; an input smaller than one tile goes through whole. With
-    ``thumb``, the thumbnail (B, 1, S, S) of the photo the input shows, in condition units
-    (pipeline.scene), each tile's condition is followed by its scene planes (``with_scene``)."""
+    outputs blended by ``blend_window``; an input smaller than one tile goes through whole. With a
+    ``scene`` (``data.scene``) each tile's condition is followed by its scene planes
+    (``with_scene``; ``thumb``, the uint8 thumbnail of the photo the input shows, for ``photo``)."""
 
     def __init__(
-        self, net: nn.Module, tile: int, stride: int, thumb: torch.Tensor | None = None
+        self,
+        net: nn.Module,
+        tile: int,
+        stride: int,
+        scene: str = "none",
+        thumb: np.ndarray | None = None,
     ) -> None:
         super().__init__()
+        if (thumb is not None) != (scene == "photo"):
+            raise ValueError(f"a thumbnail is what scene photo adds, got scene {scene!r}")
         self.net, self.tile, self.stride, self.thumb = net, tile, stride, thumb
-        self.scene_planes = 0 if thumb is None else SCENE_PLANES  # what it adds to a cond
+        self.scene_planes = PLANES[scene]  # what it adds to a cond
 
     def tile_cond(self, cond: torch.Tensor | None, spots: list, size: tuple[int, int]):
         """The conditions of the tiles at ``spots`` of an input of ``size`` (H, W), spot-major."""
-        if cond is None or self.thumb is None:
+        if cond is None or not self.scene_planes:
             return None if cond is None else crops(cond, spots, self.tile)
         (h, w), k = size, self.tile
         return torch.cat([
-            with_scene(cond[..., i : i + k, j : j + k], self.thumb,
-                       (i / h, j / w, (i + k) / h, (j + k) / w))
+            with_scene(cond[..., i : i + k, j : j + k],
+                       (i / h, j / w, (i + k) / h, (j + k) / w), k, self.thumb)
             for i, j in spots
         ])  # fmt: skip
 
@@ -86,8 +97,8 @@ class TiledNet(nn.Module):
     ) -> torch.Tensor:
         h, w, tile = x.shape[-2], x.shape[-1], self.tile
         if h < tile or w < tile:  # the whole input is the one tile
-            whole = cond if cond is None or self.thumb is None else with_scene(
-                cond, self.thumb, (0.0, 0.0, 1.0, 1.0))  # fmt: skip
+            whole = cond if cond is None or not self.scene_planes else with_scene(
+                cond, (0.0, 0.0, 1.0, 1.0), tile, self.thumb)  # fmt: skip
             return self.net(x, t, whole)
         spots = [(i, j) for i in tile_starts(h, tile, self.stride)
                  for j in tile_starts(w, tile, self.stride)]  # fmt: skip
