@@ -235,8 +235,8 @@ def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
 
 TINY_COLORIZER = {
     "data.image_size": 16,
-    "data.fit": "views",  # whole-photo views (issue 40): two of each photo
-    "data.views": 2,
+    "data.tile_scales": [1],  # one scale: the centred 16 px crops of each photo at 16 px
+    "data.scene": "box",  # each crop told where it sits in its photo (issue 40)
     **{k: v for k, v in TINY_TRAINING.items() if k.startswith(("model.", "train."))},
     "train.sample_every": 2,
     "eval.num_samples": 12,
@@ -270,9 +270,10 @@ def test_colorization_pipeline_scores_the_model_and_both_baselines(dvc_repo):
     assert not (repo / "models").exists()  # the default pipeline's outputs are untouched
 
     manifest = json.loads((repo / "colorize/data/processed/manifest.json").read_text())
-    assert manifest["source"] == "photos" and manifest["params"]["fit"] == "views"
-    assert manifest["splits"]["train"]["images"]["shape"][1:] == [3, 16, 16]
-    assert manifest["splits"]["test"]["count"] == 2 * 35  # two views of each test photo
+    assert manifest["source"] == "photos" and manifest["params"]["fit"] == "tiles"
+    assert manifest["params"]["scene"] == "box"
+    assert manifest["splits"]["train"]["images"]["shape"][1:] == [4, 16, 16]  # RGB, box
+    assert manifest["splits"]["test"]["count"] >= 35  # at least one crop of each test photo
     table = pd.read_csv(repo / "colorize/reports/tune_results.csv")
     assert set(table["status"]) == {"completed"} and len(table) == 2
     assert table["fid_colour"].notna().all() and "fid_colour@2" in table
