@@ -51,7 +51,6 @@ from PIL import Image
 
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.methods.base import GenerativeModel, Sampling
-from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.scene import thumbnail
 
@@ -183,10 +182,8 @@ def ab_draws(
     small = np.asarray(Image.fromarray(rgb).resize(size[::-1], Image.Resampling.BICUBIC))
     cond = lightness(to_unit(small.transpose(2, 0, 1)[None].copy())).to(model.device)
     if not whole_photo(model):
-        scene = model.params.data.scene  # each tile told of the photo as each crop was
-        thumb = thumbnail(rgb, crop) if scene == "photo" else None
-        tiled = TiledNet(model.net, tile=crop, stride=crop // 2, scene=scene, thumb=thumb)
-        model = type(model)(tiled, model.params)
+        thumb = thumbnail(rgb, crop) if model.params.data.scene == "photo" else None
+        model = model.on_tiles(stride=crop // 2, thumb=thumb)
     how = Sampling(steps=steps)
     while True:
         out = model.sample(1, precision=precision, generator=generator, how=how, cond=cond)

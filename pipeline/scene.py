@@ -14,7 +14,7 @@ the crops are preprocessed and when the colorize command tiles a photo:
 
 A crop's stored image is then its RGB (3 planes) followed by these ``PLANES[scene]`` planes;
 ``colour`` gives back the RGB of such an image (and leaves images without scene planes as they
-are), ``scene_of`` its scene planes. Measured (benchmarks/README.md, "the scene"): the box alone
+are), ``scene_of`` its scene planes. Measured (benchmarks/README.md, "crops told of their scene"): the box alone
 helps on new photos; the thumbnail lets a model learn its 368 training scenes by heart.
 """
 
@@ -27,8 +27,8 @@ from PIL import Image
 from pipeline.color import lightness
 from pipeline.pixels import to_unit
 
-SCENES = ("none", "box", "photo")  # data.scene
-PLANES = {"none": 0, "box": 1, "photo": 2}  # scene planes per data.scene: box [, thumbnail L*]
+PLANES = {"none": 0, "box": 1, "photo": 2}  # data.scene -> its planes: box [, thumbnail L*]
+SCENES = tuple(PLANES)  # data.scene
 COLOUR_PLANES = 3  # RGB: the planes before the scene's
 
 
@@ -66,8 +66,14 @@ def box_plane(box: tuple[float, float, float, float], size: int) -> np.ndarray:
 
 
 def scene_planes(
-    box: tuple[float, float, float, float], size: int, thumb: np.ndarray | None = None
+    window: tuple[int, int, int, int],
+    photo: tuple[int, int],
+    size: int,
+    thumb: np.ndarray | None = None,
 ) -> np.ndarray:
-    """A crop's scene planes, uint8 (P, size, size): its ``box_plane``, then the photo's
-    ``thumbnail`` where one is given (``scene: photo``)."""
+    """A crop's scene planes, uint8 (P, size, size): the ``box_plane`` of its ``window`` (top,
+    left, bottom, right, in pixels) on a photo of ``photo`` (height, width) pixels, then the
+    photo's ``thumbnail`` where one is given (``scene: photo``)."""
+    (top, left, bottom, right), (height, width) = window, photo
+    box = (top / height, left / width, bottom / height, right / width)
     return np.stack([box_plane(box, size), *([] if thumb is None else [thumb])])

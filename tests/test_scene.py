@@ -92,19 +92,23 @@ def test_the_command_tiles_a_photo_with_the_planes_its_crops_were_trained_on():
     thumb = thumbnail(photo, 8)
     cond = torch.randn(1, 1, 12, 20)
     expected = to_unit(torch.from_numpy(box_plane((4 / 12, 4 / 20, 1, 12 / 20), 8)))
-    for scene in ("photo", "box"):
+    for scene in ("box", "photo"):
         tiled = TiledNet(
             net, tile=8, stride=4, scene=scene, thumb=thumb if scene == "photo" else None
         )
-        tiled(torch.zeros(1, 2, 12, 20), torch.zeros(1), cond)
-        tiles = seen.pop()  # spots (0, 0), (0, 4), ... (4, 12): 2 rows x 4 columns
-        assert tiles.shape == (8, 1 + PLANES[scene], 8, 8)
-        torch.testing.assert_close(tiles[5, :1], cond[..., 4:12, 4:12][0])
-        torch.testing.assert_close(tiles[5, 1], expected)
-    torch.testing.assert_close(  # the photo's thumbnail after the box
-        TiledNet(net, 8, 4, "photo", thumb).tile_cond(cond, [(0, 0)], (12, 20))[0, 2],
-        to_unit(torch.from_numpy(thumb)),
-    )
+        for _ in range(2):  # a second sampling step: the same planes (made once)
+            tiled(torch.zeros(1, 2, 12, 20), torch.zeros(1), cond)
+            tiles = seen.pop()  # spots (0, 0), (0, 4), ... (4, 12): 2 rows x 4 columns
+            assert tiles.shape == (8, 1 + PLANES[scene], 8, 8)
+            torch.testing.assert_close(tiles[5, :1], cond[..., 4:12, 4:12][0])
+            torch.testing.assert_close(tiles[5, 1], expected)
+        assert list(tiled.planes) == [(12, 20)]
+    torch.testing.assert_close(
+        tiles[0, 2], to_unit(torch.from_numpy(thumb))
+    )  # photo: after the box
+    whole = TiledNet(net, 8, 4, "box")  # narrower than a tile: one tile, the whole photo's box
+    whole(torch.zeros(2, 2, 6, 20), torch.zeros(2), torch.randn(2, 1, 6, 20))
+    torch.testing.assert_close(seen.pop()[:, 1], torch.ones(2, 6, 20))
     with pytest.raises(ValueError, match="a thumbnail is what scene photo adds, got scene 'box'"):
         TiledNet(net, 8, 4, "box", thumb)
 

@@ -107,8 +107,8 @@ def tile_image(
                 tile = resized[y : y + size, x : x + size]
                 tile = tile[None] if channels == 1 else tile.transpose(2, 0, 1)
                 if scene != "none":
-                    box = (y / h, x / w, (y + size) / h, (x + size) / w)
-                    tile = np.concatenate([tile, scene_planes(box, size, thumb)])
+                    window = (y, x, y + size, x + size)
+                    tile = np.concatenate([tile, scene_planes(window, (h, w), size, thumb)])
                 tiles.append(tile)
     return tiles
 

@@ -7,9 +7,9 @@ unconditional model applies. ``regression_color``: Palette's regression baseline
 trained with L2 to predict ab in one step (its noisy input held at zero, t = 0).
 
 With ``data.scene`` each training crop also carries its box on the photo (and with ``photo`` the
-photo's thumbnail; pipeline.scene): the condition is L* followed by these planes, which the UNet encodes into one
-global feature (pipeline.models.unet.SceneEncoder), and the colorize command tiles a photo with the
-same planes made from it (pipeline.models.tiled).
+photo's thumbnail; pipeline.scene): the condition is L* followed by these planes, which the UNet
+encodes into one global feature (pipeline.models.unet.SceneEncoder), and the colorize command
+tiles a photo with the same planes made from it (``ColorizerModel.on_tiles``).
 
 Both sample images in [-1, 1] RGB: the condition's own L* with the predicted ab, chroma reduced
 into the sRGB gamut at constant L* (``pipeline.color.colorized``), so outputs keep their input's
@@ -29,8 +29,10 @@ from torch import nn
 from pipeline.color import colorized, grayed, lightness, split_lab
 from pipeline.config import Params
 from pipeline.data.degrade import degrade
+from pipeline.diffusion import GaussianDiffusion
 from pipeline.methods.base import DEFAULT_SAMPLING, References, Sampling, Signature, TensorSpec
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
+from pipeline.models.tiled import TiledNet
 from pipeline.pixels import to_unit
 from pipeline.scene import PLANES, colour, scene_of
 
@@ -44,8 +46,28 @@ def cond_planes(params: Params) -> int:
 
 class ColorizerModel(DDPMModel):
     """A trained colorizer: ``sample(n, cond=L)`` colorizes n conditions (n, P, H, W) =
-    ``condition(rgb)`` (P = ``cond_planes``). ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, 1, H, W)})`` is the
-    network's output."""
+    ``condition(rgb)`` (P = ``cond_width``: ``cond_planes``, or L* alone for the model
+    ``on_tiles`` gives). ``predict({"x_t": (B, 2, H, W), "t": (B,), "cond": (B, P, H, W)})`` is
+    the network's output."""
+
+    def __init__(
+        self,
+        net: nn.Module,
+        params: Params,
+        diffusion: GaussianDiffusion | None = None,
+        cond_width: int | None = None,
+    ) -> None:
+        super().__init__(net, params, diffusion)
+        self.cond_width = cond_planes(params) if cond_width is None else cond_width
+
+    def on_tiles(self, stride: int, thumb: np.ndarray | None = None) -> ColorizerModel:
+        """This colorizer on any H, W as overlapping tiles of its crop size every ``stride`` px
+        (pipeline.models.tiled), each tile told of its scene (``data.scene``; ``thumb``, the
+        photo's ``pipeline.scene.thumbnail``, for ``photo``) as each training crop was: its
+        condition is L* alone, the tiles add the scene planes."""
+        scene, crop = self.params.data.scene, self.params.data.image_size
+        tiled = TiledNet(self.net, tile=crop, stride=stride, scene=scene, thumb=thumb)
+        return type(self)(tiled, self.params, self.diffusion, cond_width=L_CHANNELS)
 
     def conditions(self, n: int, references: References) -> np.ndarray:
         """``n`` real images (uint8), to colorize from their lightness."""
@@ -75,11 +97,10 @@ class ColorizerModel(DDPMModel):
         return rows.flatten(0, 1), (k + 2) * (2 if n > 1 else 1)
 
     def _check(self, n: int, cond: torch.Tensor | None) -> torch.Tensor:
-        """``cond`` (n, P, H, W) on the model's device (P = ``cond_planes``); any H, W (the UNet
-                is convolutional: the colorize command runs it on whole photos or their tiles; with tiles that
-        add the scene planes, P = 1)."""
-        # a network that makes the scene planes itself (pipeline.models.tiled) takes L* alone
-        planes = cond_planes(self.params) - getattr(self.net, "scene_planes", 0)
+        """``cond`` (n, ``cond_width``, H, W) on the model's device; any H, W (the UNet is
+        convolutional: the colorize command runs it on whole photos or, ``on_tiles``, on their
+        tiles)."""
+        planes = self.cond_width
         if cond is None or cond.ndim != 4 or tuple(cond.shape[:2]) != (n, planes):
             got = None if cond is None else tuple(cond.shape)
             raise ValueError(

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.pixels import to_unit
-from pipeline.scene import PLANES, scene_planes
+from pipeline.scene import scene_planes
 
 TILE_BATCH = 64  # tiles per network call: bounds activation memory whatever the image size
 
@@ -44,28 +44,24 @@ def crops(z: torch.Tensor, spots: list[tuple[int, int]], tile: int) -> torch.Ten
     return torch.cat([z[..., i : i + tile, j : j + tile] for i, j in spots])
 
 
-def with_scene(
-    cond: torch.Tensor,
-    box: tuple[float, float, float, float],
-    size: int,
-    thumb: np.ndarray | None = None,
-) -> torch.Tensor:
-    """A tile's condition (B, C, h, w) followed by its scene planes (``pipeline.scene.scene_planes``
-    of its ``box``, top, left, bottom, right as shares of the photo, at ``size``; with the photo's
-    uint8 ``thumb`` where given), in condition units, resized to h x w where the tile is not
-    size x size (a photo smaller than one tile)."""
-    planes = to_unit(torch.from_numpy(scene_planes(box, size, thumb))).to(cond)[None]
-    planes = planes.expand(len(cond), -1, size, size)
-    if planes.shape[-2:] != cond.shape[-2:]:
-        planes = F.interpolate(planes, size=cond.shape[-2:], mode="bilinear", antialias=True)
-    return torch.cat([cond, planes], dim=1)
+def with_scene(tiles: torch.Tensor | None, planes: torch.Tensor | None) -> torch.Tensor | None:
+    """Tiles' conditions (S * B, C, h, w), spot-major (``crops``), each followed by its spot's
+    scene planes (S, P, k, k) in condition units, resized to h x w where the tiles are not k x k
+    (a photo smaller than one tile); the conditions alone without ``planes``."""
+    if tiles is None or planes is None:
+        return tiles
+    planes = planes.to(tiles)
+    if planes.shape[-2:] != tiles.shape[-2:]:
+        planes = F.interpolate(planes, size=tiles.shape[-2:], mode="bilinear", antialias=True)
+    return torch.cat([tiles, planes.repeat_interleave(len(tiles) // len(planes), dim=0)], dim=1)
 
 
 class TiledNet(nn.Module):
     """``net(x, t, cond)`` on (B, C, H, W) inputs as tiles of ``tile`` px every ``stride`` px,
     outputs blended by ``blend_window``; an input smaller than one tile goes through whole. With a
     ``scene`` (``data.scene``) each tile's condition is followed by its scene planes
-    (``with_scene``; ``thumb``, the uint8 thumbnail of the photo the input shows, for ``photo``)."""
+    (``pipeline.scene.scene_planes``; ``thumb``, the uint8 thumbnail of the photo the input shows,
+    for ``photo``), made once per input size."""
 
     def __init__(
         self,
@@ -78,36 +74,39 @@ class TiledNet(nn.Module):
         super().__init__()
         if (thumb is not None) != (scene == "photo"):
             raise ValueError(f"a thumbnail is what scene photo adds, got scene {scene!r}")
-        self.net, self.tile, self.stride, self.thumb = net, tile, stride, thumb
-        self.scene_planes = PLANES[scene]  # what it adds to a cond
+        self.net, self.tile, self.stride, self.scene, self.thumb = net, tile, stride, scene, thumb
+        self.planes: dict[tuple[int, int], torch.Tensor] = {}  # per input size (H, W)
 
-    def tile_cond(self, cond: torch.Tensor | None, spots: list, size: tuple[int, int]):
-        """The conditions of the tiles at ``spots`` of an input of ``size`` (H, W), spot-major."""
-        if cond is None or not self.scene_planes:
-            return None if cond is None else crops(cond, spots, self.tile)
-        (h, w), k = size, self.tile
-        return torch.cat([
-            with_scene(cond[..., i : i + k, j : j + k],
-                       (i / h, j / w, (i + k) / h, (j + k) / w), k, self.thumb)
-            for i, j in spots
-        ])  # fmt: skip
+    def scene_of(
+        self, size: tuple[int, int], windows: list[tuple[int, int, int, int]]
+    ) -> torch.Tensor | None:
+        """The scene planes (S, P, tile, tile) in condition units of the tiles at ``windows``
+        (top, left, bottom, right) of an input of ``size`` (H, W); None without a scene. The
+        windows are a function of the size, so the planes are made at the first sampling step
+        and reused at every later one."""
+        if self.scene == "none":
+            return None
+        if size not in self.planes:
+            planes = [scene_planes(window, size, self.tile, self.thumb) for window in windows]
+            self.planes[size] = to_unit(torch.from_numpy(np.stack(planes)))
+        return self.planes[size]
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None
     ) -> torch.Tensor:
         h, w, tile = x.shape[-2], x.shape[-1], self.tile
         if h < tile or w < tile:  # the whole input is the one tile
-            whole = cond if cond is None or not self.scene_planes else with_scene(
-                cond, (0.0, 0.0, 1.0, 1.0), tile, self.thumb)  # fmt: skip
-            return self.net(x, t, whole)
+            return self.net(x, t, with_scene(cond, self.scene_of((h, w), [(0, 0, h, w)])))
         spots = [(i, j) for i in tile_starts(h, tile, self.stride)
                  for j in tile_starts(w, tile, self.stride)]  # fmt: skip
+        scene = self.scene_of((h, w), [(i, j, i + tile, j + tile) for i, j in spots])
         window = blend_window(tile, x.dtype, x.device)
         out, total = None, torch.zeros(h, w, dtype=x.dtype, device=x.device)
         for first in range(0, len(spots), TILE_BATCH):
-            chunk = spots[first : first + TILE_BATCH]
+            chunk, last = spots[first : first + TILE_BATCH], first + TILE_BATCH
+            tiles = None if cond is None else crops(cond, chunk, tile)
             y = self.net(crops(x, chunk, tile), t.repeat(len(chunk)),
-                         self.tile_cond(cond, chunk, (h, w)))  # fmt: skip
+                         with_scene(tiles, None if scene is None else scene[first:last]))  # fmt: skip
             if out is None:
                 out = x.new_zeros(x.shape[0], y.shape[1], h, w)
             for k, (i, j) in enumerate(chunk):  # y: (len(chunk) * B, C', tile, tile)
