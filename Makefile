@@ -19,7 +19,7 @@ STAMP := $(VENV)/.installed
 # Stage commands and tests call `python`, `dvc`, `ray`: run them from the venv.
 export PATH := $(BIN):$(PATH)
 
-.PHONY: setup run test test-fast colorize families lint clean
+.PHONY: setup browser run test test-fast colorize families lint clean
 
 setup: $(STAMP)
 
@@ -32,7 +32,15 @@ $(STAMP): pyproject.toml infra/constraints.txt
 run: setup
 	dvc repro
 
-test: setup
+# tests/test_serve.py drives the web page in Debian's chromium: installed when missing (as root,
+# with apt-get); elsewhere that one test is skipped with the reason
+browser:
+	@test -x /usr/bin/chromium || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	  { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null 2>&1 || \
+	    { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; }; } || \
+	  echo "no /usr/bin/chromium: the browser test is skipped (apt-get install chromium)"
+
+test: setup browser
 	python -m pytest
 
 # everything but the end-to-end runs marked slow (DVC, Ray Tune and Train, the two-node cluster):

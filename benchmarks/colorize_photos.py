@@ -43,7 +43,6 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from pipeline.apps.colorize import load_colorizer, load_guide  # noqa: E402
 from pipeline.color import lab_to_rgb, rgb_to_lab  # noqa: E402
 from pipeline.data.degrade import degrade  # noqa: E402
 from pipeline.evaluate.colour import photo_scores  # noqa: E402
@@ -57,6 +56,7 @@ from pipeline.photo import (  # noqa: E402
     guide_ab,
     join_full_size,
 )
+from pipeline.photo_colorizer import load_colorizer, load_guide  # noqa: E402
 from pipeline.shipped import GUIDE_DIR, shipped_colorizer, shipped_guide  # noqa: E402
 
 PHOTOS = ROOT / "pipeline/data/photos"

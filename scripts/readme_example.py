@@ -18,15 +18,16 @@ original: its row ends with the colorized panels.
 from __future__ import annotations
 
 import argparse
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from pipeline.apps.colorize import colorizer_dirs, load_colorizer, load_guide
 from pipeline.color import grayed
 from pipeline.imagefile import DEFAULT_MEGAPIXELS, read_rgb
 from pipeline.photo import DEFAULT_DRAWS, colorize_image, default_scale
+from pipeline.photo_colorizer import colorizer_dirs, load_colorizer, load_guide
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.reports.grid import save_image
 
@@ -48,9 +49,10 @@ def main() -> None:
     parser.add_argument("--out", default="docs/kite_colorized.png")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
-    model = load_colorizer(models_dir, "cpu")
-    guide = load_guide(guide_dir, model) if guide_dir else None
+    with tempfile.TemporaryDirectory() as workdir:  # a --model URI is downloaded there
+        models_dir, guide_dir = colorizer_dirs(args.model, args.guide, workdir)
+        model = load_colorizer(models_dir, "cpu")
+        guide = load_guide(guide_dir, model) if guide_dir else None
     rgb = read_rgb(Path(args.photo), round(DEFAULT_MEGAPIXELS * 1e6))
     columns = [(guide, None), (guide, 1.0)] + ([(None, 1.0)] if guide else [])  # None: default
     colours = [

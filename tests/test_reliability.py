@@ -589,6 +589,7 @@ def test_tune_state_is_restored_only_for_the_same_sweep_identity(tmp_path, caplo
         ("colorize/shipped/dvc.yaml", "train", "train"),
         ("colorize/shipped/dvc.yaml", "guide", "train"),
         ("colorize/shipped/dvc.yaml", "evaluate", "evaluate"),
+        ("colorize/shipped/dvc.yaml", "ship", "ship"),
         ("stylize/dvc.yaml", "stylize", "stylize"),
         ("stylize/dvc.yaml", "tune", "stylize_tune"),
     ],

@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import yaml
 
-from pipeline.apps import colorize, compare, sample, stylize
+from pipeline.apps import colorize, compare, sample, serve, stylize
 from pipeline.cli import entry_point
 from pipeline.config import load_params, to_dict
 
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     stylize.add_command(commands)
     sample.add_command(commands)
     compare.add_command(commands)
+    serve.add_command(commands)
     return parser
 
 

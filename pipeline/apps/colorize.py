@@ -27,9 +27,9 @@ from __future__ import annotations
 
 import argparse
 import logging
+import tempfile
 from pathlib import Path
 
-import torch
 from PIL import Image
 
 from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, seed
@@ -38,9 +38,6 @@ from pipeline.apps.outputs import check_outputs
 from pipeline.console import progress_bar
 from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
-from pipeline.methods.base import GenerativeModel
-from pipeline.methods.export import load_on
-from pipeline.methods.step import resolve_precision
 from pipeline.photo import (
     DEFAULT_DRAWS,
     GUIDE_FAMILY,
@@ -49,19 +46,14 @@ from pipeline.photo import (
     UNGUIDED,
     WHOLE_SCALE,
     WORK_PIXELS,
-    colorize_image,
     decoding,
-    default_scale,
-    guide_mismatch,
 )
-from pipeline.registry import METHODS
+from pipeline.photo_colorizer import SATURATIONS, Colorizer, colorizer_dirs
 from pipeline.reports.grid import save_image
-from pipeline.shipped import shipped_colorizer, shipped_guide
 
 log = logging.getLogger(__name__)
 
 SCALES = (0.5, 8.0)  # --scale's range: the photos' tile_scales are 2 ... 8
-SATURATIONS = (0.0, 3.0)  # --saturation's range: 0 gray, 3 beyond any photo's colours
 MAX_SAMPLES = 16  # --samples: colorizations per input
 MAX_DRAWS = 16
 MAX_STEPS = 100_000  # --steps before the model's own bound (diffusion.timesteps) is known
@@ -75,44 +67,17 @@ def output_names(job: Job, samples: int) -> list[Path]:
     ]
 
 
-def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
-    """The exported model in ``models_dir`` on ``device``; ValueError unless it is a colorizer."""
-    model = load_on(models_dir, device)
-    if model.conditioning != "image":
-        colorizers = [name for name, family in METHODS.items() if family.conditioning == "image"]
-        raise ValueError(
-            f"--model {models_dir} holds model.family {model.params.model.family!r}, not a "
-            f"colorizer ({', '.join(colorizers)}); train one with `make colorize`"
-        )
-    return model
-
-
-def load_guide(guide_dir: str, model: GenerativeModel) -> GenerativeModel:
-    """The exported guide in ``guide_dir`` on ``model``'s device; ValueError unless it is a
-    GUIDE_FAMILY model that fits ``model`` (pipeline.photo.guide_mismatch) and ``model`` is a
-    diffusion colorizer."""
-    if model.params.model.family == GUIDE_FAMILY:
-        raise ValueError(f"--guide needs a diffusion --model, not a {GUIDE_FAMILY}")
-    guide = load_on(guide_dir, str(model.device))
-    if problem := guide_mismatch(model, guide):
-        raise ValueError(f"--guide {guide_dir} {problem}")
-    return guide
-
-
-def colorizer_dirs(model: str | None, guide: str | None) -> tuple[str, str | None]:
-    """--model and --guide as given, or their defaults: the shipped colorizer and its guide
-    without --model; no guide with it."""
-    if model:
-        return model, guide
-    return str(shipped_colorizer()), guide or str(shipped_guide())
-
-
 def run(args: argparse.Namespace) -> None:
     """The command: check every output, colorize every input, then report the inputs that were
     skipped (UnreadableImages)."""
+    with tempfile.TemporaryDirectory() as workdir:  # where models named by URI are downloaded
+        colorize_all(args, *colorizer_dirs(args.model, args.guide, workdir))
+
+
+def colorize_all(args: argparse.Namespace, models_dir: str, guide_dir: str | None) -> None:
+    """``run`` with the colorizer and guide in local folders."""
     jobs = find_inputs(args.inputs)
     out_dir = Path(args.out)
-    models_dir, guide_dir = colorizer_dirs(args.model, args.guide)
     chosen = decoding(guide_dir is not None, args.vividness, args.saturation)
     if guide_dir and chosen.vividness == 0 and args.samples > 1:
         raise ValueError(
@@ -129,33 +94,22 @@ def run(args: argparse.Namespace) -> None:
         )
     )
     outputs = {job: [next(targets) for _ in range(args.samples)] for job in jobs}
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_colorizer(models_dir, device)
-    guide = load_guide(guide_dir, model) if guide_dir else None
-    steps = args.steps or model.params.eval.steps
-    if steps > model.params.diffusion.timesteps:
-        raise ValueError(
-            f"--steps must be at most {model.params.diffusion.timesteps} (the model's "
-            f"diffusion.timesteps), got {steps}"
-        )
+    colorizer = Colorizer.load(models_dir, guide_dir, args.device, args.precision)
+    colorizer.steps(args.steps)  # a bad --steps stops the command before any work
     failed: list[str] = []
     written = 0
     for job in progress_bar(jobs, desc="colorize", unit="img", disable=len(jobs) < 2):
-        generator = torch.Generator(model.device).manual_seed(args.seed)
         try:
             rgb = read_rgb(job.path, round(args.max_megapixels * 1e6))
-            images = colorize_image(
-                model,
+            images = colorizer.colorize(
                 rgb,
+                seed=args.seed,
                 samples=args.samples,
-                steps=steps,
-                scale=args.scale or default_scale(model),
-                generator=generator,
+                steps=args.steps,
                 draws=args.draws,
                 vividness=chosen.vividness,
                 saturation=chosen.saturation,
-                guide=guide,
-                precision=resolve_precision(args.precision, model.device, cpu_bf16=True),
+                scale=args.scale,
             )
             for image, target in zip(images, outputs[job], strict=True):
                 save_image(image, target, overwrite=args.overwrite)
@@ -176,8 +130,10 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders")
     parser.add_argument(
         "--model",
-        help="an exported colorizer (e.g. colorize/models); default: the one that ships with the "
-        "project (pipeline/colorizer, trained by colorize/shipped/dvc.yaml)",
+        help="an exported colorizer (e.g. colorize/models) or an MLflow model URI "
+        "(models:/NAME/VERSION, models:/NAME@ALIAS; a photo model's brings its guide); default: "
+        "the one that ships with the project (pipeline/colorizer, trained by "
+        "colorize/shipped/dvc.yaml)",
     )
     parser.add_argument(
         "--guide",

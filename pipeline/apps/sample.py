@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import math
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +26,7 @@ from pipeline.console import progress_bar
 from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.methods.export import load_on
 from pipeline.methods.step import resolve_precision
+from pipeline.model_uri import is_uri, model_folder
 from pipeline.reports.grid import image_grid, save_image
 
 log = logging.getLogger(__name__)
@@ -114,9 +116,11 @@ def draw(model: GenerativeModel, args: argparse.Namespace) -> tuple[torch.Tensor
 
 
 def run(args: argparse.Namespace) -> None:
-    targets = check_outputs(output_paths(args), [args.model], overwrite=args.overwrite)
+    local = [] if is_uri(args.model) else [args.model]  # outputs never land in its folder
+    targets = check_outputs(output_paths(args), local, overwrite=args.overwrite)
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    model = load_on(args.model, device)
+    with tempfile.TemporaryDirectory() as workdir:  # a model named by URI is downloaded here
+        model = load_on(str(model_folder(args.model, workdir)), device)
     check_args(args, model)
     images, nrow = draw(model, args)
     out, each = targets[0], targets[1:]
@@ -133,7 +137,12 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         help="draw images from a trained model (any family) into a PNG grid",
         description=__doc__.split("\n\n")[0].replace("``", "").rstrip(".") + ".",
     )
-    parser.add_argument("--model", required=True, help="an exported model (e.g. models)")
+    parser.add_argument(
+        "--model",
+        required=True,
+        help="an exported model (e.g. models) or an MLflow model URI (models:/NAME/VERSION, "
+        "models:/NAME@ALIAS)",
+    )
     parser.add_argument(
         "--count", type=int_in(1, MAX_SAMPLES), required=True, help="how many images"
     )

@@ -15,9 +15,12 @@ from __future__ import annotations
 
 import argparse
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch import nn
 
 from pipeline.apps.args import add_overwrite, float_in, int_in, seed
 from pipeline.apps.inputs import Job, add_max_megapixels, find_inputs, raise_for_skipped
@@ -50,6 +53,35 @@ def targets_of(jobs: list[Job], out: Path) -> list[Path]:
     if len(jobs) == 1 and out.suffix.lower() in FILE_SUFFIXES:
         return [out]
     return [out / job.name.parent / f"{job.name.name}.png" for job in jobs]
+
+
+def check_side(rgb: np.ndarray) -> np.ndarray:
+    """A uint8 photo (H, W, 3) as given; ValueError when its longer side is under MIN_SIDE."""
+    if max(rgb.shape[:2]) < MIN_SIDE:
+        raise ValueError(
+            f"{rgb.shape[0]}x{rgb.shape[1]} px; stylize paints images of at least {MIN_SIDE} px "
+            "on the longer side"
+        )
+    return rgb
+
+
+def paint(
+    rgb: np.ndarray,
+    style: torch.Tensor,
+    features: nn.Module,
+    options: StyleOptions,
+    *,
+    on_step: Callable[[int], None] | None = None,
+) -> np.ndarray:
+    """A uint8 photo (H, W, 3) painted in ``style`` (pipeline.style.transfer.stylize), uint8 at
+    the photo's size; ValueError for a photo under MIN_SIDE or non-finite pixels (never a black
+    image in its place)."""
+    image, _ = stylize(
+        to_tensor(check_side(rgb), style.device), style, features, options, on_step=on_step
+    )
+    if not torch.isfinite(image).all():
+        raise ValueError("painting it gave non-finite pixels; nothing written")
+    return to_uint8(image, rgb.shape[:2])
 
 
 def run(args: argparse.Namespace) -> None:
@@ -93,21 +125,17 @@ def run(args: argparse.Namespace) -> None:
     with progress_bar(total=total, desc="stylize", unit="eval") as bar:
         for job, target in zip(jobs, targets, strict=True):
             try:
-                rgb = read_rgb(job.path, max_pixels)
-                if max(rgb.shape[:2]) < MIN_SIDE:
-                    raise ValueError(
-                        f"{rgb.shape[0]}x{rgb.shape[1]} px; stylize paints images of at least "
-                        f"{MIN_SIDE} px on the longer side"
-                    )
+                rgb = check_side(read_rgb(job.path, max_pixels))
             except (OSError, ValueError) as exc:
                 failed.append(f"{job.path}: {first_line(exc)}")
                 bar.total -= options.steps * options.passes
                 continue
-            image, _ = stylize(to_tensor(rgb, device), style, features, options, on_step=bar.update)
-            if not torch.isfinite(image).all():  # never a black image in its place
-                failed.append(f"{job.path}: painting it gave non-finite pixels; nothing written")
+            try:
+                image = paint(rgb, style, features, options, on_step=bar.update)
+            except ValueError as exc:
+                failed.append(f"{job.path}: {first_line(exc)}")
                 continue
-            save_image(to_uint8(image, rgb.shape[:2]), target, overwrite=args.overwrite)
+            save_image(image, target, overwrite=args.overwrite)
     log.info("stylize: wrote %d image(s) to %s", len(jobs) - len(failed), args.out)
     raise_for_skipped(failed, len(jobs), "stylized")
 
