@@ -58,6 +58,7 @@ def pixels(path) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"))
 
 
+@pytest.mark.slow
 def test_colorize_and_sample_take_a_registered_model(store, tmp_path):
     shipped = command(store, "colorize", PHOTO, "--out", tmp_path / "shipped")
     by_alias = command(store, "colorize", PHOTO, "--model", "models:/photo@shipped",

@@ -33,11 +33,13 @@ LOOPBACK = "127.0.0.1"
 
 
 def listen(host: str, port: int) -> socket.socket:
-    """A socket bound to host:port (port 0: a free one); OSError with the address when taken."""
+    """A socket listening on host:port (port 0: a free one); OSError with the address when
+    taken."""
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
+        sock.listen(128)  # connections wait in the backlog until uvicorn accepts them
     except OSError as exc:
         sock.close()
         raise OSError(f"--host {host} --port {port}: {exc.strerror}") from None

@@ -1,0 +1,107 @@
+"""Where the default run's 20 minutes buy quality (issue 45): fid_featurenet against wall time per
+lever, side by side in one run.
+
+Each variant is params.yaml with the tuned values of reports/best_params.yaml (what the train stage
+trains with after the sweep) and a few keys changed. It is trained by the real train stage (Ray
+Train, 2 workers, MLflow in a throwaway SQLite store) on the default run's data/processed, and
+scored by the real evaluate stage with the default run's FeatureNet (featurenet/): the same
+protocol as reports/metrics.json (500 samples against the test split). Run `dvc repro` first.
+Prints each variant's train and evaluate wall time, their sum, and fid_featurenet; the tune stage
+(about 200 s) and the rest (about 60 s) come on top of the sum in a `dvc repro`.
+
+    .venv/bin/python benchmarks/default_budget.py [--variants base,steps1000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks.colorize_levers import train  # noqa: E402
+
+VARIANTS = {  # name: the keys changed from params.yaml with the tuned values
+    "base": {},
+    "eval_ddim20": {"eval.steps": 20},
+    "steps1000": {"train.steps": 1000},
+    "steps1000_lr1e-3": {"train.steps": 1000, "train.lr": 0.001},
+    "steps1000_ema0.995": {"train.steps": 1000, "train.ema_decay": 0.995},
+    "steps1500": {"train.steps": 1500},
+}
+
+
+def variant_params(overrides: dict) -> dict:
+    """params.yaml, then reports/best_params.yaml's tuned values, then ``overrides``."""
+    params = yaml.safe_load((ROOT / "params.yaml").read_text())
+    best = yaml.safe_load((ROOT / "reports/best_params.yaml").read_text())
+
+    def merge(into: dict, changes: dict) -> None:
+        for key, value in changes.items():
+            if isinstance(value, dict):
+                merge(into.setdefault(key, {}), value)
+            else:
+                into[key] = value
+
+    merge(params, best)
+    for key, value in overrides.items():
+        *sections, name = key.split(".")
+        target = params
+        for section in sections:
+            target = target.setdefault(section, {})
+        target[name] = value
+    return params
+
+
+def evaluate(folder: Path, work: Path) -> tuple[dict, float]:
+    """The evaluate stage on the variant's model: its metrics and wall time."""
+    env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "stages.evaluate", "--params", str(folder / "params.yaml"),
+         "--models", str(folder / "models"), "--featurenet", str(ROOT / "featurenet"),
+         "--data", str(ROOT / "data/processed"), "--train-report", str(folder / "train.json"),
+         "--metrics", str(folder / "metrics.json"), "--grid", str(folder / "samples.png"),
+         "--trajectory", str(folder / "trajectory.gif"), "--figures", str(folder / "figures")],
+        cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    return json.loads((folder / "metrics.json").read_text()), time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--keep", help="copy each variant's samples.png into this folder")
+    args = parser.parse_args()
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        for name in args.variants.split(","):
+            models, train_s = train(
+                name, variant_params(VARIANTS[name]), work, data=ROOT / "data/processed"
+            )
+            metrics, eval_s = evaluate(models.parent, work)
+            rows.append((name, train_s, eval_s, metrics["fid_featurenet"]))
+            print(f"{name}: train {train_s:.0f} s, evaluate {eval_s:.0f} s, "
+                  f"fid_featurenet {metrics['fid_featurenet']:.2f}", flush=True)  # fmt: skip
+            if args.keep:
+                Path(args.keep).mkdir(parents=True, exist_ok=True)
+                (Path(args.keep) / f"{name}.png").write_bytes(
+                    (models.parent / "samples.png").read_bytes()
+                )
+    print(f"\n{'variant':<22} {'train s':>7} {'eval s':>7} {'sum s':>7} {'fid_featurenet':>14}")
+    for name, train_s, eval_s, fid in rows:
+        print(f"{name:<22} {train_s:7.0f} {eval_s:7.0f} {train_s + eval_s:7.0f} {fid:14.2f}")
+
+
+if __name__ == "__main__":
+    main()
