@@ -5,11 +5,12 @@ Each variant is params.yaml with the tuned values of reports/best_params.yaml (w
 trains with after the sweep) and a few keys changed. It is trained by the real train stage (Ray
 Train, 2 workers, MLflow in a throwaway SQLite store) on the default run's data/processed, and
 scored by the real evaluate stage with the default run's FeatureNet (featurenet/): the same
-protocol as reports/metrics.json (500 samples against the test split). Run `dvc repro` first.
+protocol as reports/metrics.json (500 samples against the test split), at each ``--eval-steps``
+(DDIM steps; the default run's 40, and 20, which frees evaluation time for training). Run `dvc repro` first.
 Prints each variant's train and evaluate wall time, their sum, and fid_featurenet; the tune stage
 (about 200 s) and the rest (about 60 s) come on top of the sum in a `dvc repro`.
 
-    .venv/bin/python benchmarks/default_budget.py [--variants base,steps1000]
+    .venv/bin/python benchmarks/default_budget.py [--variants base,steps1000] [--eval-steps 40,20]
 """
 
 from __future__ import annotations
@@ -32,7 +33,6 @@ from benchmarks.colorize_levers import train  # noqa: E402
 
 VARIANTS = {  # name: the keys changed from params.yaml with the tuned values
     "base": {},
-    "eval_ddim20": {"eval.steps": 20},
     "steps1000": {"train.steps": 1000},
     "steps1000_lr1e-3": {"train.steps": 1000, "train.lr": 0.001},
     "steps1000_ema0.995": {"train.steps": 1000, "train.ema_decay": 0.995},
@@ -62,24 +62,29 @@ def variant_params(overrides: dict) -> dict:
     return params
 
 
-def evaluate(folder: Path, work: Path) -> tuple[dict, float]:
-    """The evaluate stage on the variant's model: its metrics and wall time."""
+def evaluate(folder: Path, work: Path, steps: int) -> tuple[dict, float]:
+    """The evaluate stage on the variant's model with DDIM ``steps``: its metrics and wall time."""
+    params = yaml.safe_load((folder / "params.yaml").read_text())
+    params["eval"]["steps"] = steps
+    (folder / f"eval{steps}.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
+    out = folder / f"eval{steps}"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "stages.evaluate", "--params", str(folder / "params.yaml"),
+        [sys.executable, "-m", "stages.evaluate", "--params", str(folder / f"eval{steps}.yaml"),
          "--models", str(folder / "models"), "--featurenet", str(ROOT / "featurenet"),
          "--data", str(ROOT / "data/processed"), "--train-report", str(folder / "train.json"),
-         "--metrics", str(folder / "metrics.json"), "--grid", str(folder / "samples.png"),
-         "--trajectory", str(folder / "trajectory.gif"), "--figures", str(folder / "figures")],
+         "--metrics", str(out / "metrics.json"), "--grid", str(out / "samples.png"),
+         "--trajectory", str(out / "trajectory.gif"), "--figures", str(out / "figures")],
         cwd=ROOT, env=env, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
-    return json.loads((folder / "metrics.json").read_text()), time.perf_counter() - start
+    return json.loads((out / "metrics.json").read_text()), time.perf_counter() - start
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--eval-steps", default="40,20", help="DDIM steps to score each model at")
     parser.add_argument("--keep", help="copy each variant's samples.png into this folder")
     args = parser.parse_args()
     rows = []
@@ -89,18 +94,22 @@ def main() -> None:
             models, train_s = train(
                 name, variant_params(VARIANTS[name]), work, data=ROOT / "data/processed"
             )
-            metrics, eval_s = evaluate(models.parent, work)
-            rows.append((name, train_s, eval_s, metrics["fid_featurenet"]))
-            print(f"{name}: train {train_s:.0f} s, evaluate {eval_s:.0f} s, "
-                  f"fid_featurenet {metrics['fid_featurenet']:.2f}", flush=True)  # fmt: skip
-            if args.keep:
-                Path(args.keep).mkdir(parents=True, exist_ok=True)
-                (Path(args.keep) / f"{name}.png").write_bytes(
-                    (models.parent / "samples.png").read_bytes()
-                )
-    print(f"\n{'variant':<22} {'train s':>7} {'eval s':>7} {'sum s':>7} {'fid_featurenet':>14}")
-    for name, train_s, eval_s, fid in rows:
-        print(f"{name:<22} {train_s:7.0f} {eval_s:7.0f} {train_s + eval_s:7.0f} {fid:14.2f}")
+            for steps in map(int, args.eval_steps.split(",")):
+                metrics, eval_s = evaluate(models.parent, work, steps)
+                fid = metrics["fid_featurenet"]
+                rows.append((name, steps, train_s, eval_s, fid))
+                print(f"{name}, DDIM-{steps}: train {train_s:.0f} s, evaluate {eval_s:.0f} s, "
+                      f"fid_featurenet {fid:.2f}", flush=True)  # fmt: skip
+                if args.keep:
+                    keep = Path(args.keep)
+                    keep.mkdir(parents=True, exist_ok=True)
+                    grid = models.parent / f"eval{steps}" / "samples.png"
+                    (keep / f"{name}_ddim{steps}.png").write_bytes(grid.read_bytes())
+    print(f"\n{'variant':<22} {'DDIM':>4} {'train s':>7} {'eval s':>7} {'sum s':>7} "
+          f"{'fid_featurenet':>14}")  # fmt: skip
+    for name, steps, train_s, eval_s, fid in rows:
+        print(f"{name:<22} {steps:4d} {train_s:7.0f} {eval_s:7.0f} {train_s + eval_s:7.0f} "
+              f"{fid:14.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -156,13 +156,17 @@ def test_the_page_colorizes_and_stylizes_in_a_real_browser(tmp_path):
             page.select_option("#style-size", "256")
             page.click("#paint")
             page.wait_for_selector("#paintings .card.done", timeout=120_000)
+            page.set_input_files("#own", str(photos[1]))  # a painting of one's own
+            page.click("#paint")
+            page.wait_for_selector("#paintings .card.done >> nth=1", timeout=120_000)
             browser.close()
-        painted = np.asarray(Image.open(out / "aitzgorri_hokusai_great_wave.png"))
-        assert painted.shape == np.asarray(Image.open(photos[0])).shape
+        for name in ("aitzgorri_hokusai_great_wave.png", "aitzgorri_aqua.png"):
+            painted = np.asarray(Image.open(out / name))
+            assert painted.shape == np.asarray(Image.open(photos[0])).shape
     finally:
         server.terminate()
         server.wait(timeout=30)
     # nothing but the outputs in the folder the user chose; the uploads are gone with the server
     assert sorted(p.name for p in out.iterdir()) == [
-        "aitzgorri.png", "aitzgorri_hokusai_great_wave.png", "aqua.png"
+        "aitzgorri.png", "aitzgorri_aqua.png", "aitzgorri_hokusai_great_wave.png", "aqua.png"
     ]  # fmt: skip

@@ -47,7 +47,7 @@ from pipeline.apps.args import float_in, int_in, seed
 from pipeline.apps.stylize import check_side, paint
 from pipeline.apps.web.jobs import Job, JobQueue, QueueFull
 from pipeline.imagefile import read_rgb
-from pipeline.io import OutputExistsError, file_digest
+from pipeline.io import OutputExistsError, file_digest, first_line
 from pipeline.photo import decoding
 from pipeline.photo_colorizer import SATURATIONS, Colorizer
 from pipeline.reports.grid import save_image
@@ -134,7 +134,7 @@ class Studio:
         self.uploads = out / UPLOADS
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.paintings = shipped_paintings()
-        self.own_paintings: dict[str, Path] = {}
+        self.own_paintings: dict[str, tuple[Path, str]] = {}  # id -> upload, its name
         self.features: dict[int, torch.nn.Module] = {}
         self.queue = JobQueue()
 
@@ -201,12 +201,12 @@ class Studio:
             )  # fmt: skip
         except ValueError as exc:
             raise BadRequest(str(exc)) from None
-        painting = self.painting(request.query_params.get("painting", ""))
-        style = to_tensor(read_rgb(painting, self.max_pixels), self.device)
+        painting, painting_name = self.painting(request.query_params.get("painting", ""))
         features = self.features_for(options.seed)
 
         def run(job: Job) -> Path:
             rgb = check_side(read_rgb(job.upload, self.max_pixels))
+            style = to_tensor(read_rgb(painting, self.max_pixels), self.device)  # when it runs
             job.previews["gray"] = jpeg(rgb)  # the photo before
             total, done = options.steps * options.passes, 0
 
@@ -217,13 +217,14 @@ class Studio:
 
             image = paint(rgb, style, features, options, on_step=advance)
             job.previews["result"] = jpeg(image)
-            stem = f"{output_stem(job.name)}_{output_stem(painting.name)}"
+            stem = f"{output_stem(job.name)}_{output_stem(painting_name)}"
             return write_new(image, self.out, stem)
 
         return run
 
-    def painting(self, key: str) -> Path:
-        """A shipped painting by file name (its sha256 checked) or one sent before, by its id."""
+    def painting(self, key: str) -> tuple[Path, str]:
+        """A shipped painting by file name (its sha256 checked) or one sent before, by its id:
+        its file and its name."""
         if key in self.own_paintings:
             return self.own_paintings[key]
         if key not in self.paintings:
@@ -234,7 +235,7 @@ class Studio:
         path = PAINTINGS / key
         if file_digest(path) != self.paintings[key].sha256:
             raise BadRequest(f"painting: {path} does not have the sha256 index.csv gives")
-        return path
+        return path, key
 
     def features_for(self, chosen_seed: int) -> torch.nn.Module:
         if chosen_seed not in self.features:
@@ -288,14 +289,16 @@ def build_app(studio: Studio) -> Starlette:
         return await submit(request, studio.stylize_job)
 
     async def own_painting(request: Request) -> JSONResponse:
+        name = request.query_params.get("name", "painting")
         path = await studio.receive(request)
         try:
             check_side(read_rgb(path, studio.max_pixels))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             path.unlink()
-            raise BadRequest(f"painting {request.query_params.get('name', '')}: {exc}") from None
+            message = first_line(exc).replace(str(path), name)
+            raise BadRequest(f"painting {name}: {message}") from None
         key = f"own-{path.name}"
-        studio.own_paintings[key] = path
+        studio.own_paintings[key] = (path, name)
         return JSONResponse({"painting": key})
 
     def job_of(request: Request) -> Job:

@@ -196,6 +196,7 @@ async function start() {
     link.click();
   });
   $("paint").addEventListener("click", paint);
+  $("painting").addEventListener("change", () => { $("own").value = ""; }); // a shipped one again
 }
 
 start();
