@@ -5,6 +5,7 @@ served by the real ``mlflow models serve``, and ``colorize --model`` / ``sample 
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import signal
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 from mlflow import MlflowClient
 from PIL import Image
@@ -26,6 +28,7 @@ from pipeline.photo_model import log_photo_model
 from pipeline.shipped import SHIPPED_DIR
 from pipeline.tracking import fluent_store
 from pipeline.train.mlflow_model import log_model
+from tests.factories import train_report
 from tests.test_colorize import export
 
 ROOT = Path(__file__).parents[1]
@@ -139,3 +142,41 @@ def test_mlflow_models_serve_answers_a_photo_with_the_colorized_photo(store, tmp
     finally:
         os.killpg(server.pid, signal.SIGTERM)  # the server and the uvicorn it started
         server.wait(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_ship_stage_ships_and_registers_the_photo_model(tmp_path):
+    """``python -m stages.ship`` on two tiny exported models: the folder, and the photo model
+    logged to the colorizer's run, registered with the alias ``shipped``, that colours a photo."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    experiment = client.create_experiment("c", artifact_location=(tmp_path / "art").as_uri())
+    made = {}
+    for family in ("ddpm_color", "regression_color"):
+        run = client.create_run(experiment, tags={"git_commit": "abc", "data_manifest_sha256": "d"})
+        train_report(mlflow_run_id=run.info.run_id).write(tmp_path / f"{family}.json")
+        (tmp_path / f"{family}.yaml").write_text(f"model:\n  family: {family}\n")
+        made[family] = (export(tmp_path / family, family), run.info.run_id)
+    (tmp_path / "metrics.json").write_text(json.dumps({"num_samples": 8, "fid_colour": 1.5}))
+    shipped = subprocess.run(
+        [sys.executable, "-m", "stages.ship",
+         "--params", str(tmp_path / "ddpm_color.yaml"), "--models", str(made["ddpm_color"][0]),
+         "--train-report", str(tmp_path / "ddpm_color.json"),
+         "--guide-params", str(tmp_path / "regression_color.yaml"),
+         "--guide", str(made["regression_color"][0]),
+         "--guide-report", str(tmp_path / "regression_color.json"),
+         "--metrics", str(tmp_path / "metrics.json"), "--out", str(tmp_path / "colorizer"),
+         "--register", "p"],
+        cwd=ROOT, env={**os.environ, "MLFLOW_TRACKING_URI": uri}, capture_output=True, text=True,
+        timeout=300,
+    )  # fmt: skip
+    assert shipped.returncode == 0, shipped.stderr
+    assert "mlflow models serve -m models:/p@shipped" in shipped.stdout + shipped.stderr
+    assert (tmp_path / "colorizer" / "guide" / "ema.pt").is_file()
+    version = client.get_model_version_by_alias("p", "shipped")
+    assert int(version.version) == 1 and version.run_id == made["ddpm_color"][1]
+    with fluent_store(uri):
+        model = mlflow.pyfunc.load_model("models:/p@shipped")
+    answer = model.predict(pd.DataFrame({"image": [PHOTO.read_bytes()]}), params={"steps": 2})
+    colour = Image.open(io.BytesIO(answer["png"][0]))
+    assert colour.format == "PNG" and colour.size == Image.open(PHOTO).size
