@@ -58,7 +58,7 @@ class JobQueue:
         # took from last moves to the end)
         self.lines: dict[str, collections.deque[Job]] = {}
         self.jobs: collections.OrderedDict[str, Job] = collections.OrderedDict()
-        self.ready = threading.Condition()
+        self.ready = threading.Condition()  # re-entrant: submit asks position under it
         self.stopped = False
         self.worker = threading.Thread(target=self._work, name="pipeline-serve-worker", daemon=True)
         self.worker.start()
@@ -79,18 +79,21 @@ class JobQueue:
             return self.position(job)
 
     def waiting(self) -> int:
-        return sum(len(line) for line in self.lines.values())
+        with self.ready:
+            return sum(len(line) for line in self.lines.values())
 
     def position(self, job: Job) -> int:
-        """How many waiting jobs the worker takes before ``job`` (each page's next in turn)."""
-        if job not in self.lines.get(job.client, ()):
-            return 0
-        order = list(self.lines)
-        rank, turn = list(self.lines[job.client]).index(job), order.index(job.client)
-        return rank + sum(
-            min(len(self.lines[other]), rank + (k < turn)) for k, other in enumerate(order)
-            if other != job.client
-        )  # fmt: skip
+        """How many waiting jobs the worker takes before ``job`` (each page's next in turn).
+        Under the lock: the worker changes the lines meanwhile."""
+        with self.ready:
+            if job not in self.lines.get(job.client, ()):
+                return 0
+            order = list(self.lines)
+            rank, turn = list(self.lines[job.client]).index(job), order.index(job.client)
+            return rank + sum(
+                min(len(self.lines[other]), rank + (k < turn)) for k, other in enumerate(order)
+                if other != job.client
+            )  # fmt: skip
 
     def get(self, job_id: str) -> Job | None:
         return self.jobs.get(job_id)

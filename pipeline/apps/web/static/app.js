@@ -47,7 +47,15 @@ async function run(item) {
     return;
   }
   for (;;) {
-    const state = await (await fetch(`/api/jobs/${job.id}`)).json();
+    let state;
+    try {
+      const response = await fetch(`/api/jobs/${job.id}`);
+      if (response.status === 404) return item.card.fail("the server no longer knows this photo");
+      state = await response.json();
+    } catch (error) { // a poll that failed (the server busy, restarting): ask again
+      await new Promise((r) => setTimeout(r, POLL_MS));
+      continue;
+    }
     if (state.state === "queued") item.card.status(`queued (${state.position} before it)`, 0);
     if (state.state === "working") item.card.status("working", state.progress);
     if (state.state === "failed") return item.card.fail(state.error);
