@@ -170,3 +170,32 @@ def test_the_page_colorizes_and_stylizes_in_a_real_browser(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [
         "aitzgorri.png", "aitzgorri_aqua.png", "aitzgorri_hokusai_great_wave.png", "aqua.png"
     ]  # fmt: skip
+
+
+def test_positions_can_be_read_while_the_worker_takes_jobs(tmp_path):
+    """The page polls positions from request threads while the worker changes the lines."""
+    queue, done, errors = jobs.JobQueue(), [], []
+    submitted = [job(f"c{k % 5}", str(k), done, tmp_path) for k in range(300)]
+
+    def poll():
+        while len(done) < len(submitted):
+            try:
+                for j in submitted:
+                    queue.position(j)
+                queue.waiting()
+            except Exception as exc:  # a line changed while it was read
+                errors.append(exc)
+                return
+
+    try:
+        for j in submitted[:60]:
+            queue.submit(j)
+        poller = threading.Thread(target=poll)
+        poller.start()
+        for j in submitted[60:]:
+            wait_for(lambda: queue.waiting() < jobs.MAX_WAITING)
+            queue.submit(j)
+        poller.join(timeout=60)
+    finally:
+        queue.stop()
+    assert errors == [] and len(done) == len(submitted)
