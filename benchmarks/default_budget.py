@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.colorize_levers import train  # noqa: E402
+from pipeline.config.keys import dotted, override  # noqa: E402
 
 VARIANTS = {  # name: the keys changed from params.yaml with the tuned values
     "base": {},
@@ -44,22 +45,7 @@ def variant_params(overrides: dict) -> dict:
     """params.yaml, then reports/best_params.yaml's tuned values, then ``overrides``."""
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     best = yaml.safe_load((ROOT / "reports/best_params.yaml").read_text())
-
-    def merge(into: dict, changes: dict) -> None:
-        for key, value in changes.items():
-            if isinstance(value, dict):
-                merge(into.setdefault(key, {}), value)
-            else:
-                into[key] = value
-
-    merge(params, best)
-    for key, value in overrides.items():
-        *sections, name = key.split(".")
-        target = params
-        for section in sections:
-            target = target.setdefault(section, {})
-        target[name] = value
-    return params
+    return override(params, {**dotted(best), **overrides})
 
 
 def evaluate(folder: Path, work: Path, steps: int) -> tuple[dict, float]:

@@ -57,9 +57,7 @@ def run(args: argparse.Namespace) -> None:
     sock = listen(args.host, args.port)
     colorizer = Colorizer.load(args.model, args.guide, args.device, args.precision)
     out.mkdir(parents=True, exist_ok=True)
-    studio = Studio(
-        colorizer, out.resolve(), round(args.max_megapixels * 1e6), str(colorizer.model.device)
-    )
+    studio = Studio(colorizer, out.resolve(), round(args.max_megapixels * 1e6))
     host, port = sock.getsockname()[:2]
     if args.host != LOOPBACK:
         log.warning("serving on %s: anyone who can reach it may use the page (no login)", host)

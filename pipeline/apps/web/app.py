@@ -45,9 +45,9 @@ from starlette.staticfiles import StaticFiles
 
 from pipeline.apps.args import float_in, int_in, seed
 from pipeline.apps.stylize import check_side, paint
-from pipeline.apps.web.jobs import Job, JobQueue, QueueFull
+from pipeline.apps.web.jobs import Job, JobQueue, QueueFull, message
 from pipeline.imagefile import read_rgb
-from pipeline.io import OutputExistsError, file_digest, first_line
+from pipeline.io import OutputExistsError, file_digest
 from pipeline.photo import decoding
 from pipeline.photo_colorizer import SATURATIONS, Colorizer
 from pipeline.reports.grid import save_image
@@ -129,8 +129,9 @@ class Studio:
     """What the page works with: the colorizer (loaded once), the style features (per seed),
     the output folder and the queue."""
 
-    def __init__(self, colorizer: Colorizer, out: Path, max_pixels: int, device: str) -> None:
-        self.colorizer, self.out, self.max_pixels, self.device = colorizer, out, max_pixels, device
+    def __init__(self, colorizer: Colorizer, out: Path, max_pixels: int) -> None:
+        self.colorizer, self.out, self.max_pixels = colorizer, out, max_pixels
+        self.device = str(colorizer.model.device)  # the style transfer runs beside it
         self.uploads = out / UPLOADS
         self.uploads.mkdir(parents=True, exist_ok=True)
         self.paintings = shipped_paintings()
@@ -295,8 +296,7 @@ def build_app(studio: Studio) -> Starlette:
             check_side(read_rgb(path, studio.max_pixels))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             path.unlink()
-            message = first_line(exc).replace(str(path), name)
-            raise BadRequest(f"painting {name}: {message}") from None
+            raise BadRequest(f"painting {name}: {message(exc, path, name)}") from None
         key = f"own-{path.name}"
         studio.own_paintings[key] = (path, name)
         return JSONResponse({"painting": key})

@@ -27,6 +27,11 @@ MAX_KEPT = 1000  # finished jobs whose state and previews the page may still ask
 EXPECTED = (OSError, ValueError, MemoryError)
 
 
+def message(exc: BaseException, upload: Path, name: str) -> str:
+    """``exc``'s first line naming the file by the name it was sent with, not the upload's path."""
+    return first_line(exc).replace(str(upload), name)
+
+
 class QueueFull(RuntimeError):
     """MAX_WAITING photos wait already."""
 
@@ -136,7 +141,7 @@ class JobQueue:
                 job.output = job.run(job)
                 job.progress, job.state = 1.0, "done"
             except EXPECTED as exc:  # named by the file's name, not the upload's path
-                job.error = first_line(exc).replace(str(job.upload), job.name)
+                job.error = message(exc, job.upload, job.name)
                 job.state = "failed"
             except Exception as exc:  # a bug: the page says so, the server goes on
                 job.error, job.state = f"{type(exc).__name__}: {first_line(exc)}", "failed"
