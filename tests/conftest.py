@@ -27,6 +27,42 @@ def run_python():
     return run
 
 
+@pytest.fixture
+def run_pipeline(capsys, monkeypatch):
+    """``python -m pipeline <args>`` in this process: the same result as ``run_python`` (exit
+    status, stdout, stderr with the log lines a user sees) without an interpreter's start-up, for
+    the many command checks of the fast tier. What needs a process of its own (sys.exit's status,
+    signals, a fresh interpreter) keeps ``run_python``."""
+    import io
+    import logging
+
+    from pipeline.apps import main
+    from pipeline.console import FORMAT
+
+    def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+        monkeypatch.chdir(cwd)
+        capsys.readouterr()  # what earlier steps printed is not this command's
+        logs = io.StringIO()
+        handler = logging.StreamHandler(logs)
+        handler.setFormatter(logging.Formatter(FORMAT))
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        try:
+            status = main([str(a) for a in args])
+        except SystemExit as exc:  # argparse's bad option
+            status = exc.code
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+        out, err = capsys.readouterr()
+        return subprocess.CompletedProcess(["python", "-m", "pipeline", *args], status, out,
+                                           err + logs.getvalue())  # fmt: skip
+
+    return run
+
+
 def project_files() -> list[str]:
     """The files a fresh clone has: tracked plus untracked-but-not-ignored, minus DVC's locks."""
     out = subprocess.run(

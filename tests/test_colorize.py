@@ -107,7 +107,7 @@ def lightness_of(path):
     return rgb_to_lab(torch.from_numpy(rgb).permute(2, 0, 1)[None])[0, 0].numpy()
 
 
-def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_python, tmp_path):
+def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pipeline, tmp_path):
     from PIL import Image
 
     from tests.conftest import ROOT
@@ -118,9 +118,9 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
     gray.parent.mkdir()
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (50, 71), dtype=np.uint8)).save(gray)
     out = tmp_path / "out"
-    args = ("-m", "pipeline", "colorize", str(photo), str(gray.parent), "--model", str(models),
+    args = ("colorize", str(photo), str(gray.parent), "--model", str(models),
             "--out", str(out), "--steps", "3", "--samples", "2", "--seed", "7")  # fmt: skip
-    result = run_python(*args)
+    result = run_pipeline(*args)
     assert result.returncode == 0, result.stderr
     assert sorted(p.name for p in out.iterdir()) == [
         "kite.png",
@@ -136,15 +136,15 @@ def test_colorize_keeps_size_and_lightness_of_odd_sized_and_gray_inputs(run_pyth
         )
     first = (out / "kite.png").read_bytes()
     assert first != (out / "kite_2.png").read_bytes()  # two samples differ
-    again = run_python(*args)  # the outputs exist: refused before any work, left as they were
+    again = run_pipeline(*args)  # the outputs exist: refused before any work, left as they were
     assert again.returncode == 2 and "kite.png exists; pass --overwrite" in again.stderr
-    assert run_python(*args, "--overwrite").returncode == 0
+    assert run_pipeline(*args, "--overwrite").returncode == 0
     assert (out / "kite.png").read_bytes() == first  # the same seed gives the same colours
-    one = run_python(*args, "--overwrite", "--draws", "1")
+    one = run_pipeline(*args, "--overwrite", "--draws", "1")
     assert one.returncode == 0, one.stderr
     assert (out / "kite.png").read_bytes() != first  # the default combines several draws
     for flag, value in (("--draws", "0"), ("--vividness", "1.5"), ("--saturation", "3.5")):
-        bad = run_python(*args, flag, value)
+        bad = run_pipeline(*args, flag, value)
         assert bad.returncode == 2 and flag in bad.stderr and value in bad.stderr
 
 
@@ -229,23 +229,24 @@ def test_saturation_scales_the_chroma_and_keeps_the_hue_and_lightness(saturation
         assert hue == pytest.approx(60, abs=2.5)
 
 
-def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_python, tmp_path):
+def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_pipeline, tmp_path):
     from tests.conftest import ROOT
 
+    kite = str(ROOT / "docs" / "kite.jpg")
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"\x89PNG\r\n\x1a\n not really")
     out = tmp_path / "out"
     models = export(tmp_path, "regression_color")
-    result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"), str(broken),
-                        "--model", str(models), "--out", str(out))  # fmt: skip
+    result = run_pipeline("colorize", kite, str(broken), "--model", str(models), "--out", str(out))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "1 of 2 input(s) could not be colorized and were skipped" in result.stderr
     assert str(broken) in result.stderr
     assert [p.name for p in out.iterdir()] == ["kite.png"]  # the readable one was colorized
 
     unconditional = export(tmp_path, "ddpm")
-    result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
-                        "--model", str(unconditional), "--out", str(tmp_path / "none"))  # fmt: skip
+    result = run_pipeline(
+        "colorize", kite, "--model", str(unconditional), "--out", str(tmp_path / "none")
+    )
     assert result.returncode == 2
     assert (
         "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
@@ -260,8 +261,7 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
                                 out_dir=tmp_path / "nan")  # fmt: skip
     diffusion = export(tmp_path, "ddpm_color")
     for flags in (("--model", broken_model), ("--model", diffusion, "--guide", broken_model)):
-        result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
-                            *map(str, flags), "--out", str(tmp_path / "none"))  # fmt: skip
+        result = run_pipeline("colorize", kite, *map(str, flags), "--out", str(tmp_path / "none"))
         assert result.returncode == 2 and "holds NaN or infinite values" in result.stderr
         assert not (tmp_path / "none").exists()
     # a guide must be a regression_color of the model's crop size, for a diffusion model
@@ -273,14 +273,14 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         ),
         (models, models, "--guide needs a diffusion --model, not a regression_color"),
     ):
-        result = run_python("-m", "pipeline", "colorize", str(ROOT / "docs" / "kite.jpg"),
-                            "--model", str(model), "--guide", str(guide),
-                            "--out", str(tmp_path / "none"))  # fmt: skip
+        result = run_pipeline("colorize", kite, "--model", str(model), "--guide", str(guide),
+                              "--out", str(tmp_path / "none"))  # fmt: skip
         assert result.returncode == 2 and message in result.stderr, result.stderr
         assert not (tmp_path / "none").exists()
     # and the sample command sends a colorizer's user here, before drawing anything
-    result = run_python("-m", "pipeline", "sample", "--model", str(models), "--count", "2",
-                        "--out", str(tmp_path / "grid.png"))  # fmt: skip
+    result = run_pipeline(
+        "sample", "--model", str(models), "--count", "2", "--out", str(tmp_path / "grid.png")
+    )
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "which colours given photos: use `python -m pipeline colorize`" in result.stderr
     assert not (tmp_path / "grid.png").exists()
@@ -550,7 +550,7 @@ def test_ship_copies_a_checked_colorizer_and_its_guide_with_their_provenance(tmp
 
 
 def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where_it_came_from(
-    run_python, tmp_path
+    run_pipeline, tmp_path
 ):
     import hashlib
     import json
@@ -570,9 +570,7 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
     # what ships is what the shipped pipeline last scored: no stale number in the provenance
     scored = json.loads((ROOT / "colorize/shipped/reports/metrics.json").read_text())
     assert provenance["metrics"] == scored and scored["num_samples"] == 500
-    result = run_python(
-        "-m", "pipeline", "colorize", str(kite), "--out", str(tmp_path), "--steps", "3"
-    )
+    result = run_pipeline("colorize", str(kite), "--out", str(tmp_path), "--steps", "3")
     assert result.returncode == 0, result.stderr
     out = tmp_path / "kite.png"
     with Image.open(kite) as original, Image.open(out) as colour:
@@ -585,15 +583,13 @@ def test_the_colorizer_that_ships_colorizes_a_photo_without_model_and_says_where
     # --vividness 0.25 adds the diffusion draws' chroma
     for name, flags in (("alone", ["--model", str(guide), "--saturation", "1.15"]),
                         ("drawn", ["--vividness", "0.25", "--steps", "3"])):  # fmt: skip
-        result = run_python("-m", "pipeline", "colorize", str(kite), "--out",
-                            str(tmp_path / name), *flags)  # fmt: skip
+        result = run_pipeline("colorize", str(kite), "--out", str(tmp_path / name), *flags)
         assert result.returncode == 0, result.stderr
     alone, drawn = (np.asarray(Image.open(tmp_path / name / "kite.png"), dtype=np.int16)
                     for name in ("alone", "drawn"))  # fmt: skip
     assert np.abs(rgb - alone).max() <= 1 and np.abs(drawn - rgb).max() > 10
     # K samples of the guide alone would be K copies: refused before any work
-    result = run_python("-m", "pipeline", "colorize", str(kite), "--out", str(tmp_path / "k"),
-                        "--samples", "2")  # fmt: skip
+    result = run_pipeline("colorize", str(kite), "--out", str(tmp_path / "k"), "--samples", "2")
     assert result.returncode == 2 and "--samples 2: at --vividness 0 with a guide" in result.stderr
     assert not (tmp_path / "k").exists()
     # the guide that ships is the one the shipped pipeline trained last, from today's guide.yaml
@@ -754,7 +750,7 @@ def test_non_finite_colours_are_never_written_as_black():
 
 
 @pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
-def test_a_file_named_dot_dot_png_is_colorized_and_stylized(run_python, tmp_path):
+def test_a_file_named_dot_dot_png_is_colorized_and_stylized(run_pipeline, tmp_path):
     """Issue 47, class 7: ``..png`` given directly (colorize failed after the work, "unknown file
     extension"; stylize "has an empty name") is written as ``..png.png``, as inside a folder."""
     from PIL import Image
@@ -773,7 +769,7 @@ def test_a_file_named_dot_dot_png_is_colorized_and_stylized(run_python, tmp_path
     ):
         for given in (photo, photo.parent):
             out = tmp_path / f"{command}-{'file' if given.is_file() else 'folder'}"
-            result = run_python("-m", "pipeline", command, str(given), *extra, "--out", str(out))
+            result = run_pipeline(command, str(given), *extra, "--out", str(out))
             assert result.returncode == 0, result.stderr
             assert [p.name for p in out.iterdir()] == ["..png.png"]
             with Image.open(out / "..png.png") as image:

@@ -359,12 +359,11 @@ def test_each_family_learns_the_two_shapes_on_two_workers(project, family):
     assert run.data.metrics["loss"] == pytest.approx(history["loss"].iloc[-1])
 
 
-def test_the_sample_command_draws_any_family_reproducibly(project, run_python, tmp_path):
+def test_the_sample_command_draws_any_family_reproducibly(project, run_pipeline, tmp_path):
     cfg = trained(project, "ddpm_cfg")[0] / "models"
-    done = run_python(
-        "-m", "pipeline", "sample", "--model", str(cfg), "--count", "6", "--class", "1",
-        "--guidance", "2", "--steps", "8", "--out", str(tmp_path / "cross.png"), "--each",
-    )  # fmt: skip
+    done = run_pipeline("sample", "--model", str(cfg), "--count", "6", "--class", "1",
+                        "--guidance", "2", "--steps", "8", "--out",
+                        str(tmp_path / "cross.png"), "--each")  # fmt: skip
     assert done.returncode == 0, done.stderr
     each = sorted((tmp_path / "cross").glob("*.png"))
     assert len(each) == 6

@@ -183,15 +183,16 @@ def write_png(path, array):
 
 @pytest.mark.slow  # several command runs: keeps make test-fast under 5 minutes
 def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_ones(
-    run_python, tmp_path
+    run_pipeline, tmp_path
 ):
     from tests.conftest import ROOT
 
     style = ROOT / "pipeline/style/paintings/van_gogh_village_street.jpg"
     fast = ("--size", "64", "--steps", "4")
     one = tmp_path / "one.jpg"
-    result = run_python("-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--style",
-                        str(style), "--out", str(one), *fast)  # fmt: skip
+    result = run_pipeline(
+        "stylize", str(ROOT / "docs/kite.jpg"), "--style", str(style), "--out", str(one), *fast
+    )
     assert result.returncode == 0, result.stderr
     with Image.open(one) as img, Image.open(ROOT / "docs/kite.jpg") as kite:
         assert img.size == kite.size and img.format == "JPEG"
@@ -203,8 +204,8 @@ def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_
     (photos / "broken.png").write_bytes(b"not a png")
     write_png(photos / "tiny.png", rng.integers(0, 256, (5, 5, 3), dtype=np.uint8))  # was black
     out = tmp_path / "out"
-    args = ("-m", "pipeline", "stylize", str(photos), "--style", str(style), "--out", str(out))
-    result = run_python(*args, *fast)
+    args = ("stylize", str(photos), "--style", str(style), "--out", str(out))
+    result = run_pipeline(*args, *fast)
     assert result.returncode == 2 and "broken.png" in result.stderr
     assert "tiny.png: 5x5 px; stylize paints images of at least 8 px on the longer side" in (
         result.stderr
@@ -212,7 +213,7 @@ def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_
     assert sorted(str(p.relative_to(out)) for p in out.rglob("*.png")) == ["a.png", "sub/b.png"]
     with Image.open(out / "sub/b.png") as b:
         assert b.size == (21, 33) and b.mode == "RGB"
-    again = run_python(*args, *fast)  # the outputs exist: refused before any work
+    again = run_pipeline(*args, *fast)  # the outputs exist: refused before any work
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
 
 
@@ -228,28 +229,29 @@ def test_stylize_command_writes_files_of_the_contents_size_and_lists_unreadable_
         (
             ("--features", "colorizer", "--vgg19", "w.safetensors", "--vgg19-sha256", "0" * 64),
             "goes with --features vgg19",
-        ),  # fmt: skip
+        ),
         (("--features", "learned"), "--features: invalid choice"),
     ],
 )
 def test_stylize_command_refuses_bad_input_in_one_line_and_writes_nothing(
-    run_python, tmp_path, extra, message
+    run_pipeline, tmp_path, extra, message
 ):
     from tests.conftest import ROOT
 
     style = ROOT / "pipeline/style/paintings/hokusai_great_wave.jpg"
     out = tmp_path / "out"
-    args = ["-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--out", str(out)]
+    args = ["stylize", str(ROOT / "docs/kite.jpg"), "--out", str(out)]
     if "--style" not in extra:
         args += ["--style", str(style)]
-    result = run_python(*args, *extra)
+    result = run_pipeline(*args, *extra)
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert "Traceback" not in result.stderr
     assert not out.exists()
 
 
 def test_a_fifo_as_the_painting_is_refused_instead_of_blocking(run_python, tmp_path):
-    """Issue 47: reading a FIFO given as --style waited forever for a writer."""
+    """Issue 47: reading a FIFO given as --style waited forever for a writer (a process of its
+    own: a regression would block this one)."""
     from tests.conftest import ROOT
 
     fifo = tmp_path / "style.png"
@@ -598,7 +600,7 @@ def vgg19_file(tmp_path):
 
 
 @pytest.mark.slow  # several command runs: keeps make test-fast under 5 minutes
-def test_vgg19_loads_checked_weights_and_gives_gatys_layers(tmp_path, run_python):
+def test_vgg19_loads_checked_weights_and_gives_gatys_layers(tmp_path, run_pipeline):
     from pipeline.style.vgg import STYLE_LAYERS, WeightsError, load_vgg19
 
     path, digest, tensors = vgg19_file(tmp_path)
@@ -621,11 +623,11 @@ def test_vgg19_loads_checked_weights_and_gives_gatys_layers(tmp_path, run_python
     from tests.conftest import ROOT
 
     out = tmp_path / "vgg.png"
-    args = ["-m", "pipeline", "stylize", str(ROOT / "docs/kite.jpg"), "--style",
+    args = ["stylize", str(ROOT / "docs/kite.jpg"), "--style",
             str(ROOT / "pipeline/style/paintings/kandinsky_composition_viii.jpg"), "--out",
             str(out), "--size", "64", "--steps", "3", "--vgg19", str(path)]  # fmt: skip
-    alone = run_python(*args)
+    alone = run_pipeline(*args)
     assert alone.returncode == 2 and "--vgg19-sha256" in alone.stderr and not out.exists()
-    result = run_python(*args, "--vgg19-sha256", digest)
+    result = run_pipeline(*args, "--vgg19-sha256", digest)
     assert result.returncode == 0, result.stderr
     assert out.is_file()

@@ -100,7 +100,7 @@ def test_outputs_never_replace_inputs_each_other_or_unasked_files(
 
 
 @pytest.mark.slow  # waits on locks or runs the commands: out of make test-fast
-def test_a_linked_subfolder_inside_the_output_folder_is_refused(tmp_path, run_python, colorizer):
+def test_a_linked_subfolder_inside_the_output_folder_is_refused(tmp_path, run_pipeline, colorizer):
     """Issue 47: an existing subfolder of --out that links elsewhere would carry an output out of
     --out: refused before any work, nothing written there; --out itself may be a link."""
     elsewhere, out = tmp_path / "elsewhere", tmp_path / "out"
@@ -113,7 +113,7 @@ def test_a_linked_subfolder_inside_the_output_folder_is_refused(tmp_path, run_py
     (tmp_path / "out_link").symlink_to(out, target_is_directory=True)
     check_outputs([tmp_path / "out_link/b.png"], root=tmp_path / "out_link")  # the user's link
     photos(tmp_path / "in/sub", "a.png")
-    result = colorize(run_python, colorizer, tmp_path / "in", "--out", out)
+    result = colorize(run_pipeline, colorizer, tmp_path / "in", "--out", out)
     assert result.returncode == 2 and "is a link, which would carry the output out" in result.stderr
     assert list(elsewhere.iterdir()) == []
 
@@ -144,15 +144,16 @@ def ddpm_model(tmp_path_factory):
     return export(tmp_path_factory.mktemp("sample"), "ddpm")
 
 
-def sample(run_python, model, *args):
-    return run_python("-m", "pipeline", "sample", "--model", str(model), "--count", "2",
-                      "--steps", "2", *map(str, args))  # fmt: skip
+def sample(run_pipeline, model, *args):
+    return run_pipeline(
+        "sample", "--model", str(model), "--count", "2", "--steps", "2", *map(str, args)
+    )
 
 
-def test_sample_each_never_deletes_the_model_or_a_folder(run_python, ddpm_model, tmp_path):
+def test_sample_each_never_deletes_the_model_or_a_folder(run_pipeline, ddpm_model, tmp_path):
     model_before = snapshot(ddpm_model)
     # --out models.png --each: the per-image folder would be the model's folder
-    result = sample(run_python, ddpm_model, "--out", ddpm_model.with_suffix(".png"), "--each")
+    result = sample(run_pipeline, ddpm_model, "--out", ddpm_model.with_suffix(".png"), "--each")
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "inside the input folder" in result.stderr
     assert snapshot(ddpm_model) == model_before
@@ -160,18 +161,20 @@ def test_sample_each_never_deletes_the_model_or_a_folder(run_python, ddpm_model,
     folder = tmp_path / "DIR"
     folder.mkdir()
     (folder / "mine.txt").write_text("the user's")
-    result = sample(run_python, ddpm_model, "--out", f"{folder}/..png", "--each")
+    result = sample(run_pipeline, ddpm_model, "--out", f"{folder}/..png", "--each")
     assert result.returncode == 2 and "--out must name a .png file" in result.stderr
     assert (folder / "mine.txt").read_text() == "the user's"
     # an existing folder: the images join the user's file, which stays; a second run is refused
     out = tmp_path / "DIR.png"
-    assert sample(run_python, ddpm_model, "--out", out, "--each").returncode == 0
+    assert sample(run_pipeline, ddpm_model, "--out", out, "--each").returncode == 0
     assert sorted(p.name for p in folder.iterdir()) == ["00000.png", "00001.png", "mine.txt"]
     grid = out.read_bytes()
-    again = sample(run_python, ddpm_model, "--out", out, "--each", "--seed", "1")
+    again = sample(run_pipeline, ddpm_model, "--out", out, "--each", "--seed", "1")
     assert again.returncode == 2 and "exists; pass --overwrite" in again.stderr
     assert out.read_bytes() == grid and not list(tmp_path.glob(".DIR*"))  # nothing hidden aside
-    replaced = sample(run_python, ddpm_model, "--out", out, "--each", "--seed", "1", "--overwrite")
+    replaced = sample(
+        run_pipeline, ddpm_model, "--out", out, "--each", "--seed", "1", "--overwrite"
+    )
     assert replaced.returncode == 0 and out.read_bytes() != grid
     assert (folder / "mine.txt").read_text() == "the user's"
 
@@ -206,8 +209,8 @@ def colorizer(tmp_path_factory):
     return export(tmp_path_factory.mktemp("colorize"), "regression_color")
 
 
-def colorize(run_python, model, *args):
-    return run_python("-m", "pipeline", "colorize", "--model", str(model), *map(str, args))
+def colorize(run_pipeline, model, *args):
+    return run_pipeline("colorize", "--model", str(model), *map(str, args))
 
 
 def photos(folder: Path, *names: str, size=(40, 30)) -> Path:
@@ -220,28 +223,28 @@ def photos(folder: Path, *names: str, size=(40, 30)) -> Path:
     return folder
 
 
-def test_colorize_never_writes_over_its_inputs_or_mixes_outputs(run_python, colorizer, tmp_path):
+def test_colorize_never_writes_over_its_inputs_or_mixes_outputs(run_pipeline, colorizer, tmp_path):
     folder = photos(tmp_path / "in", "a.png", "a_2.png")
     before = snapshot(folder)
     # --out is the input folder: every output would replace an input
-    result = colorize(run_python, colorizer, folder, "--out", folder)
+    result = colorize(run_pipeline, colorizer, folder, "--out", folder)
     assert result.returncode == 2 and "inside the input folder" in result.stderr
     assert snapshot(folder) == before
     # --out inside the input folder: a later run would read the outputs back
-    result = colorize(run_python, colorizer, folder, "--out", folder / "colour")
+    result = colorize(run_pipeline, colorizer, folder, "--out", folder / "colour")
     assert result.returncode == 2 and not (folder / "colour").exists()
     # a.png's second sample and a_2.png's first output share a name: refused before any work
     out = tmp_path / "out"
-    result = colorize(run_python, colorizer, folder, "--out", out, "--samples", "2")
+    result = colorize(run_pipeline, colorizer, folder, "--out", out, "--samples", "2")
     assert result.returncode == 2 and "a_2.png would be written twice" in result.stderr
     assert not out.exists()
     # a single file given as input, with --out its own folder: a.png would replace it
-    result = colorize(run_python, colorizer, folder / "a.png", "--out", folder, "--overwrite")
+    result = colorize(run_pipeline, colorizer, folder / "a.png", "--out", folder, "--overwrite")
     assert result.returncode == 2 and "is an input of this command" in result.stderr
     assert snapshot(folder) == before
 
 
-def test_stylize_never_writes_over_its_photos_or_its_painting(run_python, tmp_path):
+def test_stylize_never_writes_over_its_photos_or_its_painting(run_pipeline, tmp_path):
     """--out as the painting, as the photo, or inside the photos' folder: refused before any work,
     with --overwrite too, and every file left as it was."""
     folder = photos(tmp_path / "in", "a.png", "b.png")
@@ -250,7 +253,7 @@ def test_stylize_never_writes_over_its_photos_or_its_painting(run_python, tmp_pa
     fast = ("--size", "64", "--steps", "2", "--overwrite")
 
     def stylize(*args):
-        return run_python("-m", "pipeline", "stylize", *map(str, args), *fast)
+        return run_pipeline("stylize", *map(str, args), *fast)
 
     result = stylize(folder / "a.png", "--style", painting, "--out", painting)
     assert result.returncode == 2 and "is an input of this command" in result.stderr
@@ -278,20 +281,20 @@ def header_only_png(path: Path, width: int, height: int) -> Path:
 
 
 def test_colorize_skips_huge_and_strip_inputs_with_one_line_each_and_finishes_the_rest(
-    run_python, colorizer, tmp_path
+    run_pipeline, colorizer, tmp_path
 ):
     folder = photos(tmp_path / "in", "good.png")
     header_only_png(folder / "huge.png", 12000, 12000)  # 144 MP: 40 GB as the command was
     Image.new("L", (20000, 1)).save(folder / "strip.png")
     out = tmp_path / "out"
-    result = colorize(run_python, colorizer, folder, "--out", out)
+    result = colorize(run_pipeline, colorizer, folder, "--out", out)
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "2 of 3 input(s) could not be colorized and were skipped" in result.stderr
     assert "huge.png: 12000x12000 is 144.0 megapixels, above --max-megapixels 50" in result.stderr
     assert "strip.png: 20000x1 is longer than 20 times its width" in result.stderr
     assert [p.name for p in out.iterdir()] == ["good.png"]
     # the limit is the user's, within a range
-    result = colorize(run_python, colorizer, folder / "good.png", "--out", tmp_path / "o2",
+    result = colorize(run_pipeline, colorizer, folder / "good.png", "--out", tmp_path / "o2",
                       "--max-megapixels", "0.001")  # fmt: skip
     assert result.returncode == 2 and "argument --max-megapixels" in result.stderr
 
@@ -315,14 +318,14 @@ def test_colorize_refuses_unbounded_options_naming_them(capsys, colorizer, tmp_p
     assert not (tmp_path / "out").exists()
 
 
-def test_colorize_turns_photos_upright_by_their_exif_orientation(run_python, colorizer, tmp_path):
+def test_colorize_turns_photos_upright_by_their_exif_orientation(run_pipeline, colorizer, tmp_path):
     photo = tmp_path / "in" / "portrait.jpg"
     photo.parent.mkdir()
     exif = Image.Exif()
     exif[0x0112] = 6  # stored sideways: rotate 90 degrees clockwise to view
     Image.new("RGB", (60, 40), (200, 120, 40)).save(photo, exif=exif.tobytes())
     out = tmp_path / "out"
-    assert colorize(run_python, colorizer, photo, "--out", out).returncode == 0
+    assert colorize(run_pipeline, colorizer, photo, "--out", out).returncode == 0
     with Image.open(out / "portrait.png") as result:
         assert result.size == (40, 60)  # upright: portrait, as every viewer shows it
 
