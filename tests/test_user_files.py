@@ -128,16 +128,6 @@ def test_no_clobber_publish_keeps_a_file_that_appeared_meanwhile(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temporary file left
 
 
-def exit_status(argv: list[str]) -> int:
-    """``python -m pipeline ARGV`` in this process (argparse exits with 2 on a bad option)."""
-    from pipeline.apps import main
-
-    try:
-        return main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
 # --------------------------------------------------------------------- sample: data loss (29)
 @pytest.fixture(scope="module")
 def ddpm_model(tmp_path_factory):
@@ -196,11 +186,12 @@ def test_sample_each_never_deletes_the_model_or_a_folder(run_pipeline, ddpm_mode
     ],
 )
 def test_sample_refuses_non_finite_and_out_of_range_options(
-    capsys, ddpm_model, tmp_path, option, value, message
+    run_pipeline, ddpm_model, tmp_path, option, value, message
 ):
     argv = ["sample", "--model", str(ddpm_model), "--count", "2", "--out", str(tmp_path / "g.png")]
-    assert exit_status([*argv, option, value]) == 2
-    assert message in capsys.readouterr().err and not (tmp_path / "g.png").exists()
+    result = run_pipeline(*argv, option, value)
+    assert result.returncode == 2
+    assert message in result.stderr and not (tmp_path / "g.png").exists()
 
 
 # ------------------------------------------------------------------- colorize: data loss (29)
@@ -310,11 +301,14 @@ def test_colorize_skips_huge_and_strip_inputs_with_one_line_each_and_finishes_th
         ("--seed", str(2**63)),
     ],  # fmt: skip
 )
-def test_colorize_refuses_unbounded_options_naming_them(capsys, colorizer, tmp_path, option, value):
+def test_colorize_refuses_unbounded_options_naming_them(
+    run_pipeline, colorizer, tmp_path, option, value
+):
     folder = photos(tmp_path / "in", "a.png")
     argv = ["colorize", str(folder), "--model", str(colorizer), "--out", str(tmp_path / "out")]
-    assert exit_status([*argv, option, value]) == 2
-    assert f"argument {option}: must be" in capsys.readouterr().err
+    result = run_pipeline(*argv, option, value)
+    assert result.returncode == 2
+    assert f"argument {option}: must be" in result.stderr
     assert not (tmp_path / "out").exists()
 
 
