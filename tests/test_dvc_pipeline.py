@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import math
+import re
 import socket
 import subprocess
 import sys
@@ -231,6 +232,66 @@ def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
     assert result.returncode != 0
     assert "unknown beta schedule 'quadratic'" in result.stdout + result.stderr
     assert not (dvc_repo.repo / "reports/schedules.csv").exists()
+
+
+def declared_plots(repo) -> dict[str, str]:
+    """Every plot the project's dvc.yaml files declare, as DVC names it in ``dvc plots``, with
+    the file it reads: stage-level plots by their path, top-level ones by id (``dir/dvc.yaml::id``
+    outside the root when the id is used in several files)."""
+    declared: dict[str, list[tuple[str, str]]] = {}
+    for dvcfile in sorted(repo.rglob("dvc.yaml")):
+        spec, where = yaml.safe_load(dvcfile.read_text()), dvcfile.parent.relative_to(repo)
+        for stage in spec.get("stages", {}).values():
+            for entry in stage.get("plots", []):
+                path = next(iter(entry)) if isinstance(entry, dict) else entry
+                declared.setdefault(path, []).append((str(dvcfile.relative_to(repo)), path))
+        for entry in spec.get("plots", []):
+            name, props = next(iter(entry.items())) if isinstance(entry, dict) else (entry, {})
+            source = next(iter(props["y"])) if isinstance(props.get("y"), dict) else name
+            declared.setdefault(name, []).append(
+                (str(dvcfile.relative_to(repo)), str(where / source))
+            )
+    return {
+        (name if len(files) == 1 else f"{file}::{name}"): source
+        for name, files in declared.items()
+        for file, source in files
+    }
+
+
+def test_dvc_plots_diff_renders_every_declared_plot_of_two_revisions(dvc_repo):
+    """Issue 42: each CSV a person compares (every pipeline's training history, each sweep's
+    trials) is a DVC plot, and ``dvc plots diff`` of two revisions renders all of them."""
+    repo = dvc_repo.repo
+    declared = declared_plots(repo)
+    tables = {  # the tables git holds (the others, and the pictures, are DVC outputs)
+        name: source
+        for name, source in declared.items()
+        if source.endswith(".csv") and (repo / source).is_file()
+    }
+    histories = {s for s in tables.values() if s.endswith("_loss.csv")}
+    assert len(histories) == 5  # train (root), train + baseline (colorize), train + guide (shipped)
+    assert {"dvc.yaml::tune_trials", "colorize/dvc.yaml::tune_trials", "score_by_ratio"} <= set(
+        tables
+    )
+    for history in histories:  # a second revision: each history three rows shorter
+        table = pd.read_csv(repo / history)
+        assert {"step", "lr", "grad_norm", "images_per_s"} <= set(table.columns)
+        table.iloc[:-3].to_csv(repo / history, index=False)
+    dvc_repo("git", "commit", "-qam", "shorter histories")
+    shown = json.loads(dvc_repo("dvc", "plots", "diff", "HEAD~1", "HEAD", "--json").stdout)
+    rendered = {name for name, plots in shown["data"].items() if plots}
+    assert set(tables) - rendered <= {"colorize/dvc.yaml::tune_trials"}  # the sweep is off there
+    for name in set(tables) & rendered:
+        revisions = {
+            row["rev"] for plot in shown["data"][name] for row in plot["content"]["data"]["values"]
+        }
+        assert revisions == {"HEAD~1", "HEAD"}, name
+    html = dvc_repo("dvc", "plots", "diff", "HEAD~1", "HEAD", "-o", "plots_html")
+    assert html.returncode == 0
+    page = (repo / "plots_html" / "index.html").read_text()
+    for name in rendered:  # DVC's element id: the name, other characters as "_"; a drawn spec
+        block = page.split(f'<div id = "{re.sub("[^a-zA-Z0-9]", "_", name)}">')[1]
+        assert "var spec = {}" not in block.split("</div>")[0], name
 
 
 TINY_COLORIZER = {
