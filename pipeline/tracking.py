@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.config import Params, flatten, to_dict
 from pipeline.console import redact, say
 from pipeline.io import CorruptFileError, first_line
+from pipeline.workspace import experiment_tags, lasting
 
 RUN_NAME_TAG = "pipeline.run_name"
 # not logged as a run's params: evaluate records eval settings as tags, tune has its own runs
@@ -182,9 +183,10 @@ class BufferedMetrics:
 
 
 def tracking_uri(project_dir: str | Path = ".") -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{Path(project_dir).resolve() / 'mlflow.db'}"
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``, in the
+    workspace when DVC runs the stage in a temporary copy (pipeline.workspace.lasting)."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{lasting(project_dir) / 'mlflow.db'}"
     )
 
 
@@ -211,7 +213,8 @@ def git_commit(directory: str | Path = ".") -> str | None:
 
 def provenance_tags(project_dir: str | Path, entry_point: str, manifest_sha256: str) -> dict:
     """What a run was made from, as MLflow's own tags (the UI's Source column: the entry point
-    and its git commit) and ours (``git_commit``, ``data_manifest_sha256``)."""
+    and its git commit) and ours (``git_commit``, ``data_manifest_sha256``, and under ``dvc exp
+    run`` the experiment's name and baseline commit: pipeline.workspace.experiment_tags)."""
     commit = git_commit(project_dir) or "unknown"
     return {
         MLFLOW_SOURCE_NAME: entry_point,
@@ -219,6 +222,7 @@ def provenance_tags(project_dir: str | Path, entry_point: str, manifest_sha256: 
         MLFLOW_GIT_COMMIT: commit,
         "git_commit": commit,
         "data_manifest_sha256": manifest_sha256,
+        **experiment_tags(),
     }
 
 
@@ -237,13 +241,14 @@ def log_dataset(
 
 
 def experiment_id(client: MlflowClient, name: str, project_dir: str | Path = ".") -> str:
-    """The id of experiment ``name``, created when missing (artifacts beside a SQLite store)."""
+    """The id of experiment ``name``, created when missing (artifacts beside a SQLite store, in
+    the workspace: pipeline.workspace.lasting)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = None
     if client.tracking_uri.startswith("sqlite:"):
-        location = (Path(project_dir).resolve() / "mlartifacts").as_uri()
+        location = (lasting(project_dir) / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 
