@@ -13,6 +13,7 @@ from pipeline.config import (
     load_params,
     to_dict,
 )
+from pipeline.config.keys import nest, override
 from tests.conftest import ROOT
 
 
@@ -139,7 +140,7 @@ def test_direct_construction_is_validated_too():
 
 def space(**entries) -> dict:
     """A params mapping whose tune.space holds ``entries`` (keys with '__' for dots)."""
-    return {"tune": {"space": {k.replace("__", "."): v for k, v in entries.items()}}}
+    return {"tune": {"space": nest({k.replace("__", "."): v for k, v in entries.items()})}}
 
 
 @pytest.mark.parametrize(
@@ -199,6 +200,16 @@ def space(**entries) -> dict:
         ),
         ({"tune": {"eval_steps": 2000}}, "tune.eval_steps 2000 exceeds diffusion.timesteps 1000"),
         ({"tune": {"space": ["train.lr"]}}, "tune.space must be a mapping, got ['train.lr']"),
+        # the dotted form of earlier versions: DVC's -S cannot address it
+        (
+            {"tune": {"space": {"diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]}}}},
+            "space: diffusion.loss.min_snr_gamma: a dotted key cannot be set with dvc exp run -S; "
+            "nest it as the params are (diffusion: {loss: {min_snr_gamma: {...}}})",
+        ),
+        (
+            {"tune": {"space": {"train": {"lr": {"choice": [1e-3]}}, "diffusion": {}}}},
+            "space: diffusion: an empty section; give it keys or leave it out",
+        ),
     ],
 )
 def test_bad_search_spaces_are_rejected_before_any_trial(tmp_path, data, message):
@@ -219,6 +230,18 @@ def test_search_space_kinds_and_trial_params():
     assert trial.tune.enabled is False and trial.tune.space == {}  # a trial does not search
     fixed = Params(tune=from_dict(Params, space(train__lr=3e-4)).tune)
     assert fixed.tune.specs["train.lr"] == Spec("fixed", (3e-4,))
+
+
+def test_a_search_space_key_is_set_from_the_command_line_as_dvc_does(tmp_path):
+    """``dvc exp run -S 'tune.space.train.lr.loguniform=[1e-4,3e-3]'`` sets the nested key (DVC
+    splits -S keys on dots), and a new key joins the space."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = override(raw, {"tune.space.train.lr.loguniform": [1e-4, 3e-3],
+                         "tune.space.model.dropout.choice": [0.0, 0.1]})  # fmt: skip
+    specs = load_params(write(tmp_path, raw)).tune.specs
+    assert specs["train.lr"] == Spec("loguniform", (1e-4, 3e-3))
+    assert specs["model.dropout"] == Spec("choice", (0.0, 0.1))
+    assert specs["diffusion.schedule"].kind == "grid"  # the rest as it was
 
 
 def test_searched_values_are_checked_with_the_fixed_ones():

@@ -18,6 +18,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from pipeline.config import override
+from pipeline.config.keys import nest
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
 from pipeline.methods.export import load_model
 from tests.conftest import ROOT
@@ -60,7 +61,7 @@ TINY_TRAINING = {
     "eval.trajectory_count": 4,
     "eval.kid_subset_size": 10,
     # a real two-trial sweep: one trial per schedule, the winner's schedule goes to train
-    "tune.space": {"diffusion.schedule": {"grid": ["linear", "cosine"]}},
+    "tune.space": nest({"diffusion.schedule": {"grid": ["linear", "cosine"]}}),
     "tune.steps": 2,
     "tune.eval_every": 2,
     "tune.batch_size": None,
@@ -310,7 +311,7 @@ TINY_COLORIZER = {
     "eval.colorizer.photos": 3,
     # a real two-trial sweep ranked on fid_colour; the winner's prediction type goes to train
     "tune.enabled": True,
-    "tune.space": {"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}},
+    "tune.space": nest({"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}}),
     "tune.steps": 2,
     "tune.eval_every": 2,
     "tune.batch_size": None,
