@@ -182,6 +182,31 @@ class BufferedMetrics:
             ) from None
 
 
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str | None, node: str, every_s: float) -> Iterator[None]:
+    """The machine's CPU, memory, disk and network use (and GPUs' where pynvml is installed)
+    logged to run ``run_id`` as ``system/<node>/...`` every ``every_s`` seconds while the block
+    runs (MLflow's SystemMetricsMonitor, on psutil, which Ray brings): whether a cluster run was
+    starved. The block's last moments are logged when it ends, so a run shorter than ``every_s``
+    has one sample too. Nothing without a run or with ``every_s`` 0."""
+    if not run_id or not every_s:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=every_s, resume_logging=True, node_id=node, tracking_uri=uri
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()  # stops sampling without logging what it sampled since the last log
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+
+
 def tracking_uri(project_dir: str | Path = ".") -> str:
     """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``, in the
     workspace when DVC runs the stage in a temporary copy (pipeline.workspace.lasting)."""

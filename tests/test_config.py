@@ -114,6 +114,10 @@ def test_values_are_converted(tmp_path):
             {"train": {"min_colourfulness": 15}},
             "train.min_colourfulness 15 measures colour: data.channels must be 3, got 1",
         ),
+        (
+            {"mlflow": {"system_metrics_every": 0.1}},
+            "mlflow: system_metrics_every must be 0 (off) or seconds in [1, 3600], got 0.1",
+        ),
     ],
 )
 def test_bad_params_raise_config_error_naming_key_and_value(tmp_path, data, message):

@@ -54,3 +54,31 @@ def test_a_run_of_a_dvc_experiment_is_tagged_with_its_name_and_baseline(tmp_path
     monkeypatch.setenv("DVC_EXP_BASELINE_REV", "a" * 40)
     tags = provenance_tags(tmp_path, "stages/train.py", "0" * 64)
     assert tags["dvc.exp_name"] == "fuzzy-gull" and tags["dvc.baseline_rev"] == "a" * 40
+
+
+def test_system_metrics_are_logged_per_node_and_a_short_run_gets_one_sample(tmp_path):
+    """Issue 42: each node's CPU, memory, disk and network in the run (MLflow's monitor on a real
+    SQLite store), under system/<node>/, sampled every second and once more when the block ends."""
+    import time
+
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import system_metrics
+
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    client = MlflowClient(uri)
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    with system_metrics(uri, run_id, "node_0", every_s=1):
+        time.sleep(2.5)
+    short = client.create_run(client.get_experiment_by_name("e").experiment_id).info.run_id
+    with system_metrics(uri, short, "node_1", every_s=10):
+        pass
+    with system_metrics(uri, None, "node_2", every_s=1):  # no run (a trial without MLflow): none
+        pass
+    cpu = client.get_metric_history(run_id, "system/node_0/cpu_utilization_percentage")
+    assert len(cpu) >= 3 and [m.step for m in cpu] == list(range(len(cpu)))
+    assert 0 <= max(m.value for m in cpu) <= 100
+    assert client.get_run(run_id).data.metrics["system/node_0/system_memory_usage_megabytes"] > 0
+    logged = client.get_run(short).data.metrics
+    assert "system/node_1/cpu_utilization_percentage" in logged
+    assert not any(key.startswith("system/node_0") for key in logged)

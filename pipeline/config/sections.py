@@ -511,11 +511,19 @@ class MlflowConfig:
     registered_model: str | None = (
         "diffusion-pipeline-ddpm"  # each training adds a version; null: off
     )
+    # seconds between samples of each node's CPU, memory, disk and network use (GPU too with
+    # pynvml), logged to train and tune runs as system/node_<rank>/...; 0: off
+    system_metrics_every: float = 10.0
 
     def __post_init__(self) -> None:
         with section("mlflow"):
             if not self.experiment.strip():
                 raise ValueError("experiment must be a non-empty name")
+            every = self.system_metrics_every
+            if not (every == 0 or (math.isfinite(every) and 1 <= every <= 3600)):
+                raise ValueError(
+                    f"system_metrics_every must be 0 (off) or seconds in [1, 3600], got {every!r}"
+                )
             if self.registered_model is not None and not self.registered_model.strip():
                 raise ValueError("registered_model must be a non-empty name or null")
 
