@@ -207,6 +207,37 @@ def system_metrics(uri: str, run_id: str | None, node: str, every_s: float) -> I
         monitor.mlflow_logger.flush()
 
 
+CHAMPION = "champion"  # the registry alias of the best version (MLflow's aliases replace stages)
+PROTOCOL_TAG = "eval_protocol"  # a version's scoring settings, digested: scores compare within one
+
+
+def promote_champion(
+    client: MlflowClient, name: str, version: str, metric: str, protocol: str
+) -> str:
+    """Move alias CHAMPION of registered model ``name`` to ``version`` when its ``metric`` tag
+    (lower is better) beats the champion's, scored under the same ``protocol`` (its
+    PROTOCOL_TAG; a tie keeps the champion); the first scored version is champion. Returns the
+    decision as a line for the log."""
+    scored = client.get_model_version(name, version)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        champion = None
+    if champion is not None and champion.version != scored.version:
+        if champion.tags.get(PROTOCOL_TAG) != protocol or metric not in champion.tags:
+            return (
+                f"{name}@{CHAMPION} stays version {champion.version}: scored with other "
+                f"evaluation settings, not comparable with version {version}'s {metric}"
+            )
+        if not float(scored.tags[metric]) < float(champion.tags[metric]):
+            return (
+                f"{name}@{CHAMPION} stays version {champion.version} ({metric} "
+                f"{float(champion.tags[metric]):.4g} against {float(scored.tags[metric]):.4g})"
+            )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return f"{name}@{CHAMPION} is version {version} ({metric} {float(scored.tags[metric]):.4g})"
+
+
 def tracking_uri(project_dir: str | Path = ".") -> str:
     """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``, in the
     workspace when DVC runs the stage in a temporary copy (pipeline.workspace.lasting)."""

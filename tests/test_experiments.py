@@ -1,6 +1,8 @@
-"""Queued and temporary DVC experiments keep their MLflow runs and checkpoints in the workspace
-(pipeline.workspace; issue 42). The layout is DVC's own: a copy under .dvc/tmp/exps/, DVC_ROOT the
-workspace it was queued from. The real `dvc queue start` is in tests/test_dvc_pipeline.py."""
+"""Many experiments at once, tracked (issue 42): queued and temporary DVC experiments keep their
+MLflow runs and checkpoints in the workspace (pipeline.workspace; the layout is DVC's own: a copy
+under .dvc/tmp/exps/, DVC_ROOT the workspace it was queued from; the real `dvc queue start` is in
+tests/test_dvc_pipeline.py), runs carry their experiment and their nodes' system metrics, and the
+registry's @champion follows the best score."""
 
 from pathlib import Path
 
@@ -82,3 +84,35 @@ def test_system_metrics_are_logged_per_node_and_a_short_run_gets_one_sample(tmp_
     logged = client.get_run(short).data.metrics
     assert "system/node_1/cpu_utilization_percentage" in logged
     assert not any(key.startswith("system/node_0") for key in logged)
+
+
+def test_the_champion_alias_moves_only_to_a_better_score_under_the_same_protocol(tmp_path):
+    from mlflow.tracking import MlflowClient
+
+    from pipeline.tracking import CHAMPION, PROTOCOL_TAG, promote_champion
+
+    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run_id = client.create_run(client.create_experiment("e")).info.run_id
+    client.create_registered_model("m")
+
+    def scored(fid: float, protocol: str = "p1") -> str:
+        version = client.create_model_version("m", tmp_path.as_uri(), run_id).version
+        client.set_model_version_tag("m", version, "fid_featurenet", str(fid))
+        client.set_model_version_tag("m", version, PROTOCOL_TAG, protocol)
+        return version
+
+    def champion() -> str:
+        return client.get_model_version_by_alias("m", CHAMPION).version
+
+    first = scored(8.8)
+    assert "is version 1" in promote_champion(client, "m", first, "fid_featurenet", "p1")
+    better = scored(3.7)
+    promote_champion(client, "m", better, "fid_featurenet", "p1")
+    assert champion() == better
+    tie = scored(3.7)
+    assert "stays version 2" in promote_champion(client, "m", tie, "fid_featurenet", "p1")
+    worse = scored(5.0)
+    promote_champion(client, "m", worse, "fid_featurenet", "p1")
+    other = scored(1.0, protocol="p2")  # fewer samples, another FeatureNet: not comparable
+    line = promote_champion(client, "m", other, "fid_featurenet", "p2")
+    assert champion() == better and "not comparable" in line
