@@ -97,6 +97,10 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert set(table["diffusion.schedule"]) == {"linear", "cosine"}
     assert set(table["status"]) == {"completed"}
     assert best == {"diffusion": {"schedule": table.iloc[0]["diffusion.schedule"]}}
+    summary = json.loads((repo / "reports/tune.json").read_text())  # a metrics file: dvc exp show
+    assert summary["best_trial_id"] == table.iloc[0]["trial_id"]
+    assert summary["best_fid_featurenet"] == pytest.approx(table.iloc[0]["fid_featurenet"])
+    assert summary["num_trials"] == summary["num_completed"] == 2
     trained = load_model(repo / "models").params  # the train stage applied the winner
     assert trained.diffusion.schedule == best["diffusion"]["schedule"]
 
