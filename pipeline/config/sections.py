@@ -465,7 +465,7 @@ class EvalConfig:
     """Sample quality of the trained EMA model: FID and KID against the held-out test split."""
 
     num_samples: int = 500  # generated images scored
-    sampler: Literal["ddpm", "ddim"] = "ddim"  # reverse process used to generate them
+    sampler: Literal["ddpm", "ddim", "dpmpp_2m"] = "ddim"  # reverse process (diffusion.samplers)
     steps: int = 40  # network evaluations per sample, <= diffusion.timesteps
     eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
