@@ -288,3 +288,8 @@ def test_a_moved_key_is_named_in_a_params_file_and_upgraded_in_a_stored_model(tm
     assert stored.guidance.p_uncond == 0.2 and stored.eval.steps == 9
     assert stored.eval.guided == GuidedEvalConfig(guidance_scale=2.0, guidance_sweep=())
     assert stored.eval.colorizer.diversity_count == 5
+    # a model exported while tune.space had dotted keys (the shipped colorizer's guide, say)
+    space = {"diffusion.schedule": {"grid": ["linear"]}, "diffusion.loss.min_snr_gamma": 5.0}
+    stored = from_dict(Params, upgraded({"tune": {"space": space}}))
+    assert stored.tune.space == {"diffusion": {"schedule": {"grid": ["linear"]},
+                                               "loss": {"min_snr_gamma": 5.0}}}  # fmt: skip

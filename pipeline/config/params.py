@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.keys import override
+from pipeline.config.keys import nest, override
 from pipeline.config.loader import (
     ConfigError,
     fields_of,
@@ -224,7 +224,8 @@ def load_params(path: str | Path) -> Params:
 
 def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Params stored before a key moved (an exported model's config.json), with each key of
-    ``MOVED`` at its new place."""
+    ``MOVED`` at its new place and a ``tune.space`` of dotted keys nested (as stored before it
+    was nested, pipeline.config.space)."""
     out = copy.deepcopy(dict(raw))
     for old, new in _moved(out):
         *sections, name = old.split(".")
@@ -232,4 +233,7 @@ def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
         for key in sections:
             node = node[key]
         out = override(out, {new: node.pop(name)})
+    search = out.get("tune")
+    if isinstance(search, dict) and isinstance(search.get("space"), Mapping):
+        search["space"] = nest(search["space"])
     return out
