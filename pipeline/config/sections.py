@@ -15,6 +15,7 @@ from typing import Literal
 from pipeline.config.loader import check_positive, check_seed, section
 from pipeline.data.sources import SOURCES, get_source
 from pipeline.diffusion.gaussian import check_loss_weights
+from pipeline.diffusion.samplers import SAMPLERS
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.registry import check_family
 from pipeline.scene import PLANES, SCENES
@@ -465,7 +466,7 @@ class EvalConfig:
     """Sample quality of the trained EMA model: FID and KID against the held-out test split."""
 
     num_samples: int = 500  # generated images scored
-    sampler: Literal["ddpm", "ddim", "dpmpp_2m"] = "ddim"  # reverse process (diffusion.samplers)
+    sampler: str = "ddim"  # reverse process: a name of pipeline.diffusion.samplers.SAMPLERS
     steps: int = 40  # network evaluations per sample, <= diffusion.timesteps
     eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
@@ -484,6 +485,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         with section("eval"):
+            if self.sampler not in SAMPLERS:
+                allowed = ", ".join(SAMPLERS)
+                raise ValueError(f"sampler: unknown value {self.sampler!r}; allowed: {allowed}")
             for name in ("steps", "batch_size", "num_workers"):
                 check_positive(name, getattr(self, name))
             check_positive("num_samples", self.num_samples, MAX_SAMPLES)
