@@ -23,14 +23,11 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 from torch import nn
 from tqdm.auto import tqdm
-
-if TYPE_CHECKING:
-    from pipeline.diffusion.gaussian import GaussianDiffusion
 
 
 @dataclass(frozen=True)
@@ -51,6 +48,36 @@ class SampleStep:
     pred_x0: torch.Tensor
 
 
+class Process(Protocol):
+    """What a sampler uses of its process (pipeline.diffusion.gaussian.GaussianDiffusion, which
+    imports this module: the protocol keeps the import one way)."""
+
+    alpha_bar: torch.Tensor
+    num_timesteps: int
+
+    def sampling_timesteps(self, steps: int | None = None) -> torch.Tensor: ...
+
+    def respaced(self, timesteps: torch.Tensor) -> Process: ...
+
+    def denoised(
+        self, model_output: torch.Tensor, t: torch.Tensor, x_t: torch.Tensor, clip: bool | None
+    ) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def p_step(
+        self, model_output: torch.Tensor, t: int, x_t: torch.Tensor, noise: torch.Tensor
+    ) -> StepOutput: ...
+
+    def ddim_step(
+        self,
+        model_output: torch.Tensor,
+        t: int,
+        t_prev: int,
+        x_t: torch.Tensor,
+        eta: float = 0.0,
+        noise: torch.Tensor | None = None,
+    ) -> StepOutput: ...
+
+
 def call_model(
     model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
 ) -> torch.Tensor:
@@ -58,7 +85,7 @@ def call_model(
     return model(x_t, t) if cond is None else model(x_t, t, cond)
 
 
-def half_log_snr(process: GaussianDiffusion) -> torch.Tensor:
+def half_log_snr(process: Process) -> torch.Tensor:
     """lambda_t = log(alpha_t / sigma_t) = log(alpha_bar_t / (1 - alpha_bar_t)) / 2, float64."""
     alpha_bar = process.alpha_bar.double()
     return 0.5 * (alpha_bar.log() - (1.0 - alpha_bar).log())
@@ -68,12 +95,12 @@ class Sampler:
     """One sampling run of ``process`` with ``steps`` network evaluations on ``self.timesteps``
     (``spacing``, descending); ``step`` is the method."""
 
-    def __init__(self, process: GaussianDiffusion, steps: int | None, eta: float) -> None:
+    def __init__(self, process: Process, steps: int | None, eta: float) -> None:
         self.process, self.eta = process, eta
         self.timesteps = self.spacing(process, steps)
 
     @staticmethod
-    def spacing(process: GaussianDiffusion, steps: int | None) -> torch.Tensor:
+    def spacing(process: Process, steps: int | None) -> torch.Tensor:
         """Evenly spaced timesteps (GaussianDiffusion.sampling_timesteps)."""
         return process.sampling_timesteps(steps)
 
@@ -91,7 +118,7 @@ class DDPMSampler(Sampler):
     """Ancestral steps x_{t-1} = mu~ + sigma z on the respaced process (index i <-> timestep s_i),
     made on the device of the first x_t."""
 
-    respaced: GaussianDiffusion | None = None
+    respaced: Process | None = None
 
     def step(self, model_output, i, x_t, noise):
         if self.respaced is None:
@@ -116,13 +143,13 @@ class DPMSolverPP2M(Sampler):
     with D = x0_{i-1} on the first step (first order, DPM-Solver++(1) = DDIM); the last step,
     onto lambda = +inf, is x0 itself (first order, as diffusers' lower_order_final)."""
 
-    def __init__(self, process: GaussianDiffusion, steps: int | None, eta: float) -> None:
+    def __init__(self, process: Process, steps: int | None, eta: float) -> None:
         super().__init__(process, steps, eta)
         self.log_snr_half = half_log_snr(process)  # lambda_t
         self.previous: tuple[torch.Tensor, float] | None = None  # (x0, h) of the step before
 
     @staticmethod
-    def spacing(process: GaussianDiffusion, steps: int | None) -> torch.Tensor:
+    def spacing(process: Process, steps: int | None) -> torch.Tensor:
         """``steps`` timesteps from T-1 to 0 evenly spaced in lambda (from the first finite one:
         a zero-terminal-SNR schedule has lambda_{T-1} = -inf), each rounded to the nearest
         timestep and kept below the one before, so that every step is a network evaluation of
@@ -168,7 +195,7 @@ SAMPLERS: dict[str, type[Sampler]] = {
 
 
 def sample_progressive(
-    process: GaussianDiffusion,
+    process: Process,
     model: nn.Module,
     shape: tuple[int, ...],
     steps: int | None,
