@@ -36,7 +36,7 @@ from pipeline.config.sections import (
 )
 from pipeline.data.sources import get_source
 from pipeline.models.unet import check_attention_resolutions
-from pipeline.registry import family
+from pipeline.registry import METHODS, family
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Params:
         if self.data.scene != "none" and not needs.needs_rgb:
             raise ConfigError(
                 f"data.scene {self.data.scene} tells a colorizer of the whole photo: model.family "
-                f"{self.model.family!r} is not one (use ddpm_color or regression_color)"
+                f"{self.model.family!r} is not one (use one of {colorizers()})"
             )
         if self.train.min_colourfulness > 0 and self.data.channels != 3:
             raise ConfigError(
@@ -89,8 +89,8 @@ class Params:
         if self.train.degrade.active and not needs.needs_rgb:
             raise ConfigError(
                 f"train.degrade degrades a colorizer's lightness condition: model.family "
-                f"{self.model.family!r} has none (set its p or every maximum to 0, or use "
-                "ddpm_color or regression_color)"
+                f"{self.model.family!r} has none (set its p or every maximum to 0, or use one of "
+                f"{colorizers()})"
             )
         if needs.needs_labels and source.classes is None and not source.needs_folder:
             raise ConfigError(
@@ -207,6 +207,11 @@ def _moved(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
         if isinstance(node, Mapping) and name in node:
             found.append((old, new))
     return found
+
+
+def colorizers() -> str:
+    """The registered colorizer families, for messages."""
+    return ", ".join(name for name, entry in METHODS.items() if entry.needs_rgb)
 
 
 def load_params(path: str | Path) -> Params:

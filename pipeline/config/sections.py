@@ -436,7 +436,7 @@ class LatentEvalConfig:
 
 @dataclass(frozen=True)
 class ColorizerEvalConfig:
-    """The evaluation of a colorizer (ddpm_color, regression_color)."""
+    """The evaluation of a colorizer (ddpm_color, regression_color, classify_color)."""
 
     diversity_count: int = 8  # test images colorized diversity_samples times each
     diversity_samples: int = 3  # K samples per image for diversity and the triptychs
