@@ -5,12 +5,16 @@ Each variant is params.yaml with the tuned values of reports/best_params.yaml (w
 trains with after the sweep) and a few keys changed. It is trained by the real train stage (Ray
 Train, 2 workers, MLflow in a throwaway SQLite store) on the default run's data/processed, and
 scored by the real evaluate stage with the default run's FeatureNet (featurenet/): the same
-protocol as reports/metrics.json (500 samples against the test split), at each ``--eval-steps``
-(DDIM steps; the default run's 40, and 20, which frees evaluation time for training). Run `dvc repro` first.
-Prints each variant's train and evaluate wall time, their sum, and fid_featurenet; the tune stage
-(about 200 s) and the rest (about 60 s) come on top of the sum in a `dvc repro`.
+protocol as reports/metrics.json (500 samples against the test split), with each of
+``--samplers`` (pipeline.diffusion.samplers) at each ``--eval-steps`` (the default run's DDIM-40;
+fewer steps free evaluation time for training). ``--trained`` scores the default run's own models/
+instead of training variants (the sampler comparison of issue 44; its DDIM-40 row reproduces
+reports/metrics.json). Run `dvc repro` first. Prints each variant's train and evaluate wall time,
+their sum, and fid_featurenet; the tune stage (about 200 s) and the rest (about 60 s) come on top
+of the sum in a `dvc repro`.
 
     .venv/bin/python benchmarks/default_budget.py [--variants base,steps1000] [--eval-steps 40,20]
+    .venv/bin/python benchmarks/default_budget.py --trained --samplers ddim,dpmpp_2m --eval-steps 10,20,40
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 
 import yaml
+from mlflow.tracking import MlflowClient
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -48,16 +53,36 @@ def variant_params(overrides: dict) -> dict:
     return override(params, {**dotted(best), **overrides})
 
 
-def evaluate(folder: Path, work: Path, steps: int) -> tuple[dict, float]:
-    """The evaluate stage on the variant's model with DDIM ``steps``: its metrics and wall time."""
+def trained(work: Path) -> Path:
+    """The default run's models/ set up as a variant's folder: its params and models, and a copy
+    of its train report naming a run of the throwaway store (the evaluate stage logs there, never
+    into the project's store) and no registered model."""
+    folder = work / "trained"
+    folder.mkdir()
+    (folder / "params.yaml").write_text(yaml.safe_dump(variant_params({})))
+    (folder / "models").symlink_to(ROOT / "models")
+    client = MlflowClient(f"sqlite:///{work / 'mlflow.db'}")
+    run = client.create_run(client.create_experiment("trained", (work / "artifacts").as_uri()))
+    report = json.loads((ROOT / "reports/train.json").read_text())
+    report.update(
+        mlflow_run_id=run.info.run_id, registered_model=None, registered_model_version=None
+    )
+    (folder / "train.json").write_text(json.dumps(report))
+    return folder / "models"
+
+
+def evaluate(folder: Path, work: Path, sampler: str, steps: int) -> tuple[dict, float]:
+    """The evaluate stage on the variant's model with ``sampler`` at ``steps``: its metrics and
+    wall time."""
     params = yaml.safe_load((folder / "params.yaml").read_text())
-    params["eval"]["steps"] = steps
-    (folder / f"eval{steps}.yaml").write_text(yaml.safe_dump(params))
+    params["eval"].update(sampler=sampler, steps=steps)
+    name = f"eval_{sampler}{steps}"
+    (folder / f"{name}.yaml").write_text(yaml.safe_dump(params))
     env = {**os.environ, "MLFLOW_TRACKING_URI": f"sqlite:///{work / 'mlflow.db'}"}
-    out = folder / f"eval{steps}"
+    out = folder / name
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "stages.evaluate", "--params", str(folder / f"eval{steps}.yaml"),
+        [sys.executable, "-m", "stages.evaluate", "--params", str(folder / f"{name}.yaml"),
          "--models", str(folder / "models"), "--featurenet", str(ROOT / "featurenet"),
          "--data", str(ROOT / "data/processed"), "--train-report", str(folder / "train.json"),
          "--metrics", str(out / "metrics.json"), "--grid", str(out / "samples.png"),
@@ -70,31 +95,36 @@ def evaluate(folder: Path, work: Path, steps: int) -> tuple[dict, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--eval-steps", default="40,20", help="DDIM steps to score each model at")
+    parser.add_argument("--eval-steps", default="40,20", help="sampler steps to score each at")
+    parser.add_argument("--samplers", default="ddim", help="eval.sampler values, comma-separated")
+    parser.add_argument("--trained", action="store_true", help="score models/, train nothing")
     parser.add_argument("--keep", help="copy each variant's samples.png into this folder")
     args = parser.parse_args()
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        for name in args.variants.split(","):
-            models, train_s = train(
-                name, variant_params(VARIANTS[name]), work, data=ROOT / "data/processed"
-            )
-            for steps in map(int, args.eval_steps.split(",")):
-                metrics, eval_s = evaluate(models.parent, work, steps)
-                fid = metrics["fid_featurenet"]
-                rows.append((name, steps, train_s, eval_s, fid))
-                print(f"{name}, DDIM-{steps}: train {train_s:.0f} s, evaluate {eval_s:.0f} s, "
-                      f"fid_featurenet {fid:.2f}", flush=True)  # fmt: skip
-                if args.keep:
-                    keep = Path(args.keep)
-                    keep.mkdir(parents=True, exist_ok=True)
-                    grid = models.parent / f"eval{steps}" / "samples.png"
-                    (keep / f"{name}_ddim{steps}.png").write_bytes(grid.read_bytes())
-    print(f"\n{'variant':<22} {'DDIM':>4} {'train s':>7} {'eval s':>7} {'sum s':>7} "
+        for name in ["trained"] if args.trained else args.variants.split(","):
+            if args.trained:
+                models, train_s = trained(work), 0.0
+            else:
+                params = variant_params(VARIANTS[name])
+                models, train_s = train(name, params, work, data=ROOT / "data/processed")
+            for sampler in args.samplers.split(","):
+                for steps in map(int, args.eval_steps.split(",")):
+                    metrics, eval_s = evaluate(models.parent, work, sampler, steps)
+                    fid = metrics["fid_featurenet"]
+                    rows.append((name, f"{sampler}-{steps}", train_s, eval_s, fid))
+                    print(f"{name}, {sampler}-{steps}: train {train_s:.0f} s, evaluate "
+                          f"{eval_s:.0f} s, fid_featurenet {fid:.2f}", flush=True)  # fmt: skip
+                    if args.keep:
+                        keep = Path(args.keep)
+                        keep.mkdir(parents=True, exist_ok=True)
+                        grid = models.parent / f"eval_{sampler}{steps}" / "samples.png"
+                        (keep / f"{name}_{sampler}{steps}.png").write_bytes(grid.read_bytes())
+    print(f"\n{'variant':<22} {'sampler':>12} {'train s':>7} {'eval s':>7} {'sum s':>7} "
           f"{'fid_featurenet':>14}")  # fmt: skip
-    for name, steps, train_s, eval_s, fid in rows:
-        print(f"{name:<22} {steps:4d} {train_s:7.0f} {eval_s:7.0f} {train_s + eval_s:7.0f} "
+    for name, how, train_s, eval_s, fid in rows:
+        print(f"{name:<22} {how:>12} {train_s:7.0f} {eval_s:7.0f} {train_s + eval_s:7.0f} "
               f"{fid:14.2f}")  # fmt: skip
 
 

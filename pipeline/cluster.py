@@ -17,6 +17,7 @@ import ray
 from pipeline.config import Params
 from pipeline.config.sections import check_shared_dir
 from pipeline.io import first_line
+from pipeline.workspace import lasting
 
 SHARED_DIR_ENV = "PIPELINE_SHARED_DIR"  # overrides ray.shared_dir, as RAY_ADDRESS does ray.address
 
@@ -183,6 +184,7 @@ def for_workers(params: Params, directory: str | Path) -> Path:
 def checkpoints_for_workers(params: Params, checkpoints_dir: str | Path) -> Path:
     """Where Ray keeps a run's checkpoints: ``<shared_dir>/checkpoints`` when there is a shared dir
     (run names are content hashes, so runs of different pipelines do not collide), else
-    ``checkpoints_dir``."""
+    ``checkpoints_dir`` (in the workspace when DVC runs the stage in a temporary copy:
+    pipeline.workspace.lasting, so a queued experiment run again resumes)."""
     storage = shared_dir(params)
-    return (storage / "checkpoints") if storage else Path(checkpoints_dir).resolve()
+    return (storage / "checkpoints") if storage else lasting(checkpoints_dir)

@@ -54,7 +54,7 @@ from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.pixels import to_uint8, to_unit
 from pipeline.scene import thumbnail
 
-GUIDE_FAMILY = "regression_color"
+GUIDE_FAMILIES = ("regression_color", "classify_color")  # one-step colorizers: a guide's
 WHOLE_SCALE = 1.0  # shorter side / image size for a model trained on views: a whole view's scale
 TILED_SCALE = 4.0  # for a model trained on crops: the middle of the photos' tile_scales (2 ... 8)
 DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)
@@ -102,19 +102,19 @@ def default_scale(model: GenerativeModel) -> float:
 
 
 def guide_mismatch(model: GenerativeModel, guide: GenerativeModel) -> str | None:
-    """Why ``guide`` cannot guide ``model`` (it must be a GUIDE_FAMILY model of the model's image
-    size and data.fit, so that both see a photo alike), or None when it can."""
+    """Why ``guide`` cannot guide ``model`` (it must be a one-step colorizer, GUIDE_FAMILIES, of
+    the model's image size and data.fit, so that both see a photo alike), or None when it can."""
     family, crop, fit = (
         guide.params.model.family,
         guide.params.data.image_size,
         guide.params.data.fit,
     )
     wanted = (model.params.data.image_size, model.params.data.fit)
-    if family == GUIDE_FAMILY and (crop, fit) == wanted:
+    if family in GUIDE_FAMILIES and (crop, fit) == wanted:
         return None
     return (
-        f"holds a {family} of {crop} px images (data.fit {fit}); a guide is a {GUIDE_FAMILY} of "
-        f"the model's {wanted[0]} px images (data.fit {wanted[1]})"
+        f"holds a {family} of {crop} px images (data.fit {fit}); a guide is a one-step colorizer "
+        f"({', '.join(GUIDE_FAMILIES)}) of the model's {wanted[0]} px images (data.fit {wanted[1]})"
     )
 
 

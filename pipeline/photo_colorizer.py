@@ -18,7 +18,7 @@ from pipeline.methods.step import resolve_precision
 from pipeline.model_uri import is_uri, model_folder
 from pipeline.photo import (
     DEFAULT_DRAWS,
-    GUIDE_FAMILY,
+    GUIDE_FAMILIES,
     colorize_image,
     default_scale,
     guide_mismatch,
@@ -43,10 +43,10 @@ def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
 
 def load_guide(guide_dir: str, model: GenerativeModel) -> GenerativeModel:
     """The exported guide in ``guide_dir`` on ``model``'s device; ValueError unless it is a
-    GUIDE_FAMILY model that fits ``model`` (pipeline.photo.guide_mismatch) and ``model`` is a
-    diffusion colorizer."""
-    if model.params.model.family == GUIDE_FAMILY:
-        raise ValueError(f"--guide needs a diffusion --model, not a {GUIDE_FAMILY}")
+    one-step colorizer (GUIDE_FAMILIES) that fits ``model`` (pipeline.photo.guide_mismatch) and
+    ``model`` is a diffusion colorizer."""
+    if model.params.model.family in GUIDE_FAMILIES:
+        raise ValueError(f"--guide needs a diffusion --model, not a {model.params.model.family}")
     guide = load_on(guide_dir, str(model.device))
     if problem := guide_mismatch(model, guide):
         raise ValueError(f"--guide {guide_dir} {problem}")

@@ -85,6 +85,13 @@ METHODS: dict[str, Family] = {
         ("diffusion",),
         evaluation=f"{EVALUATION}:ColorizerEvaluation",
     ),
+    # colour as classes over the ab bins, decoded by the annealed mean (Zhang et al. 2016)
+    "classify_color": Family(
+        "pipeline.methods.colorize:ClassifyColor",
+        "image",
+        ("diffusion",),
+        evaluation=f"{EVALUATION}:ColorizerEvaluation",
+    ),
 }
 
 

@@ -38,6 +38,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from pipeline.config import Params, flatten, to_dict
 from pipeline.console import redact, say
 from pipeline.io import CorruptFileError, first_line
+from pipeline.workspace import experiment_tags, lasting
 
 RUN_NAME_TAG = "pipeline.run_name"
 # not logged as a run's params: evaluate records eval settings as tags, tune has its own runs
@@ -181,10 +182,67 @@ class BufferedMetrics:
             ) from None
 
 
+@contextlib.contextmanager
+def system_metrics(uri: str, run_id: str | None, node: str, every_s: float) -> Iterator[None]:
+    """The machine's CPU, memory, disk and network use (and GPUs' where pynvml is installed)
+    logged to run ``run_id`` as ``system/<node>/...`` every ``every_s`` seconds while the block
+    runs (MLflow's SystemMetricsMonitor, on psutil, which Ray brings): whether a cluster run was
+    starved. The block's last moments are logged when it ends, so a run shorter than ``every_s``
+    has one sample too. Nothing without a run or with ``every_s`` 0."""
+    if not run_id or not every_s:
+        yield
+        return
+    from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+    monitor = SystemMetricsMonitor(
+        run_id, sampling_interval=every_s, resume_logging=True, node_id=node, tracking_uri=uri
+    )
+    monitor.start()
+    try:
+        yield
+    finally:
+        monitor.finish()  # stops sampling without logging what it sampled since the last log
+        monitor.collect_metrics()
+        monitor.publish_metrics(monitor.aggregate_metrics())
+        monitor.mlflow_logger.flush()
+
+
+CHAMPION = "champion"  # the registry alias of the best version (MLflow's aliases replace stages)
+PROTOCOL_TAG = "eval_protocol"  # a version's scoring settings, digested: scores compare within one
+
+
+def promote_champion(
+    client: MlflowClient, name: str, version: str, metric: str, protocol: str
+) -> str:
+    """Move alias CHAMPION of registered model ``name`` to ``version`` when its ``metric`` tag
+    (lower is better) beats the champion's, scored under the same ``protocol`` (its
+    PROTOCOL_TAG; a tie keeps the champion); the first scored version is champion. Returns the
+    decision as a line for the log."""
+    scored = client.get_model_version(name, version)
+    try:
+        champion = client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException:
+        champion = None
+    if champion is not None and champion.version != scored.version:
+        if champion.tags.get(PROTOCOL_TAG) != protocol or metric not in champion.tags:
+            return (
+                f"{name}@{CHAMPION} stays version {champion.version}: scored with other "
+                f"evaluation settings, not comparable with version {version}'s {metric}"
+            )
+        if not float(scored.tags[metric]) < float(champion.tags[metric]):
+            return (
+                f"{name}@{CHAMPION} stays version {champion.version} ({metric} "
+                f"{float(champion.tags[metric]):.4g} against {float(scored.tags[metric]):.4g})"
+            )
+    client.set_registered_model_alias(name, CHAMPION, version)
+    return f"{name}@{CHAMPION} is version {version} ({metric} {float(scored.tags[metric]):.4g})"
+
+
 def tracking_uri(project_dir: str | Path = ".") -> str:
-    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``."""
-    return os.environ.get("MLFLOW_TRACKING_URI") or (
-        f"sqlite:///{Path(project_dir).resolve() / 'mlflow.db'}"
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<absolute project_dir>/mlflow.db``, in the
+    workspace when DVC runs the stage in a temporary copy (pipeline.workspace.lasting)."""
+    return (
+        os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{lasting(project_dir) / 'mlflow.db'}"
     )
 
 
@@ -211,7 +269,8 @@ def git_commit(directory: str | Path = ".") -> str | None:
 
 def provenance_tags(project_dir: str | Path, entry_point: str, manifest_sha256: str) -> dict:
     """What a run was made from, as MLflow's own tags (the UI's Source column: the entry point
-    and its git commit) and ours (``git_commit``, ``data_manifest_sha256``)."""
+    and its git commit) and ours (``git_commit``, ``data_manifest_sha256``, and under ``dvc exp
+    run`` the experiment's name and baseline commit: pipeline.workspace.experiment_tags)."""
     commit = git_commit(project_dir) or "unknown"
     return {
         MLFLOW_SOURCE_NAME: entry_point,
@@ -219,6 +278,7 @@ def provenance_tags(project_dir: str | Path, entry_point: str, manifest_sha256: 
         MLFLOW_GIT_COMMIT: commit,
         "git_commit": commit,
         "data_manifest_sha256": manifest_sha256,
+        **experiment_tags(),
     }
 
 
@@ -237,13 +297,14 @@ def log_dataset(
 
 
 def experiment_id(client: MlflowClient, name: str, project_dir: str | Path = ".") -> str:
-    """The id of experiment ``name``, created when missing (artifacts beside a SQLite store)."""
+    """The id of experiment ``name``, created when missing (artifacts beside a SQLite store, in
+    the workspace: pipeline.workspace.lasting)."""
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         return experiment.experiment_id
     location = None
     if client.tracking_uri.startswith("sqlite:"):
-        location = (Path(project_dir).resolve() / "mlartifacts").as_uri()
+        location = (lasting(project_dir) / "mlartifacts").as_uri()
     return client.create_experiment(name, artifact_location=location)
 
 

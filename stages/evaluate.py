@@ -11,6 +11,7 @@ from pipeline.cli import entry_point
 from pipeline.config import load_params
 from pipeline.console import redact, say
 from pipeline.evaluate.run import evaluate
+from pipeline.registry import evaluation_class
 from pipeline.tracking import tracking_uri
 
 
@@ -63,43 +64,10 @@ def main(argv: Sequence[str] | None = None) -> None:
         f"{metrics[f'kid_{name}']:.4f} ({metrics['num_samples']} samples, {metrics['sampler']} "
         f"{metrics['steps']} steps); pictures: {args.grid}, {args.trajectory}"
     )
-    if "class_accuracy" in metrics:
-        say(
-            f"  class accuracy {metrics['class_accuracy']:.3f} at guidance w "
-            f"{metrics['guidance_scale']:g} (FeatureNet's classifier on the samples)"
-        )
+    for line in evaluation_class(metrics["family"]).summary(metrics, params.eval):
+        say(line)
     if args.figures and any(Path(args.figures).iterdir()):
         say(f"  figures: {args.figures}/")
-    if "psnr" in metrics:  # a colorizer, next to its baselines
-        for prefix, label in (("", "model"), ("regression_", "regression"), ("gray_", "gray")):
-            if f"{prefix}psnr" in metrics:
-                say(
-                    f"  {label:<10} fid_{name} {metrics[f'{prefix}fid_{name}']:7.3f}  psnr "
-                    f"{metrics[f'{prefix}psnr']:5.2f}  ssim {metrics[f'{prefix}ssim']:.3f}  "
-                    f"ciede2000 {metrics[f'{prefix}ciede2000']:5.2f} "
-                    f"({metrics[f'{prefix}ciede2000_relative']:.2f} of gray's)  right hue "
-                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  colourfulness "
-                    f"{metrics[f'{prefix}colourfulness']:5.1f} (truth "
-                    f"{metrics['colourfulness_truth']:.1f})"
-                )
-        say(f"  diversity_ab {metrics['diversity_ab']:.2f} (mean pairwise ab distance of samples)")
-    if "photo_hue_accuracy" in metrics:  # whole test photos, as the colorize command colours them
-        say(
-            f"  whole test photos ({params.eval.colorizer.photos} at most), as the colorize command does:"
-        )
-        for prefix, label in (
-            ("photo_", "command"),
-            ("photo_draws_", "draws"),
-            ("photo_regression_", "regression"),
-        ):
-            if f"{prefix}hue_accuracy" in metrics:
-                say(
-                    f"  {label:<10} fid_colour {metrics[f'{prefix}fid_colour']:7.3f}  ciede2000 "
-                    f"{metrics[f'{prefix}ciede2000_relative']:.2f} of gray's  right hue "
-                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  chroma "
-                    f"{metrics[f'{prefix}chroma_ratio']:.2f} of the truth's"
-                )
-        say(f"  gray       fid_colour {metrics['photo_gray_fid_colour']:7.3f}")
     uri = tracking_uri()
     if uri.startswith(("http://", "https://")):  # a server: its URI may carry a password
         say(f"compare runs: open {redact(uri)} in a browser")

@@ -28,6 +28,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--best", required=True, help="winning values, YAML (read by train)")
     parser.add_argument("--results", required=True, help="one row per trial, CSV")
     parser.add_argument("--plot", required=True, help="the milestone FID per trial, PNG")
+    parser.add_argument("--metrics", help="the best score and the trials per status, JSON")
     args = parser.parse_args(argv)
     params = load_params(args.params)
     run_sweep(
@@ -38,6 +39,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         best_params_path=args.best,
         results_csv=args.results,
         plot_png=args.plot,
+        metrics_json=args.metrics,
     )
 
 

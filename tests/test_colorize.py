@@ -37,7 +37,7 @@ def two_images():
     return torch.stack([red, blue]) * 2 - 1
 
 
-@pytest.mark.parametrize("family", ["ddpm_color", "regression_color"])
+@pytest.mark.parametrize("family", ["ddpm_color", "regression_color", "classify_color"])
 def test_a_colorizer_learns_two_images_and_keeps_their_lightness(family):
     torch.manual_seed(0)
     method = method_class(family)(params(family), torch.device("cpu"))
@@ -59,6 +59,31 @@ def test_a_colorizer_learns_two_images_and_keeps_their_lightness(family):
     assert (ab_out - ab_true).pow(2).mean() < 0.2 * gray_error  # far closer to the truth than gray
     with pytest.raises(ValueError, match=r"a colorizer samples from cond of shape \(2, 1, H, W\)"):
         model.sample(2, generator=torch.Generator(), how=Sampling(5))
+
+
+def test_ab_bins_cover_the_srgb_gamut_and_decode_a_likely_colour_not_the_mean():
+    """Zhang et al. 2016: 261 bins of 10 units reach every sRGB colour's ab; the soft encoding
+    of a colour decodes back to it; and where a grey patch is red 70% of the time and green 30%,
+    the annealed mean (T 0.38) keeps most of the red's chroma and hue where the mean (an L2
+    estimate) falls to a dull brown."""
+    from pipeline.ab_bins import GRID, ab_bins, annealed_mean, soft_encode
+    from pipeline.color import rgb_to_lab
+
+    bins = ab_bins()
+    assert bins.shape == (261, 2) and bins.abs().max() <= 110
+    rgb = torch.rand(1, 3, 32, 32, generator=torch.Generator().manual_seed(0)).double()
+    ab = rgb_to_lab(rgb)[:, 1:].float()
+    assert torch.cdist(ab.permute(0, 2, 3, 1).reshape(-1, 2), bins).min(1).values.max() < GRID
+    z = soft_encode(ab, bins)
+    torch.testing.assert_close(z.sum(1), torch.ones(1, 32, 32))
+    decoded = annealed_mean(torch.log(z + 1e-12), bins, temperature=1.0)
+    assert (decoded - ab).norm(dim=1).max() < GRID / 2  # the encoding's mean is the colour
+    red, green = torch.tensor([[[[60.0]], [[50.0]]]]), torch.tensor([[[[-60.0]], [[50.0]]]])
+    rival = 0.7 * soft_encode(red, bins) + 0.3 * soft_encode(green, bins)
+    mean = annealed_mean(torch.log(rival + 1e-12), bins, temperature=1.0).flatten()
+    annealed = annealed_mean(torch.log(rival + 1e-12), bins).flatten()
+    torch.testing.assert_close(mean, torch.tensor([24.0, 50.0]), rtol=0, atol=1.0)
+    assert (annealed - red.flatten()).norm() < 0.35 * (mean - red.flatten()).norm()
 
 
 def test_the_colorizer_panel_is_gray_samples_truth():
@@ -249,7 +274,8 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
     )
     assert result.returncode == 2
     assert (
-        "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color)" in result.stderr
+        "holds model.family 'ddpm', not a colorizer (ddpm_color, regression_color, classify_color)"
+        in result.stderr
     )
     assert not (tmp_path / "none").exists()
     # weights holding NaN coloured the photo black with exit 0 (issue 47, class 2)
@@ -269,7 +295,8 @@ def test_colorize_skips_and_lists_unreadable_files_and_refuses_other_models(run_
         (
             diffusion,
             diffusion,
-            "holds a ddpm_color of 8 px images (data.fit tiles); a guide is a regression_color of the model's 8 px",
+            "holds a ddpm_color of 8 px images (data.fit tiles); a guide is a one-step colorizer "
+            "(regression_color, classify_color) of the model's 8 px",
         ),
         (models, models, "--guide needs a diffusion --model, not a regression_color"),
     ):
@@ -540,7 +567,7 @@ def test_ship_copies_a_checked_colorizer_and_its_guide_with_their_provenance(tmp
         ship(guide, guide, tmp_path / "swapped")
     with pytest.raises(
         ValueError,
-        match=r"holds a ddpm_color of 8 px images .data.fit \w+.; a guide is a regression",
+        match=r"holds a ddpm_color of 8 px images .data.fit \w+.; a guide is a one-step colorizer",
     ):
         ship(models, models, tmp_path / "two")
     monkeypatch.setattr(shipped, "MAX_SHIPPED_BYTES", 1000)

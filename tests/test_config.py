@@ -13,6 +13,7 @@ from pipeline.config import (
     load_params,
     to_dict,
 )
+from pipeline.config.keys import nest, override
 from tests.conftest import ROOT
 
 
@@ -113,6 +114,10 @@ def test_values_are_converted(tmp_path):
             {"train": {"min_colourfulness": 15}},
             "train.min_colourfulness 15 measures colour: data.channels must be 3, got 1",
         ),
+        (
+            {"mlflow": {"system_metrics_every": 0.1}},
+            "mlflow: system_metrics_every must be 0 (off) or seconds in [1, 3600], got 0.1",
+        ),
     ],
 )
 def test_bad_params_raise_config_error_naming_key_and_value(tmp_path, data, message):
@@ -139,7 +144,7 @@ def test_direct_construction_is_validated_too():
 
 def space(**entries) -> dict:
     """A params mapping whose tune.space holds ``entries`` (keys with '__' for dots)."""
-    return {"tune": {"space": {k.replace("__", "."): v for k, v in entries.items()}}}
+    return {"tune": {"space": nest({k.replace("__", "."): v for k, v in entries.items()})}}
 
 
 @pytest.mark.parametrize(
@@ -199,6 +204,16 @@ def space(**entries) -> dict:
         ),
         ({"tune": {"eval_steps": 2000}}, "tune.eval_steps 2000 exceeds diffusion.timesteps 1000"),
         ({"tune": {"space": ["train.lr"]}}, "tune.space must be a mapping, got ['train.lr']"),
+        # the dotted form of earlier versions: DVC's -S cannot address it
+        (
+            {"tune": {"space": {"diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]}}}},
+            "space: diffusion.loss.min_snr_gamma: a dotted key cannot be set with dvc exp run -S; "
+            "nest it as the params are (diffusion: {loss: {min_snr_gamma: {...}}})",
+        ),
+        (
+            {"tune": {"space": {"train": {"lr": {"choice": [1e-3]}}, "diffusion": {}}}},
+            "space: diffusion: an empty section; give it keys or leave it out",
+        ),
     ],
 )
 def test_bad_search_spaces_are_rejected_before_any_trial(tmp_path, data, message):
@@ -219,6 +234,18 @@ def test_search_space_kinds_and_trial_params():
     assert trial.tune.enabled is False and trial.tune.space == {}  # a trial does not search
     fixed = Params(tune=from_dict(Params, space(train__lr=3e-4)).tune)
     assert fixed.tune.specs["train.lr"] == Spec("fixed", (3e-4,))
+
+
+def test_a_search_space_key_is_set_from_the_command_line_as_dvc_does(tmp_path):
+    """``dvc exp run -S 'tune.space.train.lr.loguniform=[1e-4,3e-3]'`` sets the nested key (DVC
+    splits -S keys on dots), and a new key joins the space."""
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw = override(raw, {"tune.space.train.lr.loguniform": [1e-4, 3e-3],
+                         "tune.space.model.dropout.choice": [0.0, 0.1]})  # fmt: skip
+    specs = load_params(write(tmp_path, raw)).tune.specs
+    assert specs["train.lr"] == Spec("loguniform", (1e-4, 3e-3))
+    assert specs["model.dropout"] == Spec("choice", (0.0, 0.1))
+    assert specs["diffusion.schedule"].kind == "grid"  # the rest as it was
 
 
 def test_searched_values_are_checked_with_the_fixed_ones():
@@ -261,3 +288,8 @@ def test_a_moved_key_is_named_in_a_params_file_and_upgraded_in_a_stored_model(tm
     assert stored.guidance.p_uncond == 0.2 and stored.eval.steps == 9
     assert stored.eval.guided == GuidedEvalConfig(guidance_scale=2.0, guidance_sweep=())
     assert stored.eval.colorizer.diversity_count == 5
+    # a model exported while tune.space had dotted keys (the shipped colorizer's guide, say)
+    space = {"diffusion.schedule": {"grid": ["linear"]}, "diffusion.loss.min_snr_gamma": 5.0}
+    stored = from_dict(Params, upgraded({"tune": {"space": space}}))
+    assert stored.tune.space == {"diffusion": {"schedule": {"grid": ["linear"]},
+                                               "loss": {"min_snr_gamma": 5.0}}}  # fmt: skip

@@ -5,6 +5,7 @@ import json
 import math
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -18,6 +19,7 @@ from mlflow.tracking import MlflowClient
 from PIL import Image
 
 from pipeline.config import override
+from pipeline.config.keys import nest
 from pipeline.diffusion import BETA_SCHEDULES, make_betas
 from pipeline.methods.export import load_model
 from tests.conftest import ROOT
@@ -60,7 +62,7 @@ TINY_TRAINING = {
     "eval.trajectory_count": 4,
     "eval.kid_subset_size": 10,
     # a real two-trial sweep: one trial per schedule, the winner's schedule goes to train
-    "tune.space": {"diffusion.schedule": {"grid": ["linear", "cosine"]}},
+    "tune.space": nest({"diffusion.schedule": {"grid": ["linear", "cosine"]}}),
     "tune.steps": 2,
     "tune.eval_every": 2,
     "tune.batch_size": None,
@@ -95,6 +97,10 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert set(table["diffusion.schedule"]) == {"linear", "cosine"}
     assert set(table["status"]) == {"completed"}
     assert best == {"diffusion": {"schedule": table.iloc[0]["diffusion.schedule"]}}
+    summary = json.loads((repo / "reports/tune.json").read_text())  # a metrics file: dvc exp show
+    assert summary["best_trial_id"] == table.iloc[0]["trial_id"]
+    assert summary["best_fid_featurenet"] == pytest.approx(table.iloc[0]["fid_featurenet"])
+    assert summary["num_trials"] == summary["num_completed"] == 2
     trained = load_model(repo / "models").params  # the train stage applied the winner
     assert trained.diffusion.schedule == best["diffusion"]["schedule"]
 
@@ -129,6 +135,8 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert version.run_id == run.info.run_id  # the registered model carries its scores
     assert float(version.tags["fid_featurenet"]) == pytest.approx(scores["fid_featurenet"])
     assert version.tags["features"] == "featurenet"
+    champion = client.get_model_version_by_alias("diffusion-pipeline-ddpm", "champion")
+    assert champion.version == version.version  # the first scored version
     evaluation = {a.path for a in client.list_artifacts(run.info.run_id, "evaluation")}
     assert evaluation == {
         f"evaluation/{f}" for f in ("metrics.json", "samples.png", "trajectory.gif")
@@ -136,6 +144,7 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
 
     again = dvc_repro_and_server(dvc_repo, run.info.run_id, scores["fid_featurenet"])
     assert ran(again) == set() and "up to date" in again.stdout
+    queued_experiments_are_tracked_in_the_workspace(dvc_repo, client)
 
     # a changed training loop: every stage that runs it is stale, and the train stage starts a new
     # run (not the old checkpoint); the sweep is not re-run here: the code goes back after it
@@ -180,6 +189,62 @@ def test_pipeline_runs_skips_and_reruns_only_what_params_affect(dvc_repo):
     assert len(pd.read_csv(repo / "reports/schedules.csv")) == 200
     manifest = json.loads((repo / "data/processed/manifest.json").read_text())
     assert manifest["splits"]["test"]["images"]["shape"][1:] == [1, 32, 32]
+
+
+def experiments_shown(dvc_repo) -> dict[str, dict]:
+    """``dvc exp show --json``'s experiments: name -> {metrics file -> its values}."""
+    found: dict[str, dict] = {}
+
+    def walk(node) -> None:
+        if isinstance(node, list):
+            for item in node:
+                walk(item)
+        elif isinstance(node, dict):
+            metrics = (node.get("data") or {}).get("metrics")
+            if node.get("name") and metrics:
+                found[node["name"]] = {f: v.get("data", {}) for f, v in metrics.items()}
+            for value in node.values():
+                walk(value)
+
+    walk(json.loads(dvc_repo("dvc", "exp", "show", "--json").stdout))
+    return found
+
+
+def queued_experiments_are_tracked_in_the_workspace(dvc_repo, client) -> None:
+    """Issue 42: three experiments queued with other params and run two at a time (`dvc queue
+    start -j 2`, each in a temporary copy DVC deletes) record their MLflow runs in the workspace's
+    store, tagged with their names; `dvc exp show` lists each run id and score; the store is
+    intact; `dvc plots diff` draws two of them side by side."""
+    repo = dvc_repo.repo
+    dvc_repo("git", "add", "-A")
+    dvc_repo("git", "commit", "-qm", "the tiny run")  # the experiments' baseline
+    names = {f"steps-{n}": n for n in (2, 6, 8)}
+    for name, steps in names.items():
+        dvc_repo("dvc", "exp", "run", "--queue", "-n", name, "-S", f"train.steps={steps}")
+    dvc_repo("dvc", "queue", "start", "-j", "2")
+    deadline = time.monotonic() + 900
+    while time.monotonic() < deadline:
+        status = dvc_repo("dvc", "queue", "status").stdout
+        if not any(word in status for word in ("Queued", "Running")):
+            break
+        time.sleep(5)
+    else:
+        pytest.fail(f"the queue did not finish in 900 s:\n{status}")
+    assert status.count("Success") == 3, status
+    shown = experiments_shown(dvc_repo)
+    for name, steps in names.items():
+        report, scores = shown[name]["reports/train.json"], shown[name]["reports/metrics.json"]
+        assert report["steps"] == steps and scores["fid_featurenet"] > 0
+        run = client.get_run(report["mlflow_run_id"])  # in the workspace's mlflow.db
+        assert run.info.status == "FINISHED" and run.data.tags["dvc.exp_name"] == name
+        assert run.data.metrics["fid_featurenet"] == pytest.approx(scores["fid_featurenet"])
+        assert (repo / "checkpoints" / report["run_name"]).is_dir()  # resumable, in the workspace
+    with sqlite3.connect(repo / "mlflow.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    plots = json.loads(dvc_repo("dvc", "plots", "diff", "steps-2", "steps-8", "--json").stdout)
+    revisions = {row["rev"] for p in plots["data"]["reports/plots/train_loss.csv"]
+                 for row in p["content"]["data"]["values"]}  # fmt: skip
+    assert revisions == {"steps-2", "steps-8"}
 
 
 def dvc_repro_and_server(dvc_repo, run_id: str, fid: float):
@@ -310,7 +375,7 @@ TINY_COLORIZER = {
     "eval.colorizer.photos": 3,
     # a real two-trial sweep ranked on fid_colour; the winner's prediction type goes to train
     "tune.enabled": True,
-    "tune.space": {"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}},
+    "tune.space": nest({"diffusion.prediction_type": {"grid": ["epsilon", "v_prediction"]}}),
     "tune.steps": 2,
     "tune.eval_every": 2,
     "tune.batch_size": None,

@@ -122,3 +122,31 @@ def test_missing_inception_weights_say_where_to_put_them(tmp_path, monkeypatch):
     assert "never downloaded at run time" in message and str(tmp_path / "nope.pth") in message
     assert WEIGHTS_URL in message
     assert str(tmp_path / "torch" / "hub" / "checkpoints" / WEIGHTS_NAME) in message
+
+
+def test_each_family_says_its_own_scores_after_fid():
+    """Issue 44: the evaluate stage's console lines of a family's extra scores come from its
+    evaluation hook (the registry's), not from the stage."""
+    from pipeline.config import EvalConfig
+    from pipeline.registry import METHODS, evaluation_class
+
+    guided = {"class_accuracy": 0.912, "guidance_scale": 2.0}
+    crops = {f"{p}{k}": 1.0 for p in ("", "gray_") for k in
+             ("fid_colour", "psnr", "ssim", "ciede2000", "ciede2000_relative", "hue_accuracy",
+              "colourfulness")}  # fmt: skip
+    colour = {**crops, "colourfulness_truth": 30.0, "diversity_ab": 4.2}
+    photos = {f"photo_{k}": 0.5 for k in ("fid_colour", "ciede2000_relative", "hue_accuracy",
+                                          "chroma_ratio")}  # fmt: skip
+    config = EvalConfig(features="colour")
+    said = {name: evaluation_class(name).summary({**guided, **colour}, config) for name in METHODS}
+    assert said["ddpm"] == said["vae"] == said["dcgan"] == []
+    assert said["ddpm_cfg"] == [
+        "  class accuracy 0.912 at guidance w 2 (FeatureNet's classifier on the samples)"
+    ]
+    lines = said["ddpm_color"]
+    assert [line.split()[0] for line in lines] == ["model", "gray", "diversity_ab"]
+    with_photos = evaluation_class("ddpm_color").summary(
+        {**colour, **photos, "photo_gray_fid_colour": 9.0}, config
+    )
+    assert "whole test photos (0 at most)" in with_photos[3]  # EvalConfig().colorizer.photos
+    assert with_photos[4].split()[:2] == ["command", "fid_colour"] and "gray" in with_photos[-1]

@@ -19,6 +19,7 @@ from torch.distributions import Normal, kl_divergence
 
 from pipeline.apps import main as cli
 from pipeline.config import ConfigError, DownloadConfig, FeatureNetConfig, Params, from_dict
+from pipeline.config.keys import nest
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.figures import slerp
@@ -244,11 +245,11 @@ def test_slerp_keeps_the_norm_and_ends_on_both_latents():
          "eval.guided: guidance_scale and guidance_sweep take"),
         ({"vae": {"reconstruction": "l1"}}, "vae.reconstruction: unknown value 'l1'; allowed: bce, mse"),
         ({"gan": {"width": 12}}, "gan: width must be a positive multiple of 8, got 12"),
-        ({"tune": {"space": {"guidance.num_classes": {"choice": [2, 3]}}}},
+        ({"tune": {"space": nest({"guidance.num_classes": {"choice": [2, 3]}})}},
          "unknown or untunable key(s) guidance.num_classes"),
         ({"model": {"family": "vae"}},  # the default search is over diffusion keys
          "tune: space.diffusion.schedule has no effect on model.family 'vae' (its sections: train, vae)"),
-        ({"tune": {"space": {"gan.beta1": {"choice": [0.5, 0.9]}}}},
+        ({"tune": {"space": {"gan": {"beta1": {"choice": [0.5, 0.9]}}}}},
          "tune: space.gan.beta1 has no effect on model.family 'ddpm' (its sections: diffusion, model, train)"),
     ],
 )  # fmt: skip
@@ -259,8 +260,8 @@ def test_family_params_are_checked_before_any_compute(raw, message):
 
 
 def test_a_search_over_families_may_search_each_familys_keys():
-    space = {"model.family": {"grid": ["vae", "dcgan"]}, "vae.beta": {"choice": [0.5, 1.0]},
-             "gan.lr_d": {"choice": [1e-4]}}  # fmt: skip
+    space = nest({"model.family": {"grid": ["vae", "dcgan"]}, "vae.beta": {"choice": [0.5, 1.0]},
+                  "gan.lr_d": {"choice": [1e-4]}})  # fmt: skip
     params = from_dict(Params, {"model": {"family": "vae"}, "tune": {"space": space}})
     assert params.families == ("vae", "dcgan")
     off = from_dict(Params, {"model": {"family": "vae"}, "tune": {"enabled": False}})

@@ -25,6 +25,7 @@ from pipeline.methods.base import Sampling
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
 from pipeline.registry import METHODS, method_class, method_module
+from pipeline.registry import family as registry_family
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -62,7 +63,7 @@ class FusedAdamW(torch.optim.AdamW):
 
 def tiny_family(family: str) -> Params:
     """The smallest params that build ``family``: 8 x 8 images, 8 channels."""
-    colour = family in ("ddpm_color", "regression_color")
+    colour = registry_family(family).needs_rgb  # a colorizer, whichever the registry holds
     return from_dict(Params, {
         "data": {"image_size": 8, "channels": 3 if colour else 1},
         "model": {"family": family, "base_channels": 8, "channel_mult": [1, 2],

@@ -3,6 +3,7 @@ trains and samples through the real loop (driver, worker, checkpoints, export, M
 workers with no edit to the loop, the driver or the export. Plus the registry's error."""
 
 import dataclasses
+import math
 import sys
 from collections.abc import Callable, Mapping, Sequence
 
@@ -16,6 +17,7 @@ from torch import nn
 
 from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from_dict, to_dict
 from pipeline.data.dataset import ProcessedImages
+from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
@@ -153,3 +155,46 @@ def test_an_unknown_family_is_refused_with_the_registered_names():
     ):
         from_dict(Params, raw)
     assert ModelConfig().family == "ddpm"
+
+
+class Renoise(Sampler):
+    """A throwaway sampler, written as a new one would be (a class and its name): each step jumps
+    to the x_0 estimate and noises it afresh to the next timestep, x = sqrt(a') x0 + sqrt(1 - a')
+    z, a' = alpha_bar there (1 at the end)."""
+
+    calls: list[int] = []
+
+    def step(self, model_output, i, x_t, noise):
+        t = torch.full((x_t.shape[0],), int(self.timesteps[i]), device=x_t.device)
+        pred_x0, _ = self.process.denoised(model_output, t, x_t, None)
+        t_prev = self.t_prev(i)
+        a = float(self.process.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
+        Renoise.calls.append(int(self.timesteps[i]))
+        return StepOutput(math.sqrt(a) * pred_x0 + math.sqrt(1 - a) * noise, pred_x0)
+
+
+def test_a_new_sampler_is_a_class_and_a_name_and_every_sampling_path_takes_it(
+    run_pipeline, monkeypatch, tmp_path
+):
+    """Issue 44: registered in SAMPLERS (the one line a new sampler adds), the throwaway sampler
+    is an eval.sampler value, a choice of `python -m pipeline sample --sampler`, and it draws."""
+    from tests.test_colorize import export
+
+    monkeypatch.setitem(SAMPLERS, "renoise", Renoise)
+    raw = to_dict(Params())
+    raw["eval"]["sampler"] = "renoise"
+    assert from_dict(Params, raw).eval.sampler == "renoise"
+    raw["eval"]["sampler"] = "euler"
+    with pytest.raises(ConfigError, match="eval: sampler: unknown value 'euler'; allowed: ddpm"):
+        from_dict(Params, raw)
+    model = export(tmp_path, "ddpm")
+    outputs = {}
+    for sampler in ("ddim", "renoise"):
+        Renoise.calls.clear()
+        out = tmp_path / f"{sampler}.png"
+        result = run_pipeline("sample", "--model", model, "--count", "2", "--steps", "5",
+                              "--sampler", sampler, "--out", out)  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        outputs[sampler] = out.read_bytes()
+        assert len(Renoise.calls) == (5 if sampler == "renoise" else 0)
+    assert outputs["ddim"] != outputs["renoise"]

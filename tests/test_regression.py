@@ -22,6 +22,7 @@ import torch
 from PIL import Image
 
 from pipeline.config import DataConfig, EvalConfig, FeatureNetConfig, SearchConfig
+from pipeline.config.keys import nest
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.sampling import generate
 from pipeline.tune.sweep import run_sweep
@@ -66,7 +67,7 @@ SWEEP = dataclasses.replace(
     TINY,
     data=DataConfig(limit=400),  # 320 train, 40 val, 40 test images
     tune=SearchConfig(
-        space={"diffusion.schedule": {"grid": ["linear", "cosine"]}, "train.lr": 1e-2},
+        space=nest({"diffusion.schedule": {"grid": ["linear", "cosine"]}, "train.lr": 1e-2}),
         scheduler="fifo",
         steps=4,
         eval_every=2,

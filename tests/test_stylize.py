@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from pipeline.config.keys import nest
 from pipeline.style.baseline import colour_transfer
 from pipeline.style.features import RandomFeatures
 from pipeline.style.gram import content_loss, gram, relative_error, style_loss
@@ -362,13 +363,19 @@ def test_stylize_params_yaml_documents_the_defaults(tmp_path):
 @pytest.mark.parametrize(
     "tune, message",
     [
-        ({"space": {"stylize.size": {"choice": [128]}}}, "tune: space: unknown or untunable key"),
-        ({"space": {"stylize.passes": {"uniform": [1, 3]}}}, "use randint or choice"),
-        ({"space": {"stylize.passes": {"choice": [2, 5]}}, "size": 64}, "stylize.passes 5"),
-        ({"space": {"stylize.style_weight": {"grid": [1.0]}}, "search": "optuna"}, "needs search"),
+        (
+            {"space": nest({"stylize.size": {"choice": [128]}})},
+            "tune: space: unknown or untunable key",
+        ),
+        ({"space": nest({"stylize.passes": {"uniform": [1, 3]}})}, "use randint or choice"),
+        ({"space": nest({"stylize.passes": {"choice": [2, 5]}}), "size": 64}, "stylize.passes 5"),
+        (
+            {"space": nest({"stylize.style_weight": {"grid": [1.0]}}), "search": "optuna"},
+            "needs search",
+        ),
         ({"space": {}}, "space is empty but enabled is true"),
         ({"num_samples": 0}, "tune: num_samples must be an integer >= 1, got 0"),
-        ({"space": {"stylize.style_weight": {"loguniform": [1.0, 1e12]}}}, "style_weight"),
+        ({"space": nest({"stylize.style_weight": {"loguniform": [1.0, 1e12]}})}, "style_weight"),
     ],
 )
 def test_bad_search_params_are_refused_naming_the_key(tmp_path, tune, message):
@@ -418,7 +425,7 @@ def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on
     params = yaml.safe_load(params_file.read_text())
     params["stylize"].update(size=64, steps=6, passes=2)
     params["tune"].update(size=64, steps=4, num_samples=1,
-                          space={"stylize.style_weight": {"grid": [3.0, 300.0]}})  # fmt: skip
+                          space=nest({"stylize.style_weight": {"grid": [3.0, 300.0]}}))  # fmt: skip
     params["pairs"]["styles"] = params["pairs"]["styles"][:1]
     params_file.write_text(yaml.safe_dump(params))
     dvc_repo("dvc", "repro", "stylize/dvc.yaml")
@@ -478,7 +485,7 @@ def test_stylize_pipeline_tunes_the_weights_records_each_pair_and_reruns_only_on
 
     again = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
     assert "didn't change, skipping" in again.stdout and "Running stage" not in again.stdout
-    params["tune"]["space"] = {"stylize.style_weight": 30.0}  # a fixed value: one trial
+    params["tune"]["space"] = nest({"stylize.style_weight": 30.0})  # a fixed value: one trial
     params_file.write_text(yaml.safe_dump(params))
     rerun = dvc_repo("dvc", "repro", "stylize/dvc.yaml")
     assert "Running stage 'stylize/dvc.yaml:tune'" in rerun.stdout

@@ -95,6 +95,8 @@ def test_mlflow_run_has_params_metric_histories_artifacts_and_a_loadable_model(t
     for key in ("loss", "loss_simple", "lr", "grad_norm", "images_per_s"):
         history = client.get_metric_history(run.info.run_id, key)
         assert sorted(m.step for m in history) == [1, 2, 3, 4], key
+    # the node's use of the machine (issue 42): one worker of the node logs it, at least at the end
+    assert run.data.metrics["system/node_0/system_memory_usage_megabytes"] > 0
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"checkpoint", "model_files", "samples", "reports", "images"} <= artifacts
     images = [a.path for a in client.list_artifacts(run.info.run_id, "images")]

@@ -22,6 +22,7 @@ from pipeline.config import (
     SearchConfig,
     to_dict,
 )
+from pipeline.config.keys import nest
 from pipeline.data import download_source, preprocess
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.methods.export import load_model
@@ -43,12 +44,14 @@ BASE = dataclasses.replace(
     data=DataConfig(limit=400),  # mnist-5k: 320 train, 40 val, 40 test images
     train=dataclasses.replace(TINY.train, batch_size=8, log_every=2, warmup_steps=1),
     tune=SearchConfig(
-        space={
-            "diffusion.schedule": {"grid": list(SCHEDULES)},
-            # 1e-2 learns, 1e-7 barely moves (ASHA stops it), 1e30 diverges at its first step
-            "train.lr": {"grid": [1e-2, 1e-7, 1e30]},
-            "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
-        },
+        space=nest(
+            {
+                "diffusion.schedule": {"grid": list(SCHEDULES)},
+                # 1e-2 learns, 1e-7 barely moves (ASHA stops it), 1e30 diverges at its first step
+                "train.lr": {"grid": [1e-2, 1e-7, 1e30]},
+                "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
+            }
+        ),
         steps=8,
         eval_every=4,
         batch_size=None,
@@ -260,7 +263,7 @@ def test_interrupted_sweep_resumes_without_rerunning_ended_trials(ray_cluster, i
     """Two trials side by side (fifo): SIGINT once one has finished, then re-run the stage."""
     params = with_tune(
         BASE,
-        space={"diffusion.schedule": {"grid": ["linear", "cosine", "sigmoid"]}},
+        space=nest({"diffusion.schedule": {"grid": ["linear", "cosine", "sigmoid"]}}),
         scheduler="fifo",
         steps=16,
         max_concurrent_trials=None,  # as many as the cluster holds: 2 CPUs, 1 worker each
@@ -379,7 +382,7 @@ def test_a_sweep_can_search_across_families_and_their_own_params(ray_cluster, in
     processed, featurenet = inputs
     params = with_tune(
         BASE,
-        space={"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}},
+        space=nest({"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}}),
         scheduler="fifo",
         max_concurrent_trials=None,  # side by side: without ASHA the order decides nothing
     )

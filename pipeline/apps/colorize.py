@@ -1,5 +1,5 @@
 """``python -m pipeline colorize``: colorize a user's grayscale (or colour) photos with a trained
-colorizer (model.family ddpm_color or regression_color).
+colorizer (model.family ddpm_color, regression_color or classify_color).
 
 Per input file: decode it (any size and mode, as the photos source does, turned upright by its EXIF
 orientation) and colorize it as pipeline.photo says: a model trained on crops (the shipped
@@ -40,7 +40,7 @@ from pipeline.imagefile import read_rgb
 from pipeline.io import first_line
 from pipeline.photo import (
     DEFAULT_DRAWS,
-    GUIDE_FAMILY,
+    GUIDE_FAMILIES,
     GUIDED,
     TILED_SCALE,
     UNGUIDED,
@@ -137,7 +137,8 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--guide",
-        help=f"a {GUIDE_FAMILY} model (e.g. colorize/models_regression) whose hue and chroma each "
+        help=f"a one-step colorizer ({', '.join(GUIDE_FAMILIES)}; e.g. colorize/models_regression) "
+        "whose hue and chroma each "
         "output starts from, the draws adding --vividness of theirs; default: the shipped "
         "colorizer's guide without --model, none with it",
     )

@@ -23,6 +23,7 @@ from pipeline.apps.args import add_overwrite, add_precision, float_in, int_in, s
 from pipeline.apps.outputs import check_outputs
 from pipeline.config import MAX_SAMPLES
 from pipeline.console import progress_bar
+from pipeline.diffusion.samplers import SAMPLERS
 from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.methods.export import load_on
 from pipeline.methods.step import resolve_precision
@@ -163,7 +164,7 @@ def add_command(commands: argparse._SubParsersAction) -> None:
     )
     parser.add_argument(
         "--sampler",
-        choices=("ddim", "ddpm"),
+        choices=tuple(SAMPLERS),
         help="diffusion: reverse process (default: eval.sampler)",
     )
     parser.add_argument(

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pipeline.config.keys import override
+from pipeline.config.keys import nest, override
 from pipeline.config.loader import (
     ConfigError,
     fields_of,
@@ -36,7 +36,7 @@ from pipeline.config.sections import (
 )
 from pipeline.data.sources import get_source
 from pipeline.models.unet import check_attention_resolutions
-from pipeline.registry import family
+from pipeline.registry import METHODS, family
 
 
 @dataclass(frozen=True)
@@ -79,7 +79,7 @@ class Params:
         if self.data.scene != "none" and not needs.needs_rgb:
             raise ConfigError(
                 f"data.scene {self.data.scene} tells a colorizer of the whole photo: model.family "
-                f"{self.model.family!r} is not one (use ddpm_color or regression_color)"
+                f"{self.model.family!r} is not one (use one of {colorizers()})"
             )
         if self.train.min_colourfulness > 0 and self.data.channels != 3:
             raise ConfigError(
@@ -89,8 +89,8 @@ class Params:
         if self.train.degrade.active and not needs.needs_rgb:
             raise ConfigError(
                 f"train.degrade degrades a colorizer's lightness condition: model.family "
-                f"{self.model.family!r} has none (set its p or every maximum to 0, or use "
-                "ddpm_color or regression_color)"
+                f"{self.model.family!r} has none (set its p or every maximum to 0, or use one of "
+                f"{colorizers()})"
             )
         if needs.needs_labels and source.classes is None and not source.needs_folder:
             raise ConfigError(
@@ -209,6 +209,11 @@ def _moved(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
     return found
 
 
+def colorizers() -> str:
+    """The registered colorizer families, for messages."""
+    return ", ".join(name for name, entry in METHODS.items() if entry.needs_rgb)
+
+
 def load_params(path: str | Path) -> Params:
     """Read and validate a params.yaml file."""
     path = Path(path)
@@ -224,7 +229,8 @@ def load_params(path: str | Path) -> Params:
 
 def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
     """Params stored before a key moved (an exported model's config.json), with each key of
-    ``MOVED`` at its new place."""
+    ``MOVED`` at its new place and a ``tune.space`` of dotted keys nested (as stored before it
+    was nested, pipeline.config.space)."""
     out = copy.deepcopy(dict(raw))
     for old, new in _moved(out):
         *sections, name = old.split(".")
@@ -232,4 +238,7 @@ def upgraded(raw: Mapping[str, Any]) -> dict[str, Any]:
         for key in sections:
             node = node[key]
         out = override(out, {new: node.pop(name)})
+    search = out.get("tune")
+    if isinstance(search, dict) and isinstance(search.get("space"), Mapping):
+        search["space"] = nest(search["space"])
     return out

@@ -3,6 +3,7 @@ budget per trial, and the policy of what a trial may and may not change."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -21,9 +22,11 @@ from pipeline.config.space import Spec, parse_space
 
 # The default search: every beta schedule once, each with its own draw of lr and min-SNR weighting.
 DEFAULT_SPACE = {
-    "diffusion.schedule": {"grid": ["linear", "scaled_linear", "cosine", "sigmoid"]},
-    "train.lr": {"loguniform": [1.0e-4, 1.0e-3]},
-    "diffusion.loss.min_snr_gamma": {"choice": [None, 5.0]},
+    "diffusion": {
+        "schedule": {"grid": ["linear", "scaled_linear", "cosine", "sigmoid"]},
+        "loss": {"min_snr_gamma": {"choice": [None, 5.0]}},
+    },
+    "train": {"lr": {"loguniform": [1.0e-4, 1.0e-3]}},
 }
 TUNE_SECTIONS = (
     "diffusion",
@@ -44,7 +47,7 @@ class SearchConfig:
     fid_featurenet of a fixed seeded sample set at milestones (see pipeline.config.space)."""
 
     enabled: bool = True  # false: the train stage uses params.yaml alone
-    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPACE))
+    space: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_SPACE))
     num_samples: int = 1  # trials per grid point (all grid combinations, num_samples times each)
     search: Literal["random", "optuna"] = "random"  # how non-grid values are drawn
     scheduler: Literal["asha", "fifo"] = "asha"  # asha stops weak trials at milestones

@@ -15,6 +15,7 @@ from typing import Literal
 from pipeline.config.loader import check_positive, check_seed, section
 from pipeline.data.sources import SOURCES, get_source
 from pipeline.diffusion.gaussian import check_loss_weights
+from pipeline.diffusion.samplers import SAMPLERS
 from pipeline.diffusion.schedules import check_beta_range, check_schedule, check_timesteps
 from pipeline.registry import check_family
 from pipeline.scene import PLANES, SCENES
@@ -435,7 +436,7 @@ class LatentEvalConfig:
 
 @dataclass(frozen=True)
 class ColorizerEvalConfig:
-    """The evaluation of a colorizer (ddpm_color, regression_color)."""
+    """The evaluation of a colorizer (ddpm_color, regression_color, classify_color)."""
 
     diversity_count: int = 8  # test images colorized diversity_samples times each
     diversity_samples: int = 3  # K samples per image for diversity and the triptychs
@@ -465,7 +466,7 @@ class EvalConfig:
     """Sample quality of the trained EMA model: FID and KID against the held-out test split."""
 
     num_samples: int = 500  # generated images scored
-    sampler: Literal["ddpm", "ddim"] = "ddim"  # reverse process used to generate them
+    sampler: str = "ddim"  # reverse process: a name of pipeline.diffusion.samplers.SAMPLERS
     steps: int = 40  # network evaluations per sample, <= diffusion.timesteps
     eta: float = 0.0  # DDIM stochasticity (0: deterministic; 1: DDPM-like); ddim only
     batch_size: int = 250  # images per Ray sampling task (num_samples / num_workers: none idle)
@@ -484,6 +485,9 @@ class EvalConfig:
 
     def __post_init__(self) -> None:
         with section("eval"):
+            if self.sampler not in SAMPLERS:
+                allowed = ", ".join(SAMPLERS)
+                raise ValueError(f"sampler: unknown value {self.sampler!r}; allowed: {allowed}")
             for name in ("steps", "batch_size", "num_workers"):
                 check_positive(name, getattr(self, name))
             check_positive("num_samples", self.num_samples, MAX_SAMPLES)
@@ -511,11 +515,19 @@ class MlflowConfig:
     registered_model: str | None = (
         "diffusion-pipeline-ddpm"  # each training adds a version; null: off
     )
+    # seconds between samples of each node's CPU, memory, disk and network use (GPU too with
+    # pynvml), logged to train and tune runs as system/node_<rank>/...; 0: off
+    system_metrics_every: float = 10.0
 
     def __post_init__(self) -> None:
         with section("mlflow"):
             if not self.experiment.strip():
                 raise ValueError("experiment must be a non-empty name")
+            every = self.system_metrics_every
+            if not (every == 0 or (math.isfinite(every) and 1 <= every <= 3600)):
+                raise ValueError(
+                    f"system_metrics_every must be 0 (off) or seconds in [1, 3600], got {every!r}"
+                )
             if self.registered_model is not None and not self.registered_model.strip():
                 raise ValueError("registered_model must be a non-empty name or null")
 

@@ -1,7 +1,10 @@
 """The search space of ``tune.space``, parsed and checked before any trial starts.
 
-Keys are dotted params paths (``diffusion.schedule``, ``diffusion.loss.min_snr_gamma``,
-``train.lr``). Each value is one of:
+The space is nested as the params are (``diffusion: {schedule: ..., loss: {min_snr_gamma: ...}}``,
+``train: {lr: ...}``), so that ``dvc exp run -S tune.space.train.lr.loguniform=[1e-4,1e-2]`` can set
+a key (DVC splits ``-S`` keys on dots: a dotted key such as ``train.lr`` cannot be addressed, and is
+refused). Parsed, each key is its dotted params path (``diffusion.loss.min_snr_gamma``). Each leaf
+is one of:
 
 - a plain value (``0.02``, ``cosine``, ``null``): fixed for every trial;
 - ``{choice: [a, b, ...]}``: drawn uniformly from the list;
@@ -75,9 +78,39 @@ def admits(spec: Spec, value: Any) -> bool:
     return any(value == v and isinstance(value, bool) == isinstance(v, bool) for v in spec.values)
 
 
+def flat_space(
+    space: Mapping[str, Any], leaves: Iterable[str] = (), prefix: str = ""
+) -> dict[str, Any]:
+    """The nested space as dotted params path -> its leaf: a spec or a fixed value (a mapping is
+    a section to descend into unless it names a kind or its path is one of ``leaves``, the
+    searchable keys). ValueError for a dotted key (naming the nested form that replaces it) or an
+    empty section."""
+    leaves = set(leaves)
+    flat: dict[str, Any] = {}
+    for key, raw in space.items():
+        path = f"{prefix}{key}"
+        if "." in str(key):
+            head, *rest = str(key).split(".")
+            nested = "".join(f"{part}: {{" for part in rest) + "..." + "}" * len(rest)
+            raise ValueError(
+                f"{path}: a dotted key cannot be set with dvc exp run -S; nest it as the params "
+                f"are ({prefix}{head}: {{{nested}}})"
+            )
+        section = isinstance(raw, Mapping) and path not in leaves
+        if section and not any(kind in raw for kind in KINDS):
+            if not raw:
+                raise ValueError(f"{path}: an empty section; give it keys or leave it out")
+            flat.update(flat_space(raw, leaves, f"{path}."))
+        else:
+            flat[path] = raw
+    return flat
+
+
 def parse_space(space: Mapping[str, Any], allowed: Iterable[str]) -> dict[str, Spec]:
-    """Every key's Spec; ValueError for a key outside ``allowed`` (listing them) or a bad spec."""
+    """Every key's Spec, by dotted path (``flat_space``); ValueError for a key outside
+    ``allowed`` (listing them) or a bad spec."""
     allowed = sorted(allowed)
+    space = flat_space(space, allowed)
     unknown = sorted(set(space) - set(allowed))
     if unknown:
         raise ValueError(

@@ -6,14 +6,12 @@ Public API (documented in docs/api.md):
 
 from pipeline.diffusion.gaussian import (
     PREDICTION_TYPES,
-    SAMPLERS,
     VARIANCE_TYPES,
     GaussianDiffusion,
     LossTerms,
     PMeanVariance,
-    SampleStep,
-    StepOutput,
 )
+from pipeline.diffusion.samplers import SAMPLERS, SampleStep, StepOutput
 from pipeline.diffusion.schedules import BETA_SCHEDULES, make_betas
 
 __all__ = [

@@ -25,8 +25,10 @@ between the network's (mean) output and its target, optionally min-SNR-gamma wei
 2023). L_vlb = sum_t L_t in bits/dim, estimated as T * L_t at the sampled t, with the mean detached
 so that it trains the learned variance only; the paper's lambda = 0.001 is ``w_vlb = 0.001``.
 
-Samplers: ``ddpm`` ancestral sampling (with ``steps < T`` on a respaced schedule, improved DDPM
-section 4) and ``ddim`` (Song et al. 2021, eq. 12, https://arxiv.org/abs/2010.02502).
+Samplers (pipeline.diffusion.samplers, one object each, the loop written once): ``ddpm`` ancestral
+sampling (with ``steps < T`` on a respaced schedule, improved DDPM section 4), ``ddim`` (Song et
+al. 2021, eq. 12, https://arxiv.org/abs/2010.02502) and ``dpmpp_2m`` (DPM-Solver++(2M), Lu et al.
+2022); the reverse steps they use (``p_step``, ``ddim_step``) are this class's.
 
 One argument order throughout, as diffusers' ``scheduler.step(model_output, timestep, sample)``:
 the timestep t is always second. A reverse step or the reading of a prediction takes
@@ -43,18 +45,18 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
+from pipeline.diffusion import samplers
 from pipeline.diffusion.losses import (
     discretized_gaussian_log_likelihood,
     mean_flat,
     min_snr_weight,
     normal_kl,
 )
+from pipeline.diffusion.samplers import SampleStep, StepOutput, call_model
 
 PREDICTION_TYPES = ("epsilon", "sample", "v_prediction")
 VARIANCE_TYPES = ("fixed_small", "fixed_large", "learned_range")
-SAMPLERS = ("ddpm", "ddim")
 
 
 def check_choice(name: str, value: object, allowed: tuple[str, ...]) -> None:
@@ -67,13 +69,6 @@ def extract(a: torch.Tensor, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """Gather a[t] per batch element and shape it to broadcast against x: (B,) -> (B, 1, ..., 1)."""
     out = a.to(t.device)[t].to(x.dtype)
     return out.reshape(t.shape[0], *((1,) * (x.ndim - 1)))
-
-
-def call_model(
-    model: nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None
-) -> torch.Tensor:
-    """model(x_t, t) for unconditional models, model(x_t, t, cond) for conditional ones."""
-    return model(x_t, t) if cond is None else model(x_t, t, cond)
 
 
 @dataclass(frozen=True)
@@ -93,24 +88,6 @@ class LossTerms:
     loss: torch.Tensor
     simple: torch.Tensor
     vlb: torch.Tensor | None
-
-
-@dataclass(frozen=True)
-class StepOutput:
-    """What one reverse step returns, as diffusers' scheduler outputs do: ``prev_sample`` is
-    x_{t_prev} and ``pred_x0`` the (clipped) x_0 estimate the step was computed from."""
-
-    prev_sample: torch.Tensor
-    pred_x0: torch.Tensor
-
-
-@dataclass(frozen=True)
-class SampleStep:
-    """One reverse step: ``t`` was just denoised, ``x`` is x_{t_prev}, ``pred_x0`` the x_0 estimate."""
-
-    t: int
-    x: torch.Tensor
-    pred_x0: torch.Tensor
 
 
 class GaussianDiffusion(nn.Module):
@@ -427,26 +404,11 @@ class GaussianDiffusion(nn.Module):
         device: torch.device | str | None = None,
         progress: bool = False,
     ) -> Iterator[SampleStep]:
-        """Yield every reverse step from x_T ~ N(0, I) to x_0; see ``sample``."""
-        check_choice("sampler", sampler, SAMPLERS)
-        timesteps = self.sampling_timesteps(steps)  # descending
-        if device is None:
-            device = next(iter(model.parameters()), torch.empty(0)).device
-        x = torch.randn(shape, generator=generator, device=device)
-        # DDPM with fewer steps runs ancestral sampling on the respaced process (index i <-> s_i).
-        process = self.respaced(timesteps).to(device) if sampler == "ddpm" else self
-        for i, t in enumerate(
-            tqdm(timesteps.tolist(), desc=f"{sampler} sampling", disable=not progress)
-        ):
-            model_output = call_model(model, x, self._timesteps(t, x), cond).float()
-            noise = torch.randn(shape, generator=generator, device=device)
-            if sampler == "ddpm":
-                out = process.p_step(model_output, len(timesteps) - 1 - i, x, noise)
-            else:
-                t_prev = int(timesteps[i + 1]) if i + 1 < len(timesteps) else -1
-                out = self.ddim_step(model_output, t, t_prev, x, eta, noise)
-            x = out.prev_sample
-            yield SampleStep(t=t, x=x, pred_x0=out.pred_x0)
+        """Yield every reverse step from x_T ~ N(0, I) to x_0; see ``sample`` (the loop:
+        pipeline.diffusion.samplers.sample_progressive)."""
+        yield from samplers.sample_progressive(
+            self, model, shape, steps, sampler, eta, cond, generator, device, progress
+        )
 
     @torch.no_grad()
     def sample(
@@ -466,7 +428,8 @@ class GaussianDiffusion(nn.Module):
 
         Args:
             steps: number of network evaluations, in [1, T] (default T), on evenly spaced timesteps.
-            sampler: ``ddpm`` (ancestral; respaced when steps < T) or ``ddim`` (with ``eta``).
+            sampler: a name of pipeline.diffusion.samplers.SAMPLERS: ``ddpm`` (ancestral; respaced
+                when steps < T), ``ddim`` (with ``eta``) or ``dpmpp_2m`` (DPM-Solver++(2M)).
             eta: DDIM stochasticity: 0 deterministic, 1 the DDPM posterior variance.
             cond: conditioning image passed to the model as model(x_t, t, cond).
             generator: seeds x_T and all step noise (must live on ``device``).

@@ -139,6 +139,12 @@ class Evaluation:
             self.model, self.config, lambda n: conditions[spread(len(conditions), n)]
         )
 
+    @staticmethod
+    def summary(metrics: dict[str, Any], config: EvalConfig) -> list[str]:
+        """The console lines of the family's own scores in ``metrics`` (the evaluate stage prints
+        them after FID/KID)."""
+        return []
+
 
 class LatentEvaluation(Evaluation):
     """A one-shot generator's (VAE, GAN): a latent interpolation (GIF and interpolation.png)."""
@@ -183,6 +189,13 @@ class GuidedEvaluation(Evaluation):
             )
             out.pictures["guidance_strip.png"] = guidance_strip(self.model, self.config)
         return out
+
+    @staticmethod
+    def summary(metrics: dict[str, Any], config: EvalConfig) -> list[str]:
+        return [
+            f"  class accuracy {metrics['class_accuracy']:.3f} at guidance w "
+            f"{metrics['guidance_scale']:g} (FeatureNet's classifier on the samples)"
+        ]
 
     def guidance_sweep(
         self, sampler: Sampler, labels: np.ndarray, scored: dict[float, dict[str, float]]
@@ -265,6 +278,44 @@ class ColorizerEvaluation(Evaluation):
         flat = torch.from_numpy(samples.reshape(-1, *samples.shape[2:]))
         grid = image_grid(*self.model.panel(to_unit(flat), shown))
         return Extras(grid, self.trajectory(conditions), scores)
+
+    @staticmethod
+    def summary(metrics: dict[str, Any], config: EvalConfig) -> list[str]:
+        """The model beside its baselines on the test crops, then on whole test photos."""
+        name, lines = config.features, []
+        for prefix, label in (("", "model"), ("regression_", "regression"), ("gray_", "gray")):
+            if f"{prefix}psnr" in metrics:
+                lines.append(
+                    f"  {label:<10} fid_{name} {metrics[f'{prefix}fid_{name}']:7.3f}  psnr "
+                    f"{metrics[f'{prefix}psnr']:5.2f}  ssim {metrics[f'{prefix}ssim']:.3f}  "
+                    f"ciede2000 {metrics[f'{prefix}ciede2000']:5.2f} "
+                    f"({metrics[f'{prefix}ciede2000_relative']:.2f} of gray's)  right hue "
+                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  colourfulness "
+                    f"{metrics[f'{prefix}colourfulness']:5.1f} (truth "
+                    f"{metrics['colourfulness_truth']:.1f})"
+                )
+        lines.append(
+            f"  diversity_ab {metrics['diversity_ab']:.2f} (mean pairwise ab distance of samples)"
+        )
+        if "photo_hue_accuracy" not in metrics:  # eval.colorizer.photos 0
+            return lines
+        lines.append(
+            f"  whole test photos ({config.colorizer.photos} at most), as the colorize command does:"
+        )
+        for prefix, label in (
+            ("photo_", "command"),
+            ("photo_draws_", "draws"),
+            ("photo_regression_", "regression"),
+        ):
+            if f"{prefix}hue_accuracy" in metrics:
+                lines.append(
+                    f"  {label:<10} fid_colour {metrics[f'{prefix}fid_colour']:7.3f}  ciede2000 "
+                    f"{metrics[f'{prefix}ciede2000_relative']:.2f} of gray's  right hue "
+                    f"{100 * metrics[f'{prefix}hue_accuracy']:3.0f}%  chroma "
+                    f"{metrics[f'{prefix}chroma_ratio']:.2f} of the truth's"
+                )
+        lines.append(f"  gray       fid_colour {metrics['photo_gray_fid_colour']:7.3f}")
+        return lines
 
     def photo_scores(self) -> dict[str, float]:
         """The held-out photos colorized whole as the colorize command does at its defaults

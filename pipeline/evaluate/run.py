@@ -3,6 +3,8 @@ everything into the training's MLflow run."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import math
 import tempfile
@@ -31,7 +33,7 @@ from pipeline.methods.export import load_model
 from pipeline.reports.grid import save_gif, save_image
 from pipeline.reports.train import TrainReport
 from pipeline.scene import colour
-from pipeline.tracking import connect, tracking_uri
+from pipeline.tracking import PROTOCOL_TAG, connect, promote_champion, tracking_uri
 
 log = logging.getLogger(__name__)
 
@@ -203,8 +205,9 @@ def log_to_run(
     """The ``scored`` metrics as metrics of the training run (``report``: reports/train.json); the
     eval settings as ``eval.*``/``featurenet.*`` tags (tags, not params: a later evaluation with
     other settings overwrites them, params cannot be changed); the files as artifacts under
-    ``evaluation/``; the scores and their backend as tags of the registered model version, when
-    there is one."""
+    ``evaluation/``; the scores, their backend and their settings' digest as tags of the
+    registered model version, when there is one, which becomes the model's ``@champion`` when
+    it beats the current one (pipeline.tracking.promote_champion)."""
     run_id = report.mlflow_run_id
     now = int(time.time() * 1000)
     logged = {k: metrics[k] for k in scored}
@@ -223,8 +226,12 @@ def log_to_run(
         for path in files:
             client.log_artifact(run_id, str(path), "evaluation")
         if name and version:
-            for key, value in {**logged, "features": metrics["features"]}.items():
+            protocol = hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()
+            tags = {**logged, "features": metrics["features"], PROTOCOL_TAG: protocol[:16]}
+            for key, value in tags.items():
                 client.set_model_version_tag(name, str(version), key, str(value))
+            headline = f"fid_{params.eval.features}"
+            log.info("%s", promote_champion(client, name, str(version), headline, protocol[:16]))
     except MlflowException as exc:
         raise ConnectionError(
             f"MLflow tracking store {redact(client.tracking_uri)}: the scores could not be "

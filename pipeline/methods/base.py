@@ -42,9 +42,10 @@ def balanced_labels(count: int, num_classes: int) -> torch.Tensor:
 @dataclass(frozen=True)
 class Sampling:
     """How an iterative family samples (``sample_progressive``'s ``how``); a one-shot family
-    ignores it. ``steps``: reverse steps (None: every timestep), ``sampler``: "ddim" or "ddpm",
-    ``eta``: DDIM's noise (0: deterministic), ``guidance``: the classifier-free guidance scale w
-    of a class-conditional family (None: its ``eval.guided.guidance_scale``)."""
+    ignores it. ``steps``: reverse steps (None: every timestep), ``sampler``: a name of
+    pipeline.diffusion.samplers.SAMPLERS, ``eta``: DDIM's noise (0: deterministic),
+    ``guidance``: the classifier-free guidance scale w of a class-conditional family (None: its
+    ``eval.guided.guidance_scale``)."""
 
     steps: int | None = None
     sampler: str = "ddim"

@@ -5,6 +5,8 @@ sees the noisy ab target x_t (2 channels) concatenated with the condition L* / 5
 what ``diffusion.prediction_type`` says; every schedule, prediction type and loss weight of the
 unconditional model applies. ``regression_color``: Palette's regression baseline, the same UNet
 trained with L2 to predict ab in one step (its noisy input held at zero, t = 0).
+``classify_color``: the same one-step UNet predicting a distribution over the ab bins, trained
+with cross-entropy and decoded by the annealed mean (Zhang et al. 2016; pipeline.ab_bins).
 
 With ``data.scene`` each training crop also carries its box on the photo (and with ``photo`` the
 photo's thumbnail; pipeline.scene): the condition is L* followed by these planes, which the UNet
@@ -26,7 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.color import colorized, grayed, lightness, split_lab
+from pipeline.ab_bins import ab_bins, annealed_mean, soft_encode
+from pipeline.color import AB_SCALE, colorized, grayed, lightness, split_lab
 from pipeline.config import Params
 from pipeline.data.degrade import degrade
 from pipeline.diffusion import GaussianDiffusion
@@ -169,8 +172,31 @@ class RegressionModel(ColorizerModel):
 
 def regress(net: nn.Module, cond: torch.Tensor) -> torch.Tensor:
     """The regression baseline's ab (first AB_CHANNELS outputs) for conditions (B, 1, H, W)."""
+    return one_pass(net, cond)[:, :AB_CHANNELS]
+
+
+class ClassifyModel(ColorizerModel):
+    """The classification colorizer: ab = the annealed mean of the network's logits over the ab
+    bins (pipeline.ab_bins), in one network call."""
+
+    def sample_progressive(
+        self,
+        n: int,
+        *,
+        generator: torch.Generator,
+        how: Sampling = DEFAULT_SAMPLING,
+        cond: torch.Tensor | None = None,
+    ) -> Iterator[torch.Tensor]:
+        cond = self._check(n, cond)
+        ab = annealed_mean(one_pass(self.net, cond), ab_bins()) / AB_SCALE
+        yield colorized(cond[:, :L_CHANNELS], ab)
+
+
+def one_pass(net: nn.Module, cond: torch.Tensor) -> torch.Tensor:
+    """The network's output for conditions (B, P, H, W) with its noisy input held at zero, t = 0:
+    a one-step colorizer's call."""
     zeros = cond.new_zeros(cond.shape[0], AB_CHANNELS, *cond.shape[2:])
-    return net(zeros, cond.new_zeros(cond.shape[0], dtype=torch.long), cond)[:, :AB_CHANNELS]
+    return net(zeros, cond.new_zeros(cond.shape[0], dtype=torch.long), cond)
 
 
 class DDPMColor(DDPM):
@@ -213,5 +239,39 @@ class RegressionColor(DDPMColor):
         def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
             ab, condition = self.split(batch)
             return {"loss": F.mse_loss(regress(net, condition).float(), ab)}
+
+        return self.optimize(loss_terms, micro_batches, lr)
+
+
+class ClassifyColor(DDPMColor):
+    """The classification colorizer's training (Zhang et al. 2016): cross-entropy of the network's
+    logits over the ab bins against the soft encoding of the true ab (pipeline.ab_bins; logged as
+    the KL divergence, which differs by the targets' entropy and is 0 at a perfect fit), on the
+    same UNet, data, optimiser and precision as the regression baseline; it predicts the
+    distribution of colours, so that its annealed mean keeps a likely hue where an L2 estimate
+    averages rival hues to brown."""
+
+    family = "classify_color"
+    model_class = ClassifyModel
+
+    @classmethod
+    def build_net(cls, params: Params) -> nn.Module:
+        return build_unet(
+            params,
+            in_channels=AB_CHANNELS,
+            cond_channels=L_CHANNELS,
+            scene_channels=PLANES[params.data.scene],
+            out_channels=len(ab_bins()),
+        )
+
+    def train_step(
+        self, micro_batches: Sequence[torch.Tensor], *, lr: float, step: int
+    ) -> dict[str, torch.Tensor]:
+        def loss_terms(net: nn.Module, batch: torch.Tensor) -> dict[str, torch.Tensor]:
+            ab, condition = self.split(batch)
+            target = soft_encode(ab * AB_SCALE, ab_bins().to(ab.device))
+            log_p = torch.log_softmax(one_pass(net, condition).float(), dim=1)
+            # KL(Z || p): the cross-entropy less Z's own entropy (same gradient), 0 at a perfect fit
+            return {"loss": (torch.xlogy(target, target) - target * log_p).sum(1).mean()}
 
         return self.optimize(loss_terms, micro_batches, lr)

@@ -52,11 +52,12 @@ def build_unet(
     cond_channels: int = 0,
     num_classes: int = 0,
     scene_channels: int = 0,
+    out_channels: int | None = None,
 ) -> UNet:
     """The denoiser of the ``model`` section: ``in_channels`` (default: the data's) noisy channels
-    plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance);
-    ``num_classes``: a class-conditional one; ``scene_channels``: scene planes after the
-    condition's."""
+    plus ``cond_channels`` of a conditioning image in, as many out (twice with a learned variance)
+    unless ``out_channels`` says otherwise; ``num_classes``: a class-conditional one;
+    ``scene_channels``: scene planes after the condition's."""
     return UNet(
         params.model,
         image_size=params.data.image_size,
@@ -65,6 +66,7 @@ def build_unet(
         scene_channels=scene_channels,
         num_classes=num_classes,
         learned_variance=params.diffusion.variance_type == "learned_range",
+        out_channels=out_channels,
     )
 
 

@@ -198,6 +198,7 @@ class UNet(nn.Module):
         num_classes: classes of a class-conditional UNet (0: none); ``cond`` is then the labels
             (B,) in [0, num_classes], num_classes being the null class.
         learned_variance: output 2C channels (mean part, variance interpolation part).
+        out_channels: output channels other than these (a colorizer's logits over ab bins).
     """
 
     def __init__(
@@ -210,6 +211,7 @@ class UNet(nn.Module):
         scene_channels: int = 0,
         num_classes: int = 0,
         learned_variance: bool = False,
+        out_channels: int | None = None,
     ) -> None:
         super().__init__()
         check_attention_resolutions(config, image_size)
@@ -221,7 +223,7 @@ class UNet(nn.Module):
         self.in_channels, self.cond_channels = in_channels, cond_channels
         self.scene_channels = scene_channels
         self.num_classes = num_classes
-        self.out_channels = in_channels * (2 if learned_variance else 1)
+        self.out_channels = out_channels or in_channels * (2 if learned_variance else 1)
         base, emb_dim = config.base_channels, 4 * config.base_channels
         sizes = feature_sizes(image_size, len(config.channel_mult))
         widths = [base * m for m in config.channel_mult]

@@ -12,6 +12,7 @@ ConfigError naming the key, and every content and style file is checked to exist
 
 from __future__ import annotations
 
+import copy
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -67,7 +68,7 @@ class StyleMlflow:
 
 # The default search: the ratio lambda_style / lambda_content (content_weight stays 1), log-uniform
 # over the range benchmarks/stylize_scores.py swept by hand (10, 100, 1000).
-DEFAULT_STYLE_SPACE = {"stylize.style_weight": {"loguniform": [10.0, 3000.0]}}
+DEFAULT_STYLE_SPACE = {"stylize": {"style_weight": {"loguniform": [10.0, 3000.0]}}}
 BUDGET = ("size", "steps")  # StyleOptions keys a trial's budget sets, not searchable
 MAX_TRIALS = 1000
 
@@ -75,12 +76,12 @@ MAX_TRIALS = 1000
 @dataclass(frozen=True)
 class StyleSearch:
     """The tune stage of stylize/dvc.yaml: trials stylize every pair at a smaller budget with the
-    values Tune draws from ``space`` (dotted ``stylize.*`` keys, the syntax of params.yaml's
-    tune.space, pipeline.config.space) and are ranked by their mean ``score``
+    values Tune draws from ``space`` (``stylize:`` keys, nested as params.yaml's tune.space:
+    pipeline.config.space) and are ranked by their mean ``score``
     (pipeline.style.runs); the best values are applied by the stylize stage."""
 
     enabled: bool = True  # false: the stylize stage uses the stylize section alone
-    space: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_STYLE_SPACE))
+    space: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(DEFAULT_STYLE_SPACE))
     num_samples: int = 6  # trials (per grid point)
     search: Literal["random", "optuna"] = "random"  # how non-grid values are drawn
     size: int = 256  # a trial's working size (stylize.size of its options)

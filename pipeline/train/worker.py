@@ -45,7 +45,7 @@ from pipeline.registry import Family
 from pipeline.reports.grid import image_grid
 from pipeline.scene import colour
 from pipeline.seeding import derived_seed
-from pipeline.tracking import BufferedMetrics, patient_sqlite
+from pipeline.tracking import BufferedMetrics, patient_sqlite, system_metrics
 from pipeline.train.checkpoint import checkpoint_of, read_checkpoint, read_state
 from pipeline.train.state import TrainState
 
@@ -302,10 +302,19 @@ def quiet_ray_train_logs() -> None:
 
 def train_fn_per_worker(config: LoopConfig) -> None:
     """Train ``config.params`` on ``config.processed_dir``; resume from Ray's latest checkpoint or
-    ``config.resume_from`` when there is one."""
+    ``config.resume_from`` when there is one. The first worker of each node logs the node's
+    system metrics to the run (pipeline.tracking.system_metrics)."""
     quiet_ray_train_logs()
-    train = config.params.train
     context = ray.train.get_context()
+    node_run = config.run_id if context.get_local_rank() == 0 else None
+    every = config.params.mlflow.system_metrics_every
+    with system_metrics(config.tracking_uri, node_run, f"node_{context.get_node_rank()}", every):
+        train_on_this_worker(config, context)
+
+
+def train_on_this_worker(config: LoopConfig, context: Any) -> None:
+    """The loop of ``train_fn_per_worker`` on the worker of ``context`` (Ray Train's)."""
+    train = config.params.train
     rank, world = context.get_world_rank(), context.get_world_size()
     device = ray.train.torch.get_device()
 

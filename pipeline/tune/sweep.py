@@ -196,15 +196,20 @@ def run_sweep(
     best_params_path: str | Path,
     results_csv: str | Path,
     plot_png: str | Path,
+    metrics_json: str | Path | None = None,
     project_dir: str | Path = ".",
 ) -> dict[str, Any]:
     """The tune stage. With ``tune.enabled`` false it only writes an empty best_params.yaml (and an
-    empty table and plot). Otherwise it runs (or resumes) the sweep and writes the winning values,
-    the table (CSV) and the plot; returns the best row. Raises KeyboardInterrupt when the sweep
-    was interrupted before every trial ended (re-running resumes it)."""
+    empty table and plot, and no trials in ``metrics_json``). Otherwise it runs (or resumes) the
+    sweep and writes the winning values, the table (CSV), the plot and, with ``metrics_json``, the
+    best score and the trials per status (what ``dvc exp show`` lists); returns the best row.
+    Raises KeyboardInterrupt when the sweep was interrupted before every trial ended (re-running
+    resumes it)."""
     metric = probe_metric(params.eval)
     if not params.tune.enabled:
         write_disabled(best_params_path, results_csv, plot_png, metric)
+        if metrics_json:
+            write_json(metrics_json, {"num_trials": 0})
         return {}
     processed_dir = Path(processed_dir).resolve()
     featurenet_dir = featurenet_dir and str(Path(featurenet_dir).resolve())
@@ -237,7 +242,13 @@ def run_sweep(
         tuner = restored_or_new(sweep, path, identity, stage.client)
         table = results_table(tuner.fit(), path, params.tune, list(params.tune.specs), metric)
     return finish_sweep(
-        params, table, stage.client, parent_id, name, (best_params_path, results_csv, plot_png)
+        params,
+        table,
+        stage.client,
+        parent_id,
+        name,
+        (best_params_path, results_csv, plot_png),
+        metrics_json,
     )
 
 
@@ -315,10 +326,11 @@ def finish_sweep(
     parent_id: str,
     name: str,
     files: tuple[str | Path, str | Path, str | Path],
+    metrics_json: str | Path | None = None,
 ) -> dict[str, Any]:
     """The sweep's end: KeyboardInterrupt (the parent run KILLED) when trials are unfinished;
     else the winner's best_params.yaml, the table and the plot (``files``), recorded on the
-    parent run; returns the best row."""
+    parent run, and its summary (``sweep_summary``) in ``metrics_json``; returns the best row."""
     search, metric = params.tune, probe_metric(params.eval)
     unfinished = table[table["status"] == "unfinished"]
     if len(unfinished):
@@ -336,25 +348,35 @@ def finish_sweep(
         table.to_csv(tmp, index=False)
     colour_by = "diffusion.schedule" if "diffusion.schedule" in specs else None
     plot_trials(table, milestones(search), plot_png, metric=metric, colour_by=colour_by)
-    record_sweep(client, parent_id, name, table, best, metric, files)
+    summary = sweep_summary(table, best, metric)
+    if metrics_json:
+        write_json(metrics_json, {**summary, "best_trial_id": str(best["trial_id"]),
+                                  "mlflow_run_id": parent_id})  # fmt: skip
+    record_sweep(client, parent_id, summary, best, table, files)
     log.info("%s\nbest: %s", table.to_string(index=False), winning)
     return {"sweep": name, "trial_id": best["trial_id"], metric: float(best[metric]), **winning}
+
+
+def sweep_summary(table: pd.DataFrame, best: pd.Series, metric: str) -> dict[str, float]:
+    """The best trial's ``metric`` (``best_<metric>``) and the number of trials, in all and per
+    status (``num_<status>``)."""
+    counts = table["status"].value_counts()
+    summary = {f"best_{metric}": float(best[metric]), "num_trials": len(table)}
+    summary.update({f"num_{status}": int(counts.get(status, 0)) for status in STATUSES})
+    return summary
 
 
 def record_sweep(
     client: MlflowClient,
     parent_id: str,
-    name: str,
-    table: pd.DataFrame,
+    metrics: dict[str, float],
     best: pd.Series,
-    metric: str,
+    table: pd.DataFrame,
     files: tuple[str | Path, ...],
 ) -> None:
-    """The parent run gets the best trial, the counts per status and the files; every child run
-    gets its final status (FINISHED, KILLED when ASHA stopped it, FAILED) and a tune.status tag."""
-    counts = table["status"].value_counts()
-    metrics = {f"best_{metric}": float(best[metric]), "num_trials": len(table)}
-    metrics.update({f"num_{status}": int(counts.get(status, 0)) for status in STATUSES})
+    """The parent run gets ``metrics`` (sweep_summary), the best trial and the files; every child
+    run gets its final status (FINISHED, KILLED when ASHA stopped it, FAILED) and a tune.status
+    tag."""
     client.log_batch(
         parent_id,
         metrics=[Metric(k, float(v), 0, 0) for k, v in metrics.items()],
