@@ -8,6 +8,8 @@ from pathlib import Path
 import ray.train
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig
+from pipeline.config.keys import nest
+from pipeline.registry import METHODS
 from pipeline.reports.train import TrainReport
 from pipeline.train.driver import train
 
@@ -34,6 +36,11 @@ TINY = Params(
         sample_steps=3,
     ),
 )
+
+
+def family_tiny() -> dict[str, dict]:
+    """Every family's own section at its tests' smallest values (pipeline.registry.Family.tiny)."""
+    return {e.section: nest(dict(e.tiny)) for e in METHODS.values() if e.section}
 
 
 def with_train(params: Params, **changes) -> Params:

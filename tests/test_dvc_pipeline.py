@@ -291,6 +291,20 @@ def test_tune_stage_lists_exactly_the_train_params_trials_use():
     assert listed == {f.name for f in dataclasses.fields(TrainConfig)} - set(TRIAL_FIXED)
 
 
+def test_tune_and_train_stages_list_every_section_a_family_trains_with():
+    """The root pipeline trains any registered family: its tune and train stages list every
+    section that shapes a model (diffusion, model and each family's own, from the registry: a new
+    family's section is added here too, or this fails) and train (whole, or the keys a trial
+    takes), so DVC re-runs them when one changes."""
+    from pipeline.config import tune_sections
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    shaping = set(tune_sections()) - {"train"}
+    for name in ("tune", "train"):
+        whole = {p for p in stages[name]["params"] if "." not in p}
+        assert whole - {"train", "tune"} == shaping, name
+
+
 def test_bad_params_fail_the_stage_and_leave_no_outputs(dvc_repo):
     set_param(dvc_repo.repo, "diffusion.schedule", "quadratic")
     result = dvc_repo("dvc", "repro", "schedules", check=False)

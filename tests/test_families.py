@@ -31,11 +31,13 @@ from pipeline.methods.guided import Guided
 from pipeline.methods.vae import kl_divergence as vae_kl
 from pipeline.methods.vae import kl_weight, reconstruction_nll
 from pipeline.models import UNet
-from pipeline.registry import method_class
+from pipeline.registry import METHODS, method_class
+from pipeline.registry import family as registry_family
 from pipeline.reports.compare import compare_table, write_compare
 from pipeline.seeding import derived_seed
 from pipeline.train.driver import train
 from tests.conftest import assert_same_tensors
+from tests.factories import family_tiny
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
@@ -62,9 +64,7 @@ TINY = {
     "model": {"base_channels": 16, "channel_mult": [1, 2], "num_res_blocks": 1,
               "attention_resolutions": [], "mid_attention": False, "num_heads": 1},
     "diffusion": {"timesteps": 100, "schedule": "cosine", "prediction_type": "v_prediction"},
-    "vae": {"latent_dim": 4, "width": 8, "kl_warmup_steps": 20},
-    "gan": {"latent_dim": 8, "width": 8},
-    "guidance": {"num_classes": 2, "p_uncond": 0.2},
+    **family_tiny(),
     "train": {"batch_size": 8, "num_workers": 2, "warmup_steps": 10, "sample_steps": 10,
               "sample_count": 4, "sample_every": 0, "ema_decay": 0.9},
     "eval": {"steps": 10, "num_samples": 40, "batch_size": 20, "grid_count": 16,
@@ -79,6 +79,8 @@ def tiny(family: str, folder: str = "/unused", **sections) -> Params:
     raw = copy.deepcopy(TINY)
     raw["model"]["family"] = family
     raw["data"] = {"source": "folder", "folder": folder, "val_fraction": 0.2, "test_fraction": 0.2}
+    raw["vae"]["kl_warmup_steps"] = 20
+    raw["guidance"]["num_classes"] = 2  # the two shapes
     for name, values in sections.items():
         raw[name] = {**raw.get(name, {}), **values}
     return from_dict(Params, raw)
@@ -174,13 +176,16 @@ def test_guided_samples_are_their_class_more_often_than_unguided_ones():
         model.sample(2, generator=torch.Generator(), how=Sampling(2), cond=torch.tensor([0, 2]))
 
 
-@pytest.mark.parametrize("family", ["ddpm_cfg", "vae", "dcgan"])
+@pytest.mark.parametrize("family", list(METHODS))
 def test_resuming_from_a_state_dict_continues_bit_exactly(family):
-    """Three steps, save, load into a fresh method, three more: the same weights, optimiser and
-    batch-norm state as six uninterrupted steps (every step reseeded as in the loop)."""
-    params = tiny(family, train={"num_workers": 1})
-    x, y = shapes().repeat(4, 1, 1, 1), torch.tensor([0, 1]).repeat(4)
-    batch = [x, y] if family == "ddpm_cfg" else x
+    """Every registered family: three steps, save, load into a fresh method, three more: the same
+    weights, optimiser and batch-norm state as six uninterrupted steps (every step reseeded as in
+    the loop). Its params are the tests' tiny ones (the registry's ``tiny`` for its section)."""
+    entry = registry_family(family)
+    channels = 3 if entry.needs_rgb else 1
+    params = tiny(family, train={"num_workers": 1}, data={"channels": channels})
+    x, y = shapes().repeat(4, channels, 1, 1), torch.tensor([0, 1]).repeat(4)
+    batch = [x, y] if entry.needs_labels else x
 
     def fresh():
         torch.manual_seed(0)

@@ -26,6 +26,7 @@ from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
 from pipeline.registry import METHODS, method_class, method_module
 from pipeline.registry import family as registry_family
+from tests.factories import family_tiny
 
 CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
@@ -64,14 +65,14 @@ class FusedAdamW(torch.optim.AdamW):
 def tiny_family(family: str) -> Params:
     """The smallest params that build ``family``: 8 x 8 images, 8 channels."""
     colour = registry_family(family).needs_rgb  # a colorizer, whichever the registry holds
+    sections = family_tiny()
+    sections["guidance"]["num_classes"] = 10  # the default data's (mnist-5k)
     return from_dict(Params, {
+        **sections,
         "data": {"image_size": 8, "channels": 3 if colour else 1},
         "model": {"family": family, "base_channels": 8, "channel_mult": [1, 2],
                   "num_res_blocks": 1, "attention_resolutions": [4], "num_heads": 1},
-        "vae": {"latent_dim": 4, "width": 8},
-        "gan": {"latent_dim": 8, "width": 8},
         "diffusion": {"timesteps": 50},
-        "guidance": {"num_classes": 10},  # the default data's (mnist-5k)
         "tune": {"enabled": False},
     })  # fmt: skip
 

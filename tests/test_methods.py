@@ -1,11 +1,15 @@
-"""A model family is a plug-in: a throwaway "mean image" family, registered from this test module,
-trains and samples through the real loop (driver, worker, checkpoints, export, MLflow) on 2 Ray
-workers with no edit to the loop, the driver or the export. Plus the registry's error."""
+"""A model family is a plug-in: a throwaway "mean image" family with a params section of its own
+(``mean:``), written and registered in this test module as a new family is (its module, one
+registry line), is validated with the rest of the params, trains and samples through the real loop
+(driver, worker, checkpoints, export, MLflow) on 2 Ray workers and through the sample command, with
+no edit to the loop, the driver, the export or the config. Plus the registry's error, and a
+throwaway sampler."""
 
-import dataclasses
 import math
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -13,24 +17,53 @@ import pytest
 import ray
 import ray.cloudpickle
 import torch
+import yaml
+from mlflow.tracking import MlflowClient
+from PIL import Image
 from torch import nn
 
-from pipeline.config import ConfigError, MlflowConfig, ModelConfig, Params, from_dict, to_dict
+from pipeline.config import (
+    ConfigError,
+    ModelConfig,
+    Params,
+    from_dict,
+    load_params,
+    section,
+    to_dict,
+)
 from pipeline.data.dataset import ProcessedImages
 from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
 from pipeline.registry import METHODS, Family
+from pipeline.train.driver import run_name
 from tests.factories import TINY, run_train, with_train
+
+
+@dataclass(frozen=True)
+class MeanConfig:
+    """params ``mean:``, the family's own section: the gray level the mean image starts from."""
+
+    start: float = 0.0  # in [-1, 1]
+
+    def __post_init__(self) -> None:
+        with section("mean"):
+            if not -1 <= self.start <= 1:
+                raise ValueError(f"start must be in [-1, 1], got {self.start!r}")
+
+    def check(self, params: Params) -> None:
+        """A rule tying the section to another: the mean image is one gray level per channel."""
+        if params.data.channels != 1 and self.start != 0:
+            raise ConfigError("mean.start colours a gray image: data.channels must be 1")
 
 
 class MeanNet(nn.Module):
     """One parameter: an image."""
 
-    def __init__(self, shape: tuple[int, int, int]) -> None:
+    def __init__(self, shape: tuple[int, int, int], start: float = 0.0) -> None:
         super().__init__()
-        self.mean = nn.Parameter(torch.zeros(shape))
+        self.mean = nn.Parameter(torch.full(shape, start))
 
     def forward(self, n: int) -> torch.Tensor:
         return self.mean.expand(n, *self.mean.shape)
@@ -62,14 +95,14 @@ class MeanImage(Method):
 
     def __init__(self, params: Params, device: torch.device) -> None:
         super().__init__(params, device)
-        self.net = MeanNet(params.data.image_shape).to(device)
+        self.net = MeanNet(params.data.image_shape, params.mean.start).to(device)
         self.optimizer = torch.optim.Adam(self.net.parameters(), lr=params.train.lr)
         self.scaler = torch.amp.GradScaler(device.type, enabled=False)
         self.wrapped: nn.Module = self.net
 
     @classmethod
     def build_net(cls, params: Params) -> nn.Module:
-        return MeanNet(params.data.image_shape)
+        return MeanNet(params.data.image_shape, params.mean.start)
 
     def prepare(self, wrap: Callable[[nn.Module], nn.Module]) -> None:
         self.wrapped = wrap(self.net)
@@ -92,8 +125,10 @@ class MeanImage(Method):
         self.optimizer.load_state_dict(state["optimizer"])
 
 
-def mean_params() -> Params:
-    params = with_train(
+def mean_params(**mean) -> Params:
+    """The tiny params with the mean family, its section ``mean`` from ``mean``: built as a params
+    file is read, so the registry's section is checked with the rest."""
+    raw = to_dict(with_train(
         TINY,
         steps=40,
         lr=0.05,
@@ -102,22 +137,44 @@ def mean_params() -> Params:
         log_every=10,
         checkpoint_every=20,
         sample_every=20,
-    )
-    return dataclasses.replace(
-        params,
-        model=dataclasses.replace(params.model, family="mean"),
-        tune=dataclasses.replace(params.tune, enabled=False),  # its sections: train only
-        mlflow=MlflowConfig(registered_model=None),
-    )
+    ))  # fmt: skip
+    raw["model"]["family"] = "mean"
+    raw["tune"]["enabled"] = False  # its sections: train and its own
+    raw["mlflow"]["registered_model"] = None
+    return from_dict(Params, {**raw, "mean": mean})
 
 
 @pytest.fixture
 def mean_family(monkeypatch):
-    """The toy family registered for this test; Ray ships its classes to the workers by value."""
-    monkeypatch.setitem(METHODS, "mean", Family(f"{__name__}:MeanImage"))
+    """The toy family registered for this test (the one line a new family adds to
+    pipeline/registry.py); Ray ships its classes to the workers by value."""
+    monkeypatch.setitem(METHODS, "mean", Family(f"{__name__}:MeanImage", section="mean",
+                                                config=f"{__name__}:MeanConfig"))  # fmt: skip
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
     ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+
+
+def test_a_new_familys_section_is_read_and_checked_with_the_params(mean_family, tmp_path):
+    assert mean_params().mean == MeanConfig() and mean_params(start=0.5).mean.start == 0.5
+    assert "mean" in Params().family_sections  # its defaults in every params, as vae's are
+    with pytest.raises(ConfigError, match=r"mean: start must be in \[-1, 1\], got 2"):
+        mean_params(start=2)
+    with pytest.raises(ConfigError, match="unknown key.s. mean.stop; allowed: start"):
+        mean_params(stop=0)
+    raw = to_dict(mean_params(start=0.5))
+    raw["data"]["channels"] = 3
+    with pytest.raises(ConfigError, match="mean.start colours a gray image: data.channels"):
+        from_dict(Params, raw)
+    searched = {
+        **to_dict(mean_params()),
+        "tune": {"space": {"mean": {"start": {"uniform": [-0.5, 0.5]}}}},
+    }
+    assert "mean.start" in from_dict(Params, searched).tune.specs  # tune.space may search it
+    path = tmp_path / "params.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(ConfigError, match="mean.start colours a gray image"):
+        load_params(path)
 
 
 def test_a_new_family_trains_and_samples_through_the_real_loop(
@@ -126,25 +183,37 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
     processed,
     tmp_path,
     monkeypatch,
+    run_pipeline,
 ):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
-    params = mean_params()
+    params = mean_params(start=0.5)
     report = run_train(tmp_path, params, processed)
     assert report.steps == 40 and report.num_workers == 2 and report.run_name
+    assert report.run_name != run_name(mean_params(start=0.25), processed)  # its section: identity
     history = pd.read_csv(tmp_path / "reports/plots/train_loss.csv")
     assert list(history["step"]) == [10, 20, 30, 40]
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(report.mlflow_run_id)
+    assert run.data.params["mean.start"] == "0.5"
 
     model = load_model(tmp_path / "models")  # the export, rebuilt through the registry
     assert isinstance(model, MeanImageModel) and model.params.model.family == "mean"
+    assert model.params.mean.start == 0.5
     target = ProcessedImages(processed, "train").images.astype(np.float32).mean(0) / 127.5 - 1
     learned = model.net.mean.detach().numpy()
-    start_error = np.abs(target).mean()  # the zero image the family starts from
+    start_error = np.abs(target - 0.5).mean()  # the gray image the family starts from (mean.start)
     assert np.abs(learned - target).mean() < 0.25 * start_error
     samples = model.sample(3, generator=torch.Generator().manual_seed(0))
     assert samples.shape == (3, *params.data.image_shape)
     torch.testing.assert_close(samples[2], torch.from_numpy(learned).clamp(-1, 1))
     assert (tmp_path / "reports/train_samples.png").read_bytes().startswith(b"\x89PNG")
+    out = tmp_path / "drawn.png"  # the sample command, as a user runs it
+    result = run_pipeline("sample", "--model", tmp_path / "models", "--count", "2", "--each",
+                          "--out", out)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    drawn = np.array(Image.open(tmp_path / "drawn" / sorted(os.listdir(tmp_path / "drawn"))[0]))
+    expected = np.round((np.clip(learned[0], -1, 1) + 1) * 127.5)
+    assert np.abs(drawn.astype(float) - expected).max() <= 1
 
 
 def test_an_unknown_family_is_refused_with_the_registered_names():

@@ -4,13 +4,21 @@
 ``ConfigError`` naming the key (``diffusion.beta_end``), the value and what is allowed, before any
 compute starts. The package's modules, lowest first: ``loader`` (the generic typed loader),
 ``keys`` (dotted keys), ``space`` (tune.space specs), ``sections`` (one dataclass per section),
-``search`` (the tune section and the trial policy), ``params`` (the whole file).
+``search`` (the tune section and the trial policy), ``params`` (the whole file). Each model
+family's own section is the family's (pipeline.registry).
 """
 
 from pipeline.config.keys import dotted, flatten, nest, override
-from pipeline.config.loader import ConfigError, from_dict, load_yaml, to_dict
+from pipeline.config.loader import (
+    ConfigError,
+    check_positive,
+    from_dict,
+    load_yaml,
+    section,
+    to_dict,
+)
 from pipeline.config.params import Params, load_params
-from pipeline.config.search import DEFAULT_SPACE, TRIAL_FIXED, TUNE_SECTIONS, SearchConfig
+from pipeline.config.search import DEFAULT_SPACE, TRIAL_FIXED, SearchConfig, tune_sections
 from pipeline.config.sections import (
     MAX_GRID,
     MAX_IMAGE_SIZE,
@@ -23,8 +31,6 @@ from pipeline.config.sections import (
     DownloadConfig,
     EvalConfig,
     FeatureNetConfig,
-    GANConfig,
-    GuidanceConfig,
     GuidedEvalConfig,
     LatentEvalConfig,
     LossConfig,
@@ -32,7 +38,8 @@ from pipeline.config.sections import (
     ModelConfig,
     RayConfig,
     TrainConfig,
-    VAEConfig,
+    check_unit_interval,
+    check_width,
 )
 from pipeline.config.space import Spec, admits, parse_space
 
@@ -44,7 +51,6 @@ __all__ = [
     "MAX_TIMESTEPS",
     "TRAIN_OPERATIONAL",
     "TRIAL_FIXED",
-    "TUNE_SECTIONS",
     "ColorizerEvalConfig",
     "ConfigError",
     "DataConfig",
@@ -52,8 +58,6 @@ __all__ = [
     "DownloadConfig",
     "EvalConfig",
     "FeatureNetConfig",
-    "GANConfig",
-    "GuidanceConfig",
     "GuidedEvalConfig",
     "LatentEvalConfig",
     "LossConfig",
@@ -64,8 +68,10 @@ __all__ = [
     "SearchConfig",
     "Spec",
     "TrainConfig",
-    "VAEConfig",
     "admits",
+    "check_positive",
+    "check_unit_interval",
+    "check_width",
     "dotted",
     "flatten",
     "from_dict",
@@ -74,5 +80,7 @@ __all__ = [
     "nest",
     "override",
     "parse_space",
+    "section",
     "to_dict",
+    "tune_sections",
 ]

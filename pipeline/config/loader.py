@@ -62,7 +62,7 @@ def optional_inner(hint: Any) -> Any:
     return hint
 
 
-def _convert(value: Any, hint: Any, key: str) -> Any:
+def convert(value: Any, hint: Any, key: str) -> Any:
     """Check ``value`` against a type hint (int, float, bool, str, Literal, tuple[int, ...],
     X | None, a nested dataclass) and return it converted (lists -> tuples, ints -> floats)."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
@@ -74,7 +74,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
         if value is None and type(None) in args:
             return None
         (inner,) = [a for a in args if a is not type(None)]
-        return _convert(value, inner, key)
+        return convert(value, inner, key)
     if origin is Literal:
         if value not in args:
             allowed = ", ".join(map(str, args))
@@ -87,7 +87,7 @@ def _convert(value: Any, hint: Any, key: str) -> Any:
     if origin is tuple:
         if not isinstance(value, list | tuple):
             raise ConfigError(f"{key} must be a list, got {shown(value)}")
-        return tuple(_convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
+        return tuple(convert(v, args[0], f"{key}[{i}]") for i, v in enumerate(value))
     if hint is bool:
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {shown(value)}")
@@ -157,7 +157,11 @@ def fields_of(cls: type) -> str:
 
 
 def from_dict(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
-    """Build dataclass ``cls`` from a mapping, rejecting unknown keys; missing keys take defaults."""
+    """Build dataclass ``cls`` from a mapping, rejecting unknown keys; missing keys take defaults.
+    A class that builds itself (``from_raw``: pipeline.config.Params, whose families' sections are
+    not fields) is asked to."""
+    if hasattr(cls, "from_raw"):
+        return cls.from_raw(raw)
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(raw) - names)
@@ -166,7 +170,7 @@ def from_dict(cls: type, raw: Mapping[str, Any], prefix: str = "") -> Any:
         raise ConfigError(
             f"unknown key(s) {', '.join(where + k for k in unknown)}; allowed: {fields_of(cls)}"
         )
-    kwargs = {k: _convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
+    kwargs = {k: convert(v, hints[k], f"{prefix}.{k}" if prefix else k) for k, v in raw.items()}
     return cls(**kwargs)
 
 
@@ -264,7 +268,10 @@ def load_yaml(path: str | Path) -> Any:
 
 
 def to_dict(config: Any) -> dict[str, Any]:
-    """A dataclass config as plain YAML/JSON-ready data (tuples become lists)."""
+    """A dataclass config as plain YAML/JSON-ready data (tuples become lists); a config that says
+    how (``as_raw``: pipeline.config.Params) is asked to."""
+    if hasattr(config, "as_raw"):
+        return config.as_raw()
 
     def plain(v: Any) -> Any:
         if isinstance(v, tuple | list):

@@ -1,9 +1,17 @@
 """``Params``: the whole params.yaml, and the checks that span sections (what a later stage will
-need, the tune trials' combinations). ``load_params("params.yaml")`` reads and validates it."""
+need, the tune trials' combinations). ``load_params("params.yaml")`` reads and validates it.
+
+The sections every run reads are fields here; each model family's own section (``guidance``,
+``vae``, ``gan``) is the family's: its dataclass lives in the family's module and the registry names
+it (pipeline.registry.Family.section, .config), so ``Params`` holds them by name and builds them
+from the registry: ``params.vae`` reads one, ``params.with_sections(vae=...)`` replaces one.
+"""
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -12,7 +20,7 @@ from typing import Any
 from pipeline.config.keys import nest, override
 from pipeline.config.loader import (
     ConfigError,
-    fields_of,
+    convert,
     from_dict,
     load_yaml,
     section,
@@ -26,41 +34,95 @@ from pipeline.config.sections import (
     DownloadConfig,
     EvalConfig,
     FeatureNetConfig,
-    GANConfig,
-    GuidanceConfig,
     MlflowConfig,
     ModelConfig,
     RayConfig,
     TrainConfig,
-    VAEConfig,
 )
 from pipeline.data.sources import get_source
 from pipeline.models.unet import check_attention_resolutions
-from pipeline.registry import METHODS, family
+from pipeline.registry import METHODS, family, section_configs
+
+FAMILY_SECTIONS = "family_sections"  # the field holding the families' own sections, by name
+
+
+def default_family_sections() -> dict[str, Any]:
+    """Every registered family's own section at its defaults."""
+    return {name: config() for name, config in section_configs().items()}
 
 
 @dataclass(frozen=True)
 class Params:
-    """The whole params.yaml."""
+    """The whole params.yaml: the sections every run reads, and ``family_sections``, each model
+    family's own (pipeline.registry), read as attributes (``params.guidance``)."""
 
     data: DataConfig = field(default_factory=DataConfig)
     download: DownloadConfig = field(default_factory=DownloadConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
-    guidance: GuidanceConfig = field(default_factory=GuidanceConfig)
-    vae: VAEConfig = field(default_factory=VAEConfig)
-    gan: GANConfig = field(default_factory=GANConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     featurenet: FeatureNetConfig = field(default_factory=FeatureNetConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     tune: SearchConfig = field(default_factory=SearchConfig)
     mlflow: MlflowConfig = field(default_factory=MlflowConfig)
     ray: RayConfig = field(default_factory=RayConfig)
+    family_sections: Mapping[str, Any] = field(default_factory=default_family_sections)
+
+    def __getattr__(self, name: str) -> Any:
+        """A family's own section by its name (``params.vae``)."""
+        sections = self.__dict__.get(FAMILY_SECTIONS) or {}
+        if name in sections:
+            return sections[name]
+        raise AttributeError(f"'Params' object has no attribute {name!r}")
+
+    @classmethod
+    def from_raw(cls, raw: Mapping[str, Any]) -> Params:
+        """Params from the mapping of a params file (pipeline.config.loader.from_dict calls it):
+        unknown sections refused, missing ones at their defaults."""
+        hints = typing.get_type_hints(cls)
+        core = [f.name for f in dataclasses.fields(cls) if f.name != FAMILY_SECTIONS]
+        own = section_configs()
+        unknown = sorted(set(raw) - set(core) - set(own))
+        if unknown:
+            at = core.index("model") + 1  # params.yaml's order: the families' after model
+            allowed = ", ".join([*core[:at], *own, *core[at:]])
+            raise ConfigError(f"unknown key(s) {', '.join(unknown)}; allowed: {allowed}")
+        kwargs = {k: convert(v, hints[k], k) for k, v in raw.items() if k in core}
+        sections = {name: convert(raw.get(name, {}), config, name) for name, config in own.items()}
+        return cls(**kwargs, family_sections=sections)
+
+    def as_raw(self) -> dict[str, Any]:
+        """The mapping of a params file, in params.yaml's order (the families' sections after
+        ``model``; pipeline.config.loader.to_dict calls it)."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name != FAMILY_SECTIONS:
+                out[f.name] = to_dict(getattr(self, f.name))
+            if f.name == "model":
+                out.update({k: to_dict(v) for k, v in self.family_sections.items()})
+        return out
+
+    def with_sections(self, **sections: Any) -> Params:
+        """A copy with whole sections replaced, the families' own included (``guidance=...``)."""
+        names = section_configs()
+        own = {k: v for k, v in sections.items() if k in names}
+        core = {k: v for k, v in sections.items() if k not in own}
+        return dataclasses.replace(self, **core, family_sections={**self.family_sections, **own})
 
     def __post_init__(self) -> None:
         if family(self.model.family).diffusion:  # the UNet's architecture
             with section("model"):
                 check_attention_resolutions(self.model, self.data.image_size)
+        self._check_steps()
+        self._check_family_needs()
+        self._check_splits()
+        if self.tune.space:
+            self._check_trials()
+        if self.tune.enabled:
+            self._check_searched_sections()
+
+    def _check_steps(self) -> None:
+        """Every sampling's steps fit in the diffusion's T."""
         T = self.diffusion.timesteps
         for key, steps in (
             ("train.sample_steps", self.train.sample_steps),
@@ -69,7 +131,10 @@ class Params:
         ):
             if steps > T:
                 raise ConfigError(f"{key} {steps} exceeds diffusion.timesteps {T}")
-        # what later stages need of the data, checked before any stage runs
+
+    def _check_family_needs(self) -> None:
+        """What the family needs of the data (pipeline.registry.Family), checked before any stage
+        runs, and its own section's rules on the others (its ``check(params)``)."""
         source, needs = get_source(self.data.source), family(self.model.family)
         if needs.needs_rgb and self.data.channels != 3:
             raise ConfigError(
@@ -98,19 +163,19 @@ class Params:
                 f"{source.name!r} has none (use a labelled source: mnist-5k, mnist, "
                 "fashion-mnist, cifar10, or a folder with one subfolder per class)"
             )
-        if needs.needs_labels and self.guidance.num_classes is not None and source.classes:
-            if self.guidance.num_classes != len(source.classes):
-                raise ConfigError(
-                    f"guidance.num_classes {self.guidance.num_classes} differs from the "
-                    f"{len(source.classes)} classes of data.source {source.name!r}; set it to "
-                    "null (the data's)"
-                )
         if self.data.image_size % needs.size_multiple:
             raise ConfigError(
                 f"model.family {self.model.family!r} scales the image by {needs.size_multiple}: "
                 f"data.image_size must be a multiple of {needs.size_multiple}, got "
                 f"{self.data.image_size}"
             )
+        own = self.family_sections.get(needs.section) if needs.section else None
+        if own is not None and hasattr(own, "check"):
+            own.check(self)
+
+    def _check_splits(self) -> None:
+        """The splits the tune, featurenet and evaluate stages score on are not empty."""
+        source = get_source(self.data.source)
         if self.tune.enabled and self.data.val_fraction == 0 and not source.fixed_splits:
             raise ConfigError(
                 "data.val_fraction 0 leaves no validation images, on which the tune stage ranks "
@@ -121,10 +186,6 @@ class Params:
                 f"data.test_fraction 0 leaves no test images (source {source.name!r} has no "
                 "official test split); the featurenet and evaluate stages score on them: set it > 0"
             )
-        if self.tune.space:
-            self._check_trials()
-        if self.tune.enabled:
-            self._check_searched_sections()
 
     def _check_searched_sections(self) -> None:
         """Every searched key changes what some family of the search trains: a VAE does not read
@@ -221,7 +282,8 @@ def load_params(path: str | Path) -> Params:
         raise ConfigError(f"params file not found: {path}")
     raw = load_yaml(path) or {}
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{path} must hold a mapping of sections ({fields_of(Params)})")
+        allowed = ", ".join(to_dict(Params()))
+        raise ConfigError(f"{path} must hold a mapping of sections ({allowed})")
     for old, new in _moved(raw):
         raise ConfigError(f"{path}: {old} is now {new}: move it")
     return from_dict(Params, raw)

@@ -12,13 +12,11 @@ from pipeline.config.sections import (
     MAX_SAMPLES,
     TRAIN_OPERATIONAL,
     DiffusionConfig,
-    GANConfig,
-    GuidanceConfig,
     ModelConfig,
     TrainConfig,
-    VAEConfig,
 )
 from pipeline.config.space import Spec, parse_space
+from pipeline.registry import section_configs
 
 # The default search: every beta schedule once, each with its own draw of lr and min-SNR weighting.
 DEFAULT_SPACE = {
@@ -28,17 +26,19 @@ DEFAULT_SPACE = {
     },
     "train": {"lr": {"loguniform": [1.0e-4, 1.0e-3]}},
 }
-TUNE_SECTIONS = (
-    "diffusion",
-    "model",
-    "guidance",
-    "vae",
-    "gan",
-    "train",
-)  # what tune.space may search
 # train keys a trial's budget sets (tune.steps, tune.workers_per_trial, ...) or that only watch it
 TRIAL_FIXED = ("steps", "num_workers", "use_gpu", *TRAIN_OPERATIONAL)
-DATA_FIXED = ("guidance.num_classes",)  # set by the data (its classes), not searchable
+
+
+def tune_sections() -> dict[str, Any]:
+    """What tune.space may search: the sections that shape a model (the diffusion process, the
+    UNet, training, every family's own; pipeline.registry) -> their dataclasses."""
+    return {
+        "diffusion": DiffusionConfig,
+        "model": ModelConfig,
+        **section_configs(),
+        "train": TrainConfig,
+    }
 
 
 @dataclass(frozen=True)
@@ -97,20 +97,14 @@ class SearchConfig:
         """The parsed space (pipeline.config.space); ValueError for a bad or untunable key, or a
         range whose draws the key's type cannot take (uniform on an integer key)."""
         fixed = TRIAL_FIXED + (("batch_size",) if self.batch_size is not None else ())
-        sections = {
-            "diffusion": DiffusionConfig,
-            "model": ModelConfig,
-            "guidance": GuidanceConfig,
-            "vae": VAEConfig,
-            "gan": GANConfig,
-            "train": TrainConfig,
-        }
-        hints = {
-            key: hint
-            for section in TUNE_SECTIONS
-            for key, hint in leaf_hints(sections[section], section).items()
-            if not (section == "train" and key.split(".", 1)[1] in fixed) and key not in DATA_FIXED
-        }
+        hints = {}
+        for name, config in tune_sections().items():
+            unsearchable = fixed if name == "train" else getattr(config, "SET_BY_DATA", ())
+            hints.update(
+                (key, hint)
+                for key, hint in leaf_hints(config, name).items()
+                if key.split(".", 1)[1] not in unsearchable
+            )
         return parse_typed_space(self.space, hints)
 
     @property

@@ -15,17 +15,41 @@ when G collapses onto few modes (``warnings`` flags it below ``gan.collapse_rati
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import Params
+from pipeline.config import Params, check_positive, check_unit_interval, check_width, section
 from pipeline.methods.base import Batch, LatentModel, Method
 from pipeline.methods.step import adamw, network_step, resolve_compile, resolve_precision
 from pipeline.models.convnets import ConvDecoder, ConvEncoder, dcgan_init
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """params.yaml ``gan``: a transposed-conv generator and a conv discriminator with batch norm,
+    the non-saturating losses, AdamW with betas (beta1, 0.999)."""
+
+    latent_dim: int = 64  # dimension of z
+    width: int = 32  # channels of the discriminator's first stage (then 2x); a multiple of 8
+    lr_d: float | None = None  # discriminator learning rate; None: train.lr
+    beta1: float = 0.5  # Adam's beta1 for both networks (DCGAN: 0.5)
+    collapse_ratio: float = 0.3  # warn of mode collapse when the samples' spread (mean pairwise
+    # distance in a batch) falls below this fraction of the real images'
+
+    def __post_init__(self) -> None:
+        with section("gan"):
+            check_positive("latent_dim", self.latent_dim, 4096)
+            check_width(self.width)
+            if self.lr_d is not None and not (math.isfinite(self.lr_d) and self.lr_d > 0):
+                raise ValueError(f"lr_d must be a finite number > 0 or null, got {self.lr_d!r}")
+            check_unit_interval("beta1", self.beta1)
+            check_unit_interval("collapse_ratio", self.collapse_ratio, closed=True)
 
 
 class Generator(nn.Module):

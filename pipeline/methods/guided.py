@@ -15,14 +15,50 @@ conditional one's. Any schedule, prediction type and sampler applies.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from pipeline.config import Params
+from pipeline.config import ConfigError, Params, check_positive, check_unit_interval, section
+from pipeline.data.sources import get_source
 from pipeline.methods.base import Batch, References, Signature, TensorSpec, balanced_labels
 from pipeline.methods.ddpm import DDPM, DDPMModel, build_unet
+
+
+@dataclass(frozen=True)
+class GuidanceConfig:
+    """params.yaml ``guidance``: a class embedding added to the time embedding, the label replaced
+    by a learned null class with probability ``p_uncond`` while training."""
+
+    p_uncond: float = 0.1  # probability of training on the null class (the unconditional model)
+    num_classes: int | None = None  # None: the data's classes (data/processed manifest)
+
+    SET_BY_DATA: ClassVar[tuple[str, ...]] = ("num_classes",)  # not searchable
+
+    def __post_init__(self) -> None:
+        with section("guidance"):
+            check_unit_interval("p_uncond", self.p_uncond)
+            if self.p_uncond == 0:
+                raise ValueError(
+                    "p_uncond must be > 0: guidance mixes in the unconditional model, which only "
+                    "the null-class training draws teach (Ho and Salimans use 0.1 to 0.2)"
+                )
+            if self.num_classes is not None:
+                check_positive("num_classes", self.num_classes)
+
+    def check(self, params: Params) -> None:
+        """``num_classes``, when set, is the number of classes of a source that names them."""
+        source = get_source(params.data.source)
+        if self.num_classes is not None and source.classes:
+            if self.num_classes != len(source.classes):
+                raise ConfigError(
+                    f"guidance.num_classes {self.num_classes} differs from the "
+                    f"{len(source.classes)} classes of data.source {source.name!r}; set it to "
+                    "null (the data's)"
+                )
 
 
 class Guided(nn.Module):

@@ -14,16 +14,40 @@ Gaussian of variance 1/2 up to a constant). Samples: decoder(z), z ~ N(0, I).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pipeline.config import Params, VAEConfig
+from pipeline.config import Params, check_positive, check_width, section
 from pipeline.methods.base import Batch, LatentModel
 from pipeline.methods.step import OneNetwork
 from pipeline.models.convnets import ConvDecoder, ConvEncoder
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """params.yaml ``vae``: a conv encoder to (mu, logvar), z = mu + sigma * eps, a transposed-conv
+    decoder; loss reconstruction + beta * KL."""
+
+    latent_dim: int = 16  # dimension of z
+    width: int = 32  # channels of the first conv stage (then 2x); a multiple of 8
+    reconstruction: Literal["bce", "mse"] = "bce"  # -log p(x|z): Bernoulli (BCE) or Gaussian (MSE)
+    beta: float = 1.0  # weight of the KL term (beta-VAE, Higgins et al. 2017; 1: the ELBO)
+    kl_warmup_steps: int = 100  # the KL weight ramps linearly from 0 to beta over these steps
+
+    def __post_init__(self) -> None:
+        with section("vae"):
+            check_positive("latent_dim", self.latent_dim, 4096)
+            check_width(self.width)
+            if not (math.isfinite(self.beta) and self.beta >= 0):
+                raise ValueError(f"beta must be a finite number >= 0, got {self.beta!r}")
+            if self.kl_warmup_steps < 0:
+                raise ValueError(f"kl_warmup_steps must be >= 0, got {self.kl_warmup_steps}")
 
 
 class VAENet(nn.Module):

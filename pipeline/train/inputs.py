@@ -66,14 +66,14 @@ def with_data_classes(params: Params, manifest: Mapping[str, Any]) -> Params:
             "classes; set it to null (the data's)"
         )
     # not with_values: that is one trial's params, without the search the sweep still runs
-    return dataclasses.replace(
-        params, guidance=dataclasses.replace(params.guidance, num_classes=len(classes))
+    return params.with_sections(
+        guidance=dataclasses.replace(params.guidance, num_classes=len(classes))
     )
 
 
 def run_sections(params: Params, omit_train: tuple[str, ...] = TRAIN_OPERATIONAL) -> dict[str, Any]:
     """The params sections the trained weights depend on: data, model, train (less ``omit_train``)
-    and the family's own (pipeline.registry.Family.sections: diffusion, guidance, vae, gan)."""
+    and the family's (pipeline.registry.Family.sections: diffusion, its own)."""
     names = RUN_SECTIONS + family(params.model.family).sections
     sections = {k: v for k, v in to_dict(params).items() if k in names}
     sections["train"] = {k: v for k, v in sections["train"].items() if k not in omit_train}
