@@ -23,7 +23,7 @@ from pipeline.photo import (
     default_scale,
     guide_mismatch,
 )
-from pipeline.registry import METHODS
+from pipeline.registry import FAMILIES
 from pipeline.shipped import GUIDE_DIR, shipped_colorizer, shipped_guide
 
 SATURATIONS = (0.0, 3.0)  # --saturation's range: 0 gray, 3 beyond any photo's colours
@@ -33,7 +33,7 @@ def load_colorizer(models_dir: str, device: str) -> GenerativeModel:
     """The exported model in ``models_dir`` on ``device``; ValueError unless it is a colorizer."""
     model = load_on(models_dir, device)
     if model.conditioning != "image":
-        colorizers = [name for name, family in METHODS.items() if family.conditioning == "image"]
+        colorizers = [name for name, family in FAMILIES.items() if family.conditioning == "image"]
         raise ValueError(
             f"--model {models_dir} holds model.family {model.params.model.family!r}, not a "
             f"colorizer ({', '.join(colorizers)}); train one with `make colorize`"

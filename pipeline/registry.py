@@ -67,7 +67,7 @@ class Family:
         return self.conditioning == "class"
 
 
-METHODS: dict[str, Family] = {
+FAMILIES: dict[str, Family] = {
     # denoising diffusion (Ho et al. 2020) on a UNet
     "ddpm": Family("pipeline.methods.ddpm:DDPM", shared=("diffusion",)),
     # class-conditional DDPM with classifier-free guidance (Ho and Salimans 2022)
@@ -123,14 +123,14 @@ METHODS: dict[str, Family] = {
 
 def check_family(name: str) -> None:
     """ValueError naming ``name`` and the registered families unless ``name`` is one."""
-    if name not in METHODS:
-        raise ValueError(f"family: unknown value {name!r}; allowed: {', '.join(METHODS)}")
+    if name not in FAMILIES:
+        raise ValueError(f"family: unknown value {name!r}; allowed: {', '.join(FAMILIES)}")
 
 
 def family(name: str) -> Family:
     """The registry entry of family ``name``."""
     check_family(name)
-    return METHODS[name]
+    return FAMILIES[name]
 
 
 def method_module(name: str) -> str:
@@ -158,7 +158,7 @@ def section_configs() -> dict[str, Any]:
     """Every family's own params section -> its dataclass, in registry order; ValueError if two
     families give one section different dataclasses."""
     paths: dict[str, str] = {}
-    for name, entry in METHODS.items():
+    for name, entry in FAMILIES.items():
         if entry.section is None or entry.config is None:
             continue
         if paths.setdefault(entry.section, entry.config) != entry.config:

@@ -9,7 +9,7 @@ import ray.train
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig
 from pipeline.config.keys import nest
-from pipeline.registry import METHODS
+from pipeline.registry import FAMILIES
 from pipeline.reports.train import TrainReport
 from pipeline.train.driver import train
 
@@ -40,7 +40,7 @@ TINY = Params(
 
 def family_tiny() -> dict[str, dict]:
     """Every family's own section at its tests' smallest values (pipeline.registry.Family.tiny)."""
-    return {e.section: nest(dict(e.tiny)) for e in METHODS.values() if e.section}
+    return {e.section: nest(dict(e.tiny)) for e in FAMILIES.values() if e.section}
 
 
 def with_train(params: Params, **changes) -> Params:

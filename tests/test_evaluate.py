@@ -128,7 +128,7 @@ def test_each_family_says_its_own_scores_after_fid():
     """Issue 44: the evaluate stage's console lines of a family's extra scores come from its
     evaluation hook (the registry's), not from the stage."""
     from pipeline.config import EvalConfig
-    from pipeline.registry import METHODS, evaluation_class
+    from pipeline.registry import FAMILIES, evaluation_class
 
     guided = {"class_accuracy": 0.912, "guidance_scale": 2.0}
     crops = {f"{p}{k}": 1.0 for p in ("", "gray_") for k in
@@ -138,7 +138,7 @@ def test_each_family_says_its_own_scores_after_fid():
     photos = {f"photo_{k}": 0.5 for k in ("fid_colour", "ciede2000_relative", "hue_accuracy",
                                           "chroma_ratio")}  # fmt: skip
     config = EvalConfig(features="colour")
-    said = {name: evaluation_class(name).summary({**guided, **colour}, config) for name in METHODS}
+    said = {name: evaluation_class(name).summary({**guided, **colour}, config) for name in FAMILIES}
     assert said["ddpm"] == said["vae"] == said["dcgan"] == []
     assert said["ddpm_cfg"] == [
         "  class accuracy 0.912 at guidance w 2 (FeatureNet's classifier on the samples)"

@@ -31,7 +31,7 @@ from pipeline.methods.guided import Guided
 from pipeline.methods.vae import kl_divergence as vae_kl
 from pipeline.methods.vae import kl_weight, reconstruction_nll
 from pipeline.models import UNet
-from pipeline.registry import METHODS, method_class
+from pipeline.registry import FAMILIES, method_class
 from pipeline.registry import family as registry_family
 from pipeline.reports.compare import compare_table, write_compare
 from pipeline.seeding import derived_seed
@@ -176,7 +176,7 @@ def test_guided_samples_are_their_class_more_often_than_unguided_ones():
         model.sample(2, generator=torch.Generator(), how=Sampling(2), cond=torch.tensor([0, 2]))
 
 
-@pytest.mark.parametrize("family", list(METHODS))
+@pytest.mark.parametrize("family", list(FAMILIES))
 def test_resuming_from_a_state_dict_continues_bit_exactly(family):
     """Every registered family: three steps, save, load into a fresh method, three more: the same
     weights, optimiser and batch-norm state as six uninterrupted steps (every step reseeded as in

@@ -24,7 +24,7 @@ from pipeline.config import Params, from_dict, to_dict
 from pipeline.methods.base import Sampling
 from pipeline.methods.step import adamw, resolve_compile
 from pipeline.models import make_ema
-from pipeline.registry import METHODS, method_class, method_module
+from pipeline.registry import FAMILIES, method_class, method_module
 from pipeline.registry import family as registry_family
 from tests.factories import family_tiny
 
@@ -122,7 +122,7 @@ def test_the_per_gpu_code_imports_with_torch_alone():
         "pipeline.diffusion",
         "pipeline.methods.step",
         "pipeline.methods.export",
-        *sorted({method_module(name) for name in METHODS}),
+        *sorted({method_module(name) for name in FAMILIES}),
     ]
     script = textwrap.dedent(
         f"""
@@ -236,7 +236,7 @@ def test_the_gpu_step_benchmark_runs_both_codes_side_by_side_in_its_smoke_mode()
     assert len(sampling) == 4 and all(float(line.split()[-2]) > 0 for line in sampling)
 
 
-@pytest.mark.parametrize("family", sorted(METHODS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_no_family_reads_a_tensor_back_to_the_host_in_its_training_step(monkeypatch, family):
     """Issue 26: a step that reads a value back (a loss's ``.item()``, the EMA's ``int(n)``)
     stalls the GPU every step. On CPU, with AdamW fused as on CUDA, no step reads anything."""
@@ -294,7 +294,7 @@ def test_the_bf16_fid_benchmark_scores_both_precisions_on_the_same_seeds(process
 
 
 @CUDA
-@pytest.mark.parametrize("family", sorted(METHODS))
+@pytest.mark.parametrize("family", sorted(FAMILIES))
 def test_no_family_syncs_with_the_host_in_its_training_step_on_cuda(family):
     third_step(family, "cuda", device_syncs_fail())
 

@@ -36,7 +36,7 @@ from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
-from pipeline.registry import METHODS, Family
+from pipeline.registry import FAMILIES, Family
 from pipeline.train.driver import run_name
 from tests.factories import TINY, run_train, with_train
 
@@ -148,7 +148,7 @@ def mean_params(**mean) -> Params:
 def mean_family(monkeypatch):
     """The toy family registered for this test (the one line a new family adds to
     pipeline/registry.py); Ray ships its classes to the workers by value."""
-    monkeypatch.setitem(METHODS, "mean", Family(f"{__name__}:MeanImage", section="mean",
+    monkeypatch.setitem(FAMILIES, "mean", Family(f"{__name__}:MeanImage", section="mean",
                                                 config=f"{__name__}:MeanConfig"))  # fmt: skip
     ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield

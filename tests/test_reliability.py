@@ -32,7 +32,7 @@ from pipeline.methods.ddpm import build_unet
 from pipeline.methods.export import export_model
 from pipeline.models import make_ema
 from pipeline.provenance import code_digest, imports_of, source_closure
-from pipeline.registry import METHODS, method_module
+from pipeline.registry import FAMILIES, method_module
 from pipeline.train.checkpoint import STATE_KEYS, latest_checkpoint_dir
 from stages.evaluate import main as evaluate_main
 from stages.train import main as train_main
@@ -606,7 +606,7 @@ def test_dvc_deps_cover_the_code_each_result_comes_from(pipeline, stage, script)
         if n.startswith("pipeline")
     }
     if script in ("tune", "train", "evaluate"):
-        modules |= {method_module(family) for family in METHODS}
+        modules |= {method_module(family) for family in FAMILIES}
     files = {
         str(path.relative_to(ROOT))
         for module in modules

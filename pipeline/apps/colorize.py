@@ -143,6 +143,18 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         "colorizer's guide without --model, none with it",
     )
     parser.add_argument("--out", required=True, help="folder for the colorized PNGs")
+    add_colour_options(parser)
+    add_max_megapixels(
+        parser, "peak memory grows about 7 MB per megapixel, see docs/colorization.md"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
+    add_precision(parser, cpu_bf16=True)
+    add_overwrite(parser)
+    parser.set_defaults(func=run)
+
+
+def add_colour_options(parser: argparse.ArgumentParser) -> None:
+    """What decides the colours: the draws, their steps and vividness, saturation, seed, scale."""
     parser.add_argument(
         "--steps",
         type=int_in(1, MAX_STEPS),
@@ -183,10 +195,3 @@ def add_command(commands: argparse._SubParsersAction) -> None:
         f"{WHOLE_SCALE:g} for a model trained on whole-photo views, {TILED_SCALE:g} on crops; "
         f"the model sees at most {WORK_PIXELS:,} pixels)",
     )
-    add_max_megapixels(
-        parser, "peak memory grows about 7 MB per megapixel, see docs/colorization.md"
-    )
-    parser.add_argument("--device", choices=("cpu", "cuda"), help="default: cuda when available")
-    add_precision(parser, cpu_bf16=True)
-    add_overwrite(parser)
-    parser.set_defaults(func=run)

@@ -41,7 +41,7 @@ from pipeline.config.sections import (
 )
 from pipeline.data.sources import get_source
 from pipeline.models.unet import check_attention_resolutions
-from pipeline.registry import METHODS, family, section_configs
+from pipeline.registry import FAMILIES, family, section_configs
 
 FAMILY_SECTIONS = "family_sections"  # the field holding the families' own sections, by name
 
@@ -272,7 +272,7 @@ def _moved(raw: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 def colorizers() -> str:
     """The registered colorizer families, for messages."""
-    return ", ".join(name for name, entry in METHODS.items() if entry.needs_rgb)
+    return ", ".join(name for name, entry in FAMILIES.items() if entry.needs_rgb)
 
 
 def load_params(path: str | Path) -> Params:

@@ -74,7 +74,7 @@ class ModelConfig:
     """Which model family trains (pipeline.methods), and the UNet architecture
     (pipeline.models.UNet) of the diffusion families; image size and channels come from the data."""
 
-    family: str = "ddpm"  # one of pipeline.registry.METHODS
+    family: str = "ddpm"  # one of pipeline.registry.FAMILIES
     base_channels: int = 32  # channels at full resolution
     channel_mult: tuple[int, ...] = (1, 2, 2)  # per level; each level after the first halves H, W
     num_res_blocks: int = 2  # residual blocks per level

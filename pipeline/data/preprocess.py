@@ -214,6 +214,44 @@ def array_entry(path: Path) -> dict[str, Any]:
     }
 
 
+def finish_splits(
+    folder: Path, writers: dict[str, NpyAppender], labels: dict[str, list[int]] | None
+) -> dict[str, Any]:
+    """Each split's images (and labels, unless None) closed into ``folder``: its manifest entry
+    (count, file digests); an empty split is logged."""
+    splits: dict[str, Any] = {}
+    for s in SPLITS:
+        entry = {"count": writers[s].count, "images": array_entry(writers[s].finish())}
+        if labels is not None:
+            np.save(folder / f"{s}_labels.npy", np.asarray(labels[s], dtype=np.int64))
+            entry["labels"] = array_entry(folder / f"{s}_labels.npy")
+        splits[s] = entry
+        if entry["count"] == 0:
+            log.warning("split %s is empty", s)
+    return splits
+
+
+def manifest_params(config: DataConfig) -> dict[str, Any]:
+    """The data params the processed arrays depend on, as the manifest records them (a fit's own
+    keys only with that fit)."""
+    return {
+        "image_size": config.image_size,
+        "channels": config.channels,
+        "fit": config.fit,
+        "seed": config.seed,
+        "val_fraction": config.val_fraction,
+        "test_fraction": config.test_fraction,
+        "limit": config.limit,
+        **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
+        **({"scene": config.scene} if config.scene != "none" else {}),
+        **(
+            {"views": config.views, "view_scale": list(config.view_scale)}
+            if config.fit == "views"
+            else {}
+        ),
+    }
+
+
 def preprocess(
     config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True
 ) -> dict:
@@ -253,34 +291,11 @@ def preprocess(
                 f"test_fraction={config.test_fraction})"
             )
         has_labels = any(label >= 0 for split in SPLITS for label in labels[split])
-        splits: dict[str, Any] = {}
-        for s in SPLITS:
-            entry = {"count": writers[s].count, "images": array_entry(writers[s].finish())}
-            if has_labels:
-                np.save(tmp / f"{s}_labels.npy", np.asarray(labels[s], dtype=np.int64))
-                entry["labels"] = array_entry(tmp / f"{s}_labels.npy")
-            splits[s] = entry
-            if entry["count"] == 0:
-                log.warning("split %s is empty", s)
+        splits = finish_splits(tmp, writers, labels if has_labels else None)
         classes = source.class_names(raw_dir)
         manifest = {
             "source": source.name,
-            "params": {
-                "image_size": config.image_size,
-                "channels": config.channels,
-                "fit": config.fit,
-                "seed": config.seed,
-                "val_fraction": config.val_fraction,
-                "test_fraction": config.test_fraction,
-                "limit": config.limit,
-                **({"tile_scales": list(config.tile_scales)} if config.fit == "tiles" else {}),
-                **({"scene": config.scene} if config.scene != "none" else {}),
-                **(
-                    {"views": config.views, "view_scale": list(config.view_scale)}
-                    if config.fit == "views"
-                    else {}
-                ),
-            },
+            "params": manifest_params(config),
             "classes": list(classes) if classes and has_labels else None,
             "splits": splits,
             "skipped": {"count": len(skipped), "examples": skipped[:MAX_LISTED_SKIPS]},

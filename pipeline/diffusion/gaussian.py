@@ -90,6 +90,38 @@ class LossTerms:
     vlb: torch.Tensor | None
 
 
+def schedule_buffers(betas: torch.Tensor) -> dict[str, torch.Tensor]:
+    """The per-timestep quantities of a beta schedule (float64, T each): alpha_t = 1 - beta_t,
+    alpha_bar_t = prod_{s<=t} alpha_s, the SNR alpha_bar / (1 - alpha_bar), the posterior
+    q(x_{t-1} | x_t, x_0)'s variance beta~_t = beta_t (1 - alpha_bar_{t-1}) / (1 - alpha_bar_t) and
+    mean coefficients (Ho et al. 2020, eq. 7), and the log variances of the fixed and learned
+    variance types (beta~_0 = 0: its log is clipped to beta~_1 as in improved DDPM; beta_0 when
+    T = 1)."""
+    alphas = 1.0 - betas
+    alpha_bar = torch.cumprod(alphas, dim=0)
+    alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
+    beta_tilde = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
+    beta_tilde_floor = beta_tilde[1] if betas.numel() > 1 else betas[0]
+    return {
+        "betas": betas,
+        "alphas": alphas,
+        "alpha_bar": alpha_bar,
+        "alpha_bar_prev": alpha_bar_prev,
+        "sqrt_alpha_bar": alpha_bar.sqrt(),
+        "sqrt_one_minus_alpha_bar": (1.0 - alpha_bar).sqrt(),
+        "snr": alpha_bar / (1.0 - alpha_bar),
+        "beta_tilde": beta_tilde,
+        "log_beta_tilde_clipped": torch.log(
+            torch.cat([beta_tilde_floor.reshape(1), beta_tilde[1:]])
+        ),
+        # fixed_large: beta_t, with beta~_1 at t = 0 (improved DDPM)
+        "log_beta_large": torch.log(torch.cat([beta_tilde_floor.reshape(1), betas[1:]])),
+        "log_betas": torch.log(betas),
+        "posterior_mean_coef_x0": alpha_bar_prev.sqrt() * betas / (1.0 - alpha_bar),
+        "posterior_mean_coef_xt": alphas.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar),
+    }
+
+
 class GaussianDiffusion(nn.Module):
     """DDPM forward/reverse process over fixed betas; coefficients are float64 buffers.
 
@@ -130,47 +162,14 @@ class GaussianDiffusion(nn.Module):
         self.clip_denoised = clip_denoised
         self.num_timesteps = int(betas.numel())
 
-        alphas = 1.0 - betas
-        alpha_bar = torch.cumprod(alphas, dim=0)
-        if prediction_type == "epsilon" and alpha_bar[-1] == 0:
+        buffers = schedule_buffers(betas)
+        if prediction_type == "epsilon" and buffers["alpha_bar"][-1] == 0:
             raise ValueError(
                 "prediction_type 'epsilon' cannot recover x_0 where alpha_bar = 0 (zero terminal "
                 "SNR); use 'v_prediction' or 'sample' (Lin et al. 2023, section 3.2)"
             )
-        alpha_bar_prev = torch.cat([torch.ones(1, dtype=torch.float64), alpha_bar[:-1]])
-        beta_tilde = betas * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar)
-        # beta~_0 = 0: its log is clipped to beta~_1 as in improved DDPM (beta_0 when T = 1).
-        beta_tilde_floor = beta_tilde[1] if self.num_timesteps > 1 else betas[0]
-        reg = self.register_buffer
-        reg("betas", betas, persistent=False)
-        reg("alphas", alphas, persistent=False)
-        reg("alpha_bar", alpha_bar, persistent=False)
-        reg("alpha_bar_prev", alpha_bar_prev, persistent=False)
-        reg("sqrt_alpha_bar", alpha_bar.sqrt(), persistent=False)
-        reg("sqrt_one_minus_alpha_bar", (1.0 - alpha_bar).sqrt(), persistent=False)
-        reg("snr", alpha_bar / (1.0 - alpha_bar), persistent=False)
-        reg("beta_tilde", beta_tilde, persistent=False)
-        reg(
-            "log_beta_tilde_clipped",
-            torch.log(torch.cat([beta_tilde_floor.reshape(1), beta_tilde[1:]])),
-            persistent=False,
-        )
-        reg(
-            "log_beta_large",  # fixed_large: beta_t, with beta~_1 at t = 0 (improved DDPM)
-            torch.log(torch.cat([beta_tilde_floor.reshape(1), betas[1:]])),
-            persistent=False,
-        )
-        reg("log_betas", torch.log(betas), persistent=False)
-        reg(
-            "posterior_mean_coef_x0",
-            alpha_bar_prev.sqrt() * betas / (1.0 - alpha_bar),
-            persistent=False,
-        )
-        reg(
-            "posterior_mean_coef_xt",
-            alphas.sqrt() * (1.0 - alpha_bar_prev) / (1.0 - alpha_bar),
-            persistent=False,
-        )
+        for name, buffer in buffers.items():
+            self.register_buffer(name, buffer, persistent=False)
 
     # ---------------------------------------------------------------- helpers
     def _timesteps(self, t: int | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

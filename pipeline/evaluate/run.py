@@ -9,6 +9,8 @@ import logging
 import math
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -113,9 +115,46 @@ def evaluate(
 
     started = time.perf_counter()
     init_ray(params)
+    drawn, extras, results = draw_and_score(
+        params, model, hooks, extractor, real_images, models_dir, baseline_dir
+    )
+    metrics = {
+        **results,
+        "family": model.params.model.family,
+        "num_samples": len(drawn.images),
+        "num_real": len(real_images),
+        "features": ec.features,
+        **backend_report,
+        **{key: getattr(ec, key) for key in ("sampler", "steps", "eta", "seed")},
+        **extras.settings,
+        "wall_time_s": round(time.perf_counter() - started, 2),
+    }
+    outputs = Outputs(Path(metrics_path), Path(grid_png), Path(trajectory_gif), figures_dir)
+    outputs.publish(
+        metrics,
+        extras,
+        f"fid_{ec.features}",
+        log=lambda files: log_to_run(client, report, params, metrics, list(results), files),
+    )
+    return metrics
+
+
+def draw_and_score(
+    params: Params,
+    model: Any,
+    hooks: Any,
+    extractor: Any,
+    real_images: np.ndarray,
+    models_dir: str | Path,
+    baseline_dir: str | Path | None,
+) -> tuple[Drawn, Any, dict[str, float]]:
+    """The model's samples on Ray (a colorizer's from ``eval.num_samples`` test images spread over
+    the split: every test photo), their FID/KID against ``real_images``, the family's extras
+    (pipeline.evaluate.hooks), and every score (checked finite)."""
+    ec = params.eval
     conditions = model.conditions(
         ec.num_samples, lambda n: np.array(real_images[spread(len(real_images), n)])
-    )  # a colorizer: num_samples test images spread over the split (every test photo)
+    )
     real = cached_features(  # of the colour planes (a colorizer's crops may carry the scene's)
         extractor, colour(real_images), params.download.resolved_cache_dir() / "fid-stats"
     )
@@ -127,42 +166,45 @@ def evaluate(
         score=lambda images: fid_kid(extractor, real, images, ec),
     )
     fake_images = sampler.generate(sampler.models, conditions)
-    results = sampler.score(fake_images)
-    extras = hooks.extras(sampler, Drawn(conditions, fake_images, dict(results)))
-    results |= extras.scores
+    drawn = Drawn(conditions, fake_images, sampler.score(fake_images))
+    extras = hooks.extras(sampler, Drawn(conditions, fake_images, dict(drawn.scores)))
+    results = {**drawn.scores, **extras.scores}
     check_finite(results, ec)
-    metrics = {
-        **results,
-        "family": model.params.model.family,
-        "num_samples": len(fake_images),
-        "num_real": len(real_images),
-        "features": ec.features,
-        **backend_report,
-        **{key: getattr(ec, key) for key in ("sampler", "steps", "eta", "seed")},
-        **extras.settings,
-        "wall_time_s": round(time.perf_counter() - started, 2),
-    }
-    with tempfile.TemporaryDirectory(prefix="evaluate-") as staging:
-        staged = {
-            Path(path): Path(staging) / Path(path).name
-            for path in (metrics_path, grid_png, trajectory_gif)
-        }
-        save_image(extras.grid, staged[Path(grid_png)])
-        save_gif(extras.trajectory, staged[Path(trajectory_gif)])
-        write_json(staged[Path(metrics_path)], metrics)
-        figures = write_figures(
-            figures_dir and Path(staging) / "figures",
-            extras.pictures,
-            extras.guidance,
-            f"fid_{ec.features}",
-        )
-        files = [*staged.values(), *figures]
-        log_to_run(client, report, params, metrics, list(results), files)
-        if figures_dir:
-            staged[Path(figures_dir)] = Path(staging) / "figures"
-        for path, source in staged.items():
-            copy_into_place(source, path)
-    return metrics
+    return drawn, extras, results
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where the evaluate stage's files go: the metrics, the grid, the GIF, the figures folder."""
+
+    metrics: Path
+    grid: Path
+    trajectory: Path
+    figures: str | Path | None
+
+    def publish(
+        self,
+        metrics: dict[str, Any],
+        extras: Any,
+        headline: str,
+        log: Callable[[list[Path]], None],
+    ) -> None:
+        """Write every file into a staging folder, ``log`` them (to the MLflow run), then move
+        them into place: a store that fails leaves the previous outputs as they were."""
+        with tempfile.TemporaryDirectory(prefix="evaluate-") as folder:
+            staging = Path(folder)
+            staged = {p: staging / p.name for p in (self.metrics, self.grid, self.trajectory)}
+            save_image(extras.grid, staged[self.grid])
+            save_gif(extras.trajectory, staged[self.trajectory])
+            write_json(staged[self.metrics], metrics)
+            figures = write_figures(
+                self.figures and staging / "figures", extras.pictures, extras.guidance, headline
+            )
+            log([*staged.values(), *figures])
+            if self.figures:
+                staged[Path(self.figures)] = staging / "figures"
+            for path, source in staged.items():
+                copy_into_place(source, path)
 
 
 def check_finite(results: dict[str, float], config: EvalConfig) -> None:

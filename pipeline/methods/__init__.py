@@ -3,5 +3,5 @@
 A family is one module here with a ``Method`` (its networks, optimisers and training step on one
 rank) and a ``GenerativeModel`` (a trained network that samples: what evaluation, grids, MLflow and
 the CLI use), both on the interfaces of ``pipeline.methods.base``, and one line in
-``pipeline.registry.METHODS``; ``model.family`` in params.yaml selects it.
+``pipeline.registry.FAMILIES``; ``model.family`` in params.yaml selects it.
 """

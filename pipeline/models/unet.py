@@ -225,12 +225,6 @@ class UNet(nn.Module):
         self.num_classes = num_classes
         self.out_channels = out_channels or in_channels * (2 if learned_variance else 1)
         base, emb_dim = config.base_channels, 4 * config.base_channels
-        sizes = feature_sizes(image_size, len(config.channel_mult))
-        widths = [base * m for m in config.channel_mult]
-
-        def heads(size: int) -> int | None:
-            return config.num_heads if size in config.attention_resolutions else None
-
         self.time_mlp = nn.Sequential(
             nn.Linear(base, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim)
         )
@@ -239,38 +233,61 @@ class UNet(nn.Module):
             SceneEncoder(scene_channels, base, emb_dim, image_size) if scene_channels else None
         )
         self.conv_in = nn.Conv2d(in_channels + cond_channels, base, 3, padding=1)
-
-        # Down path: each level's blocks, then a stride-2 conv; every output is kept as a skip.
-        skip_chs, ch = [base], base
-        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
-        for i, (size, width) in enumerate(zip(sizes, widths, strict=True)):
-            in_chs = [ch] + [width] * (config.num_res_blocks - 1)
-            self.down.append(Level(in_chs, width, emb_dim, config.dropout, heads(size)))
-            skip_chs += [width] * config.num_res_blocks
-            ch = width
-            if i < len(sizes) - 1:
-                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
-                skip_chs.append(ch)
-
+        # built in this order: the order the initialisation draws its random numbers in
+        skip_chs = self._down_path(emb_dim)
+        ch = skip_chs[-1]
         self.mid_res1 = ResBlock(ch, ch, emb_dim, config.dropout)
         self.mid_attn = (
             SelfAttention(ch, config.num_heads) if config.mid_attention else nn.Identity()
         )
         self.mid_res2 = ResBlock(ch, ch, emb_dim, config.dropout)
+        ch = self._up_path(emb_dim, skip_chs)
+        self.norm_out = group_norm(ch)
+        self.conv_out = zero_init(nn.Conv2d(ch, self.out_channels, 3, padding=1))
 
-        # Up path: num_res_blocks + 1 blocks per level, each taking one skip; then up-sample.
+    def _levels(self) -> list[tuple[int, int, int | None]]:
+        """Each level's feature-map size, width and attention heads (None: no attention)."""
+        config = self.config
+        sizes = feature_sizes(self.image_size, len(config.channel_mult))
+        return [
+            (size, config.base_channels * m,
+             config.num_heads if size in config.attention_resolutions else None)
+            for size, m in zip(sizes, config.channel_mult, strict=True)
+        ]  # fmt: skip
+
+    def _down_path(self, emb_dim: int) -> list[int]:
+        """Each level's blocks, then a stride-2 conv; every output is kept as a skip. Returns the
+        skips' channels (the last: the bottleneck's)."""
+        config = self.config
+        skip_chs, ch = [config.base_channels], config.base_channels
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        levels = self._levels()
+        for i, (_, width, heads) in enumerate(levels):
+            in_chs = [ch] + [width] * (config.num_res_blocks - 1)
+            self.down.append(Level(in_chs, width, emb_dim, config.dropout, heads))
+            skip_chs += [width] * config.num_res_blocks
+            ch = width
+            if i < len(levels) - 1:
+                self.downsample.append(nn.Conv2d(ch, ch, 3, stride=2, padding=1))
+                skip_chs.append(ch)
+        return skip_chs
+
+    def _up_path(self, emb_dim: int, skip_chs: list[int]) -> int:
+        """num_res_blocks + 1 blocks per level, each taking one skip (popped from ``skip_chs``);
+        then up-sample. Returns the channels out."""
+        config, ch = self.config, skip_chs[-1]
         self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
-        for i in reversed(range(len(sizes))):
+        levels = self._levels()
+        for i in reversed(range(len(levels))):
+            _, width, heads = levels[i]
             in_chs = []
             for _ in range(config.num_res_blocks + 1):
                 in_chs.append(ch + skip_chs.pop())
-                ch = widths[i]
-            self.up.append(Level(in_chs, widths[i], emb_dim, config.dropout, heads(sizes[i])))
+                ch = width
+            self.up.append(Level(in_chs, width, emb_dim, config.dropout, heads))
             if i > 0:
                 self.upsample.append(nn.Conv2d(ch, ch, 3, padding=1))
-
-        self.norm_out = group_norm(ch)
-        self.conv_out = zero_init(nn.Conv2d(ch, self.out_channels, 3, padding=1))
+        return ch
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None

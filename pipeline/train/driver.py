@@ -137,17 +137,11 @@ def fit(
     init_ray(params, mlflow_uri)
     train = params.train
     name = name or run_name(params, processed_dir)
-    resume_from = latest_checkpoint_dir(storage_dir / name)
+    resume_from = resume_point(storage_dir / name, train.steps)
     diverged_file = storage_dir / name / DIVERGED_FILE
     diverged_file.unlink(missing_ok=True)
     progress_file = storage_dir / name / PROGRESS_FILE
     progress_file.unlink(missing_ok=True)
-    if resume_from:
-        step = read_state(resume_from, check=False)["step"]
-        if step == train.steps:
-            log.info("%s is at its final step already (%s): nothing to train", name, resume_from)
-        else:
-            log.info("resuming %s from step %d (%s)", name, step, resume_from)
     loop = LoopConfig(
         params=params,
         method=method_class(params.model.family),
@@ -179,14 +173,32 @@ def fit(
             result = fitted(trainer)
     else:
         result = fitted(trainer)
+    check_converged(diverged_file, params)
+    return result
+
+
+def resume_point(run_dir: Path, steps: int) -> Path | None:
+    """The latest checkpoint of the run in ``run_dir`` (None: a fresh start), said in the log."""
+    resume_from = latest_checkpoint_dir(run_dir)
+    if resume_from:
+        step = read_state(resume_from, check=False)["step"]
+        if step == steps:
+            done = "%s is at its final step already (%s): nothing to train"
+            log.info(done, run_dir.name, resume_from)
+        else:
+            log.info("resuming %s from step %d (%s)", run_dir.name, step, resume_from)
+    return resume_from
+
+
+def check_converged(diverged_file: Path, params: Params) -> None:
+    """``Diverged`` when a worker wrote ``diverged_file`` (a non-finite loss, its step)."""
     if diverged_file.is_file():
         last = json.loads(diverged_file.read_text())
         raise Diverged(
             f"training diverged: loss {last['loss']} in the steps up to {last['step']} "
-            f"(train.lr {train.lr}, diffusion.schedule {params.diffusion.schedule}); lower the "
-            "learning rate or check the loss weights"
+            f"(train.lr {params.train.lr}, diffusion.schedule {params.diffusion.schedule}); "
+            "lower the learning rate or check the loss weights"
         )
-    return result
 
 
 def fitted(trainer: TorchTrainer) -> ray.train.Result:
@@ -298,18 +310,27 @@ def train(
             mlflow_uri=stage.uri,
             progress=True,
         )
-        # Ray's snapshot can miss a checkpoint persisted just before a crash: fall back to the scan
-        final = result.checkpoint.path if result.checkpoint else None
-        final = final or latest_checkpoint_dir(stage.storage_dir / name)
-        state = final_state(params, final) if final else None
-        if state is None or state.step != params.train.steps:
-            raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
+        state, final = finished(params, result, stage.storage_dir / name)
         wall_time = time.perf_counter() - started
         write_outputs(params, state, **outputs)
         report = record_training(
             stage, params, state, run_id, name, final, wall_time, report_path=report_path, **outputs
         )
     return report
+
+
+def finished(
+    params: Params, result: ray.train.Result, run_dir: Path
+) -> tuple[TrainState, str | Path]:
+    """The final state of a finished fit and its checkpoint folder; RuntimeError if the run ended
+    without it. Ray's snapshot can miss a checkpoint persisted just before a crash: the run
+    folder's scan is the fallback."""
+    final = result.checkpoint.path if result.checkpoint else None
+    final = final or latest_checkpoint_dir(run_dir)
+    state = final_state(params, final) if final else None
+    if state is None or state.step != params.train.steps:
+        raise RuntimeError(f"training run {result.path} ended without its final checkpoint")
+    return state, final
 
 
 def record_training(

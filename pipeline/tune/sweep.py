@@ -207,9 +207,7 @@ def run_sweep(
     resumes it)."""
     metric = probe_metric(params.eval)
     if not params.tune.enabled:
-        write_disabled(best_params_path, results_csv, plot_png, metric)
-        if metrics_json:
-            write_json(metrics_json, {"num_trials": 0})
+        write_disabled(best_params_path, results_csv, plot_png, metric, metrics_json)
         return {}
     processed_dir = Path(processed_dir).resolve()
     featurenet_dir = featurenet_dir and str(Path(featurenet_dir).resolve())
@@ -241,26 +239,21 @@ def run_sweep(
     with recorded(stage.client, parent_id, finish=False):  # a failed or interrupted sweep: FAILED
         tuner = restored_or_new(sweep, path, identity, stage.client)
         table = results_table(tuner.fit(), path, params.tune, list(params.tune.specs), metric)
-    return finish_sweep(
-        params,
-        table,
-        stage.client,
-        parent_id,
-        name,
-        (best_params_path, results_csv, plot_png),
-        metrics_json,
-    )
+    outputs = (best_params_path, results_csv, plot_png)
+    return finish_sweep(params, table, stage.client, parent_id, name, outputs, metrics_json)
 
 
-def write_disabled(best_params_path, results_csv, plot_png, metric: str) -> None:
+def write_disabled(best_params_path, results_csv, plot_png, metric: str, metrics_json) -> None:
     """What the stage writes with ``tune.enabled`` false: an empty best_params.yaml, table and
-    plot."""
+    plot, and no trials in ``metrics_json`` (when given)."""
     write_best_params({}, best_params_path, "tune.enabled is false: train uses params.yaml")
     with atomic_path(results_csv) as tmp:
         pd.DataFrame(columns=["trial_id", "status"]).to_csv(tmp, index=False)
     plot_trials(
         pd.DataFrame(), [], plot_png, metric=metric, title="tuning disabled (tune.enabled: false)"
     )
+    if metrics_json:
+        write_json(metrics_json, {"num_trials": 0})
 
 
 def checked_inputs(

@@ -248,91 +248,94 @@ class TooLarge(ValueError):
     """Answered 413."""
 
 
-def build_app(studio: Studio) -> Starlette:
-    """The routes of the module docstring over ``studio``."""
+class Routes:
+    """The handlers of the module docstring's routes over one ``Studio``."""
 
-    def info(request: Request) -> JSONResponse:
-        guided = studio.colorizer.guide is not None
+    def __init__(self, studio: Studio) -> None:
+        self.studio = studio
+
+    def info(self, request: Request) -> JSONResponse:
+        guided = self.studio.colorizer.guide is not None
         chosen = decoding(guided, None, None)
         options = StyleOptions()
         return JSONResponse({
-            "out": str(studio.out),
+            "out": str(self.studio.out),
             "colorize": {"vividness": chosen.vividness, "saturation": chosen.saturation,
-                         "steps": studio.colorizer.steps(None), "seed": 0,
+                         "steps": self.studio.colorizer.steps(None), "seed": 0,
                          "max_saturation": SATURATIONS[1]},
             "stylize": {"steps": options.steps, "size": options.size,
                         "style_weight": options.style_weight, "seed": options.seed,
                         "sizes": list(SIZES)},
-            "max_megapixels": studio.max_pixels / 1e6,
+            "max_megapixels": self.studio.max_pixels / 1e6,
             "paintings": [{"file": p.file, "title": f"{p.title}, {p.painter}"}
-                          for p in studio.paintings.values()],
+                          for p in self.studio.paintings.values()],
         })  # fmt: skip
 
-    async def submit(request: Request, make: Callable[[Request], Callable[[Job], Path]]):
+    async def submit(self, request: Request, make: Callable[[Request], Callable[[Job], Path]]):
         client = request.query_params.get("client", "")
         name = request.query_params.get("name", "")
         if not re.fullmatch(r"[\w-]{1,64}", client) or not name:
             raise BadRequest("client (a page's id) and name (the file's) are required")
         run = make(request)  # settings checked before the upload is read
-        upload = await studio.receive(request)
+        upload = await self.studio.receive(request)
         job = Job(uuid.uuid4().hex, client, name, run, upload)
         try:
-            position = studio.queue.submit(job)
+            position = self.studio.queue.submit(job)
         except QueueFull:
             upload.unlink(missing_ok=True)
             raise
         return JSONResponse({"id": job.id, "position": position})
 
-    async def colorize(request: Request) -> JSONResponse:
-        return await submit(request, studio.colorize_job)
+    async def colorize(self, request: Request) -> JSONResponse:
+        return await self.submit(request, self.studio.colorize_job)
 
-    async def stylize(request: Request) -> JSONResponse:
-        return await submit(request, studio.stylize_job)
+    async def stylize(self, request: Request) -> JSONResponse:
+        return await self.submit(request, self.studio.stylize_job)
 
-    async def own_painting(request: Request) -> JSONResponse:
+    async def own_painting(self, request: Request) -> JSONResponse:
         name = request.query_params.get("name", "painting")
-        path = await studio.receive(request)
+        path = await self.studio.receive(request)
         try:
-            check_side(read_rgb(path, studio.max_pixels))
+            check_side(read_rgb(path, self.studio.max_pixels))
         except (OSError, ValueError, Image.DecompressionBombError) as exc:
             path.unlink()
             raise BadRequest(f"painting {name}: {message(exc, path, name)}") from None
         key = f"own-{path.name}"
-        studio.own_paintings[key] = (path, name)
+        self.studio.own_paintings[key] = (path, name)
         return JSONResponse({"painting": key})
 
-    def job_of(request: Request) -> Job:
-        job = studio.queue.get(request.path_params["id"])
+    def job_of(self, request: Request) -> Job:
+        job = self.studio.queue.get(request.path_params["id"])
         if job is None:
             raise LookupError(f"no job {request.path_params['id']}")
         return job
 
-    def state(request: Request) -> JSONResponse:
-        job = job_of(request)
+    def state(self, request: Request) -> JSONResponse:
+        job = self.job_of(request)
         return JSONResponse({
             "state": job.state, "progress": job.progress, "error": job.error,
-            "position": studio.queue.position(job) if job.state == "queued" else 0,
+            "position": self.studio.queue.position(job) if job.state == "queued" else 0,
             "output": job.output.name if job.output else None, "seconds": job.seconds,
         })  # fmt: skip
 
-    def preview(request: Request) -> Response:
-        data = job_of(request).previews.get(request.path_params["kind"])
+    def preview(self, request: Request) -> Response:
+        data = self.job_of(request).previews.get(request.path_params["kind"])
         if data is None:
             raise LookupError("no such preview yet")
         return Response(data, media_type="image/jpeg")
 
-    def download(request: Request) -> FileResponse:
-        job = job_of(request)
+    def download(self, request: Request) -> FileResponse:
+        job = self.job_of(request)
         if job.output is None:
             raise LookupError(f"job {job.id} has no output ({job.state})")
         return FileResponse(job.output, filename=job.output.name, media_type="image/png")
 
-    def bundle(request: Request) -> FileResponse:
+    def bundle(self, request: Request) -> FileResponse:
         ids = [i for i in request.query_params.get("ids", "").split(",") if i]
-        outputs = [job.output for i in ids if (job := studio.queue.get(i)) and job.output]
+        outputs = [job.output for i in ids if (job := self.studio.queue.get(i)) and job.output]
         if not outputs:
             raise LookupError("none of these jobs has an output")
-        path = studio.uploads / f"{uuid.uuid4().hex}.zip"
+        path = self.studio.uploads / f"{uuid.uuid4().hex}.zip"
         with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:  # PNGs: compressed
             for output in outputs:
                 archive.write(output, output.name)
@@ -343,12 +346,12 @@ def build_app(studio: Studio) -> Starlette:
             background=BackgroundTask(path.unlink),
         )
 
-    async def errors(request: Request, exc: Exception) -> JSONResponse:
+    async def errors(self, request: Request, exc: Exception) -> JSONResponse:
         status = {BadRequest: 400, TooLarge: 413, QueueFull: 429, LookupError: 404}
         code = next(c for kind, c in status.items() if isinstance(exc, kind))
         return JSONResponse({"error": str(exc)}, status_code=code)
 
-    async def same_origin(request: Request, call_next):
+    async def same_origin(self, request: Request, call_next):
         origin = request.headers.get("origin")
         own = f"{request.url.scheme}://{request.url.netloc}"
         if request.method == "POST" and origin and origin != own:
@@ -356,26 +359,30 @@ def build_app(studio: Studio) -> Starlette:
         return await call_next(request)
 
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette):
+    async def lifespan(self, app: Starlette):
         yield
-        studio.close()  # at shutdown (uvicorn then re-raises the signal that stopped it)
+        self.studio.close()  # at shutdown (uvicorn then re-raises the signal that stopped it)
 
+
+def build_app(studio: Studio) -> Starlette:
+    """The routes of the module docstring over ``studio``."""
+    routes = Routes(studio)
     return Starlette(
-        lifespan=lifespan,
+        lifespan=routes.lifespan,
         routes=[
             Route("/", lambda request: FileResponse(STATIC / "index.html")),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
-            Route("/api/info", info),
-            Route("/api/colorize", colorize, methods=["POST"]),
-            Route("/api/stylize", stylize, methods=["POST"]),
-            Route("/api/paintings", own_painting, methods=["POST"]),
-            Route("/api/jobs/{id}", state),
-            Route("/api/jobs/{id}/preview/{kind}", preview),
-            Route("/api/jobs/{id}/file", download),
-            Route("/api/zip", bundle),
+            Route("/api/info", routes.info),
+            Route("/api/colorize", routes.colorize, methods=["POST"]),
+            Route("/api/stylize", routes.stylize, methods=["POST"]),
+            Route("/api/paintings", routes.own_painting, methods=["POST"]),
+            Route("/api/jobs/{id}", routes.state),
+            Route("/api/jobs/{id}/preview/{kind}", routes.preview),
+            Route("/api/jobs/{id}/file", routes.download),
+            Route("/api/zip", routes.bundle),
         ],
         exception_handlers={
-            kind: errors for kind in (BadRequest, TooLarge, QueueFull, LookupError)
+            kind: routes.errors for kind in (BadRequest, TooLarge, QueueFull, LookupError)
         },
-        middleware=[Middleware(BaseHTTPMiddleware, dispatch=same_origin)],
+        middleware=[Middleware(BaseHTTPMiddleware, dispatch=routes.same_origin)],
     )
