@@ -1,5 +1,7 @@
 """pipeline.train.step without Ray: accumulation, clipping, precision, seeds; the sample grid."""
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -110,6 +112,17 @@ def test_lr_warmup_then_constant_and_precision_auto():
         [2.5e-4, 5e-4, 7.5e-4, 1e-3, 1e-3, 1e-3]
     )
     assert lr_at(0, TrainConfig(lr=1e-3, warmup_steps=0)) == 1e-3
+    cosine = TrainConfig(lr=1e-3, warmup_steps=2, steps=6, lr_decay="cosine")
+    assert [lr_at(s, cosine) for s in range(6)] == pytest.approx(
+        [
+            5e-4,
+            1e-3,
+            1e-3,
+            0.5e-3 * (1 + math.cos(math.pi / 4)),
+            0.5e-3,
+            0.5e-3 * (1 - math.cos(math.pi / 4)),
+        ]
+    )  # the warmup, then down the half cosine: lr at its start, lr / 2 half way, 0 at steps
     assert resolve_precision("auto", torch.device("cpu")) == "fp32"
     assert resolve_precision("auto", torch.device("cuda", 0)) == "bf16"
     assert resolve_precision("fp16", torch.device("cpu")) == "fp16"

@@ -258,6 +258,8 @@ class TrainConfig:
     use_gpu: Literal["auto", True, False] = "auto"  # auto: GPUs when the cluster has them
     lr: float = 2e-4  # AdamW peak learning rate
     warmup_steps: int = 50  # linear warmup from 0 to lr
+    lr_decay: Literal["constant", "cosine"] = "constant"  # after warmup: lr, or a half cosine
+    # from lr to 0 at train.steps (pipeline.methods.step.lr_at)
     weight_decay: float = 0.0  # AdamW decoupled weight decay
     grad_clip: float = 1.0  # max global gradient norm; 0: off
     ema_decay: float = 0.999  # EMA of weights (warmed up), used for sampling

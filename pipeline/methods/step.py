@@ -22,9 +22,15 @@ AUTOCAST_DTYPES = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def lr_at(step: int, config: TrainConfig) -> float:
-    """1) linear warmup over warmup_steps, 2) then constant at lr."""
+    """The learning rate of step ``step`` (from 0): 1) a linear warmup to lr over warmup_steps;
+    2) then lr (``lr_decay: constant``) or the half cosine from lr to 0 at ``steps``
+    (``cosine``: SGDR's eta_t, Loshchilov and Hutter 2017 eq. 5, with one cycle and eta_min 0):
+    lr * (1 + cos(pi * (step - warmup) / (steps - warmup))) / 2."""
     if step < config.warmup_steps:
         return config.lr * (step + 1) / config.warmup_steps
+    if config.lr_decay == "cosine":
+        progress = (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps)
+        return config.lr * (1 + math.cos(math.pi * min(progress, 1.0))) / 2
     return config.lr
 
 
