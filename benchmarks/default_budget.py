@@ -43,6 +43,9 @@ VARIANTS = {  # name: the keys changed from params.yaml with the tuned values
     "steps1000_lr1e-3": {"train.steps": 1000, "train.lr": 0.001},
     "steps1000_ema0.995": {"train.steps": 1000, "train.ema_decay": 0.995},
     "steps1500": {"train.steps": 1500},
+    "steps1500_cosine": {"train.steps": 1500, "train.lr_decay": "cosine"},
+    "steps2000": {"train.steps": 2000},
+    "steps2000_cosine": {"train.steps": 2000, "train.lr_decay": "cosine"},
 }
 
 
