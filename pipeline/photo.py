@@ -52,9 +52,10 @@ from PIL import Image
 from pipeline.color import AB_SCALE, join_lab, lightness, rgb_to_lab, split_lab
 from pipeline.methods.base import GenerativeModel, Sampling
 from pipeline.pixels import to_uint8, to_unit
+from pipeline.registry import FAMILIES
 from pipeline.scene import thumbnail
 
-GUIDE_FAMILIES = ("regression_color", "classify_color")  # one-step colorizers: a guide's
+GUIDE_FAMILIES = tuple(name for name, entry in FAMILIES.items() if entry.guides)  # a guide's
 WHOLE_SCALE = 1.0  # shorter side / image size for a model trained on views: a whole view's scale
 TILED_SCALE = 4.0  # for a model trained on crops: the middle of the photos' tile_scales (2 ... 8)
 DEFAULT_DRAWS = 4  # --draws: benchmarks/colorize_draws.py (right hue 37% -> 48% for 4x the time)

@@ -30,7 +30,8 @@ class Family:
     sections. ``evaluation``: "module:Class" of what the evaluate stage does for it beyond FID/KID
     (pipeline.evaluate.hooks). ``size_multiple``: data.image_size must be a multiple of it (a
     decoder that doubles the image twice: 4). ``tiny``: its own section's values in the tests'
-    smallest params (dotted under ``section``)."""
+    smallest params (dotted under ``section``). ``guides``: a one-step colorizer whose colours
+    can guide a diffusion colorizer's draws (pipeline.photo)."""
 
     path: str
     conditioning: Conditioning = None
@@ -40,6 +41,7 @@ class Family:
     evaluation: str = f"{EVALUATION}:Evaluation"
     size_multiple: int = 1
     tiny: Mapping[str, Any] = field(default_factory=dict)
+    guides: bool = False
 
     def __post_init__(self) -> None:
         if (self.section is None) != (self.config is None):
@@ -110,6 +112,7 @@ FAMILIES: dict[str, Family] = {
         "image",
         shared=("diffusion",),
         evaluation=f"{EVALUATION}:ColorizerEvaluation",
+        guides=True,
     ),
     # colour as classes over the ab bins, decoded by the annealed mean (Zhang et al. 2016)
     "classify_color": Family(
@@ -117,6 +120,7 @@ FAMILIES: dict[str, Family] = {
         "image",
         shared=("diffusion",),
         evaluation=f"{EVALUATION}:ColorizerEvaluation",
+        guides=True,
     ),
 }
 
