@@ -26,19 +26,46 @@ import shutil
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 from PIL import Image
 
 from pipeline.console import progress_bar
 from pipeline.data.download import file_digest
-from pipeline.data.sources import Example, get_source
+from pipeline.data.sources import DataSettings, Example, get_source
 from pipeline.io import atomic_dir, write_json
 from pipeline.scene import scene_planes, thumbnail
 
-if TYPE_CHECKING:
-    from pipeline.config import DataConfig
+
+class FitSettings(DataSettings, Protocol):
+    """What preprocessing reads of params.yaml's ``data`` section (pipeline.config.DataConfig)
+    beyond a source's settings: the size, planes and fit of the images, the split seed, the limit.
+    A Protocol, as ``DataSettings``: the config imports this package."""
+
+    @property
+    def image_size(self) -> int: ...
+    @property
+    def channels(self) -> int: ...
+    @property
+    def image_shape(self) -> tuple[int, int, int]: ...
+    @property
+    def fit(self) -> str: ...
+    @property
+    def tile_scales(self) -> tuple[float, ...]: ...
+    @property
+    def views(self) -> int: ...
+    @property
+    def view_scale(self) -> tuple[float, float]: ...
+    @property
+    def scene(self) -> str: ...
+    @property
+    def seed(self) -> int: ...
+    @property
+    def limit(self) -> int | None: ...
+    @property
+    def strict(self) -> bool: ...
+
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +73,7 @@ SPLITS = ("train", "val", "test")
 MAX_LISTED_SKIPS = 20  # skipped files named in the manifest (all are counted)
 
 
-def split_of(example: Example, config: DataConfig, fixed: bool = False) -> str:
+def split_of(example: Example, config: FitSettings, fixed: bool = False) -> str:
     """The example's split: official test (or any split when ``fixed``), else by u = sha256(seed,
     origin) in [0, 1)."""
     if example.split == "test" or fixed:
@@ -141,14 +168,14 @@ def view_image(
     return views
 
 
-def image_rng(config: DataConfig, origin: str, purpose: str) -> np.random.Generator:
+def image_rng(config: FitSettings, origin: str, purpose: str) -> np.random.Generator:
     """A generator seeded by sha256(data.seed, the image's origin, ``purpose``): an image's random
     choices do not depend on which other images are preprocessed, or in which order."""
     digest = hashlib.sha256(f"{config.seed}:{origin}:{purpose}".encode()).digest()
     return np.random.default_rng(int.from_bytes(digest[:8], "big"))
 
 
-def fitted(image: np.ndarray, config: DataConfig, origin: str) -> list[np.ndarray]:
+def fitted(image: np.ndarray, config: FitSettings, origin: str) -> list[np.ndarray]:
     """The preprocessed images (C, H, W) one decoded image (from ``origin``) gives: its tiles with
     ``fit: tiles``, its views with ``fit: views``, else the one image ``fit_image`` makes."""
     size, channels = config.image_size, config.channels
@@ -171,7 +198,7 @@ def within_limit(examples: Iterable[Example], limit: int | None) -> Iterator[Exa
         yield example
 
 
-def split_images(config: DataConfig, raw_dir: str | Path, split: str) -> Iterator[Example]:
+def split_images(config: FitSettings, raw_dir: str | Path, split: str) -> Iterator[Example]:
     """The decodable images of ``raw_dir`` that ``preprocess`` puts in ``split``, whole (before
     ``fitted``), in order: the held-out photos the evaluate stage colours as the colorize command
     does."""
@@ -231,7 +258,7 @@ def finish_splits(
     return splits
 
 
-def manifest_params(config: DataConfig) -> dict[str, Any]:
+def manifest_params(config: FitSettings) -> dict[str, Any]:
     """The data params the processed arrays depend on, as the manifest records them (a fit's own
     keys only with that fit)."""
     return {
@@ -253,7 +280,7 @@ def manifest_params(config: DataConfig) -> dict[str, Any]:
 
 
 def preprocess(
-    config: DataConfig, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True
+    config: FitSettings, raw_dir: str | Path, out_dir: str | Path, *, progress: bool = True
 ) -> dict:
     """Decode ``raw_dir`` (written by the download stage) into ``out_dir``; return the manifest.
 
