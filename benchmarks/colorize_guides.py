@@ -9,6 +9,9 @@ truth, right hue, colourfulness gap, colour FID, on the validation and test phot
 outside the data.
 
     .venv/bin/python benchmarks/colorize_guides.py [--families regression_color,classify_color] [--steps 2500]
+
+The trained models stay in ``--work`` (default: a new folder under /tmp, printed first); given a
+folder that holds a family's models already, it scores them without training again.
 """
 
 from __future__ import annotations
@@ -33,20 +36,25 @@ def main() -> None:
     parser.add_argument("--families", default="regression_color,classify_color")
     parser.add_argument("--steps", type=int, default=2500)
     parser.add_argument("--splits", default="val,test")
+    parser.add_argument("--work", type=Path, help="folder of the trained models (kept)")
     args = parser.parse_args()
     recipe = yaml.safe_load((ROOT / "colorize/shipped/guide.yaml").read_text())
-    with tempfile.TemporaryDirectory() as tmp:
-        work, models = Path(tmp), []
-        for family in args.families.split(","):
+    work = args.work or Path(tempfile.mkdtemp(prefix="colorize-guides-"))
+    print(f"models in {work}", flush=True)
+    models = []
+    for family in args.families.split(","):
+        if (work / family / "models").is_dir():
+            print(f"{family}: trained already ({work / family})", flush=True)
+        else:
             params = override(recipe, {"model.family": family, "train.steps": args.steps})
-            folder, seconds = train(family, params, work)
+            _, seconds = train(family, params, work)
             print(f"{family}: trained {args.steps} steps in {seconds:.0f} s", flush=True)
-            models.append(str(folder))
-        subprocess.run(
-            [sys.executable, str(ROOT / "benchmarks/colorize_photos.py"), "--models",
-             ",".join(models), "--draws", "1", "--vividness", "1", "--splits", args.splits],
-            cwd=ROOT, check=True,
-        )  # fmt: skip
+        models.append(str(work / family / "models"))
+    subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks/colorize_photos.py"), "--models",
+         ",".join(models), "--draws", "1", "--vividness", "1", "--splits", args.splits],
+        cwd=ROOT, check=True,
+    )  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -30,12 +30,15 @@ def ab_bins() -> torch.Tensor:
     """The bin centres (Q, 2), float32: the multiples of GRID that the a*b* of some sRGB colour
     rounds to (every 8-bit value of R, G and B in steps of 3: 261 bins), in a fixed order (by a*,
     then b*)."""
-    levels = torch.arange(0, 256, 3, dtype=torch.float64) / 255
-    r, g, b = torch.meshgrid(levels, levels, levels, indexing="ij")
-    rgb = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
-    ab = rgb_to_lab(rgb)[0, 1:, :, 0].T  # (N, 2)
-    reached = torch.unique(torch.round(ab / GRID), dim=0)  # sorted lexicographically
-    return (reached * GRID).float()
+    # on the CPU whatever the default device where it is first called (pipeline.methods.export
+    # builds networks under torch.device("meta"), which holds no values)
+    with torch.device("cpu"):
+        levels = torch.arange(0, 256, 3, dtype=torch.float64) / 255
+        r, g, b = torch.meshgrid(levels, levels, levels, indexing="ij")
+        rgb = torch.stack([r, g, b]).reshape(1, 3, -1, 1)
+        ab = rgb_to_lab(rgb)[0, 1:, :, 0].T  # (N, 2)
+        reached = torch.unique(torch.round(ab / GRID), dim=0)  # sorted lexicographically
+        return (reached * GRID).float()
 
 
 def soft_encode(ab: torch.Tensor, bins: torch.Tensor) -> torch.Tensor:

@@ -86,6 +86,16 @@ def test_ab_bins_cover_the_srgb_gamut_and_decode_a_likely_colour_not_the_mean():
     assert (annealed - red.flatten()).norm() < 0.35 * (mean - red.flatten()).norm()
 
 
+def test_a_classify_color_export_loads_in_a_fresh_process(tmp_path, run_python):
+    """A process's first ab_bins() may come while load_model builds the network on the meta
+    device (no values there): the bins are computed on the CPU whatever the default device."""
+    folder = export(tmp_path, "classify_color")
+    load = f"from pipeline.methods.export import load_model; print(load_model({str(folder)!r}).net.conv_out.out_channels)"
+    done = run_python("-c", load)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "261"
+
+
 def test_the_colorizer_panel_is_gray_samples_truth():
     model = method_class("ddpm_color")(params("ddpm_color"), torch.device("cpu")).model(
         torch.nn.Identity()
