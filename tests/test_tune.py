@@ -406,7 +406,7 @@ def test_the_data_classes_keep_the_search_that_names_the_sweep():
     which the sweep's identity (its name) hashes: another space is another sweep."""
     from pipeline.train.inputs import with_data_classes
 
-    space = {"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}}
+    space = nest({"model.family": {"grid": ["vae", "ddpm_cfg"]}, "vae.beta": {"choice": [0.5]}})
     params = with_tune(BASE, space=space, scheduler="fifo")
     resolved = with_data_classes(params, {"classes": [str(c) for c in range(10)]})
     assert resolved.guidance.num_classes == 10 and resolved.tune == params.tune
