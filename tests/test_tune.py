@@ -28,6 +28,7 @@ from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.methods.export import load_model
 from pipeline.tracking import experiment_id, start_run
 from pipeline.tune.best import apply_best_params, read_best_params
+from pipeline.tune.search import winner
 from pipeline.tune.sweep import run_sweep
 from pipeline.tune.trial import SweepConfig, ended, trial_params
 from tests.conftest import ROOT
@@ -219,6 +220,19 @@ def test_best_params_round_trip_into_the_train_stage(
     assert apply_best_params(with_tune(BASE, enabled=False), best_file) == with_tune(
         BASE, enabled=False
     )
+
+
+def test_a_winning_null_reaches_best_params_as_null_not_nan():
+    """``choice: [null, 5.0]``: the results table holds the null as NaN (a column of numbers);
+    the winner's value is null again, which the train stage accepts (a NaN it refuses)."""
+    table = pd.DataFrame({
+        "status": ["completed", "completed"],
+        "diffusion.loss.min_snr_gamma": [None, 5.0],
+        "train.lr": [6.5e-4, 1e-4],
+    })  # fmt: skip
+    assert table["diffusion.loss.min_snr_gamma"].isna().iloc[0]  # as Ray's results come back
+    _, values = winner(table, ["diffusion.loss.min_snr_gamma", "train.lr"], "s", None, "")
+    assert values == {"diffusion.loss.min_snr_gamma": None, "train.lr": 6.5e-4}
 
 
 def test_an_empty_best_params_file_while_tuning_is_enabled_is_an_error(tmp_path):

@@ -111,5 +111,7 @@ def winner(
 
 
 def _plain(value: Any) -> Any:
-    """A numpy scalar (from the table) as a plain Python value."""
-    return value.item() if hasattr(value, "item") else value
+    """A numpy scalar (from the table) as a plain Python value; NaN as None: a column of numbers
+    holds a searched null (``choice: [null, 5.0]``) as NaN, and no param takes NaN."""
+    value = value.item() if hasattr(value, "item") else value
+    return None if isinstance(value, float) and math.isnan(value) else value
