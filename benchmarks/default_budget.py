@@ -39,6 +39,12 @@ from pipeline.config.keys import dotted, override  # noqa: E402
 
 VARIANTS = {  # name: the keys changed from params.yaml with the tuned values
     "base": {},
+    # the sweep's winner before issue 42 nested tune.space (2026-12-05 to 12-07: fid 8.826...)
+    "sweep_1205": {
+        "diffusion.schedule": "linear",
+        "train.lr": 0.00043347263652391595,
+        "diffusion.loss.min_snr_gamma": 5.0,
+    },
     "steps1000": {"train.steps": 1000},
     "steps1000_lr1e-3": {"train.steps": 1000, "train.lr": 0.001},
     "steps1000_ema0.995": {"train.steps": 1000, "train.ema_decay": 0.995},
