@@ -7,6 +7,7 @@ export, the evaluate stage or the config. Plus the registry's error, and a throw
 
 import dataclasses
 import math
+import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -40,6 +41,7 @@ from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
 from pipeline.registry import FAMILIES, Family
 from pipeline.train.driver import run_name
+from tests.conftest import ROOT
 from tests.factories import TINY, run_train, with_train
 
 
@@ -169,7 +171,11 @@ def mean_cluster():
     cluster is back afterwards."""
     had_session = ray.is_initialized()
     ray.shutdown()
-    ray.init(num_cpus=2, runtime_env={"worker_process_setup_hook": f"{__name__}.register_mean"})
+    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
+    ray.init(num_cpus=2, runtime_env={
+        "env_vars": {"PYTHONPATH": path},  # the workers import this module by name
+        "worker_process_setup_hook": f"{__name__}.register_mean",
+    })  # fmt: skip
     yield
     ray.shutdown()
     if had_session:
