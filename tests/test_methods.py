@@ -1,13 +1,13 @@
 """A model family is a plug-in: a throwaway "mean image" family with a params section of its own
 (``mean:``), written and registered in this test module as a new family is (its module, one
-registry line), is validated with the rest of the params, then trains, is evaluated and samples
-through the real loop (driver, workers, checkpoints, export, MLflow, the evaluate stage's sampling
-tasks) on 2 Ray workers and through the sample command, with no edit to the loop, the driver, the
-export, the evaluate stage or the config. Plus the registry's error, and a throwaway sampler."""
+registry line), is validated with the rest of the params, trains and samples through the real loop
+(driver, worker, checkpoints, export, MLflow) on 2 Ray workers and through the sample command, with
+no edit to the loop, the driver, the export or the config. Plus the registry's error, and a
+throwaway sampler."""
 
-import dataclasses
 import math
 import os
+import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import ray
+import ray.cloudpickle
 import torch
 import yaml
 from mlflow.tracking import MlflowClient
@@ -23,8 +24,6 @@ from torch import nn
 
 from pipeline.config import (
     ConfigError,
-    EvalConfig,
-    FeatureNetConfig,
     ModelConfig,
     Params,
     from_dict,
@@ -34,14 +33,11 @@ from pipeline.config import (
 )
 from pipeline.data.dataset import ProcessedImages
 from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
-from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
-from pipeline.evaluate.run import evaluate
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
 from pipeline.registry import FAMILIES, Family
 from pipeline.train.driver import run_name
-from tests.conftest import ROOT
 from tests.factories import TINY, run_train, with_train
 
 
@@ -148,38 +144,15 @@ def mean_params(**mean) -> Params:
     return from_dict(Params, {**raw, "mean": mean})
 
 
-# The one line a new family adds to pipeline/registry.py's FAMILIES
-MEAN = Family(f"{__name__}:MeanImage", section="mean", config=f"{__name__}:MeanConfig")
-
-
-def register_mean() -> None:
-    """In each Ray worker of ``mean_cluster``: the registry holds the mean family, as every
-    process holds the project's own families (pipeline/registry.py)."""
-    FAMILIES["mean"] = MEAN
-
-
 @pytest.fixture
 def mean_family(monkeypatch):
-    """The toy family registered in this process for the test."""
-    monkeypatch.setitem(FAMILIES, "mean", MEAN)
-
-
-@pytest.fixture(scope="module")
-def mean_cluster():
-    """A local Ray cluster of 2 CPUs whose workers register the mean family when they start (the
-    evaluate stage's sampling tasks load the exported model through the registry); the session's
-    cluster is back afterwards."""
-    had_session = ray.is_initialized()
-    ray.shutdown()
-    path = os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))
-    ray.init(num_cpus=2, runtime_env={
-        "env_vars": {"PYTHONPATH": path},  # the workers import this module by name
-        "worker_process_setup_hook": f"{__name__}.register_mean",
-    })  # fmt: skip
+    """The toy family registered for this test (the one line a new family adds to
+    pipeline/registry.py); Ray ships its classes to the workers by value."""
+    monkeypatch.setitem(FAMILIES, "mean", Family(f"{__name__}:MeanImage", section="mean",
+                                                config=f"{__name__}:MeanConfig"))  # fmt: skip
+    ray.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     yield
-    ray.shutdown()
-    if had_session:
-        ray.init(num_cpus=2)
+    ray.cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def test_a_new_familys_section_is_read_and_checked_with_the_params(mean_family, tmp_path):
@@ -204,9 +177,9 @@ def test_a_new_familys_section_is_read_and_checked_with_the_params(mean_family, 
         load_params(path)
 
 
-def test_a_new_family_trains_evaluates_and_samples_through_the_real_loop(
+def test_a_new_family_trains_and_samples_through_the_real_loop(
     mean_family,
-    mean_cluster,
+    ray_cluster,
     processed,
     tmp_path,
     monkeypatch,
@@ -220,8 +193,8 @@ def test_a_new_family_trains_evaluates_and_samples_through_the_real_loop(
     history = pd.read_csv(tmp_path / "reports/plots/train_loss.csv")
     assert list(history["step"]) == [10, 20, 30, 40]
     assert history["loss"].iloc[-1] < 0.5 * history["loss"].iloc[0]
-    client = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}")
-    assert client.get_run(report.mlflow_run_id).data.params["mean.start"] == "0.5"
+    run = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(report.mlflow_run_id)
+    assert run.data.params["mean.start"] == "0.5"
 
     model = load_model(tmp_path / "models")  # the export, rebuilt through the registry
     assert isinstance(model, MeanImageModel) and model.params.model.family == "mean"
@@ -234,35 +207,13 @@ def test_a_new_family_trains_evaluates_and_samples_through_the_real_loop(
     assert samples.shape == (3, *params.data.image_shape)
     torch.testing.assert_close(samples[2], torch.from_numpy(learned).clamp(-1, 1))
     assert (tmp_path / "reports/train_samples.png").read_bytes().startswith(b"\x89PNG")
-
     out = tmp_path / "drawn.png"  # the sample command, as a user runs it
     result = run_pipeline("sample", "--model", tmp_path / "models", "--count", "2", "--each",
                           "--out", out)  # fmt: skip
     assert result.returncode == 0, result.stderr
-    drawn = np.array(Image.open(sorted((tmp_path / "drawn").iterdir())[0]))
+    drawn = np.array(Image.open(tmp_path / "drawn" / sorted(os.listdir(tmp_path / "drawn"))[0]))
     expected = np.round((np.clip(learned[0], -1, 1) + 1) * 127.5)
     assert np.abs(drawn.astype(float) - expected).max() <= 1
-
-    config = FeatureNetConfig(epochs=1, width=8, feature_dim=16)  # the evaluate stage's scores
-    net, accuracy = train_featurenet(processed, config, False)
-    save_featurenet(net, config, accuracy, tmp_path / "featurenet")
-    scored = dataclasses.replace(params, eval=EvalConfig(num_samples=20, batch_size=10))
-    metrics = evaluate(
-        scored,
-        models_dir=tmp_path / "models",
-        featurenet_dir=tmp_path / "featurenet",
-        processed_dir=processed,
-        train_report=tmp_path / "reports/train.json",
-        metrics_path=tmp_path / "reports/metrics.json",
-        grid_png=tmp_path / "reports/samples.png",
-        trajectory_gif=tmp_path / "reports/trajectory.gif",
-        project_dir=tmp_path,
-    )
-    assert metrics["family"] == "mean" and metrics["num_samples"] == 20
-    assert math.isfinite(metrics["fid_featurenet"]) and metrics["fid_featurenet"] > 0
-    logged = client.get_run(report.mlflow_run_id).data.metrics["fid_featurenet"]
-    assert logged == pytest.approx(metrics["fid_featurenet"])
-    assert (tmp_path / "reports/samples.png").read_bytes().startswith(b"\x89PNG")
 
 
 def test_an_unknown_family_is_refused_with_the_registered_names():
