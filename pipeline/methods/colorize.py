@@ -212,7 +212,13 @@ class DDPMColor(DDPM):
             in_channels=AB_CHANNELS,
             cond_channels=L_CHANNELS,
             scene_channels=PLANES[params.data.scene],
+            out_channels=cls.output_channels(),
         )
+
+    @staticmethod
+    def output_channels() -> int | None:
+        """The network's output width: None for the UNet's own (the ab it denoises)."""
+        return None
 
     def split(self, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """RGB images in [-1, 1] (with ``data.scene`` followed by their scene planes) ->
@@ -254,15 +260,10 @@ class ClassifyColor(DDPMColor):
     family = "classify_color"
     model_class = ClassifyModel
 
-    @classmethod
-    def build_net(cls, params: Params) -> nn.Module:
-        return build_unet(
-            params,
-            in_channels=AB_CHANNELS,
-            cond_channels=L_CHANNELS,
-            scene_channels=PLANES[params.data.scene],
-            out_channels=len(ab_bins()),
-        )
+    @staticmethod
+    def output_channels() -> int:
+        """One logit per ab bin."""
+        return len(ab_bins())
 
     def train_step(
         self, micro_batches: Sequence[torch.Tensor], *, lr: float, step: int
