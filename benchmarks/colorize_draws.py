@@ -35,6 +35,7 @@ from pipeline.data.dataset import spread  # noqa: E402
 from pipeline.evaluate.colour import ColourStatistics, fidelity, to_lab  # noqa: E402
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance  # noqa: E402
 from pipeline.evaluate.sampling import sample_batch  # noqa: E402
+from pipeline.methods.export import load_model  # noqa: E402
 from pipeline.photo import consensus  # noqa: E402
 from pipeline.pixels import to_uint8  # noqa: E402
 from pipeline.shipped import shipped_colorizer  # noqa: E402
@@ -71,10 +72,11 @@ def main() -> None:
     torch.set_num_threads(2)
     val = np.load(ROOT / "colorize/data/processed/val_images.npy", mmap_mode="r")
     crops = np.ascontiguousarray(val[spread(len(val), VAL_CROPS)])
+    model = load_model(args.model)
     start = time.perf_counter()
     draws = np.stack(
         [
-            sample_batch(args.model, len(crops), EvalConfig(steps=20, seed=k), 0, crops)
+            sample_batch(model, len(crops), EvalConfig(steps=20, seed=k), 0, crops)
             for k in range(DRAWS)
         ],
         1,

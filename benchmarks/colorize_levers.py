@@ -32,6 +32,7 @@ from pipeline.data.dataset import spread  # noqa: E402
 from pipeline.evaluate.colour import ColourStatistics, fidelity  # noqa: E402
 from pipeline.evaluate.frechet import feature_statistics, frechet_distance  # noqa: E402
 from pipeline.evaluate.sampling import sample_batch  # noqa: E402
+from pipeline.methods.export import load_model  # noqa: E402
 
 VAL_CROPS = 500
 VARIANTS = {  # name: the keys changed from colorize/params.yaml
@@ -72,7 +73,7 @@ def train(
 
 def score(models: Path, crops: np.ndarray) -> dict[str, float]:
     config = EvalConfig(num_samples=len(crops), steps=20, batch_size=len(crops))
-    colorized = sample_batch(str(models), len(crops), config, 0, crops)
+    colorized = sample_batch(load_model(models), len(crops), config, 0, crops)
     features = ColourStatistics()
     real, fake = (
         feature_statistics(features.image_features(torch.from_numpy(x))) for x in (crops, colorized)

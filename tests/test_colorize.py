@@ -435,7 +435,9 @@ def test_the_command_and_evaluate_colour_a_crop_at_the_training_scale_alike(tmp_
     models = export(tmp_path, "ddpm_color")  # crops of 8 px
     crop = np.random.default_rng(3).integers(0, 256, (8, 8, 3), dtype=np.uint8)
     config = EvalConfig(steps=5, seed=11)
-    evaluated = sample_batch(str(models), 1, config, 0, crop.transpose(2, 0, 1)[None].copy())[0]
+    evaluated = sample_batch(
+        load_model(models), 1, config, 0, crop.transpose(2, 0, 1)[None].copy()
+    )[0]
     seed = derived_seed("sample", config.seed, 0)  # the same noise as evaluate's batch 0
     (commanded,) = colorize_image(load_model(models), crop, samples=1, steps=5, scale=1.0,
                                   generator=torch.Generator().manual_seed(seed), draws=1)  # fmt: skip

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+import ray
 import torch
 import torch.nn.functional as F
 
@@ -16,7 +17,7 @@ from pipeline.evaluate.sampling import generate
 from pipeline.evaluate.scores import ImageFeatures, cached_features, extract, scores
 from pipeline.io import file_digest
 from pipeline.methods.ddpm import build_unet
-from pipeline.methods.export import export_model
+from pipeline.methods.export import export_model, load_model
 from pipeline.models import make_ema
 from tests.factories import TINY
 
@@ -84,11 +85,13 @@ def test_generation_spreads_batches_over_ray_and_is_seeded(ray_cluster, tmp_path
     ema = make_ema(build_unet(TINY))
     models = export_model(ema.module.state_dict(), step=0, params=TINY, out_dir=tmp_path / "models")
     config = EvalConfig(num_samples=10, batch_size=4, steps=3, num_workers=2)
-    first = generate(models, config)
+    model = load_model(models)
+    first = generate(model, config)
     assert first.shape == (10, 1, 28, 28) and first.dtype == np.uint8
-    np.testing.assert_array_equal(first, generate(models, config))  # same seed, same images
+    shared = ray.put(model)  # one copy in the object store, read by every task of both calls
+    np.testing.assert_array_equal(first, generate(shared, config))  # same seed, same images
     assert not np.array_equal(first[:2], first[4:6])  # each batch has its own seed
-    other = generate(models, EvalConfig(num_samples=10, batch_size=4, steps=3, seed=1))
+    other = generate(shared, EvalConfig(num_samples=10, batch_size=4, steps=3, seed=1))
     assert not np.array_equal(first, other)
     assert json.loads((models / "config.json").read_text())["step"] == 0
 

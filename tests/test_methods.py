@@ -1,10 +1,11 @@
 """A model family is a plug-in: a throwaway "mean image" family with a params section of its own
 (``mean:``), written and registered in this test module as a new family is (its module, one
 registry line), is validated with the rest of the params, trains and samples through the real loop
-(driver, worker, checkpoints, export, MLflow) on 2 Ray workers and through the sample command, with
-no edit to the loop, the driver, the export or the config. Plus the registry's error, and a
-throwaway sampler."""
+(driver, worker, checkpoints, export, MLflow) on 2 Ray workers, through the sample command and the
+evaluate stage, with no edit to the loop, the driver, the export, the evaluation or the config.
+Plus the registry's error, and a throwaway sampler."""
 
+import dataclasses
 import math
 import os
 import sys
@@ -24,6 +25,9 @@ from torch import nn
 
 from pipeline.config import (
     ConfigError,
+    DownloadConfig,
+    EvalConfig,
+    FeatureNetConfig,
     ModelConfig,
     Params,
     from_dict,
@@ -33,6 +37,8 @@ from pipeline.config import (
 )
 from pipeline.data.dataset import ProcessedImages
 from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
+from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
+from pipeline.evaluate.run import evaluate
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
@@ -177,7 +183,7 @@ def test_a_new_familys_section_is_read_and_checked_with_the_params(mean_family, 
         load_params(path)
 
 
-def test_a_new_family_trains_and_samples_through_the_real_loop(
+def test_a_new_family_trains_samples_and_is_evaluated_through_the_real_loop(
     mean_family,
     ray_cluster,
     processed,
@@ -214,6 +220,36 @@ def test_a_new_family_trains_and_samples_through_the_real_loop(
     drawn = np.array(Image.open(tmp_path / "drawn" / sorted(os.listdir(tmp_path / "drawn"))[0]))
     expected = np.round((np.clip(learned[0], -1, 1) + 1) * 127.5)
     assert np.abs(drawn.astype(float) - expected).max() <= 1
+
+    # the evaluate stage: its samples drawn by Ray tasks on the session's cluster (the model
+    # travels to them through the object store, the family's classes by value: no worker needs
+    # it registered), scored against the test split and logged to the training run
+    featurenet = FeatureNetConfig(epochs=1, width=8, feature_dim=16)
+    net, result = train_featurenet(processed, featurenet, False)
+    save_featurenet(net, featurenet, result, tmp_path / "featurenet")
+    metrics = evaluate(
+        dataclasses.replace(
+            params,
+            eval=EvalConfig(num_samples=12, batch_size=4, grid_count=4, kid_subset_size=6),
+            download=DownloadConfig(cache_dir=str(tmp_path / "cache")),
+        ),
+        models_dir=tmp_path / "models",
+        featurenet_dir=tmp_path / "featurenet",
+        processed_dir=processed,
+        train_report=tmp_path / "reports/train.json",
+        metrics_path=tmp_path / "reports/metrics.json",
+        grid_png=tmp_path / "reports/samples.png",
+        trajectory_gif=tmp_path / "reports/trajectory.gif",
+        project_dir=tmp_path,
+    )
+    assert metrics["family"] == "mean" and metrics["num_samples"] == 12
+    assert math.isfinite(metrics["fid_featurenet"]) and metrics["fid_featurenet"] > 0
+    grid = np.array(Image.open(tmp_path / "reports/samples.png"))  # 2 x 2 copies of the mean
+    tile = grid[2:30, 2:30]
+    assert np.abs(tile.astype(float) - expected).max() <= 1
+    np.testing.assert_array_equal(grid[2:30, 32:60], tile)
+    logged = MlflowClient(f"sqlite:///{tmp_path / 'mlflow.db'}").get_run(report.mlflow_run_id)
+    assert logged.data.metrics["fid_featurenet"] == pytest.approx(metrics["fid_featurenet"])
 
 
 def test_an_unknown_family_is_refused_with_the_registered_names():

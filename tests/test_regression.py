@@ -25,6 +25,7 @@ from pipeline.config import DataConfig, EvalConfig, FeatureNetConfig, SearchConf
 from pipeline.config.keys import nest
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
 from pipeline.evaluate.sampling import generate
+from pipeline.methods.export import load_model
 from pipeline.tune.sweep import run_sweep
 from tests.factories import TINY, run_train
 
@@ -116,7 +117,7 @@ def test_tiny_two_worker_training_is_unchanged(
     grid = np.asarray(Image.open(tmp_path / "reports/train_samples.png"))
     ema = torch.load(tmp_path / "models/ema.pt", weights_only=True)
     samples = generate(
-        tmp_path / "models",
+        load_model(tmp_path / "models"),
         EvalConfig(num_samples=4, batch_size=4, num_workers=1, sampler="ddpm", steps=5, seed=3),
     )
     observed = {

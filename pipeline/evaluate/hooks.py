@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import ray
 import torch
 
 from pipeline.config import EvalConfig
@@ -57,17 +58,22 @@ class Inputs:
 
 @dataclass(frozen=True)
 class Sampler:
-    """How the family's extras draw more samples: ``models`` and ``baseline`` are what Ray's
-    sampling tasks load (pipeline.cluster.for_workers), ``score`` scores uint8 images."""
+    """How the family's extras draw more samples: ``models`` and ``baseline`` are the model and
+    the baseline in Ray's object store (``ray.put``; the sampling tasks read them from there),
+    ``score`` scores uint8 images."""
 
     config: EvalConfig
-    models: str
-    baseline: str | None
+    models: ray.ObjectRef
+    baseline: ray.ObjectRef | None
     use_gpu: bool
     score: Score
 
     def generate(
-        self, models: str, conditions: np.ndarray | None, desc: str = "sampling", **changes: Any
+        self,
+        models: ray.ObjectRef,
+        conditions: np.ndarray | None,
+        desc: str = "sampling",
+        **changes: Any,
     ) -> np.ndarray:
         """``generate`` with the eval settings (``changes`` replace some)."""
         config = dataclasses.replace(self.config, **changes)

@@ -16,12 +16,13 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import ray
 import torch
 from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from pipeline.cluster import for_workers, init_ray, resolve_use_gpu
+from pipeline.cluster import init_ray, resolve_use_gpu
 from pipeline.config import EvalConfig, Params, flatten, to_dict
 from pipeline.console import redact
 from pipeline.data.dataset import ProcessedImages, spread
@@ -116,7 +117,7 @@ def evaluate(
     started = time.perf_counter()
     init_ray(params)
     drawn, extras, results = draw_and_score(
-        params, model, hooks, extractor, real_images, models_dir, baseline_dir
+        params, model, hooks, extractor, real_images, baseline_dir
     )
     metrics = {
         **results,
@@ -145,7 +146,6 @@ def draw_and_score(
     hooks: Any,
     extractor: Any,
     real_images: np.ndarray,
-    models_dir: str | Path,
     baseline_dir: str | Path | None,
 ) -> tuple[Drawn, Any, dict[str, float]]:
     """The model's samples on Ray (a colorizer's from ``eval.num_samples`` test images spread over
@@ -160,8 +160,8 @@ def draw_and_score(
     )
     sampler = Sampler(
         ec,
-        for_workers(params, models_dir),  # what Ray's sampling tasks load
-        baseline_dir and for_workers(params, baseline_dir),
+        ray.put(model),  # what Ray's sampling tasks read
+        baseline_dir and ray.put(load_model(baseline_dir)),
         resolve_use_gpu(model.params.train.use_gpu),
         score=lambda images: fid_kid(extractor, real, images, ec),
     )

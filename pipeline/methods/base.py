@@ -128,6 +128,12 @@ class GenerativeModel(ABC):
     def device(self) -> torch.device:
         return next(iter(self.net.parameters()), torch.empty(0)).device
 
+    def to(self, device: torch.device | str) -> GenerativeModel:
+        """This model on ``device`` (its tensors moved in place): a model that travelled to a Ray
+        task on the CPU, moved to the task's GPU."""
+        self.net.to(device)
+        return self
+
     @abstractmethod
     def sample_progressive(
         self,

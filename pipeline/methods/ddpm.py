@@ -147,6 +147,10 @@ class DDPMModel(GenerativeModel):
         ):
             yield step.x
 
+    def to(self, device: torch.device | str) -> DDPMModel:
+        self.diffusion.to(device)
+        return super().to(device)
+
     def denoiser(self, guidance: float | None) -> nn.Module:
         """The network the reverse process calls (a guided family mixes two of its outputs)."""
         return self.net
