@@ -1,5 +1,6 @@
-"""What several test modules build their runs from: the tiny training params, the train stage
-with every output under one folder, a train report, and a worker that dies on cue."""
+"""What several test modules build their runs from: the tiny training params, the train and
+evaluate stages with every output under one folder, a train report, and a worker that dies on
+cue."""
 
 import dataclasses
 import os
@@ -9,6 +10,7 @@ import ray.train
 
 from pipeline.config import DataConfig, ModelConfig, Params, TrainConfig
 from pipeline.config.keys import nest
+from pipeline.evaluate.run import evaluate
 from pipeline.registry import FAMILIES
 from pipeline.reports.train import TrainReport
 from pipeline.train.driver import train
@@ -58,6 +60,23 @@ def run_train(tmp_path, params=TINY, processed=None, **kwargs):
         history_csv=tmp_path / "reports/plots/train_loss.csv",
         samples_png=tmp_path / "reports/train_samples.png",
         project_dir=tmp_path,
+        **kwargs,
+    )
+
+
+def run_evaluate(folder, params, processed, featurenet_dir, project_dir=None, **kwargs):
+    """pipeline.evaluate.run.evaluate of the run that ``run_train`` left in ``folder`` (its models
+    and train report), every output under folder/reports; returns the metrics."""
+    return evaluate(
+        params,
+        models_dir=folder / "models",
+        featurenet_dir=featurenet_dir,
+        processed_dir=processed,
+        train_report=folder / "reports/train.json",
+        metrics_path=folder / "reports/metrics.json",
+        grid_png=folder / "reports/samples.png",
+        trajectory_gif=folder / "reports/trajectory.gif",
+        project_dir=folder if project_dir is None else project_dir,
         **kwargs,
     )
 

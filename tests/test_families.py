@@ -37,7 +37,7 @@ from pipeline.reports.compare import compare_table, write_compare
 from pipeline.seeding import derived_seed
 from pipeline.train.driver import train
 from tests.conftest import assert_same_tensors
-from tests.factories import family_tiny
+from tests.factories import family_tiny, run_evaluate
 
 pytestmark = pytest.mark.slow  # real Ray training runs: `make test-fast` leaves them out
 
@@ -470,18 +470,10 @@ def evaluated(project, two_shapes):
             params = dataclasses.replace(
                 load_model(out / "models").params, download=DownloadConfig(cache_dir=str(root))
             )
-            metrics[family] = evaluate(
-                params,
-                models_dir=out / "models",
-                featurenet_dir=featurenet_dir,
-                processed_dir=two_shapes / "processed",
-                train_report=out / "reports/train.json",
-                metrics_path=out / "reports/metrics.json",
-                grid_png=out / "reports/samples.png",
-                trajectory_gif=out / "reports/trajectory.gif",
+            metrics[family] = run_evaluate(
+                out, params, two_shapes / "processed", featurenet_dir, project_dir=root,
                 figures_dir=out / "reports/figures",
-                project_dir=root,
-            )
+            )  # fmt: skip
     return root, metrics
 
 

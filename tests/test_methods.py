@@ -38,13 +38,12 @@ from pipeline.config import (
 from pipeline.data.dataset import ProcessedImages
 from pipeline.diffusion.samplers import SAMPLERS, Sampler, StepOutput
 from pipeline.evaluate.featurenet import save_featurenet, train_featurenet
-from pipeline.evaluate.run import evaluate
 from pipeline.methods.base import GenerativeModel, Method, Signature, TensorSpec
 from pipeline.methods.export import load_model
 from pipeline.methods.step import optimizer_step
 from pipeline.registry import FAMILIES, Family
 from pipeline.train.driver import run_name
-from tests.factories import TINY, run_train, with_train
+from tests.factories import TINY, run_evaluate, run_train, with_train
 
 
 @dataclass(frozen=True)
@@ -227,21 +226,12 @@ def test_a_new_family_trains_samples_and_is_evaluated_through_the_real_loop(
     featurenet = FeatureNetConfig(epochs=1, width=8, feature_dim=16)
     net, result = train_featurenet(processed, featurenet, False)
     save_featurenet(net, featurenet, result, tmp_path / "featurenet")
-    metrics = evaluate(
-        dataclasses.replace(
-            params,
-            eval=EvalConfig(num_samples=12, batch_size=4, grid_count=4, kid_subset_size=6),
-            download=DownloadConfig(cache_dir=str(tmp_path / "cache")),
-        ),
-        models_dir=tmp_path / "models",
-        featurenet_dir=tmp_path / "featurenet",
-        processed_dir=processed,
-        train_report=tmp_path / "reports/train.json",
-        metrics_path=tmp_path / "reports/metrics.json",
-        grid_png=tmp_path / "reports/samples.png",
-        trajectory_gif=tmp_path / "reports/trajectory.gif",
-        project_dir=tmp_path,
+    scored = dataclasses.replace(
+        params,
+        eval=EvalConfig(num_samples=12, batch_size=4, grid_count=4, kid_subset_size=6),
+        download=DownloadConfig(cache_dir=str(tmp_path / "cache")),
     )
+    metrics = run_evaluate(tmp_path, scored, processed, tmp_path / "featurenet")
     assert metrics["family"] == "mean" and metrics["num_samples"] == 12
     assert math.isfinite(metrics["fid_featurenet"]) and metrics["fid_featurenet"] > 0
     grid = np.array(Image.open(tmp_path / "reports/samples.png"))  # 2 x 2 copies of the mean
