@@ -1,17 +1,23 @@
 """How ``pipeline/data/photos/`` (the offline colour photo set, data source ``photos``) was made.
 
 The photographs are openly licensed files from Debian packages (wallpapers, the GCompris and Tux
-Paint educational suites, Palapeli's puzzles) and the sample images of pip wheels (scikit-image,
-scikit-learn, matplotlib). Each is downscaled so that its shorter side is at most SHORT_SIDE pixels
-(Lanczos) and stored as JPEG quality QUALITY without chroma subsampling (4:4:4: colour is what the
-set is for). ``index.csv`` lists every file with its split, sha256 (checked when the source is
-read), author, licence, origin and near-duplicate group.
+Paint educational suites, Palapeli's puzzles, Budgie's city and nature photographs) and the sample
+images of pip wheels (scikit-image, scikit-learn, matplotlib). Each is downscaled so that its
+shorter side is at most SHORT_SIDE pixels (Lanczos) and stored as JPEG quality QUALITY without
+chroma subsampling (4:4:4: colour is what the set is for). ``index.csv`` lists every file with its
+split, sha256 (checked when the source is read), author, licence, origin and near-duplicate group.
 
-Reproduce (Debian bookworm; ``apt-get download`` needs no root; the script checks each package's
-sha256 against PACKAGES and extracts it with ``dpkg-deb``)::
+Reproduce (Debian bookworm, and trixie for ``budgie-backgrounds``; ``apt-get download`` needs no
+root; the script checks each package's sha256 against PACKAGES and extracts it with ``dpkg-deb``)::
 
     mkdir /tmp/debs && cd /tmp/debs && apt-get download mate-backgrounds lomiri-wallpapers-16.04 \\
         plasma-workspace-wallpapers gcompris-qt-data tuxpaint-stamps-default tuxpaint-data palapeli-data
+    keys=/usr/share/keyrings/debian-archive-keyring.gpg
+    echo "deb [signed-by=$keys] http://deb.debian.org/debian trixie main" > trixie.list
+    apt-get -o Dir::Etc::SourceList=$PWD/trixie.list -o Dir::Etc::SourceParts=/nonexistent \\
+        -o Dir::State::Lists=$PWD/lists update   # (mkdir -p lists/partial first)
+    apt-get -o Dir::Etc::SourceList=$PWD/trixie.list -o Dir::Etc::SourceParts=/nonexistent \\
+        -o Dir::State::Lists=$PWD/lists download budgie-backgrounds
     cd - && python scripts/make_photoset.py /tmp/debs --out pipeline/data/photos
 
 What is in it and why:
@@ -27,9 +33,14 @@ What is in it and why:
   better: benchmarks/colorize_cutouts.py). Drawings are told from photos by the share of distinct
   colours among opaque pixels (below MIN_PHOTO_COLOURS a stamp is a flat-shaded drawing), then by
   eye (CUTOUT_NOT_PHOTOS); mirrored copies are dropped.
+- Budgie's wallpapers (``budgie-backgrounds``, CC0-1.0) are photographs of cities, landmarks and
+  nature at 3840 px: the streets and buildings of an archive's kind (Beacon Street, Casa Mila,
+  the Colosseum, Milan's Piazza Gae Aulenti, Singapore's skyline). Left out: BUDGIE_NOT_PHOTOS.
 - Splits are drawn by group, not by file: files that share a source URL, a name or a near-identical
-  8x8 average hash (``groups``) land in one split, so no view of a test photo is trained on. New
-  groups go val/test in the shares HELD_OUT_SHARE, with a fixed seed.
+  8x8 average hash (``groups``) land in one split, so no view of a test photo is trained on. The
+  groups each batch of sources (BATCHES) adds go val/test in the shares HELD_OUT_SHARE, drawn
+  within the batch with a fixed seed, so a later batch leaves the earlier photos' splits as
+  they were.
 
 The licences come from each package's ``usr/share/doc/*/copyright``, GCompris's per-group READMEs
 and each wheel's notes (the docstrings of ``skimage.data``, ``sklearn/datasets/images/README.txt``,
@@ -79,6 +90,7 @@ PACKAGES = {  # name: (version, sha256 of the .deb)
     "tuxpaint-stamps-default": ("2022.06.04-1", "6db6c1bfc870a47f1499d6203b083522eacb57c5f9c87d468f2e92eb6d9d5f34"),
     "tuxpaint-data": ("1:0.9.28-sdl2-1", "f5d0de8f9a70d2efc1241d19f26168cb8bf279f1b77abd3631e7a1a55c40e5e5"),
     "palapeli-data": ("4:22.12.3-1", "69a15dce2ac25ed8708ac518cd0cee5f4eb0c70ed15da2fdb8899a19ac0ee058"),
+    "budgie-backgrounds": ("3.0-1", "b91c2d5209558bc11d8d3a161f22a608857e3f8c735980cfab0d6650b03014ca"),  # trixie
 }  # fmt: skip
 
 BACKGROUNDS = "usr/share/backgrounds"
@@ -145,6 +157,11 @@ CUTOUT_NOT_PHOTOS = {
 }  # fmt: skip
 TEMPLATES = "usr/share/tuxpaint/templates"
 PALAPELI = "usr/share/palapeli/collection"
+BUDGIE = "usr/share/backgrounds/budgie"
+BUDGIE_NOT_PHOTOS = {  # a black-and-white photograph, a woodblock-style painting, two drawings,
+    # Saturn on black (no scene)
+    "abstract-spiral", "ocean-waves", "valley-midnight", "waves-midnight", "saturnian-profile",
+}  # fmt: skip
 
 # GCompris READMEs' spellings -> the names the first 42 rows use (SPDX where one exists)
 LICENCE_NAMES = {
@@ -170,6 +187,7 @@ class Photo:
     origin: str
     stem: str  # the name it has in its package: the same stem in two places is one subject
     source_url: str = ""
+    batch: int = 0  # the index in BATCHES of the sources that added it
 
 
 # ------------------------------------------------------------------------------ packages
@@ -386,7 +404,26 @@ def packaged_files(extracted: Path) -> Iterator[Photo]:
             )
 
 
+def budgie(extracted: Path) -> Iterator[Photo]:
+    """Budgie's photographic wallpapers (CC0-1.0, the package's copyright file)."""
+    version = PACKAGES["budgie-backgrounds"][0]
+    for path in sorted((extracted / BUDGIE).glob("*.jpg")):
+        if path.stem not in BUDGIE_NOT_PHOTOS:
+            yield Photo(
+                f"budgie-{path.stem}.jpg",
+                open_rgb(path),
+                "Budgie Desktop Developers",
+                "CC0-1.0",
+                f"budgie-backgrounds {version}: {path.relative_to(extracted)}",
+                path.stem,
+            )
+
+
 # ------------------------------------------------------------------------------- the set
+# the sources in the order they joined the set: each batch's new groups are split on their own
+BATCHES = ((first_photos,), (gcompris, tuxpaint_stamps, packaged_files), (budgie,))
+
+
 def groups(photos: list[Photo]) -> list[int]:
     """A group id per photo: photos that share a source URL or a stem (case aside: ``tajMahal`` in
     two GCompris activities) or whose average hashes differ in at most SAME_HASH_BITS bits
@@ -415,7 +452,8 @@ def groups(photos: list[Photo]) -> list[int]:
 
 
 def splits(photos: list[Photo], group: list[int]) -> list[str]:
-    """The first set's splits as they were; the added groups drawn val/test by HELD_OUT_SHARE."""
+    """The first set's splits as they were; the groups each later batch adds (a group belongs to
+    the first batch that has a photo of it) drawn val/test by HELD_OUT_SHARE."""
     first = [name for name, *_ in PHOTOS]
     order = random.Random(SEED).sample(first, len(first))
     split = {name: "test" for name in order[: HELD_OUT["test"]]}
@@ -428,10 +466,16 @@ def splits(photos: list[Photo], group: list[int]) -> list[str]:
             and fixed.setdefault(group[i], split[photo.name]) != split[photo.name]
         ):
             raise SystemExit(f"{photo.name}: grouped with a photograph of another split")
-    added = sorted({g for g in group if g not in fixed})
-    random.Random(SEED).shuffle(added)
-    n_test, n_val = (round(HELD_OUT_SHARE[s] * len(added)) for s in ("test", "val"))
-    drawn = {g: "test" for g in added[:n_test]} | {g: "val" for g in added[n_test : n_test + n_val]}
+    first_batch: dict[int, int] = {}
+    for photo, g in zip(photos, group, strict=True):
+        first_batch.setdefault(g, photo.batch)
+    drawn: dict[int, str] = {}
+    for batch in range(1, len(BATCHES)):
+        added = sorted(g for g, b in first_batch.items() if b == batch and g not in fixed)
+        random.Random(SEED).shuffle(added)
+        n_test, n_val = (round(HELD_OUT_SHARE[s] * len(added)) for s in ("test", "val"))
+        drawn |= {g: "test" for g in added[:n_test]}
+        drawn |= {g: "val" for g in added[n_test : n_test + n_val]}
     return [fixed.get(g, drawn.get(g, "train")) for g in group]
 
 
@@ -444,13 +488,14 @@ def shrink(img: Image.Image, short_side: int) -> Image.Image:
 def collect(extracted: Path) -> list[Photo]:
     """Every photograph of the set, the first 42 first, without near-gray images or name clashes."""
     photos, names = [], set()
-    for source in (first_photos, gcompris, tuxpaint_stamps, packaged_files):
-        for photo in source(extracted):
+    for batch, sources in enumerate(BATCHES):
+        for photo in (photo for source in sources for photo in source(extracted)):
             if photo.name in names:
                 raise SystemExit(f"two photographs named {photo.name}")
-            if source is not first_photos and chroma(photo.image) < MIN_CHROMA:
+            if batch and chroma(photo.image) < MIN_CHROMA:
                 continue
             names.add(photo.name)
+            photo.batch = batch
             photos.append(photo)
     return photos
 
