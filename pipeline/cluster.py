@@ -154,7 +154,7 @@ def tree_digest(directory: Path) -> str:
 
 
 def for_workers(params: Params, directory: str | Path) -> Path:
-    """A path of ``directory`` (data, a model, FeatureNet) that every node's workers can read:
+    """A path of ``directory`` (the processed data, FeatureNet) that every node's workers can read:
     itself without a shared dir, else its copy ``<shared_dir>/inputs/<name>-<sha256[:16]>`` of the
     same content, made once (into a temporary name, then renamed) and checked on every reuse: a
     copy whose content no longer matches its name is an error, never read."""
