@@ -332,7 +332,7 @@ def photos_processed(processed_data):
 
 @pytest.fixture(scope="module")
 def photo_test_split(photos_processed):
-    """The photos source's test split at 32 px: 4,200 real colour crops of 35 held-out photos."""
+    """The photos source's test split at 32 px: 4,392 real colour crops of 36 held-out photos."""
     return np.load(photos_processed / "test_images.npy")
 
 
@@ -707,7 +707,7 @@ def test_the_evaluate_stage_colours_the_held_out_photos_whole(tmp_path, processe
     with open(raw / "index.csv", newline="") as f:
         test = [row["file"] for row in csv.DictReader(f) if row["split"] == "test"]
     found = [Path(e.origin).name for e in split_images(data, raw, "test")]
-    assert found == test and len(found) == 35  # as preprocessing assigns them
+    assert found == test and len(found) == 36  # as preprocessing assigns them
     models, guide = export(tmp_path, "ddpm_color"), export(tmp_path, "regression_color")
     config = EvalConfig(steps=2, colorizer=ColorizerEvalConfig(photos=3))
     hooks = ColorizerEvaluation(load_model(models), config)
