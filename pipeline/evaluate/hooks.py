@@ -108,6 +108,8 @@ class Evaluation:
     """An unconditional diffusion family's: the first ``grid_count`` samples and the denoising
     trajectory."""
 
+    baseline: GenerativeModel | None = None  # a baseline model, loaded by ``prepare``
+
     def __init__(self, model: GenerativeModel, config: EvalConfig) -> None:
         self.model, self.config = model, config
 
@@ -231,7 +233,7 @@ class ColorizerEvaluation(Evaluation):
     model's draws alone; ``photo_regression_*``: the baseline alone; ``photo_gray_fid_colour``),
     scored by ``pipeline.evaluate.colour.photo_scores``."""
 
-    baseline: GenerativeModel | None = None
+    guide: GenerativeModel | None = None  # the baseline, when it can guide the model on photos
     photos: list[np.ndarray] | None = None
 
     def prepare(self, inputs: Inputs) -> None:
@@ -242,9 +244,10 @@ class ColorizerEvaluation(Evaluation):
                     f"evaluate: a baseline ({inputs.baseline_dir}) is compared with colorizers "
                     f"only; it holds model.family {self.baseline.params.model.family!r}"
                 )
-            if problem := guide_mismatch(self.model, self.baseline):
-                self.baseline = None  # scored on crops, but it cannot guide on photos
+            if problem := guide_mismatch(self.model, self.baseline):  # scored on crops only
                 log.info("the baseline %s %s: no guided photo scores", inputs.baseline_dir, problem)
+            else:
+                self.guide = self.baseline
         wanted = self.config.colorizer.photos
         if wanted and inputs.photos_dir is None:
             raise ValueError(
@@ -330,7 +333,7 @@ class ColorizerEvaluation(Evaluation):
         for rgb in progress_bar(self.photos, desc="colorize test photos", unit="photo"):
             generator = torch.Generator(self.model.device).manual_seed(self.config.seed)
             for name, image in decodings(
-                self.model, rgb, self.baseline, steps=self.config.steps, generator=generator
+                self.model, rgb, self.guide, steps=self.config.steps, generator=generator
             ).items():
                 decoded.setdefault(name, []).append(image)
         out = {}

@@ -116,9 +116,7 @@ def evaluate(
 
     started = time.perf_counter()
     init_ray(params)
-    drawn, extras, results = draw_and_score(
-        params, model, hooks, extractor, real_images, baseline_dir
-    )
+    drawn, extras, results = draw_and_score(params, model, hooks, extractor, real_images)
     metrics = {
         **results,
         "family": model.params.model.family,
@@ -146,7 +144,6 @@ def draw_and_score(
     hooks: Any,
     extractor: Any,
     real_images: np.ndarray,
-    baseline_dir: str | Path | None,
 ) -> tuple[Drawn, Any, dict[str, float]]:
     """The model's samples on Ray (a colorizer's from ``eval.num_samples`` test images spread over
     the split: every test photo), their FID/KID against ``real_images``, the family's extras
@@ -161,7 +158,7 @@ def draw_and_score(
     sampler = Sampler(
         ec,
         ray.put(model),  # what Ray's sampling tasks read
-        baseline_dir and ray.put(load_model(baseline_dir)),
+        hooks.baseline and ray.put(hooks.baseline),  # loaded once, by the hooks
         resolve_use_gpu(model.params.train.use_gpu),
         score=lambda images: fid_kid(extractor, real, images, ec),
     )
